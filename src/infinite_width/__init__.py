@@ -1,0 +1,50 @@
+"""infinite_width: infinitely wide neural networks beside finite ones.
+
+Three views of one architecture, on the same data:
+
+* analytic limits: closed-form NNGP and NTK kernels (:mod:`infinite_width.kernels`,
+  from neural-tangents) and the dynamics they imply;
+* the Adam-like infinite-width limit (:mod:`infinite_width.adam_limit`);
+* finite networks at any width trained with optax (:mod:`infinite_width.training`).
+
+``import infinite_width`` is light: neural-tangents is imported on first use
+of a kernel, and TensorFlow never.
+"""
+
+from infinite_width import kernels, optim
+from infinite_width.architectures import (
+    ACTIVATIONS,
+    Activation,
+    Architecture,
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    LayerNorm,
+    MaxPool,
+    conv,
+    mlp,
+    myrtle,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "Architecture",
+    "AvgPool",
+    "Conv",
+    "Dense",
+    "Flatten",
+    "GlobalAvgPool",
+    "LayerNorm",
+    "MaxPool",
+    "conv",
+    "kernels",
+    "mlp",
+    "myrtle",
+    "optim",
+    "__version__",
+]
