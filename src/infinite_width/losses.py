@@ -1,0 +1,55 @@
+"""Losses shared by every regime, and their output gradients chi.
+
+Conventions (the ones neural-tangents' ``predict`` module uses for MSE):
+
+* ``mse(f, y) = 0.5 * mean((f - y)^2)`` over all N*k entries;
+* ``cross_entropy(f, y) = mean_i( -sum_c y_ic log_softmax(f_i)_c )`` with
+  one-hot (or probability) targets ``y``.
+
+``chi(loss, f, y)`` is ``d loss / d f`` of shape (N, k): the only thing the
+infinite-width dynamics need from a loss (../shared/design/adam-limit.md).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["LOSSES", "get", "mse", "cross_entropy", "chi", "accuracy"]
+
+
+def mse(f, y):
+    """``0.5 * mean((f - y)^2)``; f, y of shape (N, k)."""
+    return 0.5 * jnp.mean((f - y) ** 2)
+
+
+def cross_entropy(f, y):
+    """Softmax cross-entropy averaged over examples; logits f and targets y of shape (N, k)."""
+    return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(f, axis=-1), axis=-1))
+
+
+LOSSES = {"mse": mse, "cross_entropy": cross_entropy}
+
+
+def get(name: str) -> Callable:
+    """The loss function called ``name`` (``"mse"`` or ``"cross_entropy"``)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {tuple(LOSSES)}")
+    return LOSSES[name]
+
+
+def chi(name: str, f, y):
+    """Output gradient ``d loss / d f``, shape (N, k)."""
+    return jax.grad(get(name))(f, y)
+
+
+def accuracy(f, y):
+    """Fraction of rows whose largest output matches the largest target.
+
+    For a single output (k = 1) the sign is compared with the target's sign.
+    """
+    if f.shape[-1] == 1:
+        return jnp.mean(jnp.sign(f[:, 0]) == jnp.sign(y[:, 0]))
+    return jnp.mean(jnp.argmax(f, axis=-1) == jnp.argmax(y, axis=-1))

@@ -1,0 +1,43 @@
+"""The minibatch index sequence, shared by finite networks and the infinite-width side.
+
+Both sides draw their minibatches from the same key with this function, so
+that a finite network and its limit see the same examples at every step.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["minibatch_indices"]
+
+
+def minibatch_indices(key, n_train: int, batch_size: Optional[int], steps: int) -> np.ndarray:
+    """Indices of the training rows used at each step, shape (steps, batch_size).
+
+    Each epoch is a fresh permutation of ``range(n_train)`` drawn from
+    ``key``; steps take consecutive slices of it (the last incomplete slice of
+    an epoch is dropped). ``batch_size=None`` (or ``n_train``) means full
+    batch: every row of the array is ``0..n_train-1`` in order.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)) or n_train < 1:
+        raise ValueError(f"n_train must be an integer >= 1, got {n_train!r}")
+    if batch_size is None or batch_size == n_train:
+        return np.tile(np.arange(n_train), (steps, 1))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n_train:
+        raise ValueError(f"batch_size must be an integer in [1, {n_train}] or None, got {batch_size!r}")
+    per_epoch = n_train // batch_size
+    epochs = -(-steps // per_epoch) if steps else 0
+    keys = jax.random.split(key, max(epochs, 1))[:epochs]
+    rows = [
+        np.asarray(jax.random.permutation(k, n_train))[: per_epoch * batch_size].reshape(per_epoch, batch_size)
+        for k in keys
+    ]
+    if not rows:
+        return np.zeros((0, batch_size), dtype=np.int64)
+    return np.concatenate(rows)[:steps].astype(np.int64)
