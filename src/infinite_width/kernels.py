@@ -42,6 +42,15 @@ __all__ = [
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
+def _enable_x64():
+    # jax >= 0.7 has jax.enable_x64; older versions only the experimental one.
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64()
+
+
 @contextlib.contextmanager
 def precision_scope(dtype: str = "float32"):
     """Full-precision matrix products, and x64 mode when ``dtype == "float64"``."""
@@ -50,7 +59,7 @@ def precision_scope(dtype: str = "float32"):
     with contextlib.ExitStack() as stack:
         stack.enter_context(jax.default_matmul_precision("highest"))
         if dtype == "float64":
-            stack.enter_context(jax.enable_x64(True))
+            stack.enter_context(_enable_x64())
         yield _DTYPES[dtype]
 
 
