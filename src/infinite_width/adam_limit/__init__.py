@@ -1,0 +1,23 @@
+"""The Adam-like infinite-width limit (../shared/design/adam-limit.md).
+
+* :func:`solve` — Monte Carlo engine for MLPs, any optimizer of
+  :mod:`infinite_width.optim`, any loss, full batch or minibatches
+  (:mod:`infinite_width.adam_limit.engine`);
+* :func:`estimate_memory` — bytes a configuration needs, checked before allocating;
+* :func:`sampling_root` — square root of a layer kernel, used to draw the fields.
+"""
+
+from infinite_width.adam_limit.engine import STORAGE_DTYPES, TRAIN_MODES, LimitResult, solve
+from infinite_width.adam_limit.memory import MemoryEstimate, available_memory, estimate_memory
+from infinite_width.adam_limit.sampling import sampling_root
+
+__all__ = [
+    "solve",
+    "LimitResult",
+    "estimate_memory",
+    "available_memory",
+    "MemoryEstimate",
+    "sampling_root",
+    "TRAIN_MODES",
+    "STORAGE_DTYPES",
+]

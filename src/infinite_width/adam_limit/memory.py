@@ -1,0 +1,130 @@
+"""Memory planning for the Monte Carlo engine: estimate before allocating, refuse clearly.
+
+The engine stores, per sample and per point, ``L * k`` backward products
+``u^l_c`` and ``L`` activations ``phi(h^l)`` (``train="all"``), or only
+``phi(h^L)`` (``train="readout"``): storage is ``M * P * (L k + L)`` numbers
+(M samples, P points, L hidden layers, k outputs). On top come the float32
+temporaries of drawing one layer's fields, the optimizer state per sample
+and term, and the per-chunk temporaries of one step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, Optional
+
+import numpy as np
+
+__all__ = ["MemoryEstimate", "estimate_memory", "available_memory", "check_memory"]
+
+_ITEMSIZE = {"float32": 4, "bfloat16": 2}
+_GIB = 2.0**30
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one solve needs, per device (samples are split over ``devices``).
+
+    Attributes:
+      parts: bytes per device of each part (``storage``, ``sampling``,
+        ``optimizer_state``, ``step_temporaries``, ``roots``).
+      total_bytes: their sum (the peak is below it: sampling temporaries and
+        step temporaries never coexist, counted both to keep a margin).
+      devices: number of devices the samples are sharded over.
+    """
+
+    parts: Dict[str, int]
+    devices: int
+
+    @property
+    def total_bytes(self) -> int:
+        return int(sum(self.parts.values()))
+
+    def describe(self) -> str:
+        detail = ", ".join(f"{name} {value / _GIB:.3g} GiB" for name, value in self.parts.items())
+        return f"{self.total_bytes / _GIB:.3g} GiB per device ({detail})"
+
+
+def estimate_memory(
+    depth: int,
+    out_dim: int,
+    n_train: int,
+    n_test: int,
+    *,
+    samples: int,
+    replicas: int = 1,
+    chunk_size: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    storage_dtype: str = "float32",
+    train: str = "all",
+    devices: int = 1,
+) -> MemoryEstimate:
+    """Bytes per device for a solve of an MLP with ``depth`` hidden layers and ``out_dim`` outputs.
+
+    ``chunk_size`` is the number of samples per replica processed at once in
+    a step (default: all of them); ``batch_size`` the minibatch (default: full
+    batch).
+    """
+    if storage_dtype not in _ITEMSIZE:
+        raise ValueError(f"unknown storage_dtype {storage_dtype!r}; expected one of {tuple(_ITEMSIZE)}")
+    if train not in ("all", "readout"):
+        raise ValueError(f"unknown train mode {train!r}; expected 'all' or 'readout'")
+    points = n_train + n_test
+    k = out_dim
+    per_device = -(-samples // devices)
+    chunk_total = per_device if chunk_size is None else -(-chunk_size * replicas // devices)
+    batch = n_train if batch_size is None else batch_size
+    if train == "all":
+        stored_per_point = depth * k + depth  # u^l_c and phi(h^l)
+        sampled_per_point = 2 * (k + 1)  # h, z and their float32 products for one layer
+        state_per_sample = 3 * (2 * depth + k)  # g, m, v of each shared term and the readout rows
+    else:
+        stored_per_point = 1
+        sampled_per_point = 2
+        state_per_sample = 3 * k
+    roots = (2 * depth if train == "all" else 1) * points * points * 4
+    parts = {
+        "storage": per_device * points * stored_per_point * _ITEMSIZE[storage_dtype],
+        "sampling": per_device * points * sampled_per_point * 4,
+        "optimizer_state": per_device * state_per_sample * 4,
+        # pass 1 gathers the batch rows of u (C, B, k); pass 2 forms v * Q (C, P).
+        "step_temporaries": chunk_total * (batch * k + points * max(k, 2)) * 4,
+        "roots": roots,
+    }
+    return MemoryEstimate(parts={name: int(value) for name, value in parts.items()}, devices=devices)
+
+
+def available_memory(device=None) -> int:
+    """Free bytes on ``device`` (a jax device; default the first one).
+
+    Accelerators report ``bytes_limit - bytes_in_use`` through
+    ``device.memory_stats()``; on the CPU (no such statistics) it is the
+    free physical memory from ``os.sysconf``.
+    """
+    if device is not None:
+        stats = None
+        try:
+            stats = device.memory_stats()
+        except Exception:  # CPU devices raise or return None
+            stats = None
+        if stats and "bytes_limit" in stats:
+            return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return int(np.iinfo(np.int64).max)
+
+
+def check_memory(estimate: MemoryEstimate, available: int, samples: int) -> None:
+    """Raise ``MemoryError`` when ``estimate`` exceeds ``available`` bytes, saying what to change."""
+    if estimate.total_bytes <= available:
+        return
+    fraction = available / max(estimate.total_bytes, 1)
+    fitting = int(samples * fraction * 0.9)
+    raise MemoryError(
+        f"the Adam-limit engine needs about {estimate.describe()}, but only "
+        f"{available / _GIB:.3g} GiB is available per device. Reduce samples "
+        f"(about {fitting} would fit), use storage_dtype='bfloat16', a smaller chunk_size, "
+        f"more devices, or raise max_memory_bytes if the estimate of free memory is wrong."
+    )
