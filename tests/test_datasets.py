@@ -101,6 +101,13 @@ def test_unknown_name_lists_the_valid_ones():
 def test_file_datasets_need_a_data_folder(no_env, name):
     with pytest.raises(ValueError, match=f"data_dir=.*{D.DATA_ENV_VAR}"):
         D.load(name)
+    with pytest.raises(ValueError, match=f"data_dir=.*{D.DATA_ENV_VAR}"):
+        D.download(name, progress=False)
+
+
+def test_digits_has_nothing_to_download(no_env):
+    assert D.download("digits") is None
+    assert D.load("digits", download=True).n_train == 1437
 
 
 def test_missing_data_folder_is_named(tmp_path):

@@ -16,8 +16,8 @@ in the standard layout::
 
 idx files may also be stored decompressed (same names without ``.gz``);
 a CIFAR-10 folder may hold any subset of the five training batches.
-Nothing is cached on disk: the files are decoded on every call (MNIST in
-about a second). :func:`download` (or ``load(..., download=True)``) fetches
+Nothing is cached on disk: the files are decoded on every call (full MNIST in
+under a second). :func:`download` (or ``load(..., download=True)``) fetches
 the official files for users with internet, verifying their SHA-256.
 """
 
@@ -37,7 +37,7 @@ import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -200,8 +200,11 @@ def _gzip_errors(path: Path):
 # --------------------------------------------------------------------------- data folder
 
 
-def _data_dir(data_dir, name: str) -> Path:
-    """The data folder from the argument or the environment; a clear error if neither."""
+def _data_dir(data_dir, name: str, create: bool = False) -> Path:
+    """The data folder from the argument or the environment; a clear error if neither.
+
+    A missing folder is created if ``create`` (for downloads), else an error.
+    """
     if data_dir is None:
         data_dir = os.environ.get(DATA_ENV_VAR) or None
         if data_dir is None:
@@ -213,20 +216,26 @@ def _data_dir(data_dir, name: str) -> Path:
     elif not isinstance(data_dir, (str, os.PathLike)):
         raise TypeError(f"data_dir must be a path or None, got {type(data_dir).__name__}")
     path = Path(data_dir).expanduser()
-    if not path.is_dir():
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not path.is_dir():
         raise FileNotFoundError(f"data folder {path} does not exist")
     return path
 
 
+def _find_idx(folder: Path, stem: str) -> Optional[Path]:
+    """``stem.gz``, else the decompressed ``stem``, else None."""
+    return next((path for path in (folder / f"{stem}.gz", folder / stem) if path.is_file()), None)
+
+
 def _idx_file(folder: Path, stem: str) -> Path:
-    """``stem.gz``, else the decompressed ``stem``; FileNotFoundError naming both if neither."""
-    for candidate in (folder / f"{stem}.gz", folder / stem):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{folder / (stem + '.gz')}: missing file (nor is a decompressed {stem} there); "
-        f"download(name, data_dir) fetches it"
-    )
+    path = _find_idx(folder, stem)
+    if path is None:
+        raise FileNotFoundError(
+            f"{folder / (stem + '.gz')}: missing file (nor is a decompressed {stem} there); "
+            f"download(name, data_dir) fetches it"
+        )
+    return path
 
 
 def _cifar_train_batches(folder: Path) -> Sequence[Path]:
@@ -238,7 +247,7 @@ def _present(name: str, root: Path) -> bool:
     if name == "cifar10":
         return (folder / "test_batch").is_file() and bool(_cifar_train_batches(folder))
     stems = [stem for pair in _IDX_SPLITS.values() for stem in pair]
-    return all((folder / f"{stem}.gz").is_file() or (folder / stem).is_file() for stem in stems)
+    return all(_find_idx(folder, stem) is not None for stem in stems)
 
 
 def available(data_dir=None) -> Tuple[str, ...]:
@@ -380,15 +389,21 @@ def _load_raw(name: str, data_dir, download_missing: bool):
     """(x_train, labels_train, x_test, labels_test): uint8 NHWC images and integer labels."""
     if name == "digits":
         return _load_digits()
-    if download_missing:
-        root = _data_dir_for_download(data_dir, name)
-        if not _present(name, root):
-            download(name, root)
-    root = _data_dir(data_dir, name)
+    root = _data_dir(data_dir, name, create=download_missing)
+    if download_missing and not _present(name, root):
+        download(name, root)
     return _load_cifar10(root) if name == "cifar10" else _load_idx(name, root)
 
 
 # --------------------------------------------------------------------------- subsets and preprocessing
+
+
+def _check_name(name) -> str:
+    """The canonical name (``"fashion-mnist"`` is accepted for ``"fashion_mnist"``)."""
+    canonical = name.replace("-", "_").lower() if isinstance(name, str) else None
+    if canonical not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    return canonical
 
 
 def _check_count(argument: str, value) -> None:
@@ -489,7 +504,7 @@ def load(
         1437/360 train/test split; needs no files), ``"mnist"``,
         ``"fashion_mnist"`` or ``"cifar10"``.
       data_dir: the data folder (see the module docstring); default: the
-        environment variable ``INFINITE_WIDTH_DATA``.
+        environment variable ``INFINITE_WIDTH_DATA``. Unused for digits.
       n_train, n_test: class-balanced random subsets of this many examples
         (a multiple of the number of classes: equal count per class), in a
         random order drawn from ``seed``. ``None``: every example, in file order.
@@ -514,9 +529,7 @@ def load(
       A :class:`Dataset`; ``x_*`` (N, d) or (N, H, W, C), ``y_*`` (N, k),
       ``labels_*`` (N,).
     """
-    if not isinstance(name, str) or name.replace("-", "_").lower() not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
-    name = name.replace("-", "_").lower()
+    name = _check_name(name)
     _check_count("n_train", n_train)
     _check_count("n_test", n_test)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -553,15 +566,6 @@ def load(
 
 
 # --------------------------------------------------------------------------- download
-
-
-def _data_dir_for_download(data_dir, name: str) -> Path:
-    """Like _data_dir, but the folder is created if missing."""
-    if data_dir is None and not os.environ.get(DATA_ENV_VAR):
-        return _data_dir(None, name)  # raises the explanation
-    path = Path(data_dir if data_dir is not None else os.environ[DATA_ENV_VAR]).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _fetch(url: str, target: Path, progress: bool) -> None:
@@ -611,13 +615,10 @@ def download(name: str, data_dir=None, *, progress: bool = True) -> Optional[Pat
     (the archive is then deleted). ``"digits"`` ships with scikit-learn:
     nothing to fetch. Returns the data set's folder (None for digits).
     """
-    if not isinstance(name, str) or name.replace("-", "_").lower() not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
-    name = name.replace("-", "_").lower()
+    name = _check_name(name)
     if name == "digits":
         return None
-    root = _data_dir_for_download(data_dir, name)
-    folder = root / _FOLDERS[name]
+    folder = _data_dir(data_dir, name, create=True) / _FOLDERS[name]
     folder.mkdir(exist_ok=True)
     if name == "cifar10":
         _download_cifar10(folder, progress)
