@@ -11,7 +11,7 @@ Three views of one architecture, on the same data:
 of a kernel, and TensorFlow never.
 """
 
-from infinite_width import kernels, optim
+from infinite_width import datasets, kernels, losses, optim
 from infinite_width.architectures import (
     ACTIVATIONS,
     Activation,
@@ -42,7 +42,9 @@ __all__ = [
     "LayerNorm",
     "MaxPool",
     "conv",
+    "datasets",
     "kernels",
+    "losses",
     "mlp",
     "myrtle",
     "optim",
