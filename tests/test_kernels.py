@@ -1,5 +1,6 @@
 """infinite_width.kernels: shapes, layer-wise identities, conv kernels, input validation."""
 
+import jax
 import numpy as np
 import pytest
 import scipy.special
@@ -9,7 +10,8 @@ from sklearn.datasets import load_digits
 import infinite_width as iw
 import infinite_width.testing as iwt
 from infinite_width import kernels
-from infinite_width.architectures import Architecture, Dense, MaxPool, Conv, Activation, GlobalAvgPool
+from infinite_width._neural_tangents import nt
+from infinite_width.architectures import Activation, Architecture, Conv, Dense, GlobalAvgPool, MaxPool
 
 
 def _vectors(n, d, seed=0):
@@ -197,16 +199,18 @@ def test_maxpool_architecture_has_no_closed_form():
             fn(arch, np.ones((2, 4, 4, 1)))
 
 
-def test_zero_input_of_bias_free_relu_never_gives_silent_nan():
-    # x = 0 is 0/0 in the bias-free arc-cosine: a finite kernel or a clear error.
+def test_zero_input_of_bias_free_relu_gives_its_limit_not_nan():
+    # x = 0 is 0/0 in the bias-free arc-cosine; the network maps it to f = 0 exactly,
+    # so its kernel row is 0, and the other entries are untouched.
     arch = iw.mlp(2, "relu", 1.0, 0.0)
     x = np.vstack([np.zeros((1, 3)), _vectors(2, 3)])
-    try:
-        nngp, ntk = kernels.nngp_and_ntk(arch, x)
-    except FloatingPointError as error:
-        assert "non-finite" in str(error)
-    else:
-        assert np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk))
+    for K in kernels.nngp_and_ntk(arch, x, dtype="float64"):
+        assert np.all(np.isfinite(K))
+        np.testing.assert_array_equal(K[0], 0.0)
+        np.testing.assert_array_equal(K[:, 0], 0.0)
+    expected = iwt.arccos_relu_kernels(x[1:], depth=2, W_std=1.0, b_std=0.0)
+    for K, reference in zip(kernels.nngp_and_ntk(arch, x, dtype="float64"), expected):
+        np.testing.assert_allclose(K[1:, 1:], reference, rtol=1e-6)
 
 
 # ---- max_learning_rate ----------------------------------------------------
@@ -226,3 +230,50 @@ def test_max_learning_rate_matches_formula():
     assert radius == pytest.approx(1.0, rel=1e-10)
     with pytest.raises(ValueError, match="square"):
         kernels.max_learning_rate(np.ones((2, 3)))
+
+
+# ---- finite networks converge to the analytic kernels --------------------
+
+
+def _log_log_slope(sizes, errors):
+    return float(np.polyfit(np.log(sizes), np.log(errors), 1)[0])
+
+
+@pytest.mark.parametrize("implementation", [1, 2], ids=["jacobian-contraction", "ntk-vector-products"])
+def test_empirical_ntk_converges_at_rate_one_over_sqrt_width(implementation):
+    arch = iw.mlp(2, "relu", 1.5, 0.1)
+    x = _vectors(8, 6).astype(np.float32)
+    analytic = kernels.ntk(arch, x)
+    widths = (64, 128, 256, 512, 1024)
+    errors = []
+    for width in widths:
+        init_fn, apply_fn, _ = arch.stax(width)
+        empirical_ntk = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), implementation=implementation))
+        per_seed = []
+        for seed in range(4):  # averaging over initialisations steadies the slope
+            _, params = init_fn(jax.random.PRNGKey(seed), x.shape)
+            with kernels.precision_scope("float32"):
+                empirical = np.asarray(empirical_ntk(x, None, params))
+            per_seed.append(np.linalg.norm(empirical - analytic) / np.linalg.norm(analytic))
+        errors.append(np.mean(per_seed))
+    slope = _log_log_slope(widths, errors)
+    assert -0.8 <= slope <= -0.3, f"relative NTK errors {errors} at widths {widths}: slope {slope:.3f}"
+    assert errors[-1] < 0.15
+
+
+def test_monte_carlo_nngp_converges_at_rate_one_over_sqrt_samples():
+    arch = iw.mlp(2, "relu", 1.5, 0.1, out_dim=32)
+    x = _vectors(8, 6).astype(np.float32)
+    analytic = kernels.nngp(arch, x)
+    init_fn, apply_fn, _ = arch.stax(256)
+    n_samples = (1, 2, 4, 8, 16)
+    errors = np.zeros(len(n_samples))
+    for seed in range(4):
+        monte_carlo = nt.monte_carlo_kernel_fn(
+            init_fn, apply_fn, jax.random.PRNGKey(seed), n_samples=n_samples, device_count=0, implementation=2
+        )
+        with kernels.precision_scope("float32"):
+            for i, estimate in enumerate(monte_carlo(x, None, "nngp")):
+                errors[i] += np.linalg.norm(np.asarray(estimate) - analytic) / np.linalg.norm(analytic) / 4
+    slope = _log_log_slope(n_samples, errors)
+    assert -0.8 <= slope <= -0.3, f"relative NNGP errors {errors} at n_samples {n_samples}: slope {slope:.3f}"
