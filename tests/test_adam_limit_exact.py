@@ -28,7 +28,14 @@ from infinite_width.kernels import layerwise
 from infinite_width.minibatches import minibatch_indices
 
 # (var_a, var_b, rho): generic, negative, near-degenerate and degenerate correlations.
-COVARIANCES = [(1.0, 1.0, 0.3), (2.0, 0.5, -0.7), (1.3, 0.7, 0.9999), (1.0, 1.0, 1.0), (1.0, 2.0, -1.0), (0.7, 1.2, 0.0)]
+COVARIANCES = [
+    (1.0, 1.0, 0.3),
+    (2.0, 0.5, -0.7),
+    (1.3, 0.7, 0.9999),
+    (1.0, 1.0, 1.0),
+    (1.0, 2.0, -1.0),
+    (0.7, 1.2, 0.0),
+]
 PIECEWISE_LINEAR = ("relu", "leaky_relu", "abs", "identity")
 
 # Independent numpy versions of phi and phi' (the library differentiates jax functions).
@@ -148,14 +155,19 @@ def test_quadrature_on_known_integrals():
     assert smooth.shape == (2, 2)
     np.testing.assert_allclose(smooth, cov, atol=1e-12)
     # Isserlis: E[a^2 b^2] = var_a var_b + 2 cov^2.
-    np.testing.assert_allclose(gaussian_expectation_2d(square, square, var_a, var_b, cov), var_a * var_b + 2 * cov**2, rtol=1e-10)
+    fourth_moment = gaussian_expectation_2d(square, square, var_a, var_b, cov)
+    np.testing.assert_allclose(fourth_moment, var_a * var_b + 2 * cov**2, rtol=1e-10)
     # Orthant: E[sign a sign b] = (2/pi) arcsin(rho).
     signs = gaussian_expectation_2d(np.sign, np.sign, var_a, var_b, cov, a_breaks=[0.0], b_breaks=[0.0])
     np.testing.assert_allclose(signs, 2 / np.pi * np.arcsin(rho), atol=1e-9)
     # E[a 1{a > 0, b > 0}] = sigma_a (1 + rho) / (2 sqrt(2 pi)), with a break away from 0 in g too.
-    positive = gaussian_expectation_2d(
-        lambda v: np.maximum(v, 0.0), lambda v: (v > 0).astype(float), var_a, var_b, cov, a_breaks=[0.0], b_breaks=[0.0, 5.0]
-    )
+    def relu(v):
+        return np.maximum(v, 0.0)
+
+    def step(v):
+        return (v > 0).astype(float)
+
+    positive = gaussian_expectation_2d(relu, step, var_a, var_b, cov, a_breaks=[0.0], b_breaks=[0.0, 5.0])
     np.testing.assert_allclose(positive, sigma_a * (1 + rho) / (2 * np.sqrt(2 * np.pi)), atol=1e-9)
     # A zero variance reduces to a one-dimensional integral: E[a^2 sign(b)] with b = 0 is 0, E[a^2 * 1] = var_a.
     np.testing.assert_allclose(gaussian_expectation_2d(square, np.sign, 2.0, 0.0, 0.0), 0.0, atol=1e-12)
@@ -184,7 +196,10 @@ def test_monte_carlo_error_falls_like_inverse_square_root(which):
         var_a, var_b, rho = 1.5, 0.8, 0.4
         cov = rho * math.sqrt(var_a * var_b)
         phi, phi_prime = NUMPY_ACTIVATIONS["relu"]
-        fn, closed = (phi_prime, derivative_sign_expectation) if which == "relu_derivative" else (phi, activation_sign_expectation)
+        if which == "relu_derivative":
+            fn, closed = phi_prime, derivative_sign_expectation
+        else:
+            fn, closed = phi, activation_sign_expectation
         exact = float(closed("relu", var_a, var_b, cov))
 
         def estimate(m):
@@ -363,7 +378,13 @@ def test_wide_finite_network_with_sign_updates_approaches_sign_dynamics():
 
 def _identity_arch(out_dim, hidden="relu"):
     # Earlier layers may be anything: only the readout features need to be Gaussian.
-    layers = (iw.Dense(None, 1.2, 0.1), iw.Activation(hidden), iw.Dense(None, 1.3, 0.2), iw.Activation("identity"), iw.Dense(out_dim, 1.3, 0.3))
+    layers = (
+        iw.Dense(None, 1.2, 0.1),
+        iw.Activation(hidden),
+        iw.Dense(None, 1.3, 0.2),
+        iw.Activation("identity"),
+        iw.Dense(out_dim, 1.3, 0.3),
+    )
     return iw.Architecture(layers, name="relu-identity")
 
 
@@ -442,6 +463,9 @@ def test_readout_sign_kernel_agrees_with_normalized_readout_for_one_point_per_st
 RELU = iw.mlp(depth=1, activation="relu", W_std=1.3, b_std=0.2)
 X = np.ones((3, 2)) + np.arange(6).reshape(3, 2)
 THETA = np.eye(3) + 0.5
+NO_BIAS = iw.mlp(depth=1, b_std=0.0, out_dim=1)
+GAUSSIAN = _identity_arch(2)
+Y2 = np.zeros((3, 2))
 
 
 @pytest.mark.parametrize(
@@ -457,26 +481,27 @@ THETA = np.eye(3) + 0.5
         (lambda: sign_kernel(RELU, X.ravel(), X), ValueError, "shape"),
         (lambda: sign_kernel(RELU, X, np.ones((3, 4))), ValueError, "feature shapes"),
         (lambda: sign_kernel(RELU, X, np.where(X > 5, np.nan, X)), ValueError, "NaN"),
-        (lambda: sign_kernel(iw.mlp(depth=1, b_std=0.0, out_dim=1), X, np.zeros((1, 2))), ValueError, "zero pre-activation variance"),
+        (lambda: sign_kernel(NO_BIAS, X, np.zeros((1, 2))), ValueError, "zero pre-activation variance"),
         (lambda: sign_dynamics(THETA[:2], THETA[:2], np.zeros(3), 0.1, [0]), ValueError, "square"),
         (lambda: sign_dynamics(THETA, THETA[:, :2], np.zeros(3), 0.1, [0]), ValueError, "theta_eval_train"),
         (lambda: sign_dynamics(THETA, THETA, np.zeros((3, 2)), 0.1, [0]), ValueError, "y_train"),
         (lambda: sign_dynamics(THETA, THETA, np.zeros(3), -0.1, [0]), ValueError, "learning rate"),
         (lambda: sign_dynamics(THETA, THETA, np.zeros(3), 0.1, [0, 3]), ValueError, "train_indices"),
-        (lambda: sign_dynamics(THETA, THETA, np.zeros(3), 0.1, np.zeros((2, 2), int)), ValueError, "one training point"),
+        (lambda: sign_dynamics(THETA, THETA, np.zeros(3), 0.1, np.zeros((2, 2), int)), ValueError, "one training"),
         (lambda: sign_dynamics(THETA, THETA, np.zeros(3), 0.1, [0.0, 1.0]), TypeError, "integers"),
         (lambda: sign_dynamics(THETA, THETA, np.zeros(3), 0.1, [0], loss="hinge"), ValueError, "unknown loss"),
         (lambda: sign_dynamics(THETA, THETA, np.zeros(3), 0.1, [0], loss="cross_entropy"), ValueError, "2 outputs"),
         (lambda: sign_dynamics(THETA, THETA, np.zeros(3), 0.1, [0], f0_eval=np.zeros(2)), ValueError, "f0_eval"),
         (lambda: sign_dynamics(THETA * np.nan, THETA, np.zeros(3), 0.1, [0]), ValueError, "NaN"),
-        (lambda: normalized_readout_dynamics(RELU, X, np.zeros((3, 1)), X, 0.1, 2), ValueError, "Gaussian readout features"),
-        (lambda: normalized_readout_dynamics(_identity_arch(2), X, np.zeros((3, 1)), X, 0.1, 2), ValueError, "y_train"),
-        (lambda: normalized_readout_dynamics(_identity_arch(2), X, np.zeros((3, 2)), X, 0.1, -1), ValueError, "steps"),
-        (lambda: normalized_readout_dynamics(_identity_arch(2), X, np.zeros((3, 2)), X, 0.1, 2, batch_indices=np.zeros((3, 1), int)), ValueError, "batch_indices"),
-        (lambda: normalized_readout_dynamics(_identity_arch(2), X, np.zeros((3, 2)), X, 0.1, 1, batch_indices=[[5]]), ValueError, "batch_indices"),
+        (lambda: normalized_readout_dynamics(RELU, X, np.zeros((3, 1)), X, 0.1, 2), ValueError, "Gaussian readout"),
+        (lambda: normalized_readout_dynamics(GAUSSIAN, X, np.zeros((3, 1)), X, 0.1, 2), ValueError, "y_train"),
+        (lambda: normalized_readout_dynamics(GAUSSIAN, X, Y2, X, 0.1, -1), ValueError, "steps"),
+        (lambda: normalized_readout_dynamics(GAUSSIAN, X, Y2, X, 0.1, 2, batch_indices=[[0]] * 3), ValueError, "batch_indices"),
+        (lambda: normalized_readout_dynamics(GAUSSIAN, X, Y2, X, 0.1, 1, batch_indices=[[5]]), ValueError, "batch_indices"),
+        (lambda: normalized_readout_dynamics(GAUSSIAN, X, Y2, X, 0.1, 1, batch_indices=[[0.5]]), TypeError, "integers"),
         (lambda: gaussian_expectation_2d(np.sign, np.sign, 1.0, 1.0, 2.0), ValueError, "covariance"),
         (lambda: gaussian_expectation_2d(np.sign, np.sign, -1.0, 1.0, 0.0), ValueError, ">= 0"),
-        (lambda: gaussian_expectation_2d(np.sign, np.sign, np.ones(2), np.ones(3), 0.0), ValueError, "incompatible shapes"),
+        (lambda: gaussian_expectation_2d(np.sign, np.sign, np.ones(2), np.ones(3), 0.0), ValueError, "incompatible"),
         (lambda: gaussian_expectation_2d(np.sign, np.sign, np.nan, 1.0, 0.0), ValueError, "NaN"),
         (lambda: gaussian_expectation_2d(np.sign, np.sign, 1.0, 1.0, 0.0, order=0), ValueError, "order"),
         (lambda: derivative_sign_expectation("swish", 1.0, 1.0, 0.0), ValueError, "unknown activation"),

@@ -243,7 +243,8 @@ def _expectation_block(f, g, sigma_a, sigma_b, rho, order, a_breaks, b_breaks):
         edges.append(b_breaks[None, :] / np.maximum(sigma_b, tiny)[:, None])
         if a_breaks.size:
             rho_safe = np.where(np.abs(rho) > tiny, rho, tiny)
-            centre = np.where(a_breaks[None, :] == 0, 0.0, (a_breaks[None, :] / np.maximum(sigma_a, tiny)[:, None]) / rho_safe[:, None])
+            standardized = a_breaks[None, :] / np.maximum(sigma_a, tiny)[:, None]
+            centre = np.where(a_breaks[None, :] == 0, 0.0, standardized / rho_safe[:, None])
             scale = c / np.abs(rho_safe)
             edges.append((centre[:, :, None] + scale[:, None, None] * _REFINE_OFFSETS).reshape(n, -1))
         edges = np.sort(np.clip(np.nan_to_num(np.concatenate(edges, axis=1), nan=0.0), -R, R), axis=1)
@@ -255,7 +256,8 @@ def _expectation_block(f, g, sigma_a, sigma_b, rho, order, a_breaks, b_breaks):
         if a_breaks.size:
             # Inner panels in w, split where a crosses a break of f.
             w_breaks = (a_breaks[None, None, :] - mean_a[:, :, None]) / np.maximum(spread, tiny)
-            w_edges = np.concatenate([np.full(w_breaks.shape[:2] + (1,), -R), np.clip(np.nan_to_num(w_breaks), -R, R), np.full(w_breaks.shape[:2] + (1,), R)], axis=2)
+            ends = np.ones(w_breaks.shape[:2] + (1,)) * R
+            w_edges = np.concatenate([-ends, np.clip(np.nan_to_num(w_breaks), -R, R), ends], axis=2)
             w, ww = _panel_nodes(w_edges, order)  # (n, T, W)
             ww = ww * _std_normal_pdf(w)
         else:
@@ -351,7 +353,9 @@ def _sign_expectation(activation, var_a, var_b, cov, method, order, derivative):
     return gaussian_expectation_2d(fn, sign_of_fn, var_a, var_b, cov, order, a_breaks=a_breaks, b_breaks=b_breaks)
 
 
-def derivative_sign_expectation(activation: str, var_a, var_b, cov, *, method: str = "auto", order: int = 32) -> np.ndarray:
+def derivative_sign_expectation(
+    activation: str, var_a, var_b, cov, *, method: str = "auto", order: int = 32
+) -> np.ndarray:
     """``E[phi'(a) sign phi'(b)]`` for ``(a, b) ~ N(0, [[var_a, cov], [cov, var_b]])``.
 
     ``var_a, var_b, cov`` broadcast to a common shape S; returns shape S.
@@ -362,7 +366,9 @@ def derivative_sign_expectation(activation: str, var_a, var_b, cov, *, method: s
     return _sign_expectation(activation, var_a, var_b, cov, method, order, derivative=True)
 
 
-def activation_sign_expectation(activation: str, var_a, var_b, cov, *, method: str = "auto", order: int = 32) -> np.ndarray:
+def activation_sign_expectation(
+    activation: str, var_a, var_b, cov, *, method: str = "auto", order: int = 32
+) -> np.ndarray:
     """``E[phi(a) sign phi(b)]`` for ``(a, b) ~ N(0, [[var_a, cov], [cov, var_b]])``.
 
     Shapes and ``method`` as in :func:`derivative_sign_expectation`.
@@ -380,7 +386,9 @@ def _require_mlp(arch, *, scalar_output: bool):
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
     if not arch.is_mlp:
-        raise ValueError(f"the exact cases are defined for MLPs (alternating Dense/Activation layers), not for {arch.name!r}")
+        raise ValueError(
+            f"the exact cases are defined for MLPs (alternating Dense/Activation layers), not for {arch.name!r}"
+        )
     if arch.depth < 1:
         raise ValueError("the exact cases need at least one hidden layer (depth >= 1)")
     if scalar_output and arch.out_dim != 1:
@@ -462,14 +470,16 @@ def sign_kernel(
             )
 
     def activation_term(l):  # E[phi(h^l(xi)) sign phi(h^l(x))], h^l ~ GP(0, K^l)
-        return activation_sign_expectation(activation[l - 1], *_layer_blocks(kernels.K[l - 1], n_eval), method=method, order=order)
+        blocks = _layer_blocks(kernels.K[l - 1], n_eval)
+        return activation_sign_expectation(activation[l - 1], *blocks, method=method, order=order)
 
     theta = sw[depth] * activation_term(depth) + sb[depth]
     if train == "readout":
         return theta
     input_term = x_eval @ np.sign(x_train).T / x_eval.shape[1]  # (1/d) sum_b xi_b sign(x_b)
     for l in tqdm(range(1, depth + 1), desc="sign kernel layers", disable=not progress):
-        derivative = derivative_sign_expectation(activation[l - 1], *_layer_blocks(kernels.K[l - 1], n_eval), method=method, order=order)
+        blocks = _layer_blocks(kernels.K[l - 1], n_eval)
+        derivative = derivative_sign_expectation(activation[l - 1], *blocks, method=method, order=order)
         # z^l ~ GP(0, sw_{l+1}^2 B^{l+1}); sw[l] is layer l+1's and B[l] is B^{l+1}.
         _, var_z, cov_z = _layer_blocks(sw[l] ** 2 * kernels.B[l], n_eval)
         u_sign = derivative * linear_sign_expectation(var_z, cov_z)  # E[u^l(xi) sign u^l(x)]
@@ -522,7 +532,9 @@ def _train_indices(train_indices, n_train):
     if idx.ndim == 2 and idx.shape[1] == 1:  # minibatch_indices(key, n, 1, steps)
         idx = idx[:, 0]
     if idx.ndim != 1:
-        raise ValueError(f"train_indices must have shape (steps,) or (steps, 1): one training point per step, got {idx.shape}")
+        raise ValueError(
+            f"train_indices must have shape (steps,) or (steps, 1): one training point per step, got {idx.shape}"
+        )
     if idx.size and not np.issubdtype(idx.dtype, np.integer):
         raise TypeError(f"train_indices must be integers, got dtype {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= n_train):
@@ -634,7 +646,15 @@ def sign_sgd_dynamics(
     )
     n_train = x_train.shape[0]
     return sign_dynamics(
-        theta[:n_train], theta[n_train:], y_train, lr, train_indices, loss=loss, f0_train=f0_train, f0_eval=f0_eval, dtype=dtype
+        theta[:n_train],
+        theta[n_train:],
+        y_train,
+        lr,
+        train_indices,
+        loss=loss,
+        f0_train=f0_train,
+        f0_eval=f0_eval,
+        dtype=dtype,
     )
 
 
