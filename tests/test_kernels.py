@@ -239,7 +239,11 @@ def _log_log_slope(sizes, errors):
     return float(np.polyfit(np.log(sizes), np.log(errors), 1)[0])
 
 
-@pytest.mark.parametrize("implementation", [1, 2], ids=["jacobian-contraction", "ntk-vector-products"])
+@pytest.mark.parametrize(
+    "implementation",
+    [pytest.param(1, marks=pytest.mark.slow), 2],  # full Jacobians of width-1024 networks: slow
+    ids=["jacobian-contraction", "ntk-vector-products"],
+)
 def test_empirical_ntk_converges_at_rate_one_over_sqrt_width(implementation):
     arch = iw.mlp(2, "relu", 1.5, 0.1)
     x = _vectors(8, 6).astype(np.float32)
