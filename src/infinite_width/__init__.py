@@ -7,6 +7,10 @@ Three views of one architecture, on the same data:
 * the Adam-like infinite-width limit (:mod:`infinite_width.adam_limit`);
 * finite networks at any width trained with optax (:mod:`infinite_width.training`).
 
+:mod:`infinite_width.testing` (hypothesis strategies and kernel-identity
+checkers for property tests) needs the ``test`` extra and is imported
+explicitly: ``from infinite_width import testing``.
+
 ``import infinite_width`` is light: neural-tangents is imported on first use
 of a kernel, and TensorFlow never.
 """

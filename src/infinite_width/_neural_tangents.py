@@ -20,6 +20,10 @@ Not usable on current jax and therefore never used by us:
 ``empirical_ntk_fn`` implementations 0 (AUTO) and 3 (STRUCTURED_DERIVATIVES)
 on jax >= 0.10, and ``predict.max_learning_rate`` on scipy >= 1.14
 (:func:`infinite_width.kernels.max_learning_rate` replaces it).
+
+Known to break on a future jax: ``empirical_ntk_fn`` implementation 1 calls
+``jnp.size`` on ``jax.ShapeDtypeStruct`` (in ``_std_basis``), which jax 0.10
+deprecates with a warning and says will become an error.
 """
 
 from __future__ import annotations
