@@ -214,12 +214,12 @@ def test_empirical_kernels_converge_to_closed_form_like_inverse_sqrt_width():
     arch = iw.mlp(2, "relu", 1.4, 0.1, 1)
     x = RNG.normal(size=(8, 4)).astype(np.float32)
     nngp, ntk = kernels.nngp(arch, x), kernels.ntk(arch, x)
-    widths = [64, 256, 1024, 4096]
+    widths = [32, 128, 512, 2048]
     errors = {"nngp": [], "ntk": []}
     for width in widths:
         net = networks.network(arch, width)
         e_nngp, e_ntk = [], []
-        for seed in range(4):
+        for seed in range(6):
             params = net.init(jax.random.PRNGKey(100 * seed + width), (4,))
             e_nngp.append(np.linalg.norm(networks.empirical_nngp(net, params, x) - nngp) / np.linalg.norm(nngp))
             e_ntk.append(np.linalg.norm(networks.empirical_ntk(net, params, x) - ntk) / np.linalg.norm(ntk))
@@ -228,7 +228,7 @@ def test_empirical_kernels_converge_to_closed_form_like_inverse_sqrt_width():
     for name, values in errors.items():
         slope = fitted_slope(widths, values)
         assert -0.7 <= slope <= -0.35, (name, slope, values)
-        assert values[-1] < 0.05, (name, values)
+        assert values[-1] < 0.1, (name, values)
 
 
 @pytest.mark.slow

@@ -1,0 +1,307 @@
+"""The optax trainer: limits, per-group scaling, minibatches, ensembles, errors."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import infinite_width as iw
+from infinite_width import kernels, losses, networks, optim, training
+from infinite_width._neural_tangents import predict
+
+RNG = np.random.default_rng(0)
+D = 4
+X = RNG.normal(size=(16, D)).astype(np.float32)
+Y = np.sin(2 * X[:, :1]).astype(np.float32)
+X_TEST = RNG.normal(size=(8, D)).astype(np.float32)
+Y_TEST = np.sin(2 * X_TEST[:, :1]).astype(np.float32)
+ARCH = iw.mlp(2, "relu", 1.4, 0.1, 1)
+NET = networks.network(ARCH, 32)  # shared by the quick tests, so they share compiled code
+SGD = optim.sgd(0.5)
+
+
+def fitted_slope(widths, values):
+    return np.polyfit(np.log(widths), np.log(values), 1)[0]
+
+
+def kernel_gradient_descent(k_train, k_test_train, y, lr, steps):
+    """Discrete-time gradient descent on 0.5 * mean((f - y)^2) with a fixed kernel, from f = 0 (numpy)."""
+    f_train, f_test = np.zeros_like(y, dtype=np.float64), np.zeros((k_test_train.shape[0], y.shape[1]))
+    for _ in range(steps):
+        residual = (f_train - y) / y.size
+        f_train, f_test = f_train - lr * k_train @ residual, f_test - lr * k_test_train @ residual
+    return f_train, f_test
+
+
+def relative_distance_to_limit(arch, kernel_fn, train_mode, widths, lr=1.0, steps=30, seeds=8):
+    k_train = kernel_fn(arch, X, dtype="float64")
+    k_test_train = kernel_fn(arch, X_TEST, X, dtype="float64")
+    _, limit = kernel_gradient_descent(k_train, k_test_train, Y, lr, steps)
+    distances = []
+    for width in widths:
+        result = training.train(
+            networks.network(arch, width), X, Y, optim.sgd(lr), steps,
+            train=train_mode, centred=True, seeds=seeds, record=[steps], x_test=X_TEST, key=1,
+        )
+        diff = result.test_predictions[:, -1] - limit
+        distances.append(np.sqrt(np.mean(diff**2) / np.mean(limit**2)))
+    return distances
+
+
+def test_numpy_kernel_descent_uses_neural_tangents_rate_convention():
+    """Small-step discrete descent approaches neural-tangents' gradient flow at time lr * steps."""
+    k_train, k_test_train = kernels.ntk(ARCH, X, dtype="float64"), kernels.ntk(ARCH, X_TEST, X, dtype="float64")
+    flow = predict.gradient_descent_mse(k_train, Y.astype(np.float64), learning_rate=1.0)
+    expected = np.asarray(flow(3.0, np.zeros_like(Y), np.zeros((8, 1)), k_test_train)[1])
+    errors = []
+    for refine in (10, 100):
+        _, f_test = kernel_gradient_descent(k_train, k_test_train, Y, 3.0 / refine, refine)
+        errors.append(np.max(np.abs(f_test - expected)))
+    assert errors[1] < 0.2 * errors[0]  # first-order convergence in the step size
+    assert errors[1] < 1e-2 * np.max(np.abs(expected))
+
+
+@pytest.mark.slow
+def test_sgd_tracks_ntk_gradient_descent_like_inverse_sqrt_width():
+    widths = [32, 128, 512, 2048]
+    distances = relative_distance_to_limit(ARCH, kernels.ntk, "all", widths)
+    slope = fitted_slope(widths, distances)
+    assert -0.8 <= slope <= -0.3, (slope, distances)
+    assert distances[-1] < 0.1
+
+
+@pytest.mark.slow
+def test_readout_sgd_tracks_nngp_gradient_descent_like_inverse_sqrt_width():
+    widths = [32, 128, 512, 2048]
+    distances = relative_distance_to_limit(ARCH, kernels.nngp, "readout", widths)
+    slope = fitted_slope(widths, distances)
+    assert -0.8 <= slope <= -0.3, (slope, distances)
+    assert distances[-1] < 0.12
+
+
+@pytest.mark.parametrize("name", ["adam", "sign"])
+def test_adaptive_trajectories_do_not_depend_on_the_loss_scale(name):
+    c = 1000.0
+    scaled = lambda f, y: c * losses.mse(f, y)  # noqa: E731
+    if name == "adam":
+        base, rescaled = optim.adam(0.02, eps=0.3), optim.adam(0.02, eps=0.3 * c)
+    else:
+        base = rescaled = optim.sign(0.02)
+    kwargs = dict(centred=True, seeds=2, key=4, x_test=X_TEST, record=[0, 5, 20])
+    reference = training.train(NET, X, Y, base, 20, **kwargs).test_predictions
+    invariant = training.train(NET, X, Y, rescaled, 20, loss=scaled, **kwargs).test_predictions
+    np.testing.assert_allclose(invariant, reference, rtol=2e-3, atol=2e-5)
+    if name == "adam":  # eps not rescaled: a visibly different trajectory, so the check above can fail
+        other = training.train(NET, X, Y, base, 20, loss=scaled, **kwargs).test_predictions
+        assert np.max(np.abs(other - reference)) > 0.05 * np.max(np.abs(reference))
+
+
+@pytest.mark.slow
+def test_one_adam_step_moves_the_function_by_order_one_at_every_width():
+    widths = [64, 256, 1024, 4096]
+    sizes = []
+    for width in widths:
+        result = training.train(
+            networks.network(ARCH, width), X, Y, optim.adam(0.05), 1,
+            centred=True, seeds=2, key=2, record=[1], x_test=X_TEST,
+        )
+        sizes.append(np.sqrt(np.mean(result.test_predictions[:, -1] ** 2)))
+    assert abs(fitted_slope(widths, sizes)) < 0.15, sizes
+    assert max(sizes) / min(sizes) < 2.0, sizes
+    assert min(sizes) > 1e-3
+
+
+def grad_of_loss(net, params, x, y):
+    return jax.grad(lambda p: losses.mse(net.apply(p, x), y))(params)
+
+
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_one_sgd_step_is_params_minus_lr_times_grad(batch_size):
+    result = training.train(NET, X, Y, SGD, 1, batch_size=batch_size, key=6, record=[1])
+    first = jax.tree_util.tree_map(lambda a: a[0], result.initial_params)
+    rows = result.batch_indices[0]
+    grads = grad_of_loss(NET, first, X[rows], Y[rows])
+    expected = jax.tree_util.tree_map(lambda p, g: p - SGD.lr * g, first, grads)
+    final = jax.tree_util.tree_map(lambda a: a[0], result.final_params)
+    for got, want in zip(jax.tree_util.tree_leaves(final), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5, atol=1e-6)
+    assert result.batch_indices.shape == (1, 16 if batch_size is None else 4)
+
+
+def test_sign_step_moves_each_group_by_lr_times_r():
+    lr = 0.1
+    result = training.train(NET, X, Y, optim.sign(lr), 1, key=7, record=[1])
+    first = jax.tree_util.tree_map(lambda a: a[0], result.initial_params)
+    grads = grad_of_loss(NET, first, X, Y)
+    scales = NET.group_scales(D)
+    groups = set()
+    for layer, start, end, grad, scale in [
+        (i, result.initial_params[i][name][0], result.final_params[i][name][0], grads[i][name], scales[i][name])
+        for i in range(len(scales)) for name in ("W", "b")
+    ]:
+        np.testing.assert_allclose(end - start, -lr * scale.r * np.sign(np.asarray(grad)), rtol=1e-4, atol=1e-7)
+        groups.add(scale.group)
+    assert groups == set(networks.GROUPS)
+
+
+def test_adam_with_huge_eps_is_sgd_with_rate_lr_over_eps_times_std():
+    """Q -> G / (eps s) and r / s = 1 / W_std (weights), 1 / b_std (biases): design note section 6."""
+    std = 1.3
+    arch = iw.mlp(2, "erf", std, std, 1)
+    net = networks.network(arch, 32)
+    eta, eps = 0.3, 1e5
+    kwargs = dict(centred=True, key=8, x_test=X_TEST, record=[0, 10])
+    adam = training.train(net, X, Y, optim.adam(eta * eps * std, b1=0.0, eps=eps), 10, **kwargs)
+    sgd = training.train(net, X, Y, optim.sgd(eta), 10, **kwargs)
+    assert np.max(np.abs(sgd.test_predictions[:, -1])) > 0.05
+    np.testing.assert_allclose(adam.test_predictions, sgd.test_predictions, rtol=1e-3, atol=1e-4)
+
+
+def test_standard_parametrization_gives_the_ntk_adam_trajectory():
+    kwargs = dict(seeds=2, key=9, x_test=X_TEST, record=[0, 3, 15])
+    opt = optim.adam(0.05, eps=1e-3)
+    ntk = training.train(NET, X, Y, opt, 15, **kwargs)
+    std = training.train(networks.network(ARCH, 32, "standard"), X, Y, opt, 15, **kwargs)
+    np.testing.assert_allclose(std.test_predictions, ntk.test_predictions, rtol=1e-3, atol=1e-4)
+
+
+def test_centred_outputs_start_at_zero_and_uncentred_at_the_network():
+    centred = training.train(NET, X, Y, SGD, 3, centred=True, key=1, x_test=X_TEST)
+    plain = training.train(NET, X, Y, SGD, 3, key=1, x_test=X_TEST)
+    assert np.all(centred.train_predictions[:, 0] == 0) and np.all(centred.test_predictions[:, 0] == 0)
+    first = jax.tree_util.tree_map(lambda a: a[0], plain.initial_params)
+    np.testing.assert_allclose(plain.test_predictions[0, 0], NET.apply(first, X_TEST), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(plain.steps, [0, 1, 2, 3])
+    # the recorded losses are those of the shared loss module on the recorded outputs
+    np.testing.assert_allclose(
+        plain.train_loss[0], [losses.mse(f, Y) for f in plain.train_predictions[0]], rtol=1e-5
+    )
+
+
+def test_readout_mode_moves_only_the_readout():
+    result = training.train(NET, X, Y, optim.adam(0.05), 5, train="readout", key=3)
+    labels = NET.groups(NET.init(0, D))
+    for layer_before, layer_after, layer_labels in zip(result.initial_params, result.final_params, labels):
+        for name in ("W", "b"):
+            moved = not np.array_equal(layer_before[name], layer_after[name])
+            assert moved == (layer_labels[name] in ("readout_W", "output_b")), layer_labels[name]
+
+
+def test_zero_bias_std_is_frozen_under_adam_without_nans():
+    net = networks.network(iw.mlp(1, "relu", 1.4, 0.0, 1), 16)
+    result = training.train(net, X, Y, optim.adam(0.05, eps=0.0), 5, key=3)
+    assert not result.diverged.any()
+    np.testing.assert_array_equal(result.final_params[0]["b"], result.initial_params[0]["b"])
+    assert not np.array_equal(result.final_params[0]["W"], result.initial_params[0]["W"])
+
+
+def test_minibatch_order_is_shared_and_explicit_indices_reproduce_it():
+    result = training.train(NET, X, Y, SGD, 12, batch_size=4, key=5, record=[12])
+    np.testing.assert_array_equal(result.batch_indices, training.batch_indices_for(5, 16, 4, 12))
+    epoch = np.sort(result.batch_indices[:4].ravel())
+    np.testing.assert_array_equal(epoch, np.arange(16))  # each epoch is a permutation
+    again = training.train(NET, X, Y, SGD, 12, batch_indices=result.batch_indices, key=5, record=[12])
+    np.testing.assert_array_equal(again.train_predictions, result.train_predictions)
+    other = training.train(NET, X, Y, SGD, 12, batch_size=4, key=6, record=[12])
+    assert not np.array_equal(other.batch_indices, result.batch_indices)
+
+
+def test_ensemble_members_are_documented_inits_and_runs_are_deterministic():
+    a = training.train(NET, X, Y, SGD, 4, key=jax.random.PRNGKey(3), seeds=3)
+    b = training.train(NET, X, Y, SGD, 4, key=jax.random.PRNGKey(3), seeds=3)
+    np.testing.assert_array_equal(a.train_predictions, b.train_predictions)
+    init_keys, _ = training.split_key(jax.random.PRNGKey(3), 3)
+    for i in range(3):
+        expected = NET.init(init_keys[i], D)
+        np.testing.assert_array_equal(a.initial_params[1]["W"][i], np.asarray(expected[1]["W"]))
+    assert a.train_predictions.shape == (3, 5, 16, 1)
+    assert not np.allclose(a.train_predictions[0], a.train_predictions[1])
+
+
+def test_progress_bar_chunks_give_identical_results(capsys):
+    quiet = training.train(NET, X, Y, SGD, 7, key=2, record=[0, 3, 7])
+    loud = training.train(NET, X, Y, SGD, 7, key=2, record=[0, 3, 7], progress=True)
+    np.testing.assert_allclose(loud.train_predictions, quiet.train_predictions, rtol=1e-6, atol=1e-7)
+    assert "train width 32" in capsys.readouterr().err
+
+
+def test_nonfinite_loss_raises_naming_the_step_or_is_recorded():
+    huge = optim.sgd(1e4)
+    recorded = training.train(NET, X, Y, huge, 10, seeds=2, key=1, on_nonfinite="record", record=[0, 5, 10])
+    assert recorded.diverged.all()
+    step = int(recorded.first_nonfinite_step.min())
+    assert 0 < step <= 10
+    assert np.all(np.isnan(recorded.train_predictions[:, recorded.steps >= recorded.first_nonfinite_step.max()]))
+    assert np.all(np.isfinite(recorded.train_predictions[:, 0]))
+    with pytest.raises(FloatingPointError, match=f"step {step}"):
+        training.train(NET, X, Y, huge, 10, seeds=2, key=1, record=[0, 5, 10])
+
+
+def test_cross_entropy_training_learns_a_separable_problem():
+    net = networks.network(iw.mlp(1, "relu", 1.4, 0.1, 2), 64)
+    labels = (X[:, 0] > 0).astype(int)
+    onehot = np.eye(2, dtype=np.float32)[labels]
+    result = training.train(net, X, onehot, optim.adam(0.05), 60, loss="cross_entropy", key=0, record=[0, 60])
+    assert result.train_loss[0, -1] < 0.5 * result.train_loss[0, 0]
+    assert result.train_accuracy[0, -1] == 1.0
+
+
+def test_convolutional_network_trains_on_images():
+    images = RNG.normal(size=(6, 8, 8, 3)).astype(np.float32)
+    targets = RNG.normal(size=(6, 2)).astype(np.float32)
+    net = networks.network(iw.myrtle(5, "relu", 1.4, 0.0, 2), 8)
+    result = training.train(net, images, targets, optim.momentum(0.2), 10, key=0, record=[0, 10], x_test=images[:2])
+    assert result.train_loss[0, -1] < result.train_loss[0, 0]
+    assert result.test_predictions.shape == (1, 2, 2, 2)
+
+
+def test_width_sweep_trains_every_width():
+    results = training.width_sweep(ARCH, [8, 16], X, Y, SGD, 2, key=0, record=[2])
+    assert sorted(results) == [8, 16]
+    assert all(isinstance(r, training.TrainResult) and r.train_loss.shape == (1, 1) for r in results.values())
+    np.testing.assert_array_equal(results[8].batch_indices, results[16].batch_indices)
+    with pytest.raises(ValueError, match="widths"):
+        training.width_sweep(ARCH, [], X, Y, SGD, 2)
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (dict(y_train=Y[:10]), ValueError, "10 rows"),
+        (dict(y_train=np.zeros((16, 3), np.float32)), ValueError, "out_dim"),
+        (dict(y_train=Y[:, 0]), ValueError, "shape"),
+        (dict(x_train=X[:, :, None]), ValueError, "x_train"),
+        (dict(x_train=np.where(X > 1, np.nan, X)), ValueError, "NaN"),
+        (dict(x_test=X_TEST[:, :3]), ValueError, "x_test"),
+        (dict(y_test=Y_TEST), ValueError, "without x_test"),
+        (dict(loss="hinge"), ValueError, "loss"),
+        (dict(loss=3), TypeError, "loss"),
+        (dict(train="hidden"), ValueError, "train mode"),
+        (dict(on_nonfinite="ignore"), ValueError, "on_nonfinite"),
+        (dict(optimizer="adam"), TypeError, "Optimizer"),
+        (dict(net=ARCH), TypeError, "Network"),
+        (dict(steps=-1), ValueError, "steps"),
+        (dict(seeds=0), ValueError, "seeds"),
+        (dict(record=[0, 99]), ValueError, "record"),
+        (dict(batch_size=40), ValueError, "batch_size"),
+        (dict(batch_indices=np.zeros((3, 4), int)), ValueError, "batch_indices"),
+        (dict(batch_indices=np.full((5, 4), 16)), ValueError, "batch_indices"),
+        (dict(key="seven"), TypeError, "key"),
+    ],
+)
+def test_bad_input_is_named(change, error, match):
+    kwargs = dict(net=NET, x_train=X, y_train=Y, optimizer=SGD, steps=5)
+    kwargs.update(change)
+    args = [kwargs.pop(name) for name in ("net", "x_train", "y_train", "optimizer", "steps")]
+    with pytest.raises(error, match=match):
+        training.train(*args, **kwargs)
+
+
+def test_invalid_optimizer_and_network_settings_are_rejected():
+    with pytest.raises(ValueError, match="learning rate"):
+        optim.adam(0.0)
+    with pytest.raises(ValueError, match="width"):
+        training.width_sweep(ARCH, [0], X, Y, SGD, 2)
+    with pytest.raises(ValueError, match="parametrization"):
+        training.width_sweep(ARCH, [8], X, Y, SGD, 2, parametrization="sp")
