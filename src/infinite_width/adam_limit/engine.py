@@ -184,8 +184,22 @@ def _draw_layer(key, root_h, root_z, *, activation, shape, out_dim, dtype, shard
     return a, u
 
 
+@functools.partial(jax.jit, static_argnames=("shape", "dtype", "sharding"))
+def _draw_coordinates(key, x_t, *, shape, dtype, sharding):
+    """Input columns ``x_b`` (shape + (P,)) with b uniform per sample.
+
+    Stored like the other fields (one more number per sample and point)
+    because a per-step gather of ``x[:, b]`` is several times slower than
+    reading a stored field.
+    """
+    b = jax.random.randint(key, shape, 0, x_t.shape[0])
+    if sharding is not None:
+        b = jax.lax.with_sharding_constraint(b, sharding)
+    return x_t[b].astype(dtype)
+
+
 def _draw_samples(arch, layer_kernels, terms, key, shape, dtype, sharding):
-    """Stored fields ``{"a<l>": (nc, R, C, P), "u<l>": (nc, R, C, P, k), "b": (nc, R, C)}``."""
+    """Stored fields ``{"a<l>": (nc, R, C, P), "u<l>": (nc, R, C, P, k)}`` and a key for the input columns."""
     needed = {name for t in terms for name in (t.u, t.v) if name not in (None, "x")}
     W_std, _ = _layer_scales(arch)
     samples: Dict[str, jax.Array] = {}
@@ -223,40 +237,38 @@ def _rows_of(array, rows):
     return array[:, :, rows]
 
 
-def _field(chunk, name, x_t, rows=slice(None)):
-    """Field ``name`` of one chunk, float32, shape (R, C, P') (``rows`` picks P' points)."""
-    if name == "x":
-        return x_t[:, rows][chunk["b"]]
+def _field(chunk, name, rows=slice(None)):
+    """Field ``name`` of one chunk, float32, shape (R, C, P', ...) (``rows`` picks P' points)."""
     return _rows_of(chunk[name], rows).astype(jnp.float32)
 
 
-def _normalized_gradients(terms, chunk, x_t, rows, chi):
+def _normalized_gradients(terms, chunk, rows, chi):
     """g of every term for one chunk: (R, C) for shared terms, (R, C, k) for the readout."""
     grads = {}
     for term in terms:
-        v = None if term.v is None else _field(chunk, term.v, x_t, rows)
+        v = None if term.v is None else _field(chunk, term.v, rows)
         if term.per_output:
             grads[term.name] = jnp.einsum("rcb,rbk->rck", v, chi)
             continue
-        weighted = _field(chunk, term.u, x_t, rows) * chi[:, None]
+        weighted = _field(chunk, term.u, rows) * chi[:, None]
         if v is not None:
             weighted = weighted * v[..., None]
         grads[term.name] = jnp.sum(weighted, axis=(2, 3))
     return grads
 
 
-def _function_update(terms, chunk, x_t, directions):
+def _function_update(terms, chunk, directions):
     """sum_terms coef * sum_samples U_c V Q for one chunk, shape (R, P, k)."""
     total = 0.0
     for term in terms:
         q = directions[term.name]
-        v = None if term.v is None else _field(chunk, term.v, x_t)
+        v = None if term.v is None else _field(chunk, term.v)
         if term.per_output:
             total = total + term.coefficient * jnp.einsum("rcp,rck->rpk", v, q)
             continue
         weight = q[:, :, None] if v is None else v * q[:, :, None]
         # multiply-and-reduce (not einsum) so that XLA reads u once without transposing it.
-        total = total + term.coefficient * jnp.sum(_field(chunk, term.u, x_t) * weight[..., None], axis=1)
+        total = total + term.coefficient * jnp.sum(_field(chunk, term.u) * weight[..., None], axis=1)
     return total
 
 
@@ -266,18 +278,18 @@ def _advance_fn(terms, out_coefficient, optimizer: Optimizer, loss: str, n_train
     direction = optimizer.direction(eps_scale=1.0)
     lr = optimizer.lr
 
-    def step(t, f, opt_state, samples, x_t, y_train, batch_indices):
+    def step(t, f, opt_state, samples, y_train, batch_indices):
         rows = slice(0, n_train) if full_batch else batch_indices[t]
         y_batch = y_train[rows]
         chi = jax.vmap(lambda f_batch: losses.chi(loss, f_batch, y_batch))(f[:, rows])
-        grads = jax.lax.map(lambda chunk: _normalized_gradients(terms, chunk, x_t, rows, chi), samples)
+        grads = jax.lax.map(lambda chunk: _normalized_gradients(terms, chunk, rows, chi), samples)
         if out_coefficient != 0.0:
             grads["output_bias"] = jnp.sum(chi, axis=1)
         directions, opt_state = direction.update(grads, opt_state)
 
         def accumulate(total, chunk_and_directions):
             chunk, chunk_directions = chunk_and_directions
-            return total + _function_update(terms, chunk, x_t, chunk_directions), None
+            return total + _function_update(terms, chunk, chunk_directions), None
 
         chunk_directions = {term.name: directions[term.name] for term in terms}
         total, _ = jax.lax.scan(accumulate, jnp.zeros_like(f), (samples, chunk_directions))
@@ -286,21 +298,21 @@ def _advance_fn(terms, out_coefficient, optimizer: Optimizer, loss: str, n_train
             update = update + out_coefficient * directions["output_bias"][:, None, :]
         return f - lr * update, opt_state
 
-    def advance(samples, x_t, y_train, batch_indices, f, opt_state, bad_step, start, stop):
+    def advance(samples, y_train, batch_indices, f, opt_state, bad_step, start, stop):
         def running(carry):
             t, _, _, bad = carry
             return (t < stop) & (bad < 0)
 
         def body(carry):
             t, f, opt_state, bad = carry
-            f, opt_state = step(t, f, opt_state, samples, x_t, y_train, batch_indices)
+            f, opt_state = step(t, f, opt_state, samples, y_train, batch_indices)
             bad = jnp.where(jnp.all(jnp.isfinite(f)), bad, t + 1)
             return t + 1, f, opt_state, bad
 
         _, f, opt_state, bad_step = jax.lax.while_loop(running, body, (start, f, opt_state, bad_step))
         return f, opt_state, bad_step
 
-    return jax.jit(advance, donate_argnums=(4, 5))
+    return jax.jit(advance, donate_argnums=(3, 4))
 
 
 # --------------------------------------------------------------------------
@@ -348,7 +360,8 @@ def _record_steps(record, steps):
 
 def _batch_rows(batch_indices, batch_size, key, n_train, steps):
     if batch_indices is None:
-        rows = minibatch_indices(key, n_train, batch_size, steps)
+        # The finite trainer's order for the same key (training.batch_indices_for).
+        rows = minibatch_indices(jax.random.split(key)[1], n_train, batch_size, steps)
     else:
         rows = np.asarray(batch_indices)
         if rows.ndim != 2 or rows.shape[0] != steps or not np.issubdtype(rows.dtype, np.integer):
@@ -395,9 +408,10 @@ def solve(
       x_test: (Nt, d) test inputs (or None).
       optimizer: an :class:`infinite_width.optim.Optimizer` (sgd, momentum, adam, sign).
       steps: number of training steps.
-      key: jax PRNG key. It draws the samples and, with ``batch_size``, the
-        minibatch order ``minibatch_indices(key, N, batch_size, steps)`` (the
-        call the finite trainer makes with the same key).
+      key: jax PRNG key (or int seed). It draws the samples and, with
+        ``batch_size``, the minibatch order: ``minibatch_indices(
+        jax.random.split(key)[1], N, batch_size, steps)``, the order
+        :func:`infinite_width.training.train` uses for the same key.
       loss: a name of :mod:`infinite_width.losses`; only ``chi = dloss/df`` enters.
       train: ``"all"`` (every group) or ``"readout"`` (readout weights and
         output bias only: "feature learning disabled").
@@ -501,11 +515,10 @@ def solve(
             arch, layer_kernels, terms, samples_key, shape, STORAGE_DTYPES[storage_dtype], sharding
         )
         if any(t.v == "x" for t in terms):
-            stored["b"] = jax.random.randint(coordinate_key, shape, 0, x_all.shape[1], dtype=jnp.int32)
-            if sharding is not None:
-                stored["b"] = jax.device_put(stored["b"], sharding)
+            stored["x"] = _draw_coordinates(
+                coordinate_key, jnp.asarray(x_all.T), shape=shape, dtype=STORAGE_DTYPES[storage_dtype], sharding=sharding
+            )
         replicated = (lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec()))) if mesh is not None else jnp.asarray
-        x_t = replicated(x_all.T.copy())
         y_dev = replicated(y_train)
         rows_dev = replicated(rows if rows.shape[0] else np.zeros((1, rows.shape[1]), np.int32))
         f = replicated(np.broadcast_to(f0, (replicas,) + f0.shape).copy())
@@ -530,7 +543,7 @@ def solve(
             for stop in boundaries:
                 if stop > t:
                     f, opt_state, bad = advance(
-                        stored, x_t, y_dev, rows_dev, f, opt_state, bad, jnp.int32(t), jnp.int32(stop)
+                        stored, y_dev, rows_dev, f, opt_state, bad, jnp.int32(t), jnp.int32(stop)
                     )
                     bad_step = int(bad)
                     if bad_step >= 0:

@@ -1,8 +1,9 @@
 """Memory planning for the Monte Carlo engine: estimate before allocating, refuse clearly.
 
 The engine stores, per sample and per point, ``L * k`` backward products
-``u^l_c`` and ``L`` activations ``phi(h^l)`` (``train="all"``), or only
-``phi(h^L)`` (``train="readout"``): storage is ``M * P * (L k + L)`` numbers
+``u^l_c``, ``L`` activations ``phi(h^l)`` and one input column ``x_b``
+(``train="all"``), or only ``phi(h^L)`` (``train="readout"``): storage is
+``M * P * (L k + L + 1)`` numbers
 (M samples, P points, L hidden layers, k outputs). On top come the float32
 temporaries of drawing one layer's fields, the optimizer state per sample
 and term, and the per-chunk temporaries of one step.
@@ -76,7 +77,7 @@ def estimate_memory(
     chunk_total = per_device if chunk_size is None else -(-chunk_size * replicas // devices)
     batch = n_train if batch_size is None else batch_size
     if train == "all":
-        stored_per_point = depth * k + depth  # u^l_c and phi(h^l)
+        stored_per_point = depth * k + depth + 1  # u^l_c, phi(h^l) and the input column x_b
         sampled_per_point = 2 * (k + 1)  # h, z and their float32 products for one layer
         state_per_sample = 3 * (2 * depth + k)  # g, m, v of each shared term and the readout rows
     else:
