@@ -209,6 +209,22 @@ def _transformation(optimizer: Optimizer, train_mode: str, scales: List[dict]) -
 # Compiled pieces, cached per configuration (jit re-traces per shape itself).
 
 
+def _over_seeds(fn, in_axes, n_seeds: int):
+    """``jax.vmap(fn, in_axes)`` over the ensemble axis; a plain call when there is one seed.
+
+    A singleton vmap turns every matrix product into a batched one, about 20-35%
+    slower on CPU.
+    """
+    if n_seeds > 1:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def single(*args):
+        args = [jax.tree_util.tree_map(lambda a: a[0], arg) if axis == 0 else arg for arg, axis in zip(args, in_axes)]
+        return jax.tree_util.tree_map(lambda a: a[None], fn(*args))
+
+    return single
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, train_mode: str, centred: bool,
               full_batch: bool, input_shape: tuple):
@@ -225,13 +241,17 @@ def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, train_mode:
 
     @jax.jit
     def initialise(keys, x_all):
-        params = jax.vmap(lambda k: net.init(k, input_shape))(keys)
-        f0 = jax.vmap(lambda p: net.apply(p, x_all))(params)
-        return params, jax.vmap(tx.init)(params), f0
+        n_seeds = keys.shape[0]
+        params = _over_seeds(lambda k: net.init(k, input_shape), (0,), n_seeds)(keys)
+        if centred:
+            f0 = _over_seeds(lambda p: net.apply(p, x_all), (0,), n_seeds)(params)
+        else:
+            f0 = jnp.zeros((n_seeds, x_all.shape[0], net.out_dim), jnp.float32)
+        return params, _over_seeds(tx.init, (0,), n_seeds)(params), f0
 
     @jax.jit
     def predict(params, x_all, f0_all):
-        return jax.vmap(outputs, in_axes=(0, None, 0))(params, x_all, f0_all)
+        return _over_seeds(outputs, (0, None, 0), f0_all.shape[0])(params, x_all, f0_all)
 
     @jax.jit
     def run(carry, schedule, x_train, y_train, x_all, f0_all):
@@ -251,7 +271,8 @@ def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, train_mode:
                 xb, yb, f0b = x_train, y_train, f0_all[:, :n_train]
             else:
                 xb, yb, f0b = x_train[rows], y_train[rows], f0_all[:, rows]
-            params, opt_state, value = jax.vmap(one_step, in_axes=(0, 0, None, None, 0))(params, opt_state, xb, yb, f0b)
+            step = _over_seeds(one_step, (0, 0, None, None, 0), f0_all.shape[0])
+            params, opt_state, value = step(params, opt_state, xb, yb, f0b)
             bad = jnp.where((bad < 0) & ~jnp.isfinite(value), t, bad)
             return (params, opt_state, buffer, bad), None
 
@@ -374,8 +395,6 @@ def train(
         )
         params, opt_state, f0_all = initialise(init_keys, x_all)
         initial_params = params
-        if not centred:
-            f0_all = jnp.zeros_like(f0_all)
         buffer = jnp.zeros((in_loop.size + 1, seeds, x_all.shape[0], k), jnp.float32)
         carry = (params, opt_state, buffer, jnp.full((seeds,), -1, jnp.int32))
         chunk = max(1, math.ceil(steps / 100)) if progress else max(steps, 1)
