@@ -3,7 +3,6 @@
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -212,7 +211,7 @@ def test_empirical_nngp_is_the_readout_feature_kernel():
 @pytest.mark.slow
 def test_empirical_kernels_converge_to_closed_form_like_inverse_sqrt_width():
     arch = iw.mlp(2, "relu", 1.4, 0.1, 1)
-    x = RNG.normal(size=(8, 4)).astype(np.float32)
+    x = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
     nngp, ntk = kernels.nngp(arch, x), kernels.ntk(arch, x)
     widths = [32, 128, 512, 2048]
     errors = {"nngp": [], "ntk": []}
@@ -237,8 +236,9 @@ def test_mup_moves_features_by_order_one_where_ntk_does_not():
     from infinite_width import optim, training
 
     arch = iw.mlp(2, "relu", 1.4, 0.1, 1)
-    x = RNG.normal(size=(8, 4)).astype(np.float32)
-    y = RNG.normal(size=(8, 1)).astype(np.float32)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    y = rng.normal(size=(8, 1)).astype(np.float32)
     widths = [64, 256, 1024]
     slopes = {}
     for parametrization in ("ntk", "mup"):
