@@ -1,6 +1,5 @@
 """The optax trainer: limits, per-group scaling, minibatches, ensembles, errors."""
 
-
 import jax
 import numpy as np
 import pytest
