@@ -82,18 +82,21 @@ def _as_array(name, x, arch: Architecture, dtype):
     return x.astype(dtype)
 
 
-def validate_inputs(arch: Architecture, x1, x2=None, dtype=np.float32):
+def validate_inputs(arch: Architecture, x1, x2=None, dtype=np.float32, names=("x1", "x2")):
     """Check and convert kernel inputs; raise ``ValueError``/``TypeError`` naming the problem.
 
-    Returns ``(x1, x2)`` as numpy arrays of ``dtype`` (``x2`` may be None).
+    ``names`` are the argument names used in error messages (e.g.
+    ``("x_train", "x_test")``). Returns ``(x1, x2)`` as numpy arrays of
+    ``dtype`` (``x2`` may be None).
     """
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
-    x1 = _as_array("x1", x1, arch, dtype)
+    name1, name2 = names
+    x1 = _as_array(name1, x1, arch, dtype)
     if x2 is not None:
-        x2 = _as_array("x2", x2, arch, dtype)
+        x2 = _as_array(name2, x2, arch, dtype)
         if x1.shape[1:] != x2.shape[1:]:
-            raise ValueError(f"x1 and x2 have different feature shapes: {x1.shape[1:]} vs {x2.shape[1:]}")
+            raise ValueError(f"{name1} and {name2} have different feature shapes: {x1.shape[1:]} vs {x2.shape[1:]}")
     return x1, x2
 
 

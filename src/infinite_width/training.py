@@ -143,10 +143,7 @@ def _check_record(record, steps: int) -> np.ndarray:
 
 
 def _check_x(name: str, arch: Architecture, x):
-    try:
-        return kernels.validate_inputs(arch, x, None, np.float32)[0]
-    except (ValueError, TypeError) as error:
-        raise type(error)(f"{name}: {error}") from error
+    return kernels.validate_inputs(arch, x, None, np.float32, names=(name, None))[0]
 
 
 def _check_y(name: str, y, n: int, k: int):

@@ -453,7 +453,7 @@ def sign_kernel(
         raise ValueError(f"method must be 'auto' or 'quadrature', got {method!r}")
     order = _check_order(quadrature_order)
     with precision_scope(dtype) as np_dtype:
-        x_eval, x_train = validate_inputs(arch, x_eval, x_train, np_dtype)
+        x_eval, x_train = validate_inputs(arch, x_eval, x_train, np_dtype, names=("x_eval", "x_train"))
     x_eval = x_eval.astype(np.float64)
     x_train = x_train.astype(np.float64)
     n_eval = x_eval.shape[0]
@@ -634,7 +634,7 @@ def sign_sgd_dynamics(
     ``eval`` (steps + 1, N_eval).
     """
     with precision_scope(dtype) as np_dtype:
-        x_train, x_eval = validate_inputs(arch, x_train, x_eval, np_dtype)
+        x_train, x_eval = validate_inputs(arch, x_train, x_eval, np_dtype, names=("x_train", "x_eval"))
     theta = sign_kernel(
         arch,
         np.concatenate([x_train, x_eval]),
@@ -714,7 +714,7 @@ def normalized_readout_dynamics(
             "sqrt(chi K chi) needs v Gaussian; use the Monte Carlo engine (or sign_kernel for one point per step)"
         )
     with precision_scope(dtype) as np_dtype:
-        x_train, x_eval = validate_inputs(arch, x_train, x_eval, np_dtype)
+        x_train, x_eval = validate_inputs(arch, x_train, x_eval, np_dtype, names=("x_train", "x_eval"))
     n_train, n_eval, k = x_train.shape[0], x_eval.shape[0], arch.out_dim
     y = _check_matrix("y_train", y_train, (n_train, k))
     lr = _check_lr(lr)
