@@ -117,10 +117,6 @@ def _as_key(key):
 
 
 def _key_description(key):
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return int(key)
-    if key is None:
-        return 0
     data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     return np.asarray(data).tolist()
 
@@ -466,8 +462,8 @@ def solve(
     regime = _route(arch, optimizer, width, train, regime)
     if time == "continuous" and (regime not in ("ntk", "nngp") or batch_size is not None):
         raise ValueError("time='continuous' is defined for full-batch kernel dynamics (width=inf with sgd/momentum)")
-    key_description = _key_description(key)
     key = _as_key(key)
+    key_description = _key_description(key)
     batch_key, model_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 
     static = regime in BASELINES
