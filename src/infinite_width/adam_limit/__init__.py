@@ -4,10 +4,24 @@
   :mod:`infinite_width.optim`, any loss, full batch or minibatches
   (:mod:`infinite_width.adam_limit.engine`);
 * :func:`estimate_memory` — bytes a configuration needs, checked before allocating;
-* :func:`sampling_root` — square root of a layer kernel, used to draw the fields.
+* :func:`sampling_root` — square root of a layer kernel, used to draw the fields;
+* exact special cases (section 4, :mod:`infinite_width.adam_limit.exact`):
+  :func:`sign_kernel`, :func:`sign_dynamics`, :func:`sign_sgd_dynamics`,
+  :func:`normalized_readout_dynamics` and their Gaussian integrals.
 """
 
 from infinite_width.adam_limit.engine import STORAGE_DTYPES, TRAIN_MODES, LimitResult, solve
+from infinite_width.adam_limit.exact import (
+    ExactPredictions,
+    activation_sign_expectation,
+    derivative_sign_expectation,
+    gaussian_expectation_2d,
+    linear_sign_expectation,
+    normalized_readout_dynamics,
+    sign_dynamics,
+    sign_kernel,
+    sign_sgd_dynamics,
+)
 from infinite_width.adam_limit.memory import MemoryEstimate, available_memory, estimate_memory
 from infinite_width.adam_limit.sampling import sampling_root
 
@@ -20,4 +34,13 @@ __all__ = [
     "sampling_root",
     "TRAIN_MODES",
     "STORAGE_DTYPES",
+    "ExactPredictions",
+    "gaussian_expectation_2d",
+    "linear_sign_expectation",
+    "derivative_sign_expectation",
+    "activation_sign_expectation",
+    "sign_kernel",
+    "sign_dynamics",
+    "sign_sgd_dynamics",
+    "normalized_readout_dynamics",
 ]
