@@ -115,11 +115,12 @@ def mse_closed_form(
         power = np.where(positive, np.exp(t * log_decay), np.sign(decay) ** t * np.abs(decay) ** t)
         one_minus_power = np.where(positive, -np.expm1(t * log_decay), 1.0 - power)
         gain = np.where(lam > 0, one_minus_power / np.where(lam > 0, lam, 1.0), a * t)  # (R, N)
-    train = y_train[None] + np.einsum("ij,rj,jc->ric", vecs, power, residual0)
+    # Contract in this order (matrix products), never as one N^3 R einsum.
+    train = y_train[None] + vecs @ (power[:, :, None] * residual0[None])
     test = None
     if k_test_train is not None:
         f0_test = _initial(f0_test, (k_test_train.shape[0], k))
-        test = f0_test[None] - np.einsum("ti,ij,rj,jc->rtc", k_test_train, vecs, gain, residual0)
+        test = f0_test[None] - (k_test_train @ vecs) @ (gain[:, :, None] * residual0[None])
     return train, test
 
 

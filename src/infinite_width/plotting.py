@@ -60,20 +60,51 @@ def _group(t: Trajectory) -> str:
     return f"{(t.metadata.get('optimizer') or '').split('(')[0]} {t.metadata.get('train')}"
 
 
+_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+_BASELINE_STYLES = ((0, (1, 1)), (0, (4, 2, 1, 2)), (0, (6, 2)), (0, (1, 3)))
+
+
+class _Styles:
+    """One colour per (optimizer, trained layers) group; finite widths fade in with width; limits dashed."""
+
+    def __init__(self, trajectories):
+        groups = sorted({_group(t) for t in trajectories if not t.is_static})
+        self.colors = {g: _PALETTE[i % len(_PALETTE)] for i, g in enumerate(groups)}
+        widths = sorted({t.width for t in trajectories if t.regime == "finite"})
+        self.alpha = {w: 0.35 + 0.65 * (i + 1) / len(widths) for i, w in enumerate(widths)}
+        self.baselines = {}
+
+    def __call__(self, t: Trajectory) -> dict:
+        if t.is_static:
+            style = _BASELINE_STYLES[len(self.baselines) % len(_BASELINE_STYLES)]
+            self.baselines.setdefault(t.label, style)
+            return dict(color="black", linestyle=self.baselines[t.label], linewidth=1.2)
+        color = self.colors[_group(t)]
+        if t.regime == "finite":
+            return dict(color=color, alpha=self.alpha[t.width], linewidth=1.2)
+        return dict(color=color, linestyle="--", linewidth=2.2)
+
+
 def learning_curves(trajectories, metric: str = "test_loss", *, ax=None, path=None, log_y: Optional[bool] = None):
-    """``metric`` against step for each trajectory (mean ± std over seeds). Returns the figure."""
+    """``metric`` against step for each trajectory (mean ± std over seeds). Returns the figure.
+
+    Colour: optimizer and trained layers; finite networks are fainter the
+    narrower they are; limits are dashed, baselines black horizontal lines.
+    """
     trajectories = _check(trajectories)
     _check_metric(metric)
     figure, ax = _figure(ax)
+    style = _Styles(trajectories)
     last = max([int(t.steps[-1]) for t in trajectories if not t.is_static] or [1])
     for t in trajectories:
         mean, std = t.metric(metric)
         if t.is_static:
-            ax.axhline(mean[0], linestyle=":", linewidth=1.2, label=t.label, color=None)
+            ax.axhline(mean[0], label=t.label, **style(t))
             continue
-        (line,) = ax.plot(t.steps, mean, label=t.label)
+        line_style = style(t)
+        ax.plot(t.steps, mean, label=t.label, **line_style)
         if t.seeds > 1:
-            ax.fill_between(t.steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.fill_between(t.steps, mean - std, mean + std, color=line_style["color"], alpha=0.15, linewidth=0)
     if log_y is None:
         log_y = metric.endswith("loss")
     if log_y:
@@ -95,18 +126,16 @@ def accuracy_vs_width(trajectories, metric: str = "test_accuracy", *, ax=None, p
     for t in trajectories:
         if t.width != math.inf and t.regime == "finite":
             finite.setdefault(_group(t), []).append(t)
-    colors = {}
+    style = _Styles(trajectories)
     for group, members in sorted(finite.items()):
         members.sort(key=lambda t: t.width)
         widths = [t.width for t in members]
         finals = np.array([t.final(metric) for t in members])
-        line = ax.errorbar(widths, finals[:, 0], yerr=finals[:, 1], marker="o", capsize=3, label=f"finite {group}")
-        colors[group] = line.lines[0].get_color()
+        ax.errorbar(widths, finals[:, 0], yerr=finals[:, 1], marker="o", capsize=3, label=f"finite {group}",
+                    color=style.colors[group])
     for t in trajectories:
-        if t.regime == "finite":
-            continue
-        style = ":" if t.is_static else "--"
-        ax.axhline(t.final(metric)[0], linestyle=style, color=colors.get(_group(t)), linewidth=1.2, label=t.label)
+        if t.regime != "finite":
+            ax.axhline(t.final(metric)[0], label=t.label, **style(t))
     if finite:
         ax.set_xscale("log", base=2)
     ax.set_xlabel("width")
