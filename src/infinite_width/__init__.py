@@ -15,7 +15,12 @@ explicitly: ``from infinite_width import testing``.
 of a kernel, and TensorFlow never.
 """
 
-from infinite_width import datasets, kernels, losses, optim
+from infinite_width import datasets, dynamics, kernels, losses, optim, plotting
+from infinite_width.compare import compare
+from infinite_width.problem import Problem
+from infinite_width.solver import solve
+from infinite_width.sweep import sweep, width_jobs
+from infinite_width.trajectory import Trajectory
 from infinite_width.architectures import (
     ACTIVATIONS,
     Activation,
@@ -45,12 +50,20 @@ __all__ = [
     "GlobalAvgPool",
     "LayerNorm",
     "MaxPool",
+    "Problem",
+    "Trajectory",
+    "compare",
     "conv",
     "datasets",
+    "dynamics",
     "kernels",
     "losses",
     "mlp",
     "myrtle",
     "optim",
+    "plotting",
+    "solve",
+    "sweep",
+    "width_jobs",
     "__version__",
 ]
