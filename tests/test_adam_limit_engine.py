@@ -226,6 +226,7 @@ def test_bfloat16_storage_and_chunking_agree_with_float32():
     assert half.memory.parts["storage"] * 2 == base.memory.parts["storage"]
 
 
+@pytest.mark.slow
 def test_sharded_over_four_devices_equals_one_device():
     script = textwrap.dedent(
         """

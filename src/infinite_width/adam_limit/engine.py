@@ -272,6 +272,17 @@ def _function_update(terms, chunk, directions):
     return total
 
 
+def _chunks(samples) -> int:
+    return jax.tree_util.tree_leaves(samples)[0].shape[0]
+
+
+def _over_chunks(fn, samples):
+    """``lax.map(fn, samples)`` over the chunk axis, without a loop when there is one chunk."""
+    if _chunks(samples) == 1:
+        return jax.tree_util.tree_map(lambda x: x[None], fn(jax.tree_util.tree_map(lambda x: x[0], samples)))
+    return jax.lax.map(fn, samples)
+
+
 @functools.lru_cache(maxsize=64)
 def _advance_fn(terms, out_coefficient, optimizer: Optimizer, loss: str, n_train: int, full_batch: bool, per_replica: int):
     """Compiled ``advance(...)`` running steps [start, stop) and stopping at the first non-finite output."""
@@ -282,7 +293,7 @@ def _advance_fn(terms, out_coefficient, optimizer: Optimizer, loss: str, n_train
         rows = slice(0, n_train) if full_batch else batch_indices[t]
         y_batch = y_train[rows]
         chi = jax.vmap(lambda f_batch: losses.chi(loss, f_batch, y_batch))(f[:, rows])
-        grads = jax.lax.map(lambda chunk: _normalized_gradients(terms, chunk, rows, chi), samples)
+        grads = _over_chunks(lambda chunk: _normalized_gradients(terms, chunk, rows, chi), samples)
         if out_coefficient != 0.0:
             grads["output_bias"] = jnp.sum(chi, axis=1)
         directions, opt_state = direction.update(grads, opt_state)
@@ -292,7 +303,10 @@ def _advance_fn(terms, out_coefficient, optimizer: Optimizer, loss: str, n_train
             return total + _function_update(terms, chunk, chunk_directions), None
 
         chunk_directions = {term.name: directions[term.name] for term in terms}
-        total, _ = jax.lax.scan(accumulate, jnp.zeros_like(f), (samples, chunk_directions))
+        if _chunks(samples) == 1:  # no loop: lets XLA read the stored samples in place
+            total, _ = accumulate(jnp.zeros_like(f), jax.tree_util.tree_map(lambda x: x[0], (samples, chunk_directions)))
+        else:
+            total, _ = jax.lax.scan(accumulate, jnp.zeros_like(f), (samples, chunk_directions))
         update = total / per_replica
         if out_coefficient != 0.0:
             update = update + out_coefficient * directions["output_bias"][:, None, :]
