@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-__all__ = ["main", "demo_jobs"]
+__all__ = ["main", "demo_jobs", "limit_pairs"]
 
 _QUICK = dict(n_train=40, n_test=40, steps=12, widths=[16, 64], samples=512, replicas=2, seeds=2, depth=1)
 
@@ -47,6 +47,11 @@ def demo_jobs(problem, arch, *, steps, widths, samples, replicas, seeds, sgd_lr,
                 jobs[f"{name}-{train}-w{width}"] = dict(common, optimizer=optimizer, train=train, width=width,
                                                          seeds=seeds)
     return jobs
+
+
+def limit_pairs(names):
+    """``(finite job, its limit)`` name pairs of :func:`demo_jobs`: same optimizer and trained layers, width inf."""
+    return [(name, name.rsplit("-", 1)[0] + "-inf") for name in names if "-w" in name]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,9 +100,7 @@ def _demo(args) -> int:
     )
     print(f"{problem.describe()}; {arch.name}; {len(jobs)} solves -> {args.out}", flush=True)
     results = sweep(jobs, os.path.join(args.out, "results"), progress=not args.no_progress)
-    # Distances of each finite run to the limit of the same optimizer and trained layers.
-    pairs = [(name, name.rsplit("-", 1)[0] + "-inf") for name in results if "-w" in name]
-    table = compare(results, pairs=pairs)
+    table = compare(results, pairs=limit_pairs(results))
     table.to_csv(os.path.join(args.out, "comparison.csv"))
     table.to_csv(os.path.join(args.out, "distances.csv"), distances=True)
     figure_path = os.path.join(args.out, "demo.png")
