@@ -6,7 +6,8 @@ The engine stores, per sample and per point, ``L * k`` backward products
 ``M * P * (L k + L + 1)`` numbers
 (M samples, P points, L hidden layers, k outputs). On top come the float32
 temporaries of drawing one layer's fields, the optimizer state per sample
-and term, and the per-chunk temporaries of one step.
+and term, and the per-chunk temporaries of one step (a single chunk, the default,
+reads the stored fields in place).
 """
 
 from __future__ import annotations
@@ -89,8 +90,11 @@ def estimate_memory(
         "storage": per_device * points * stored_per_point * _ITEMSIZE[storage_dtype],
         "sampling": per_device * points * sampled_per_point * 4,
         "optimizer_state": per_device * state_per_sample * 4,
-        # pass 1 gathers the batch rows of u (C, B, k); pass 2 forms v * Q (C, P).
-        "step_temporaries": chunk_total * (batch * k + points * max(k, 2)) * 4,
+        # float32 per chunk sample: sum_c u_c chi_c and sum coef V Q on all points (P each), the batch
+        # rows of u, v gathered for small minibatches (B (k + 2)), and, with several chunks, the copy
+        # of the chunk's stored fields that the chunk loop reads.
+        "step_temporaries": chunk_total * (2 * points + batch * (k + 2)) * 4
+        + (chunk_total * points * stored_per_point * _ITEMSIZE[storage_dtype] if chunk_total < per_device else 0),
         "roots": roots,
     }
     return MemoryEstimate(parts={name: int(value) for name, value in parts.items()}, devices=devices)
