@@ -226,6 +226,33 @@ def test_bfloat16_storage_and_chunking_agree_with_float32():
     assert half.memory.parts["storage"] * 2 == base.memory.parts["storage"]
 
 
+def test_gathered_batch_rows_equal_zero_padded_chi(monkeypatch):
+    """The two ways a step restricts the gradient to the batch give the same run (repeated rows included)."""
+    from infinite_width.adam_limit import engine
+
+    x_train, y, x_test = _data(2, seed=5)
+    rows = np.random.default_rng(0).integers(0, N_TRAIN, size=(6, 10))  # repeats within a batch
+    runs = []
+    for gather in (True, False):
+        monkeypatch.setattr(engine, "_gathers_rows", lambda batch, points, gather=gather: gather)
+        runs.append(adam_limit.solve(iw.mlp(2, "relu", 1.3, 0.2, 2), x_train, y, x_test, ADAM, 6,
+                                     key=jax.random.PRNGKey(7), batch_indices=rows, samples=1024, replicas=4))
+    gathered, padded = (np.concatenate([r.replica_train_predictions, r.replica_test_predictions], 2) for r in runs)
+    assert np.abs(gathered[:, -1]).max() > 0.05
+    np.testing.assert_allclose(gathered, padded, rtol=0, atol=1e-5)
+
+
+def test_default_is_one_chunk_split_only_to_fit_memory():
+    one_chunk = _adam_run(jax.random.PRNGKey(0), 2**12, replicas=4)
+    assert one_chunk.chunk_size == 2**10
+    # Room for the storage but not for one chunk's step temporaries: the default halves the chunk until it fits.
+    tight = one_chunk.memory.total_bytes - one_chunk.memory.parts["step_temporaries"] // 2
+    split = _adam_run(jax.random.PRNGKey(0), 2**12, replicas=4, max_memory_bytes=tight)
+    assert split.chunk_size < 2**10 and split.memory.total_bytes <= tight
+    gap = np.abs(split.test_predictions[-1] - one_chunk.test_predictions[-1])
+    assert np.all(gap <= 4 * np.sqrt(split.test_stderr[-1] ** 2 + one_chunk.test_stderr[-1] ** 2) + 1e-6)
+
+
 @pytest.mark.slow
 def test_sharded_over_four_devices_equals_one_device():
     script = textwrap.dedent(
