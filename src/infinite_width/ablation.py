@@ -295,10 +295,15 @@ def _plot(rows: List[Dict[str, object]], path: Path) -> None:
         curves: Dict[Tuple, List[Dict[str, object]]] = {}
         for row in subset:
             curves.setdefault(tuple(row[a] for a in AXES if a not in ("activation", "n_samples")), []).append(row)
+        curve_axes = [a for a in AXES if a not in ("activation", "n_samples")]
+        # Label curves by the axes that differ between them.
+        varying = [i for i, _ in enumerate(curve_axes) if len({c[i] for c in curves}) > 1]
         for curve_id, curve in curves.items():
             curve = sorted(curve, key=lambda row: row["n_samples"])
-            label = ", ".join(f"{a}={v:.3g}" if isinstance(v, float) else f"{a}={v}" for a, v in zip(
-                [a for a in AXES if a not in ("activation", "n_samples")], curve_id))
+            label = ", ".join(
+                f"{curve_axes[i]}={curve_id[i]:.3g}" if isinstance(curve_id[i], float) else f"{curve_axes[i]}={curve_id[i]}"
+                for i in varying
+            ) or "NNPK"
             ax.plot([r["n_samples"] for r in curve], [r["nnpk_test_accuracy"] for r in curve], "o-", label=label)
         for reference_id in dict.fromkeys((row["W_std"], row["b_std"], row["depth"]) for row in subset):
             row = next(r for r in subset if (r["W_std"], r["b_std"], r["depth"]) == reference_id)
@@ -308,7 +313,7 @@ def _plot(rows: List[Dict[str, object]], path: Path) -> None:
         ax.set_xlabel("networks m")
         ax.set_title(activation)
     axes[0][0].set_ylabel("test accuracy (kernel regression)")
-    axes[0][-1].legend(fontsize=6, loc="lower right")
+    axes[0][-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
