@@ -300,3 +300,16 @@ def test_architecture_network_delegates():
     net = iw.mlp(1).network(8, parametrization="mup", init="uniform")
     assert isinstance(net, networks.Network)
     assert (net.width, net.parametrization, net.init_kind) == (8, "mup", "uniform")
+
+
+@pytest.mark.parametrize("init", ["gaussian", "orthogonal", "uniform"])
+def test_init_many_stacks_independent_inits(init):
+    # Orthogonal networks are drawn one at a time (batched QR can deadlock
+    # jaxlib's CPU LAPACK); the result must equal separate init calls.
+    net = iw.mlp(2, "relu", out_dim=2).network(32, init=init)
+    keys = jax.random.split(jax.random.PRNGKey(3), 3)
+    stacked = net.init_many(keys, (5,))
+    for i, key in enumerate(keys):
+        single = net.init(key, (5,))
+        for a, b in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(single)):
+            np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b), rtol=1e-5, atol=1e-6)

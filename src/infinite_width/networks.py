@@ -338,6 +338,19 @@ class Network:
 
     # ---- init and apply --------------------------------------------------
 
+    def init_many(self, keys, input_shape) -> Params:
+        """Parameters of ``len(keys)`` independent networks, stacked on a leading axis.
+
+        Equal to ``jax.vmap(lambda k: self.init(k, input_shape))(keys)``, but
+        orthogonal networks are drawn one at a time (``jax.lax.map``): batched
+        QR (a vmapped orthogonal init) can deadlock jaxlib's CPU LAPACK thread
+        pool (seen on jax 0.10.2). Prefer this over vmapping :meth:`init`.
+        """
+        init_one = functools.partial(self.init, input_shape=input_shape)
+        if self.init_kind == "orthogonal":
+            return jax.lax.map(init_one, keys)
+        return jax.vmap(init_one)(keys)
+
     def init(self, key, input_shape) -> Params:
         """Draw parameters for inputs of one example's shape ``input_shape``.
 

@@ -102,14 +102,7 @@ def _auto_chunk(n_samples: int, rows: int, width: int, spatial: int) -> int:
 def _chunk_fns(arch: Architecture, width: int, parametrization: str, init: str, input_shape: Tuple[int, ...]):
     """Jitted ``init`` and ``apply`` of the finite network, vectorized over samples."""
     net = network(arch, width, parametrization=parametrization, init=init)
-    init_one = functools.partial(net.init, input_shape=input_shape)
-    if init == "orthogonal":
-        # Batched QR (vmap of the orthogonal init) can deadlock jaxlib's CPU
-        # LAPACK thread pool (jax 0.10, ParallelBatchMap); one network at a
-        # time never batches the QR.
-        init_chunk = jax.jit(lambda keys: jax.lax.map(init_one, keys))
-    else:
-        init_chunk = jax.jit(jax.vmap(init_one))
+    init_chunk = jax.jit(functools.partial(net.init_many, input_shape=input_shape))
     apply_chunk = jax.jit(jax.vmap(net.apply, in_axes=(0, None)))
     return init_chunk, apply_chunk
 

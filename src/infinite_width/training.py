@@ -239,7 +239,8 @@ def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, train_mode:
     @jax.jit
     def initialise(keys, x_all):
         n_seeds = keys.shape[0]
-        params = _over_seeds(lambda k: net.init(k, input_shape), (0,), n_seeds)(keys)
+        params = net.init_many(keys, input_shape) if n_seeds > 1 else _over_seeds(
+            lambda k: net.init(k, input_shape), (0,), 1)(keys)
         if centred:
             f0 = _over_seeds(lambda p: net.apply(p, x_all), (0,), n_seeds)(params)
         else:
