@@ -15,7 +15,7 @@ explicitly: ``from infinite_width import testing``.
 of a kernel, and TensorFlow never.
 """
 
-from infinite_width import datasets, dynamics, kernels, losses, optim, plotting
+from infinite_width import ablation, datasets, dynamics, kernels, losses, nnpk, optim, plotting
 from infinite_width.compare import compare
 from infinite_width.problem import Problem
 from infinite_width.solver import solve
@@ -52,6 +52,7 @@ __all__ = [
     "MaxPool",
     "Problem",
     "Trajectory",
+    "ablation",
     "compare",
     "conv",
     "datasets",
@@ -60,6 +61,7 @@ __all__ = [
     "losses",
     "mlp",
     "myrtle",
+    "nnpk",
     "optim",
     "plotting",
     "solve",

@@ -35,6 +35,8 @@ __all__ = [
     "layerwise",
     "LayerwiseKernels",
     "max_learning_rate",
+    "nnpk",
+    "pad_rows",
     "validate_inputs",
     "precision_scope",
 ]
@@ -111,7 +113,8 @@ def _jitted_kernel_fn(arch: Architecture, get: Tuple[str, ...], batch_size: int)
     return jax.jit(functools.partial(kernel_fn, get=get))
 
 
-def _pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
+def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
+    """``x`` with rows appended (copies of its last row) up to a multiple of ``multiple``."""
     # Repeat the last row rather than pad with zeros: a zero input gives a
     # 0/0 in bias-free arc-cosine kernels, and padded rows are cropped anyway.
     remainder = (-x.shape[0]) % multiple
@@ -128,8 +131,8 @@ def _compute(arch, x1, x2, get, batch_size, dtype):
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
         if batch_size and (n1 > batch_size or n2 > batch_size):
-            p1 = _pad_rows(x1, batch_size)
-            p2 = p1 if x2 is None else _pad_rows(x2, batch_size)
+            p1 = pad_rows(x1, batch_size)
+            p2 = p1 if x2 is None else pad_rows(x2, batch_size)
             out = _jitted_kernel_fn(arch, get, batch_size)(p1, p2)
         else:
             out = _jitted_kernel_fn(arch, get, 0)(x1, x2)
@@ -267,3 +270,16 @@ def max_learning_rate(ntk_train_train, y_train_size: Optional[int] = None, momen
     factor = k.shape[0] if y_train_size is None else int(y_train_size)
     lam_max = np.linalg.eigvalsh(k)[-1]
     return float(2.0 * (1.0 + momentum) * factor / lam_max)
+
+
+def nnpk(arch: Architecture, x1, x2=None, **options) -> np.ndarray:
+    """Monte Carlo Neural Network Prior Kernel ``E_theta[f(x) . f(x')]``, shape (N1, N2).
+
+    The kernel of random finite networks (Amid et al. 2022); also for
+    architectures without a closed form. Options and normalisation:
+    :func:`infinite_width.nnpk.nnpk` (imported on use: it builds on
+    :mod:`infinite_width.networks`, which imports this module).
+    """
+    from infinite_width.nnpk import nnpk as monte_carlo_nnpk
+
+    return monte_carlo_nnpk(arch, x1, x2, **options)

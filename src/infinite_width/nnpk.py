@@ -44,7 +44,7 @@ import numpy as np
 import scipy.linalg
 
 from infinite_width.architectures import Architecture
-from infinite_width.kernels import _pad_rows, precision_scope, validate_inputs
+from infinite_width.kernels import pad_rows, precision_scope, validate_inputs
 from infinite_width.networks import INITS, network
 
 __all__ = ["nnpk", "nnpk_features", "kernel_alignment", "kernel_regression", "NORMALIZATIONS"]
@@ -112,7 +112,7 @@ def _chunk_outputs(apply_chunk, params, x: np.ndarray, batch_size: Optional[int]
     n = x.shape[0]
     if not batch_size or n <= batch_size:
         return apply_chunk(params, x)
-    padded = _pad_rows(x, batch_size)  # equal batches: one compilation
+    padded = pad_rows(x, batch_size)  # equal batches: one compilation
     blocks = [apply_chunk(params, padded[i : i + batch_size]) for i in range(0, padded.shape[0], batch_size)]
     return jnp.concatenate(blocks, axis=1)[:, :n]
 
