@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import infinite_width as iw
-from infinite_width import adam_limit, optim, training
+from infinite_width import adam_limit, minibatches, optim, training
 from infinite_width.adam_limit import exact
 
 N_TRAIN, N_TEST, DIM = 24, 12, 6
@@ -47,7 +47,7 @@ def test_sign_sgd_one_point_per_step_converges_to_the_sign_kernel():
     y = np.sign(np.random.default_rng(1).normal(size=(N_TRAIN, 1))).astype(np.float32)
     arch = iw.mlp(2, "relu", 1.3, 0.2, 1)
     steps, lr = 12, 0.02
-    rows = training.batch_indices_for(jax.random.PRNGKey(4), N_TRAIN, 1, steps)
+    rows = minibatches.batch_indices_for(jax.random.PRNGKey(4), N_TRAIN, 1, steps)
     closed = exact.sign_sgd_dynamics(arch, x_train, y, x_test, lr, rows)
     exact_all = np.concatenate([closed.train, closed.eval], axis=1)[..., None]
 

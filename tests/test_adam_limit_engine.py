@@ -19,7 +19,7 @@ import pytest
 import infinite_width as iw
 from infinite_width import adam_limit, kernels, optim
 from infinite_width._neural_tangents import predict
-from infinite_width.training import batch_indices_for
+from infinite_width.minibatches import batch_indices_for
 
 N_TRAIN, N_TEST, DIM = 24, 12, 6
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import infinite_width as iw
-from infinite_width import kernels, losses, networks, optim, training
+from infinite_width import kernels, losses, minibatches, networks, optim, training
 from infinite_width._neural_tangents import predict
 
 RNG = np.random.default_rng(0)
@@ -196,7 +196,7 @@ def test_zero_bias_std_is_frozen_under_adam_without_nans():
 
 def test_minibatch_order_is_shared_and_explicit_indices_reproduce_it():
     result = training.train(NET, X, Y, SGD, 12, batch_size=4, key=5, record=[12])
-    np.testing.assert_array_equal(result.batch_indices, training.batch_indices_for(5, 16, 4, 12))
+    np.testing.assert_array_equal(result.batch_indices, minibatches.batch_indices_for(5, 16, 4, 12))
     epoch = np.sort(result.batch_indices[:4].ravel())
     np.testing.assert_array_equal(epoch, np.arange(16))  # each epoch is a permutation
     again = training.train(NET, X, Y, SGD, 12, batch_indices=result.batch_indices, key=5, record=[12])

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["minibatch_indices"]
+__all__ = ["minibatch_indices", "split_run_key", "batch_indices_for"]
 
 
 def minibatch_indices(key, n_train: int, batch_size: Optional[int], steps: int) -> np.ndarray:
@@ -41,3 +41,20 @@ def minibatch_indices(key, n_train: int, batch_size: Optional[int], steps: int) 
     if not rows:
         return np.zeros((0, batch_size), dtype=np.int64)
     return np.concatenate(rows)[:steps].astype(np.int64)
+
+
+def split_run_key(key):
+    """``(init_key, batch_key)`` of a run started from ``key`` (a jax PRNG key or an int seed).
+
+    The finite trainer and the Adam-like limit both derive their keys this
+    way, so one key means one minibatch order on both sides.
+    """
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        key = jax.random.PRNGKey(int(key))
+    init_key, batch_key = jax.random.split(key)
+    return init_key, batch_key
+
+
+def batch_indices_for(key, n_train: int, batch_size: Optional[int], steps: int) -> np.ndarray:
+    """The minibatch rows (steps, batch_size) of a run started from ``key`` (see :func:`split_run_key`)."""
+    return minibatch_indices(split_run_key(key)[1], n_train, batch_size, steps)

@@ -25,7 +25,7 @@ Keys: ``init_key, batch_key = jax.random.split(key)``; the ensemble's
 parameters come from ``jax.random.split(init_key, seeds)`` (seed ``i`` is
 ``net.init(keys[i], x.shape[1:])``), and the minibatch order from
 ``minibatches.minibatch_indices(batch_key, N, batch_size, steps)``, shared by
-all seeds (:func:`batch_indices_for` reproduces it for the infinite-width side;
+all seeds (:func:`infinite_width.minibatches.batch_indices_for` reproduces it for the infinite-width side;
 or pass ``batch_indices`` explicitly).
 
 Matrix products run at full float32 precision
@@ -48,11 +48,11 @@ from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
 from infinite_width.architectures import Architecture
-from infinite_width.minibatches import minibatch_indices
+from infinite_width.minibatches import minibatch_indices, split_run_key
 from infinite_width.networks import Network, network
 from infinite_width.optim import Optimizer
 
-__all__ = ["TrainResult", "train", "width_sweep", "batch_indices_for", "split_key", "default_record_steps"]
+__all__ = ["TrainResult", "train", "width_sweep", "split_key", "default_record_steps"]
 
 TRAIN_MODES = ("all", "readout")
 ON_NONFINITE = ("raise", "record")
@@ -110,13 +110,8 @@ def _as_key(key):
 
 def split_key(key, seeds: int = 1):
     """``(init_keys (seeds, ...), batch_key)`` derived from ``key`` as :func:`train` does."""
-    init_key, batch_key = jax.random.split(_as_key(key))
+    init_key, batch_key = split_run_key(_as_key(key))
     return jax.random.split(init_key, seeds), batch_key
-
-
-def batch_indices_for(key, n_train: int, batch_size: Optional[int], steps: int) -> np.ndarray:
-    """The minibatch rows (steps, B) that :func:`train` uses for this ``key``."""
-    return minibatch_indices(split_key(key)[1], n_train, batch_size, steps)
 
 
 def default_record_steps(steps: int, count: int = 20) -> np.ndarray:

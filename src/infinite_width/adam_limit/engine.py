@@ -70,7 +70,7 @@ from infinite_width import kernels, losses
 from infinite_width.adam_limit.memory import MemoryEstimate, available_memory, check_memory, estimate_memory
 from infinite_width.adam_limit.sampling import sampling_root
 from infinite_width.architectures import Architecture, activation_fn
-from infinite_width.minibatches import minibatch_indices
+from infinite_width.minibatches import batch_indices_for
 from infinite_width.optim import Optimizer
 
 __all__ = ["solve", "LimitResult", "estimate_memory", "MemoryEstimate", "TRAIN_MODES", "STORAGE_DTYPES"]
@@ -425,8 +425,7 @@ def _record_steps(record, steps):
 
 def _batch_rows(batch_indices, batch_size, key, n_train, steps):
     if batch_indices is None:
-        # The finite trainer's order for the same key (training.batch_indices_for).
-        rows = minibatch_indices(jax.random.split(key)[1], n_train, batch_size, steps)
+        rows = batch_indices_for(key, n_train, batch_size, steps)  # the finite trainer's order
     else:
         rows = np.asarray(batch_indices)
         if rows.ndim != 2 or rows.shape[0] != steps or not np.issubdtype(rows.dtype, np.integer):
@@ -474,8 +473,8 @@ def solve(
       optimizer: an :class:`infinite_width.optim.Optimizer` (sgd, momentum, adam, sign).
       steps: number of training steps.
       key: jax PRNG key (or int seed). It draws the samples and, with
-        ``batch_size``, the minibatch order: ``minibatch_indices(
-        jax.random.split(key)[1], N, batch_size, steps)``, the order
+        ``batch_size``, the minibatch order
+        :func:`infinite_width.minibatches.batch_indices_for`, the order
         :func:`infinite_width.training.train` uses for the same key.
       loss: a name of :mod:`infinite_width.losses`; only ``chi = dloss/df`` enters.
       train: ``"all"`` (every group) or ``"readout"`` (readout weights and
