@@ -9,7 +9,7 @@ import pytest
 import infinite_width as iw
 from infinite_width import kernels, optim
 from infinite_width.compare import compare, distance, fit_slope
-from infinite_width.minibatches import minibatch_indices
+from infinite_width import minibatches
 from infinite_width.plotting import accuracy_vs_width, distance_vs_width, learning_curves
 from infinite_width.problem import Problem
 from infinite_width.solver import BASELINES, record_steps, solve
@@ -175,7 +175,7 @@ def test_kernel_routes_match_explicit_function_space_loops(problem, ce_problem, 
     k_all = kernel(ARCH, x_all, p.x_train, dtype="float64")
     batches = None
     if batch_size is not None:
-        batches = minibatch_indices(jax.random.fold_in(jax.random.PRNGKey(3), 0), p.n_train, batch_size, 12)
+        batches = minibatches.batch_indices_for(3, p.n_train, batch_size, 12)
     beta = opt.beta if opt.name == "momentum" else 0.0
     expected = _explicit_kernel_gd(k_all, p.y_train, opt.lr, 12, beta, batches, ce=(loss == "cross_entropy"))
     np.testing.assert_allclose(t.train_predictions[0], expected[:, :20], rtol=1e-5, atol=1e-6)
@@ -223,7 +223,7 @@ def test_nnpk_ridge_is_kernel_regression_with_the_nnpk(problem):
 
     t = solve(problem, ARCH, regime="nnpk_ridge", width=32, samples=64, key=5, ridge=1e-3, progress=False)
     x_all = np.concatenate([problem.x_train, problem.x_test])
-    k = nnpk.nnpk(ARCH, x_all, problem.x_train, width=32, n_samples=64, key=jax.random.fold_in(jax.random.PRNGKey(5), 1),
+    k = nnpk.nnpk(ARCH, x_all, problem.x_train, width=32, n_samples=64, key=minibatches.split_run_key(5)[0],
                   normalize="mean")
     expected = k[20:] @ np.linalg.solve(k[:20] + 1e-3 * np.mean(np.diag(k[:20])) * np.eye(20), problem.y_train)
     np.testing.assert_allclose(t.test_predictions[0, 0], expected, rtol=1e-3, atol=1e-4)

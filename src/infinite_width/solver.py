@@ -49,11 +49,12 @@ Conventions that make the regimes comparable:
 * every limit starts from ``f = 0``; finite networks are therefore *centred*
   by default (``f - f_0``, ``centred=True``), and ``centred=False`` trains the
   raw network;
-* one ``key`` gives one minibatch order
-  (:func:`infinite_width.minibatches.minibatch_indices` of
-  ``fold_in(key, 0)``), shared by every regime solved with that key; the
-  finite networks' initialisations and the Monte Carlo samples use
-  ``fold_in(key, 1)``;
+* one ``key`` gives one minibatch order, shared by every regime solved with
+  that key: :func:`infinite_width.minibatches.split_run_key` splits it into
+  ``(model_key, batch_key)``, the order is ``minibatch_indices(batch_key,
+  ...)`` (the same as :func:`infinite_width.minibatches.batch_indices_for`),
+  and the finite networks' initialisations and the Monte Carlo samples use
+  ``model_key``;
 * losses and accuracies are computed from the predictions with
   :mod:`infinite_width.losses` for every regime.
 """
@@ -72,7 +73,7 @@ import numpy as np
 
 from infinite_width import dynamics, kernels, losses
 from infinite_width.architectures import Architecture, AvgPool, Flatten, GlobalAvgPool, _WEIGHTED
-from infinite_width.minibatches import minibatch_indices
+from infinite_width.minibatches import minibatch_indices, split_run_key
 from infinite_width.optim import Optimizer
 from infinite_width.problem import Problem
 from infinite_width.trajectory import STATIC_STEP, Trajectory
@@ -464,7 +465,7 @@ def solve(
         raise ValueError("time='continuous' is defined for full-batch kernel dynamics (width=inf with sgd/momentum)")
     key = _as_key(key)
     key_description = _key_description(key)
-    batch_key, model_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    model_key, batch_key = split_run_key(key)
 
     static = regime in BASELINES
     recorded = np.array([STATIC_STEP]) if static else record_steps(steps, record)
