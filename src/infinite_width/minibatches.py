@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from infinite_width._checks import as_key, check_int
 
 __all__ = ["minibatch_indices", "split_run_key", "batch_indices_for"]
 
@@ -23,10 +24,8 @@ def minibatch_indices(key, n_train: int, batch_size: Optional[int], steps: int) 
     an epoch is dropped). ``batch_size=None`` (or ``n_train``) means full
     batch: every row of the array is ``0..n_train-1`` in order.
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)) or n_train < 1:
-        raise ValueError(f"n_train must be an integer >= 1, got {n_train!r}")
+    steps = check_int("steps", steps, 0)
+    n_train = check_int("n_train", n_train, 1)
     if batch_size is None or batch_size == n_train:
         return np.tile(np.arange(n_train), (steps, 1))
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n_train:
@@ -49,9 +48,7 @@ def split_run_key(key):
     The finite trainer and the Adam-like limit both derive their keys this
     way, so one key means one minibatch order on both sides.
     """
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        key = jax.random.PRNGKey(int(key))
-    init_key, batch_key = jax.random.split(key)
+    init_key, batch_key = jax.random.split(as_key(key))
     return init_key, batch_key
 
 

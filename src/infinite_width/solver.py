@@ -65,13 +65,14 @@ import importlib.metadata
 import math
 import platform
 import time as _time
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from infinite_width import dynamics, kernels, losses
+from infinite_width._checks import as_key, check_int
 from infinite_width.architectures import Architecture, AvgPool, Flatten, GlobalAvgPool, _WEIGHTED
 from infinite_width.minibatches import minibatch_indices, split_run_key
 from infinite_width.optim import Optimizer
@@ -101,22 +102,6 @@ def _check_width(width) -> Union[int, float]:
     return int(width)
 
 
-def _check_count(name, value, minimum=1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _as_key(key):
-    if key is None:
-        key = 0
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
-    if isinstance(key, jax.Array):
-        return key
-    raise TypeError(f"key must be an int seed or a jax PRNG key, got {type(key).__name__}")
-
-
 def _key_description(key):
     data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     return np.asarray(data).tolist()
@@ -129,7 +114,7 @@ def record_steps(steps: int, record=None) -> np.ndarray:
     an int ``r``: ``r`` evenly spaced steps (at least 0 and ``steps``);
     a sequence: those steps (each in ``[0, steps]``).
     """
-    steps = _check_count("steps", steps, 0)
+    steps = check_int("steps", steps, 0)
     if record is None:
         record = _DEFAULT_RECORDED
     if isinstance(record, (int, np.integer)) and not isinstance(record, bool):
@@ -450,12 +435,12 @@ def solve(
         raise ValueError(f"time must be 'discrete' or 'continuous', got {time!r}")
     if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
-    seeds = _check_count("seeds", seeds)
+    seeds = check_int("seeds", seeds, 1)
     for name, value in (("samples", samples), ("replicas", replicas)):
         if value is not None:
-            _check_count(name, value)
+            check_int(name, value, 1)
     if batch_size is not None:
-        batch_size = _check_count("batch_size", batch_size)
+        batch_size = check_int("batch_size", batch_size, 1)
         if batch_size > problem.n_train:
             raise ValueError(f"batch_size {batch_size} exceeds the {problem.n_train} training points")
         if batch_size == problem.n_train:
@@ -463,7 +448,7 @@ def solve(
     regime = _route(arch, optimizer, width, train, regime)
     if time == "continuous" and (regime not in ("ntk", "nngp") or batch_size is not None):
         raise ValueError("time='continuous' is defined for full-batch kernel dynamics (width=inf with sgd/momentum)")
-    key = _as_key(key)
+    key = as_key(0 if key is None else key)
     key_description = _key_description(key)
     model_key, batch_key = split_run_key(key)
 

@@ -29,7 +29,7 @@ infinite_width`` does not import it.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Sequence, Tuple
 
 import numpy as np
 from hypothesis import HealthCheck, settings

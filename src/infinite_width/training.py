@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
 from infinite_width.architectures import Architecture
+from infinite_width._checks import check_batch_indices, check_int, check_record_list, check_targets
 from infinite_width.minibatches import minibatch_indices, split_run_key
 from infinite_width.networks import Network, network
 from infinite_width.optim import Optimizer
@@ -96,21 +97,9 @@ class TrainResult:
 # Keys, minibatches and record steps.
 
 
-def _as_key(key):
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
-    try:
-        key = jnp.asarray(key)
-    except TypeError as error:
-        raise TypeError(f"key must be a jax PRNG key or an int seed, got {key!r}") from error
-    if not (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)):
-        raise TypeError(f"key must be a jax PRNG key or an int seed, got an array of shape {key.shape}")
-    return key
-
-
 def split_key(key, seeds: int = 1):
     """``(init_keys (seeds, ...), batch_key)`` derived from ``key`` as :func:`train` does."""
-    init_key, batch_key = split_run_key(_as_key(key))
+    init_key, batch_key = split_run_key(key)
     return jax.random.split(init_key, seeds), batch_key
 
 
@@ -122,54 +111,12 @@ def default_record_steps(steps: int, count: int = 20) -> np.ndarray:
     return np.unique(np.concatenate([[0], spaced, [steps]]))
 
 
-def _check_record(record, steps: int) -> np.ndarray:
-    if record is None:
-        return default_record_steps(steps)
-    record = np.asarray(record)
-    if record.ndim != 1 or record.size == 0 or not np.issubdtype(record.dtype, np.integer):
-        raise ValueError(f"record must be a non-empty 1-D list of integer steps, got {record!r}")
-    if record.min() < 0 or record.max() > steps:
-        raise ValueError(f"record steps must lie in [0, {steps}], got min {record.min()} and max {record.max()}")
-    return np.unique(record).astype(np.int64)
-
-
 # --------------------------------------------------------------------------
 # Input checks.
 
 
 def _check_x(name: str, arch: Architecture, x):
     return kernels.validate_inputs(arch, x, None, np.float32, names=(name, None))[0]
-
-
-def _check_y(name: str, y, n: int, k: int):
-    try:
-        y = np.asarray(y, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be a numeric array of shape ({n}, {k})") from error
-    if y.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, k) = ({n}, {k}), got shape {y.shape} (reshape(-1, 1) for k = 1)")
-    if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} rows but the inputs have {n}")
-    if y.shape[1] != k:
-        raise ValueError(f"{name} has {y.shape[1]} columns but the network has out_dim = {k}")
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{name} contains NaN or Inf entries")
-    return y
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_batch_indices(batch_indices, n_train: int, steps: int) -> np.ndarray:
-    batch_indices = np.asarray(batch_indices)
-    if batch_indices.ndim != 2 or batch_indices.shape[0] != steps or not np.issubdtype(batch_indices.dtype, np.integer):
-        raise ValueError(f"batch_indices must be an integer array of shape (steps={steps}, B), got {batch_indices.shape}")
-    if batch_indices.size and (batch_indices.min() < 0 or batch_indices.max() >= n_train):
-        raise ValueError(f"batch_indices must lie in [0, {n_train}), got values in [{batch_indices.min()}, {batch_indices.max()}]")
-    return batch_indices.astype(np.int32)
 
 
 # --------------------------------------------------------------------------
@@ -352,13 +299,13 @@ def train(
         loss_fn = loss
     else:
         raise TypeError(f"loss must be a loss name or a function (f, y) -> scalar, got {loss!r}")
-    steps = _check_int("steps", steps, 0)
-    seeds = _check_int("seeds", seeds, 1)
+    steps = check_int("steps", steps, 0)
+    seeds = check_int("seeds", seeds, 1)
     k = net.out_dim
 
     x_train = _check_x("x_train", net.arch, x_train)
     n_train = x_train.shape[0]
-    y_train = _check_y("y_train", y_train, n_train, k)
+    y_train = check_targets("y_train", y_train, n_train, k)
     if x_test is None and y_test is not None:
         raise ValueError("y_test given without x_test")
     if x_test is not None:
@@ -366,14 +313,14 @@ def train(
         if x_test.shape[1:] != x_train.shape[1:]:
             raise ValueError(f"x_test has per-example shape {x_test.shape[1:]}, x_train {x_train.shape[1:]}")
         if y_test is not None:
-            y_test = _check_y("y_test", y_test, x_test.shape[0], k)
-    record = _check_record(record, steps)
+            y_test = check_targets("y_test", y_test, x_test.shape[0], k)
+    record = default_record_steps(steps) if record is None else check_record_list(record, steps)
 
     init_keys, batch_key = split_key(key, seeds)
     if batch_indices is None:
         batch_indices = minibatch_indices(batch_key, n_train, batch_size, steps).astype(np.int32)
     else:
-        batch_indices = _check_batch_indices(batch_indices, n_train, steps)
+        batch_indices = check_batch_indices(batch_indices, n_train, steps)
     full_batch = batch_indices.shape[1] == n_train and bool(np.all(batch_indices == np.arange(n_train)))
 
     x_all = x_train if x_test is None else np.concatenate([x_train, x_test])

@@ -67,6 +67,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
+from infinite_width._checks import as_key, check_batch_indices, check_int, check_record_list, check_targets
 from infinite_width.adam_limit.memory import MemoryEstimate, available_memory, check_memory, estimate_memory
 from infinite_width.adam_limit.sampling import sampling_root
 from infinite_width.architectures import Architecture, activation_fn
@@ -384,54 +385,11 @@ def _advance_fn(terms, out_coefficient, optimizer: Optimizer, loss: str, n_train
 # Input checks.
 
 
-def _int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _targets(name, y, n, k):
-    try:
-        y = np.asarray(y, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be an array of real numbers: {error}") from error
-    if y.shape != (n, k):
-        raise ValueError(f"{name} must have shape ({n}, {k}) (points, outputs of the architecture), got {y.shape}")
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(y)))} NaN or Inf entries")
-    return y
-
-
-def _key(key):
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
-    try:
-        jax.random.fold_in(key, 0)
-    except Exception as error:
-        raise TypeError(f"key must be a jax PRNG key (e.g. jax.random.PRNGKey(0)), got {key!r}") from error
-    return key
-
-
-def _record_steps(record, steps):
-    if record is None:
-        return np.arange(steps + 1)
-    record = np.unique(np.asarray(record))
-    if record.ndim != 1 or record.size == 0 or not np.issubdtype(record.dtype, np.integer):
-        raise ValueError(f"record must be a non-empty sequence of step numbers, got {record!r}")
-    if record[0] < 0 or record[-1] > steps:
-        raise ValueError(f"record steps must lie in [0, {steps}], got {record.tolist()}")
-    return record
-
-
 def _batch_rows(batch_indices, batch_size, key, n_train, steps):
     if batch_indices is None:
         rows = batch_indices_for(key, n_train, batch_size, steps)  # the finite trainer's order
     else:
-        rows = np.asarray(batch_indices)
-        if rows.ndim != 2 or rows.shape[0] != steps or not np.issubdtype(rows.dtype, np.integer):
-            raise ValueError(f"batch_indices must be an integer array of shape (steps={steps}, batch), got {rows.shape}")
-        if rows.size and (rows.min() < 0 or rows.max() >= n_train):
-            raise ValueError(f"batch_indices must lie in [0, {n_train}), got values in [{rows.min()}, {rows.max()}]")
+        rows = check_batch_indices(batch_indices, n_train, steps)
     full = rows.shape[1] == n_train and bool(np.all(rows == np.arange(n_train)))
     return rows.astype(np.int32), full
 
@@ -521,9 +479,9 @@ def solve(
         raise ValueError(f"unknown train mode {train!r}; expected one of {TRAIN_MODES}")
     if storage_dtype not in STORAGE_DTYPES:
         raise ValueError(f"unknown storage_dtype {storage_dtype!r}; expected one of {tuple(STORAGE_DTYPES)}")
-    steps = _int("steps", steps, 0)
-    samples = _int("samples", samples, 2)
-    replicas = _int("replicas", replicas, 2)
+    steps = check_int("steps", steps, 0)
+    samples = check_int("samples", samples, 2)
+    replicas = check_int("replicas", replicas, 2)
     if samples % replicas:
         raise ValueError(f"samples ({samples}) must be a multiple of replicas ({replicas})")
     per_replica = samples // replicas
@@ -536,16 +494,16 @@ def solve(
     n_train, k = x_train.shape[0], arch.out_dim
     x_test = np.zeros((0, x_train.shape[1]), np.float32) if x_test_checked is None else x_test_checked
     n_test = x_test.shape[0]
-    y_train = _targets("y_train", y_train, n_train, k)
+    y_train = check_targets("y_train", y_train, n_train, k)
     f0 = np.concatenate(
         [
-            np.zeros((n_train, k), np.float32) if f0_train is None else _targets("f0_train", f0_train, n_train, k),
-            np.zeros((n_test, k), np.float32) if f0_test is None else _targets("f0_test", f0_test, n_test, k),
+            np.zeros((n_train, k), np.float32) if f0_train is None else check_targets("f0_train", f0_train, n_train, k),
+            np.zeros((n_test, k), np.float32) if f0_test is None else check_targets("f0_test", f0_test, n_test, k),
         ]
     )
-    key = _key(key)
+    key = as_key(key)
     rows, full_batch = _batch_rows(batch_indices, batch_size, key, n_train, steps)
-    record_steps = _record_steps(record, steps)
+    record_steps = np.arange(steps + 1) if record is None else check_record_list(record, steps)
 
     def memory_for(chunk):
         return estimate_memory(
@@ -559,7 +517,7 @@ def solve(
         chunk_size = per_replica
         while chunk_size % (2 * len(devices)) == 0 and memory_for(chunk_size).total_bytes > available:
             chunk_size //= 2
-    chunk_size = _int("chunk_size", chunk_size, 1)
+    chunk_size = check_int("chunk_size", chunk_size, 1)
     if per_replica % chunk_size:
         raise ValueError(f"chunk_size ({chunk_size}) must divide the samples per replica ({per_replica})")
     if chunk_size % len(devices):
