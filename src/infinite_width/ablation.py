@@ -33,7 +33,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -44,6 +43,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
+from infinite_width._files import atomic_path
 from infinite_width.architectures import ACTIVATIONS, mlp
 from infinite_width.networks import INITS
 from infinite_width.nnpk import kernel_alignment, kernel_regression, nnpk
@@ -140,15 +140,8 @@ def _as_problem(data) -> Problem:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_path(path) as temporary:
+        Path(temporary).write_text(text)
 
 
 def _evaluate(K, problem: Problem, ridge: float) -> Dict[str, float]:
@@ -315,16 +308,11 @@ def _plot(rows: List[Dict[str, object]], path: Path) -> None:
     axes[0][0].set_ylabel("test accuracy (kernel regression)")
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
     try:
-        fig.savefig(temporary, dpi=120)
-        os.replace(temporary, path)
+        with atomic_path(path, suffix=".png") as temporary:
+            fig.savefig(temporary, dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def markdown_table(rows: Sequence[Mapping[str, object]], axes: Optional[Sequence[str]] = None) -> str:

@@ -31,11 +31,12 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import zipfile
 from typing import Dict, Optional
 
 import numpy as np
+
+from infinite_width._files import atomic_path
 
 __all__ = ["Trajectory", "STATIC_STEP"]
 
@@ -214,19 +215,11 @@ class Trajectory:
         path = os.fspath(path)
         if not path.endswith(".npz"):
             path += ".npz"
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(handle, "wb") as file:
+        with atomic_path(path, suffix=".npz") as temporary:
+            with open(temporary, "wb") as file:
                 np.savez(file, **self._arrays())
             with zipfile.ZipFile(temporary, "a") as archive:
                 archive.writestr(_METADATA_MEMBER, json.dumps(self.metadata, indent=1, sort_keys=True))
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
         return path
 
     @classmethod
