@@ -57,7 +57,6 @@ import numpy as np
 import scipy.linalg
 
 from infinite_width._checks import as_key, check_int
-from infinite_width.adam_limit.memory import available_memory
 from infinite_width.architectures import Architecture
 from infinite_width.kernels import pad_rows, precision_scope, validate_inputs
 from infinite_width.networks import INITS, Network, network
@@ -275,6 +274,9 @@ def plan_memory(
         sample_chunk = check_int("sample_chunk", sample_chunk, 1)
     if max_memory_bytes is not None:
         max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, 1)
+    # Imported on use: the adam_limit package is not loaded by `import infinite_width`.
+    from infinite_width.adam_limit.memory import available_memory
+
     with precision_scope(dtype) as np_dtype:
         plan_at = functools.partial(
             _plan, arch, x1_shape, x2_shape, n_samples=n_samples, init=init, parametrization=parametrization,
