@@ -286,9 +286,8 @@ def plan_memory(
         plan = plan_at(width=width, batch_size=batch_size)
         fitting = (plan.available_bytes - plan.fixed_bytes) // plan.network_bytes
         if fitting < 1:
-            rows = max(x1_shape[0], x1_shape[0] if x2_shape is None else x2_shape[0])
-            rows = rows if batch_size is None else min(rows, batch_size)
-            raise MemoryError(_advice(plan, arch, width, batch_size, rows, plan_at))
+            rows = max(x1_shape[0], (x2_shape or x1_shape)[0], 1 if batch_size is None else 0)
+            raise MemoryError(_advice(plan, arch, width, batch_size, min(rows, batch_size or rows), plan_at))
     if sample_chunk is None:
         chunk = _balanced(n_samples, max(1, min(fitting, _CHUNK_BUDGET_BYTES // plan.network_bytes, n_samples)))
     else:
