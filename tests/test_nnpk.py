@@ -163,7 +163,8 @@ def test_memory_errors_say_what_fits_and_a_planned_run_completes():
 def test_mean_over_keys_matches_independent_monte_carlo():
     # Depth 2, width 4: the finite-width NNPK differs from the NNGP, so both
     # sides estimate a quantity only Monte Carlo knows. 64 calls of m = 8
-    # against 512 other networks, one at a time.
+    # against 512 other networks, one at a time, drawn with jax's default
+    # threefry2x32 (independent of nnpk's philox4x32 draws).
     estimates = np.stack(
         [nnpk(MLP, X, width=4, n_samples=8, key=k) for k in jax.random.split(jax.random.PRNGKey(0), 64)]
     )
