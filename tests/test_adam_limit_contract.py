@@ -69,7 +69,7 @@ def test_readout_sign_converges_to_normalized_kernel_descent():
     x_train, y, x_test = _data(2, seed=2)
     # Gaussian readout features (identity): case 6.3 is exact. No output bias: its update
     # sign(sum_i chi_i) jumps by lr whenever Monte Carlo noise flips that sign near a fit
-    # (docs/theory.md, section 7), which spoils the M^-1/2 law of the other terms.
+    # (docs/theory.md, section 6), which spoils the M^-1/2 law of the other terms.
     arch = iw.mlp(2, "identity", 1.2, 0.0, 2)
     steps, lr = 10, 0.05
     closed = exact.normalized_readout_dynamics(arch, x_train, y, x_test, lr, steps)

@@ -1,4 +1,4 @@
-"""Exact special cases of the Adam-like limit (docs/theory.md, section 6, cases 2 and 3).
+"""Exact special cases of the Adam-like limit (docs/theory.md, section 6: the sign kernel, normalized kernel descent).
 
 Every closed form is checked against an independent computation: brute-force
 Monte Carlo written here in numpy (with its standard error), the quadrature,

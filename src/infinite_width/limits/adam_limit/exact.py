@@ -1,9 +1,9 @@
-"""Exact special cases of the Adam-like infinite-width limit (docs/theory.md, section 6, cases 2 and 3).
+"""Exact special cases of the Adam-like infinite-width limit (docs/theory.md, section 6).
 
 These closed forms pin the Monte Carlo engine down: they are the limit itself,
-computed without sampling (docs/theory.md, sections 6 and 7).
+computed without sampling.
 
-Case 6.2, SignSGD with one training point per step, scalar output. Then
+Case 6.2 (section 6, "the sign kernel"), SignSGD with one training point per step, scalar output. Then
 ``sign(chi u(x) v(x)) = sign(chi) sign(u(x)) sign(v(x))`` and every term of the
 limit factorizes into two-dimensional Gaussian integrals, giving an asymmetric
 *sign kernel* (:func:`sign_kernel`)::
@@ -36,7 +36,7 @@ the orthant probability ``P(a > 0, b > 0) = 1/4 + arcsin(rho) / (2 pi)`` and
 that is off at ``x`` does not move). Other activations use two-dimensional
 quadrature (:func:`gaussian_expectation_2d`).
 
-Case 6.3, readout only, sign, Gaussian readout features (last activation the
+Case 6.3 (section 6, "normalized kernel descent"), readout only, sign, Gaussian readout features (last activation the
 identity), any batch, several outputs (:func:`normalized_readout_dynamics`)::
 
     f_{t+1,c}(xi) = f_{t,c}(xi) - lr [ sw sqrt(2/pi) (K chi_c)(xi) / sqrt(chi_c^T K chi_c)
@@ -424,7 +424,7 @@ def sign_kernel(
 ) -> np.ndarray:
     """The sign kernel ``Theta_sign(xi, x)`` of SignSGD with one training point per step, shape (N_eval, N_train).
 
-    Exact infinite-width dynamics (docs/theory.md, section 6, case 2) of an MLP
+    Exact infinite-width dynamics (docs/theory.md, section 6, the sign kernel) of an MLP
     with scalar output trained by ``dp = -lr * r_grp * sign(G_p)`` on one
     training point ``x_{i_t}`` per step::
 
@@ -678,7 +678,7 @@ def normalized_readout_dynamics(
     f0_eval=None,
     dtype: str = "float64",
 ) -> ExactPredictions:
-    """Exact readout-only sign dynamics with Gaussian readout features (docs/theory.md, section 6, case 3).
+    """Exact readout-only sign dynamics with Gaussian readout features (docs/theory.md, section 6).
 
     Only the readout weights and the output bias train, by sign updates
     (Adam with b1 = b2 = 0, eps = 0); with the last activation the identity
