@@ -5,7 +5,7 @@ random 3-hidden-layer ReLU MLPs of width 1024 (ntk parametrization, Gaussian
 init) on 10,000 MNIST points: the 10k x 10k kernel. Its useful work is the
 forward passes, ``2 N m (d w + (L-1) w^2 + w k)`` FLOPs, plus the kernel
 accumulation ``2 N^2 m k``. We report the wall time of
-:func:`infinite_width.nnpk.nnpk` (compilation excluded by a warm-up call on
+:func:`infinite_width.kernels.nnpk` (compilation excluded by a warm-up call on
 the same shapes), the FLOP/s it achieves, and that as a fraction of the
 FLOP/s of a plain jitted float32 matmul ``(N, w) @ (w, w)`` measured in the
 same run (full precision, as the NNPK uses). Random parameter generation is
@@ -32,15 +32,14 @@ import numpy as np
 
 import infinite_width as iw
 from infinite_width import datasets
-from infinite_width.kernels import precision_scope
-from infinite_width.nnpk import nnpk
+from infinite_width.kernels import nnpk
 
 
 def matmul_flops_per_second(n: int, width: int, repeats: int) -> float:
     """Best FLOP/s of a jitted full-precision float32 (n, width) @ (width, width)."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, width), jnp.float32)
     b = jax.random.normal(jax.random.PRNGKey(1), (width, width), jnp.float32)
-    with precision_scope("float32"):
+    with jax.default_matmul_precision("highest"):  # the precision of nnpk
         product = jax.jit(lambda a, b: a @ b)
         jax.block_until_ready(product(a, b))
         best = min(_timed(lambda: product(a, b)) for _ in range(repeats))
