@@ -9,7 +9,7 @@
 2. Accuracy per cost: relative RMS distance of the test outputs after
    ``steps`` to a large-M reference run, against wall time (compilation
    included on both sides), for the engine at growing M and for finite Adam
-   networks (:func:`infinite_width.training.train`, centred) at growing width.
+   networks (:func:`infinite_width.finite.train`, centred) at growing width.
 3. ``--cost``: the same comparison in steady state. Every point is run twice
    with the same shapes; the second call is timed (compilation excluded, the
    engine's sampling and the network's initialisation included) and the
@@ -42,7 +42,8 @@ import jax
 import numpy as np
 
 import infinite_width as iw
-from infinite_width import adam_limit, datasets, optim, training
+from infinite_width import datasets, finite, optim
+from infinite_width.limits import adam_limit
 
 
 def measure_copy_bandwidth(n_bytes: int = 2**28) -> float:
@@ -101,11 +102,11 @@ def cost_comparison(arch, data, adam, config, replicas):
         print("engine", engine_points[-1])
     finite_points = []
     for width in config["widths"]:
-        net = arch.network(width)
+        net = finite.network(arch, width)
         calls = []
         for _ in range(2):  # the first call compiles; the second, with the same shapes, is the steady cost
             start = time.perf_counter()
-            finite = training.train(net, data.x_train, data.y_train, adam, steps, centred=True, key=2, seeds=1,
+            finite = finite.train(net, data.x_train, data.y_train, adam, steps, centred=True, key=2, seeds=1,
                                     record=[steps], x_test=data.x_test)
             calls.append(time.perf_counter() - start)
         distance = relative_distance(np.asarray(finite.test_predictions)[0, -1], target)
@@ -207,7 +208,7 @@ def main():
     finite_points = []
     for width in config["widths"]:
         start = time.perf_counter()
-        finite = training.train(arch.network(width), data.x_train, data.y_train, adam, config["steps"], centred=True,
+        finite = finite.train(finite.network(arch, width), data.x_train, data.y_train, adam, config["steps"], centred=True,
                                 key=2, seeds=1, record=[config["steps"]], x_test=data.x_test)
         seconds = time.perf_counter() - start
         distance = relative_distance(np.asarray(finite.test_predictions)[0, -1], target)

@@ -23,7 +23,7 @@ Usage (from the repository root)::
     python benchmarks/bench_nnpk.py --n-points 2000 --n-networks 50  # reduced CPU run
 
 ``--prng`` lists the PRNG implementations to compare (default: all of
-:data:`infinite_width.nnpk.PRNG_IMPLS`, the library default first).
+:data:`infinite_width.kernels.prior_kernel.PRNG_IMPLS`, the library default first).
 
 Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA`` (MNIST idx files).
 """
@@ -42,9 +42,8 @@ import numpy as np
 
 import infinite_width as iw
 from infinite_width import datasets
-from infinite_width.kernels import precision_scope
-from infinite_width.networks import network
-from infinite_width.nnpk import DEFAULT_PRNG, PRNG_IMPLS, nnpk, plan_memory, sample_keys
+from infinite_width.finite import network
+from infinite_width.kernels.prior_kernel import DEFAULT_PRNG, PRNG_IMPLS, nnpk, plan_memory, sample_keys
 
 
 def _timed(fn) -> float:
@@ -106,7 +105,7 @@ def main():
         arch, x.shape, width=w, n_samples=m, sample_chunk=args.sample_chunk, batch_size=args.batch_size
     )
 
-    with precision_scope("float32"):
+    with jax.default_matmul_precision("highest"):  # the precision of nnpk
         layer_shapes = [(d, w)] + [(w, w)] * (args.depth - 1) + [(w, k)]
         candidates = {"matmul": matmul_reference(x, layer_shapes, m, k)}
         for prng in args.prng:

@@ -3,7 +3,7 @@
 Both sides train the same 3-hidden-layer ReLU MLP (ntk parametrization) on
 MNIST with full-batch Adam for the same number of steps, compiled as one
 ``lax.scan``; the first call of each is a warm-up (compilation) and is not
-timed. "ours" is :func:`infinite_width.training.train` (per-group rates and
+timed. "ours" is :func:`infinite_width.finite.train` (per-group rates and
 epsilons through ``optax.multi_transform``, divergence checks, recording of
 train outputs at steps 0 and ``steps``); "plain" is ``optax.adam`` on the same
 ``net.apply`` with nothing else. The target is ours within 15% of plain.
@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 import infinite_width as iw
-from infinite_width import datasets, kernels, losses, networks, optim, training
+from infinite_width import datasets, finite, losses, optim
 
 
 def plain_adam_loop(net, lr):
@@ -78,14 +78,14 @@ def main():
     print(f"{'width':>6} {'ours ms/step':>13} {'plain ms/step':>14} {'ours/plain':>11}")
     opt = optim.adam(args.lr)
     for width in args.widths:
-        net = networks.network(arch, width)
-        ours = lambda: training.train(  # noqa: E731
+        net = finite.network(arch, width)
+        ours = lambda: finite.train(  # noqa: E731
             net, x, y, opt, args.steps, key=0, record=[0, args.steps]
         ).final_params
         plain = plain_adam_loop(net, args.lr)
         params = net.init(jax.random.PRNGKey(0), x.shape[1:])
         xj, yj = jnp.asarray(x), jnp.asarray(y)
-        with kernels.precision_scope("float32"):  # the precision train() uses
+        with jax.default_matmul_precision("highest"):  # the precision train() uses
             run_plain = lambda: plain(params, xj, yj, args.steps)  # noqa: E731
             run_plain(), ours()  # warm-up: compilation
             t_ours, t_plain = (t / args.steps for t in best_times([ours, run_plain], args.repeats))

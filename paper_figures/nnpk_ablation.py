@@ -3,7 +3,7 @@
 Kernel ridge regression with the Monte Carlo NNPK of random 2-hidden-layer
 MLPs (width 512) over activations, initialisations and the number m of
 networks, with the NNGP and NTK of the same architecture as references.
-Results are written (resumably) by :func:`infinite_width.ablation.run`: one
+Results are written (resumably) by :func:`infinite_width.experiments.nnpk_ablation.run`: one
 JSON per grid point, ``summary.json``/``summary.csv`` and ``ablation.png``
 in ``--out``; the Markdown table is printed.
 
@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from infinite_width import ablation, datasets
+from infinite_width import datasets
+from infinite_width.experiments import nnpk_ablation
 from infinite_width.problem import Problem
 
 
@@ -47,8 +48,8 @@ def main():
         "width": [args.width],
         "depth": [args.depth],
     }
-    rows = ablation.run(problem, grid, args.out, seed=args.seed, ridge=args.ridge, batch_size=500)
-    print(ablation.markdown_table(rows))
+    rows = nnpk_ablation.run(problem, grid, args.out, seed=args.seed, ridge=args.ridge, batch_size=500)
+    print(nnpk_ablation.markdown_table(rows))
 
 
 if __name__ == "__main__":

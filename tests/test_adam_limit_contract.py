@@ -1,8 +1,8 @@
-"""The contract of ../shared/design/adam-limit.md section 6 for the Monte Carlo engine.
+"""The contract of the Monte Carlo engine (docs/theory.md, sections 6 and 7).
 
-* cases 4.2 and 4.3: the engine converges to the exact closed forms of
-  :mod:`infinite_width.adam_limit.exact` with error ~ M^-1/2;
-* finite-width Adam networks (:func:`infinite_width.training.train`, per-group
+* cases 6.2 and 6.3: the engine converges to the exact closed forms of
+  :mod:`infinite_width.limits.adam_limit.exact` with error ~ M^-1/2;
+* finite-width Adam networks (:func:`infinite_width.finite.train`, per-group
   scaling, centred) converge to the engine's limit on test inputs with
   distance ~ n^-1/2, with two outputs (the case where hidden-layer gradients
   are shared by the outputs).
@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 
 import infinite_width as iw
-from infinite_width import adam_limit, minibatches, optim, training
-from infinite_width.adam_limit import exact
+from infinite_width import optim
+from infinite_width._src.rng import batch_indices_for
+from infinite_width.finite import network, train
+from infinite_width.limits import adam_limit
+from infinite_width.limits.adam_limit import exact
 
 N_TRAIN, N_TEST, DIM = 24, 12, 6
 PER_REPLICA = np.array([128, 512, 2048, 8192])
@@ -47,7 +50,7 @@ def test_sign_sgd_one_point_per_step_converges_to_the_sign_kernel():
     y = np.sign(np.random.default_rng(1).normal(size=(N_TRAIN, 1))).astype(np.float32)
     arch = iw.mlp(2, "relu", 1.3, 0.2, 1)
     steps, lr = 12, 0.02
-    rows = minibatches.batch_indices_for(jax.random.PRNGKey(4), N_TRAIN, 1, steps)
+    rows = batch_indices_for(jax.random.PRNGKey(4), N_TRAIN, 1, steps)
     closed = exact.sign_sgd_dynamics(arch, x_train, y, x_test, lr, rows)
     exact_all = np.concatenate([closed.train, closed.eval], axis=1)[..., None]
 
@@ -64,9 +67,9 @@ def test_sign_sgd_one_point_per_step_converges_to_the_sign_kernel():
 @pytest.mark.slow
 def test_readout_sign_converges_to_normalized_kernel_descent():
     x_train, y, x_test = _data(2, seed=2)
-    # Gaussian readout features (identity): case 4.3 is exact. No output bias: its update
+    # Gaussian readout features (identity): case 6.3 is exact. No output bias: its update
     # sign(sum_i chi_i) jumps by lr whenever Monte Carlo noise flips that sign near a fit
-    # (design note section 6), which spoils the M^-1/2 law of the other terms.
+    # (docs/theory.md, section 6), which spoils the M^-1/2 law of the other terms.
     arch = iw.mlp(2, "identity", 1.2, 0.0, 2)
     steps, lr = 10, 0.05
     closed = exact.normalized_readout_dynamics(arch, x_train, y, x_test, lr, steps)
@@ -84,7 +87,7 @@ def test_readout_sign_converges_to_normalized_kernel_descent():
 
 @pytest.mark.slow
 def test_finite_width_adam_converges_to_the_limit_with_two_outputs():
-    """Design note section 6: 2 hidden ReLU layers, d = 6, 24 + 12 points, W_std = 1.3, b_std = 0.2,
+    """docs/theory.md, section 6: 2 hidden ReLU layers, d = 6, 24 + 12 points, W_std = 1.3, b_std = 0.2,
     30 full-batch Adam steps (b1 = 0.9, b2 = 0.99, lr = 0.05), squared loss, all groups, k = 2 outputs."""
     x_train, y, x_test = _data(2, seed=0)
     arch = iw.mlp(2, "relu", 1.3, 0.2, 2)
@@ -97,8 +100,8 @@ def test_finite_width_adam_converges_to_the_limit_with_two_outputs():
     widths = np.array([64, 256, 1024, 4096])
     distances = []
     for width, seeds in zip(widths, (4, 4, 4, 2)):
-        finite = training.train(arch.network(int(width)), x_train, y, adam, steps, centred=True, key=1,
-                                seeds=seeds, record=[steps], x_test=x_test)
+        finite = train(network(arch, int(width)), x_train, y, adam, steps, centred=True, key=1,
+                       seeds=seeds, record=[steps], x_test=x_test)
         outputs = np.asarray(finite.test_predictions)[:, -1]  # (seeds, Nt, k)
         per_seed = np.sqrt(np.mean((outputs - reference) ** 2, axis=(1, 2)) / np.mean(reference**2))
         distances.append(per_seed.mean())

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 import infinite_width as iw
-from infinite_width import adam_limit, kernels, optim
-from infinite_width._neural_tangents import predict
-from infinite_width.minibatches import batch_indices_for
+from infinite_width import kernels, optim
+from infinite_width._src.nt import predict
+from infinite_width._src.rng import batch_indices_for
+from infinite_width.limits import adam_limit
 
 N_TRAIN, N_TEST, DIM = 24, 12, 6
 
@@ -228,7 +229,7 @@ def test_bfloat16_storage_and_chunking_agree_with_float32():
 
 def test_gathered_batch_rows_equal_zero_padded_chi(monkeypatch):
     """The two ways a step restricts the gradient to the batch give the same run (repeated rows included)."""
-    from infinite_width.adam_limit import engine
+    from infinite_width.limits.adam_limit import engine
 
     x_train, y, x_test = _data(2, seed=5)
     rows = np.random.default_rng(0).integers(0, N_TRAIN, size=(6, 10))  # repeats within a batch
@@ -259,7 +260,8 @@ def test_sharded_over_four_devices_equals_one_device():
         """
         import jax, numpy as np
         import infinite_width as iw
-        from infinite_width import adam_limit, optim
+        from infinite_width import optim
+        from infinite_width.limits import adam_limit
         assert len(jax.devices()) == 4, jax.devices()
         rng = np.random.default_rng(0)
         x = rng.normal(size=(20, 5)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Exact special cases of the Adam-like limit (../shared/design/adam-limit.md section 4, cases 2 and 3).
+"""Exact special cases of the Adam-like limit (docs/theory.md, section 6: the sign kernel, normalized kernel descent).
 
 Every closed form is checked against an independent computation: brute-force
 Monte Carlo written here in numpy (with its standard error), the quadrature,
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import infinite_width as iw
-from infinite_width.adam_limit.exact import (
+from infinite_width.limits.adam_limit.exact import (
     activation_sign_expectation,
     derivative_sign_expectation,
     gaussian_expectation_2d,
@@ -24,8 +24,8 @@ from infinite_width.adam_limit.exact import (
     sign_sgd_dynamics,
 )
 from infinite_width.architectures import activation_fn
-from infinite_width.kernels import layerwise
-from infinite_width.minibatches import minibatch_indices
+from infinite_width._src.rng import minibatch_indices
+from infinite_width.kernels import layerwise, stax
 
 # (var_a, var_b, rho): generic, negative, near-degenerate and degenerate correlations.
 COVARIANCES = [
@@ -212,7 +212,7 @@ def test_monte_carlo_error_falls_like_inverse_square_root(which):
 
 
 # --------------------------------------------------------------------------
-# Case 4.2: the sign kernel.
+# Case 6.2: the sign kernel.
 
 
 def _points(seed, n, d=3):
@@ -341,8 +341,8 @@ def test_wide_finite_network_with_sign_updates_approaches_sign_dynamics():
     limit = sign_sgd_dynamics(arch, x_train, y, x_eval, lr, indices).eval[-1]
 
     def finite(width, seeds):
-        init_fn, apply_fn, _ = arch.stax(width)
-        # Parameters [(W1, b1), (), (W2, b2)]; r_grp of design note section 2.
+        init_fn, apply_fn, _ = stax(arch, width)
+        # Parameters [(W1, b1), (), (W2, b2)]; r_grp of docs/theory.md, section 3.
         rates = [(1 / math.sqrt(width * d), 1 / math.sqrt(width)), (), (1 / math.sqrt(width), 1.0)]
         xs, ys, idx = jnp.asarray(x_train), jnp.asarray(y), jnp.asarray(indices)
 
@@ -373,7 +373,7 @@ def test_wide_finite_network_with_sign_updates_approaches_sign_dynamics():
 
 
 # --------------------------------------------------------------------------
-# Case 4.3: normalized readout dynamics.
+# Case 6.3: normalized readout dynamics.
 
 
 def _identity_arch(out_dim, hidden="relu"):

@@ -18,6 +18,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from infinite_width import datasets as D
+from infinite_width.datasets import downloading
 
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -218,7 +219,7 @@ def test_checksums_match_SHA256SUMS(shared_datasets):
         assert D.sha256(path, decompress=decompress) == expected
     # and the table built into the downloader agrees with the shared files
     for name, folder in (("mnist", "mnist"), ("fashion_mnist", "fashion-mnist")):
-        for stem, expected in D._IDX_SHA256[name].items():
+        for stem, expected in downloading._IDX_SHA256[name].items():
             assert f"{expected}  {folder}/{stem}.gz" in "\n".join(lines)
 
 
@@ -454,7 +455,7 @@ def test_feature_standardization_and_default():
 
 
 def test_download_idx_verifies_and_places_files(monkeypatch, tmp_path, shared_datasets):
-    monkeypatch.setitem(D._IDX_MIRRORS, "mnist", ((shared_datasets / "mnist").as_uri() + "/",))
+    monkeypatch.setitem(downloading._IDX_MIRRORS, "mnist", ((shared_datasets / "mnist").as_uri() + "/",))
     target = tmp_path / "data"
     folder = D.download("mnist", target, progress=False)
     assert folder == target / "mnist"
@@ -469,11 +470,11 @@ def test_download_idx_verifies_and_places_files(monkeypatch, tmp_path, shared_da
 def test_download_rejects_a_file_with_the_wrong_checksum(monkeypatch, tmp_path):
     source = tmp_path / "mirror"
     write_fake_idx_folder(source)
-    monkeypatch.setitem(D._IDX_MIRRORS, "fashion_mnist", (source.as_uri() + "/",))
+    monkeypatch.setitem(downloading._IDX_MIRRORS, "fashion_mnist", (source.as_uri() + "/",))
     with pytest.raises(D.DatasetFileError, match="train-images-idx3-ubyte.gz downloaded from .* not the official file"):
         D.download("fashion_mnist", tmp_path / "data", progress=False)
     assert list((tmp_path / "data" / "fashion-mnist").iterdir()) == []
-    monkeypatch.setitem(D._IDX_MIRRORS, "fashion_mnist", ((tmp_path / "gone").as_uri() + "/",))
+    monkeypatch.setitem(downloading._IDX_MIRRORS, "fashion_mnist", ((tmp_path / "gone").as_uri() + "/",))
     with pytest.raises(OSError, match="could not download train-images-idx3-ubyte.gz"):
         D.download("fashion_mnist", tmp_path / "data", progress=False)
 
@@ -487,12 +488,12 @@ def test_download_cifar_extracts_only_the_batches(monkeypatch, tmp_path):
         evil = tarfile.TarInfo("../evil.txt")
         evil.size = 4
         tar.addfile(evil, io.BytesIO(b"evil"))
-    monkeypatch.setattr(D, "_CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(D, "_CIFAR10_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(downloading, "_CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(downloading, "_CIFAR10_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
     data = D.load("cifar10", tmp_path / "data", download=True, standardize=False)  # downloads what is missing
     np.testing.assert_array_equal(data.labels_test, staged["test_batch"][1])
     assert sorted(p.name for p in (tmp_path / "data").rglob("*")) == ["cifar-10-batches-py", "data_batch_1", "test_batch"]
     assert not (tmp_path / "evil.txt").exists()
-    monkeypatch.setattr(D, "_CIFAR10_SHA256", "0" * 64)
+    monkeypatch.setattr(downloading, "_CIFAR10_SHA256", "0" * 64)
     with pytest.raises(D.DatasetFileError, match="not the official file"):
         D.download("cifar10", tmp_path / "other", progress=False)

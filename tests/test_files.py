@@ -2,7 +2,7 @@
 
 import pytest
 
-from infinite_width._files import atomic_path
+from infinite_width._src.files import atomic_path
 
 
 def test_success_replaces_the_target_and_leaves_no_temporary(tmp_path):

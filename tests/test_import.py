@@ -1,4 +1,4 @@
-"""``import infinite_width`` is fast and never imports TensorFlow (each check in a fresh interpreter)."""
+"""``import infinite_width`` is fast, reaches every subpackage and never imports TensorFlow (fresh interpreters)."""
 
 import json
 import subprocess
@@ -16,13 +16,26 @@ import json, sys
 import numpy as np
 import infinite_width
 after_import = "tensorflow" in sys.modules
+# Every subpackage is an attribute right after the import, without loading neural-tangents.
+reached = [
+    infinite_width.limits.adam_limit.solve, infinite_width.limits.kernel_dynamics.kernel_descent,
+    infinite_width.limits.baselines.kernel_ridge, infinite_width.kernels.layerwise, infinite_width.finite.train,
+    infinite_width.workflow.plotting.learning_curves, infinite_width.experiments.demo.run,
+    infinite_width.experiments.nnpk_ablation.run, infinite_width.datasets.load, infinite_width.optim.adam,
+    infinite_width.losses.mse,
+]
+exported = sorted(name for name in infinite_width.__all__ if not hasattr(infinite_width, name))
+nt_after_attributes = "neural_tangents" in sys.modules
 from infinite_width import kernels
 kernels.nngp_and_ntk(infinite_width.mlp(1, "relu"), np.ones((2, 3)))
 import infinite_width.testing
-from infinite_width._neural_tangents import nt
+from infinite_width._src.nt import nt
 experimental = sys.modules["neural_tangents.experimental"]
 print(json.dumps({
     "after_import": after_import,
+    "reached": len(reached),
+    "exported_but_missing": exported,
+    "nt_after_attributes": nt_after_attributes,
     "after_kernel": "tensorflow" in sys.modules,
     "tf_like": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf2jax")),
     "experimental_doc": experimental.__doc__,
@@ -47,6 +60,8 @@ def test_import_is_fast():
 def test_tensorflow_is_never_imported_and_experimental_is_a_placeholder():
     report = json.loads(_run(NO_TENSORFLOW))
     assert report["after_import"] is False
+    assert report["reached"] == 11 and report["exported_but_missing"] == []
+    assert report["nt_after_attributes"] is False
     assert report["after_kernel"] is False
     assert report["tf_like"] == []
     # Our empty stand-in, not the real subpackage (which imports TensorFlow).

@@ -10,7 +10,8 @@ from sklearn.datasets import load_digits
 import infinite_width as iw
 import infinite_width.testing as iwt
 from infinite_width import kernels
-from infinite_width._neural_tangents import nt
+from infinite_width._src.nt import nt
+from infinite_width._src.numerics import precision_scope
 from infinite_width.architectures import Activation, Architecture, Conv, Dense, GlobalAvgPool, MaxPool
 
 
@@ -65,7 +66,7 @@ def test_layerwise_kernels_reproduce_ntk_and_nngp(activation):
     lw = kernels.layerwise(arch, x1, x2, dtype="float64")
     nngp, ntk = kernels.nngp_and_ntk(arch, x1, x2, dtype="float64")
 
-    # Recursions of design note section 1, written out here.
+    # Recursions of docs/theory.md, section 2, written out here.
     np.testing.assert_allclose(lw.S[0], x1 @ x2.T / 4, rtol=1e-12)
     np.testing.assert_allclose(lw.K[0], W_std**2 * x1 @ x2.T / 4 + b_std**2, rtol=1e-12)
     for l in range(1, depth + 1):
@@ -251,12 +252,12 @@ def test_empirical_ntk_converges_at_rate_one_over_sqrt_width(implementation):
     widths = (64, 128, 256, 512, 1024)
     errors = []
     for width in widths:
-        init_fn, apply_fn, _ = arch.stax(width)
+        init_fn, apply_fn, _ = kernels.stax(arch, width)
         empirical_ntk = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), implementation=implementation))
         per_seed = []
         for seed in range(4):  # averaging over initialisations steadies the slope
             _, params = init_fn(jax.random.PRNGKey(seed), x.shape)
-            with kernels.precision_scope("float32"):
+            with precision_scope("float32"):
                 empirical = np.asarray(empirical_ntk(x, None, params))
             per_seed.append(np.linalg.norm(empirical - analytic) / np.linalg.norm(analytic))
         errors.append(np.mean(per_seed))
@@ -269,14 +270,14 @@ def test_monte_carlo_nngp_converges_at_rate_one_over_sqrt_samples():
     arch = iw.mlp(2, "relu", 1.5, 0.1, out_dim=32)
     x = _vectors(8, 6).astype(np.float32)
     analytic = kernels.nngp(arch, x)
-    init_fn, apply_fn, _ = arch.stax(256)
+    init_fn, apply_fn, _ = kernels.stax(arch, 256)
     n_samples = (1, 2, 4, 8, 16)
     errors = np.zeros(len(n_samples))
     for seed in range(4):
         monte_carlo = nt.monte_carlo_kernel_fn(
             init_fn, apply_fn, jax.random.PRNGKey(seed), n_samples=n_samples, device_count=0, implementation=2
         )
-        with kernels.precision_scope("float32"):
+        with precision_scope("float32"):
             for i, estimate in enumerate(monte_carlo(x, None, "nngp")):
                 errors[i] += np.linalg.norm(np.asarray(estimate) - analytic) / np.linalg.norm(analytic) / 4
     slope = _log_log_slope(n_samples, errors)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import infinite_width as iw
-from infinite_width import kernels, networks
+from infinite_width import finite, kernels
 from infinite_width.architectures import (
     Activation,
     Architecture,
@@ -61,9 +61,9 @@ def to_stax_params(arch, params):
     ids=["mlp2", "mlp0", "myrtle5", "conv-layernorm-avgpool-flatten"],
 )
 def test_ntk_network_equals_neural_tangents_apply(arch, x):
-    net = networks.network(arch, 16)
+    net = finite.network(arch, 16)
     params = net.init(jax.random.PRNGKey(0), x.shape[1:])
-    _, stax_apply, _ = arch.stax(16)
+    _, stax_apply, _ = kernels.stax(arch, 16)
     ours = np.asarray(net.apply(params, x))
     theirs = np.asarray(stax_apply(to_stax_params(arch, params), x))
     assert ours.shape == (x.shape[0], arch.out_dim)
@@ -74,7 +74,7 @@ def test_max_pool_matches_numpy():
     arch = Architecture(
         (Conv(None, (1, 1), W_std=1.0, b_std=0.0), MaxPool((2, 2), (2, 2)), Flatten(), Dense(1)), input_kind="image"
     )
-    net = networks.network(arch, 2)
+    net = finite.network(arch, 2)
     params = net.init(1, (4, 4, 3))
     x = X_IMG[:, :4, :4]
     conv_out = np.einsum("nhwc,co->nhwo", x, np.asarray(params[0]["W"])[0, 0]) / math.sqrt(3)
@@ -89,7 +89,7 @@ def test_groups_label_every_leaf():
         (1, [("input_W", "hidden_b"), ("readout_W", "output_b")]),
         (3, [("input_W", "hidden_b"), ("hidden_W", "hidden_b"), ("hidden_W", "hidden_b"), ("readout_W", "output_b")]),
     ]:
-        net = networks.network(iw.mlp(depth, out_dim=2), 8)
+        net = finite.network(iw.mlp(depth, out_dim=2), 8)
         labels = net.groups(net.init(0, 3))
         assert [(layer["W"], layer["b"]) for layer in labels] == expected
         scales = net.group_scales(3)
@@ -99,8 +99,8 @@ def test_groups_label_every_leaf():
 @pytest.mark.parametrize("n, d", [(16, 3), (100, 7)])
 def test_group_scales_reproduce_design_table_for_mlp(n, d):
     sw, sb = 1.3, 0.2
-    scales = networks.network(iw.mlp(2, "relu", sw, sb, 4), n).group_scales((d,))
-    table = {  # ../shared/design/adam-limit.md section 2: group -> (s, r)
+    scales = finite.network(iw.mlp(2, "relu", sw, sb, 4), n).group_scales((d,))
+    table = {  # docs/theory.md, section 3: group -> (s, r)
         "input_W": (sw / math.sqrt(n * d), 1 / math.sqrt(n * d)),
         "hidden_W": (sw / n, 1 / n),
         "hidden_b": (sb / math.sqrt(n), 1 / math.sqrt(n)),
@@ -118,7 +118,7 @@ def test_group_scales_reproduce_design_table_for_mlp(n, d):
 def test_group_scales_use_conv_fan_in():
     sw, n, c = 1.4, 12, 3
     arch = iw.conv(2, "relu", (3, 3), W_std=sw, b_std=0.1, out_dim=2)
-    scales = networks.network(arch, n).group_scales((8, 8, c))
+    scales = finite.network(arch, n).group_scales((8, 8, c))
     F1, F2 = 9 * c, 9 * n
     assert scales[0]["W"].s == pytest.approx(sw / math.sqrt(F1 * n))
     assert scales[0]["W"].r == pytest.approx(1 / math.sqrt(F1 * n))
@@ -129,7 +129,7 @@ def test_group_scales_use_conv_fan_in():
 
 def test_standard_and_ntk_share_the_function_at_init():
     arch = iw.mlp(2, "relu", 1.4, 0.3, 2)
-    ntk, std = networks.network(arch, 32, "ntk"), networks.network(arch, 32, "standard")
+    ntk, std = finite.network(arch, 32, "ntk"), finite.network(arch, 32, "standard")
     p_ntk, p_std = ntk.init(5, 5), std.init(5, 5)
     np.testing.assert_allclose(np.asarray(ntk.apply(p_ntk, X_VEC)), np.asarray(std.apply(p_std, X_VEC)), rtol=1e-5, atol=1e-6)
     # standard stores W_std/sqrt(fan_in) * z where ntk stores z
@@ -139,7 +139,7 @@ def test_standard_and_ntk_share_the_function_at_init():
 def test_mup_readout_is_the_ntk_readout_divided_by_sqrt_fan_in():
     sb, n = 0.3, 64
     arch = iw.mlp(2, "relu", 1.4, sb, 2)
-    ntk, mup = networks.network(arch, n, "ntk"), networks.network(arch, n, "mup")
+    ntk, mup = finite.network(arch, n, "ntk"), finite.network(arch, n, "mup")
     p_ntk, p_mup = ntk.init(7, 5), mup.init(7, 5)
     output_bias = sb * np.asarray(p_ntk[-1]["b"])
     f_ntk = np.asarray(ntk.apply(p_ntk, X_VEC)) - output_bias
@@ -149,7 +149,7 @@ def test_mup_readout_is_the_ntk_readout_divided_by_sqrt_fan_in():
 
 def test_orthogonal_init_is_scaled_semi_orthogonal():
     arch = iw.conv(2, "relu", (3, 3), out_dim=2)
-    net = networks.network(arch, 40, init="orthogonal")
+    net = finite.network(arch, 40, init="orthogonal")
     params = net.init(3, (6, 6, 2))
     for layer in params:
         z = np.asarray(layer["W"], dtype=np.float64)  # ntk: stored params are the unit variables
@@ -162,7 +162,7 @@ def test_orthogonal_init_is_scaled_semi_orthogonal():
 
 @pytest.mark.parametrize("init", ["gaussian", "uniform"])
 def test_entry_variance_of_random_inits(init):
-    net = networks.network(iw.mlp(1, out_dim=1), 4096, init=init)
+    net = finite.network(iw.mlp(1, out_dim=1), 4096, init=init)
     params = net.init(11, 64)
     z = np.asarray(params[0]["W"]).ravel()  # 262144 entries
     assert np.mean(z) == pytest.approx(0.0, abs=0.01)
@@ -176,7 +176,7 @@ def test_entry_variance_of_random_inits(init):
 
 
 def test_fixed_key_gives_identical_params_and_different_keys_differ():
-    net = networks.network(iw.myrtle(5, out_dim=3), 8)
+    net = finite.network(iw.myrtle(5, out_dim=3), 8)
     a, b, c = net.init(jax.random.PRNGKey(4), (8, 8, 3)), net.init(jax.random.PRNGKey(4), (8, 8, 3)), net.init(5, (8, 8, 3))
     for la, lb, lc in zip(a, b, c):
         np.testing.assert_array_equal(np.asarray(la["W"]), np.asarray(lb["W"]))
@@ -184,26 +184,26 @@ def test_fixed_key_gives_identical_params_and_different_keys_differ():
 
 
 def test_empirical_ntk_is_the_jacobian_product():
-    net = networks.network(CONV_ARCH, 6)
+    net = finite.network(CONV_ARCH, 6)
     params = net.init(2, X_IMG.shape[1:])
     jac = jax.jit(jax.jacrev(net.apply))(params, X_IMG)
     flat = np.concatenate([np.asarray(leaf).reshape(X_IMG.shape[0] * 2, -1) for leaf in jax.tree_util.tree_leaves(jac)], 1)
     full = (flat @ flat.T).reshape(3, 2, 3, 2).transpose(0, 2, 1, 3)
-    np.testing.assert_allclose(networks.empirical_ntk(net, params, X_IMG, full=True), full, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(kernels.empirical_ntk(net, params, X_IMG, full=True), full, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
-        networks.empirical_ntk(net, params, X_IMG), np.trace(full, axis1=2, axis2=3) / 2, rtol=1e-4, atol=1e-5
+        kernels.empirical_ntk(net, params, X_IMG), np.trace(full, axis1=2, axis2=3) / 2, rtol=1e-4, atol=1e-5
     )
 
 
 def test_empirical_nngp_is_the_readout_feature_kernel():
     sw, sb, n = 1.3, 0.2, 24
-    net = networks.network(iw.mlp(1, "erf", sw, sb, 3), n)
+    net = finite.network(iw.mlp(1, "erf", sw, sb, 3), n)
     params = net.init(9, 5)
     h = X_VEC @ (sw / math.sqrt(5) * np.asarray(params[0]["W"])) + sb * np.asarray(params[0]["b"])
     features = np.asarray(jax.scipy.special.erf(h))
     expected = sw**2 * features @ features.T / n + sb**2
-    np.testing.assert_allclose(networks.empirical_nngp(net, params, X_VEC), expected, rtol=1e-5, atol=1e-6)
-    full = networks.empirical_nngp(net, params, X_VEC, X_VEC[:2], full=True)
+    np.testing.assert_allclose(kernels.empirical_nngp(net, params, X_VEC), expected, rtol=1e-5, atol=1e-6)
+    full = kernels.empirical_nngp(net, params, X_VEC, X_VEC[:2], full=True)
     assert full.shape == (6, 2, 3, 3)
     np.testing.assert_allclose(full, expected[:, :2, None, None] * np.eye(3), rtol=1e-5, atol=1e-6)
 
@@ -216,12 +216,12 @@ def test_empirical_kernels_converge_to_closed_form_like_inverse_sqrt_width():
     widths = [32, 128, 512, 2048]
     errors = {"nngp": [], "ntk": []}
     for width in widths:
-        net = networks.network(arch, width)
+        net = finite.network(arch, width)
         e_nngp, e_ntk = [], []
         for seed in range(6):
             params = net.init(jax.random.PRNGKey(100 * seed + width), (4,))
-            e_nngp.append(np.linalg.norm(networks.empirical_nngp(net, params, x) - nngp) / np.linalg.norm(nngp))
-            e_ntk.append(np.linalg.norm(networks.empirical_ntk(net, params, x) - ntk) / np.linalg.norm(ntk))
+            e_nngp.append(np.linalg.norm(kernels.empirical_nngp(net, params, x) - nngp) / np.linalg.norm(nngp))
+            e_ntk.append(np.linalg.norm(kernels.empirical_ntk(net, params, x) - ntk) / np.linalg.norm(ntk))
         errors["nngp"].append(np.mean(e_nngp))
         errors["ntk"].append(np.mean(e_ntk))
     for name, values in errors.items():
@@ -233,7 +233,7 @@ def test_empirical_kernels_converge_to_closed_form_like_inverse_sqrt_width():
 @pytest.mark.slow
 def test_mup_moves_features_by_order_one_where_ntk_does_not():
     """One SGD step: hidden pre-activation change is O(1) in mup, O(n^-1/2) in ntk (documented)."""
-    from infinite_width import optim, training
+    from infinite_width import optim
 
     arch = iw.mlp(2, "relu", 1.4, 0.1, 1)
     rng = np.random.default_rng(2)
@@ -244,8 +244,8 @@ def test_mup_moves_features_by_order_one_where_ntk_does_not():
     for parametrization in ("ntk", "mup"):
         changes = []
         for width in widths:
-            net = networks.network(arch, width, parametrization)
-            result = training.train(net, x, y, optim.sgd(0.5), 1, centred=True, key=3, seeds=4, record=[1])
+            net = finite.network(arch, width, parametrization)
+            result = finite.train(net, x, y, optim.sgd(0.5), 1, centred=True, key=3, seeds=4, record=[1])
             scale = net.group_scales(4)[0]
 
             def first_layer(params):
@@ -269,36 +269,36 @@ def test_mup_moves_features_by_order_one_where_ntk_does_not():
 )
 def test_bad_network_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
-        networks.network(iw.mlp(1), **kwargs)
+        finite.network(iw.mlp(1), **kwargs)
 
 
 def test_bad_network_inputs():
-    net = networks.network(iw.mlp(1, out_dim=1), 4)
+    net = finite.network(iw.mlp(1, out_dim=1), 4)
     params = net.init(0, 5)
     with pytest.raises(TypeError, match="Architecture"):
-        networks.network("mlp", 4)
+        finite.network("mlp", 4)
     with pytest.raises(ValueError, match="input_shape"):
         net.init(0, (8, 8, 3))
     with pytest.raises(ValueError, match="shape"):
         net.apply(params, X_VEC[:, :3])
     with pytest.raises(ValueError, match="shape"):
-        networks.empirical_ntk(net, params, X_IMG)
+        kernels.empirical_ntk(net, params, X_IMG)
     with pytest.raises(ValueError, match="NaN"):
-        networks.empirical_nngp(net, params, np.full((2, 5), np.nan))
+        kernels.empirical_nngp(net, params, np.full((2, 5), np.nan))
     with pytest.raises(ValueError, match="layers"):
-        networks.empirical_ntk(net, params[:1], X_VEC)
+        kernels.empirical_ntk(net, params[:1], X_VEC)
     with pytest.raises(TypeError, match="Network"):
-        networks.empirical_ntk(iw.mlp(1), params, X_VEC)
+        kernels.empirical_ntk(iw.mlp(1), params, X_VEC)
     with pytest.raises(ValueError, match="padding"):
-        networks.network(Architecture((Conv(1, padding="CIRCULAR"),), input_kind="image"), 4)
+        finite.network(Architecture((Conv(1, padding="CIRCULAR"),), input_kind="image"), 4)
     conv_on_vectors = Architecture((Conv(None), GlobalAvgPool(), Dense(1)))
     with pytest.raises(ValueError, match="H, W, C"):
-        networks.network(conv_on_vectors, 4).init(0, 5)
+        finite.network(conv_on_vectors, 4).init(0, 5)
 
 
-def test_architecture_network_delegates():
-    net = iw.mlp(1).network(8, parametrization="mup", init="uniform")
-    assert isinstance(net, networks.Network)
+def test_network_records_its_options():
+    net = finite.network(iw.mlp(1), 8, parametrization="mup", init="uniform")
+    assert isinstance(net, finite.Network)
     assert (net.width, net.parametrization, net.init_kind) == (8, "mup", "uniform")
 
 
@@ -306,7 +306,7 @@ def test_architecture_network_delegates():
 def test_init_many_stacks_independent_inits(init):
     # Orthogonal networks are drawn one at a time (batched QR can deadlock
     # jaxlib's CPU LAPACK); the result must equal separate init calls.
-    net = iw.mlp(2, "relu", out_dim=2).network(32, init=init)
+    net = finite.network(iw.mlp(2, "relu", out_dim=2), 32, init=init)
     keys = jax.random.split(jax.random.PRNGKey(3), 3)
     stacked = net.init_many(keys, (5,))
     for i, key in enumerate(keys):

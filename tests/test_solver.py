@@ -8,12 +8,10 @@ import pytest
 
 import infinite_width as iw
 from infinite_width import kernels, optim
-from infinite_width.compare import compare, distance, fit_slope
-from infinite_width import minibatches
-from infinite_width.plotting import accuracy_vs_width, distance_vs_width, learning_curves
+from infinite_width._src.rng import batch_indices_for, split_run_key
 from infinite_width.problem import Problem
-from infinite_width.solver import BASELINES, record_steps, solve
-from infinite_width.trajectory import Trajectory
+from infinite_width.workflow import BASELINES, Trajectory, compare, distance, fit_slope, record_steps, solve
+from infinite_width.workflow.plotting import accuracy_vs_width, distance_vs_width, learning_curves
 
 ARCH = iw.mlp(2, "relu", W_std=1.3, b_std=0.2, out_dim=2)
 
@@ -175,7 +173,7 @@ def test_kernel_routes_match_explicit_function_space_loops(problem, ce_problem, 
     k_all = kernel(ARCH, x_all, p.x_train, dtype="float64")
     batches = None
     if batch_size is not None:
-        batches = minibatches.batch_indices_for(3, p.n_train, batch_size, 12)
+        batches = batch_indices_for(3, p.n_train, batch_size, 12)
     beta = opt.beta if opt.name == "momentum" else 0.0
     expected = _explicit_kernel_gd(k_all, p.y_train, opt.lr, 12, beta, batches, ce=(loss == "cross_entropy"))
     np.testing.assert_allclose(t.train_predictions[0], expected[:, :20], rtol=1e-5, atol=1e-6)
@@ -219,12 +217,10 @@ def test_baselines_match_numpy_kernel_regression_and_gp_posterior(problem):
 
 
 def test_nnpk_ridge_is_kernel_regression_with_the_nnpk(problem):
-    from infinite_width import nnpk
-
     t = solve(problem, ARCH, regime="nnpk_ridge", width=32, samples=64, key=5, ridge=1e-3, progress=False)
     x_all = np.concatenate([problem.x_train, problem.x_test])
-    k = nnpk.nnpk(ARCH, x_all, problem.x_train, width=32, n_samples=64, key=minibatches.split_run_key(5)[0],
-                  normalize="mean")
+    k = kernels.nnpk(ARCH, x_all, problem.x_train, width=32, n_samples=64, key=split_run_key(5)[0],
+                     normalize="mean")
     expected = k[20:] @ np.linalg.solve(k[:20] + 1e-3 * np.mean(np.diag(k[:20])) * np.eye(20), problem.y_train)
     np.testing.assert_allclose(t.test_predictions[0, 0], expected, rtol=1e-3, atol=1e-4)
     assert t.label == "nnpk_ridge w=32"

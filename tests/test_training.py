@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import infinite_width as iw
-from infinite_width import kernels, losses, minibatches, networks, optim, training
-from infinite_width._neural_tangents import predict
+from infinite_width import finite, kernels, losses, optim
+from infinite_width._src.nt import predict
+from infinite_width._src.rng import batch_indices_for
 
 RNG = np.random.default_rng(0)
 D = 4
@@ -15,7 +16,7 @@ Y = np.sin(2 * X[:, :1]).astype(np.float32)
 X_TEST = RNG.normal(size=(8, D)).astype(np.float32)
 Y_TEST = np.sin(2 * X_TEST[:, :1]).astype(np.float32)
 ARCH = iw.mlp(2, "relu", 1.4, 0.1, 1)
-NET = networks.network(ARCH, 32)  # shared by the quick tests, so they share compiled code
+NET = finite.network(ARCH, 32)  # shared by the quick tests, so they share compiled code
 SGD = optim.sgd(0.5)
 
 
@@ -38,8 +39,8 @@ def relative_distance_to_limit(arch, kernel_fn, train_mode, widths, lr=1.0, step
     _, limit = kernel_gradient_descent(k_train, k_test_train, Y, lr, steps)
     distances = []
     for width in widths:
-        result = training.train(
-            networks.network(arch, width), X, Y, optim.sgd(lr), steps,
+        result = finite.train(
+            finite.network(arch, width), X, Y, optim.sgd(lr), steps,
             train=train_mode, centred=True, seeds=seeds, record=[steps], x_test=X_TEST, key=1,
         )
         diff = result.test_predictions[:, -1] - limit
@@ -87,11 +88,11 @@ def test_adaptive_trajectories_do_not_depend_on_the_loss_scale(name):
     else:
         base = rescaled = optim.sign(0.02)
     kwargs = dict(centred=True, seeds=2, key=4, x_test=X_TEST, record=[0, 5, 20])
-    reference = training.train(NET, X, Y, base, 20, **kwargs).test_predictions
-    invariant = training.train(NET, X, Y, rescaled, 20, loss=scaled, **kwargs).test_predictions
+    reference = finite.train(NET, X, Y, base, 20, **kwargs).test_predictions
+    invariant = finite.train(NET, X, Y, rescaled, 20, loss=scaled, **kwargs).test_predictions
     np.testing.assert_allclose(invariant, reference, rtol=2e-3, atol=2e-5)
     if name == "adam":  # eps not rescaled: a visibly different trajectory, so the check above can fail
-        other = training.train(NET, X, Y, base, 20, loss=scaled, **kwargs).test_predictions
+        other = finite.train(NET, X, Y, base, 20, loss=scaled, **kwargs).test_predictions
         assert np.max(np.abs(other - reference)) > 0.05 * np.max(np.abs(reference))
 
 
@@ -100,8 +101,8 @@ def test_one_adam_step_moves_the_function_by_order_one_at_every_width():
     widths = [64, 256, 1024, 4096]
     sizes = []
     for width in widths:
-        result = training.train(
-            networks.network(ARCH, width), X, Y, optim.adam(0.05), 1,
+        result = finite.train(
+            finite.network(ARCH, width), X, Y, optim.adam(0.05), 1,
             centred=True, seeds=2, key=2, record=[1], x_test=X_TEST,
         )
         sizes.append(np.sqrt(np.mean(result.test_predictions[:, -1] ** 2)))
@@ -116,7 +117,7 @@ def grad_of_loss(net, params, x, y):
 
 @pytest.mark.parametrize("batch_size", [None, 4])
 def test_one_sgd_step_is_params_minus_lr_times_grad(batch_size):
-    result = training.train(NET, X, Y, SGD, 1, batch_size=batch_size, key=6, record=[1])
+    result = finite.train(NET, X, Y, SGD, 1, batch_size=batch_size, key=6, record=[1])
     first = jax.tree_util.tree_map(lambda a: a[0], result.initial_params)
     rows = result.batch_indices[0]
     grads = grad_of_loss(NET, first, X[rows], Y[rows])
@@ -129,7 +130,7 @@ def test_one_sgd_step_is_params_minus_lr_times_grad(batch_size):
 
 def test_sign_step_moves_each_group_by_lr_times_r():
     lr = 0.1
-    result = training.train(NET, X, Y, optim.sign(lr), 1, key=7, record=[1])
+    result = finite.train(NET, X, Y, optim.sign(lr), 1, key=7, record=[1])
     first = jax.tree_util.tree_map(lambda a: a[0], result.initial_params)
     grads = grad_of_loss(NET, first, X, Y)
     scales = NET.group_scales(D)
@@ -140,18 +141,18 @@ def test_sign_step_moves_each_group_by_lr_times_r():
     ]:
         np.testing.assert_allclose(end - start, -lr * scale.r * np.sign(np.asarray(grad)), rtol=1e-4, atol=1e-7)
         groups.add(scale.group)
-    assert groups == set(networks.GROUPS)
+    assert groups == set(finite.GROUPS)
 
 
 def test_adam_with_huge_eps_is_sgd_with_rate_lr_over_eps_times_std():
-    """Q -> G / (eps s) and r / s = 1 / W_std (weights), 1 / b_std (biases): design note section 6."""
+    """Q -> G / (eps s) and r / s = 1 / W_std (weights), 1 / b_std (biases): docs/theory.md, section 6."""
     std = 1.3
     arch = iw.mlp(2, "erf", std, std, 1)
-    net = networks.network(arch, 32)
+    net = finite.network(arch, 32)
     eta, eps = 0.3, 1e5
     kwargs = dict(centred=True, key=8, x_test=X_TEST, record=[0, 10])
-    adam = training.train(net, X, Y, optim.adam(eta * eps * std, b1=0.0, eps=eps), 10, **kwargs)
-    sgd = training.train(net, X, Y, optim.sgd(eta), 10, **kwargs)
+    adam = finite.train(net, X, Y, optim.adam(eta * eps * std, b1=0.0, eps=eps), 10, **kwargs)
+    sgd = finite.train(net, X, Y, optim.sgd(eta), 10, **kwargs)
     assert np.max(np.abs(sgd.test_predictions[:, -1])) > 0.05
     np.testing.assert_allclose(adam.test_predictions, sgd.test_predictions, rtol=1e-3, atol=1e-4)
 
@@ -159,14 +160,14 @@ def test_adam_with_huge_eps_is_sgd_with_rate_lr_over_eps_times_std():
 def test_standard_parametrization_gives_the_ntk_adam_trajectory():
     kwargs = dict(seeds=2, key=9, x_test=X_TEST, record=[0, 3, 15])
     opt = optim.adam(0.05, eps=1e-3)
-    ntk = training.train(NET, X, Y, opt, 15, **kwargs)
-    std = training.train(networks.network(ARCH, 32, "standard"), X, Y, opt, 15, **kwargs)
+    ntk = finite.train(NET, X, Y, opt, 15, **kwargs)
+    std = finite.train(finite.network(ARCH, 32, "standard"), X, Y, opt, 15, **kwargs)
     np.testing.assert_allclose(std.test_predictions, ntk.test_predictions, rtol=1e-3, atol=1e-4)
 
 
 def test_centred_outputs_start_at_zero_and_uncentred_at_the_network():
-    centred = training.train(NET, X, Y, SGD, 3, centred=True, key=1, x_test=X_TEST)
-    plain = training.train(NET, X, Y, SGD, 3, key=1, x_test=X_TEST)
+    centred = finite.train(NET, X, Y, SGD, 3, centred=True, key=1, x_test=X_TEST)
+    plain = finite.train(NET, X, Y, SGD, 3, key=1, x_test=X_TEST)
     assert np.all(centred.train_predictions[:, 0] == 0) and np.all(centred.test_predictions[:, 0] == 0)
     first = jax.tree_util.tree_map(lambda a: a[0], plain.initial_params)
     np.testing.assert_allclose(plain.test_predictions[0, 0], NET.apply(first, X_TEST), rtol=1e-5, atol=1e-6)
@@ -178,7 +179,7 @@ def test_centred_outputs_start_at_zero_and_uncentred_at_the_network():
 
 
 def test_readout_mode_moves_only_the_readout():
-    result = training.train(NET, X, Y, optim.adam(0.05), 5, train="readout", key=3)
+    result = finite.train(NET, X, Y, optim.adam(0.05), 5, train="readout", key=3)
     labels = NET.groups(NET.init(0, D))
     for layer_before, layer_after, layer_labels in zip(result.initial_params, result.final_params, labels):
         for name in ("W", "b"):
@@ -187,29 +188,29 @@ def test_readout_mode_moves_only_the_readout():
 
 
 def test_zero_bias_std_is_frozen_under_adam_without_nans():
-    net = networks.network(iw.mlp(1, "relu", 1.4, 0.0, 1), 16)
-    result = training.train(net, X, Y, optim.adam(0.05, eps=0.0), 5, key=3)
+    net = finite.network(iw.mlp(1, "relu", 1.4, 0.0, 1), 16)
+    result = finite.train(net, X, Y, optim.adam(0.05, eps=0.0), 5, key=3)
     assert not result.diverged.any()
     np.testing.assert_array_equal(result.final_params[0]["b"], result.initial_params[0]["b"])
     assert not np.array_equal(result.final_params[0]["W"], result.initial_params[0]["W"])
 
 
 def test_minibatch_order_is_shared_and_explicit_indices_reproduce_it():
-    result = training.train(NET, X, Y, SGD, 12, batch_size=4, key=5, record=[12])
-    np.testing.assert_array_equal(result.batch_indices, minibatches.batch_indices_for(5, 16, 4, 12))
+    result = finite.train(NET, X, Y, SGD, 12, batch_size=4, key=5, record=[12])
+    np.testing.assert_array_equal(result.batch_indices, batch_indices_for(5, 16, 4, 12))
     epoch = np.sort(result.batch_indices[:4].ravel())
     np.testing.assert_array_equal(epoch, np.arange(16))  # each epoch is a permutation
-    again = training.train(NET, X, Y, SGD, 12, batch_indices=result.batch_indices, key=5, record=[12])
+    again = finite.train(NET, X, Y, SGD, 12, batch_indices=result.batch_indices, key=5, record=[12])
     np.testing.assert_array_equal(again.train_predictions, result.train_predictions)
-    other = training.train(NET, X, Y, SGD, 12, batch_size=4, key=6, record=[12])
+    other = finite.train(NET, X, Y, SGD, 12, batch_size=4, key=6, record=[12])
     assert not np.array_equal(other.batch_indices, result.batch_indices)
 
 
 def test_ensemble_members_are_documented_inits_and_runs_are_deterministic():
-    a = training.train(NET, X, Y, SGD, 4, key=jax.random.PRNGKey(3), seeds=3)
-    b = training.train(NET, X, Y, SGD, 4, key=jax.random.PRNGKey(3), seeds=3)
+    a = finite.train(NET, X, Y, SGD, 4, key=jax.random.PRNGKey(3), seeds=3)
+    b = finite.train(NET, X, Y, SGD, 4, key=jax.random.PRNGKey(3), seeds=3)
     np.testing.assert_array_equal(a.train_predictions, b.train_predictions)
-    init_keys, _ = training.split_key(jax.random.PRNGKey(3), 3)
+    init_keys, _ = finite.split_key(jax.random.PRNGKey(3), 3)
     for i in range(3):
         expected = NET.init(init_keys[i], D)
         np.testing.assert_array_equal(a.initial_params[1]["W"][i], np.asarray(expected[1]["W"]))
@@ -218,29 +219,29 @@ def test_ensemble_members_are_documented_inits_and_runs_are_deterministic():
 
 
 def test_progress_bar_chunks_give_identical_results(capsys):
-    quiet = training.train(NET, X, Y, SGD, 7, key=2, record=[0, 3, 7])
-    loud = training.train(NET, X, Y, SGD, 7, key=2, record=[0, 3, 7], progress=True)
+    quiet = finite.train(NET, X, Y, SGD, 7, key=2, record=[0, 3, 7])
+    loud = finite.train(NET, X, Y, SGD, 7, key=2, record=[0, 3, 7], progress=True)
     np.testing.assert_allclose(loud.train_predictions, quiet.train_predictions, rtol=1e-6, atol=1e-7)
     assert "train width 32" in capsys.readouterr().err
 
 
 def test_nonfinite_loss_raises_naming_the_step_or_is_recorded():
     huge = optim.sgd(1e4)
-    recorded = training.train(NET, X, Y, huge, 10, seeds=2, key=1, on_nonfinite="record", record=[0, 5, 10])
+    recorded = finite.train(NET, X, Y, huge, 10, seeds=2, key=1, on_nonfinite="record", record=[0, 5, 10])
     assert recorded.diverged.all()
     step = int(recorded.first_nonfinite_step.min())
     assert 0 < step <= 10
     assert np.all(np.isnan(recorded.train_predictions[:, recorded.steps >= recorded.first_nonfinite_step.max()]))
     assert np.all(np.isfinite(recorded.train_predictions[:, 0]))
     with pytest.raises(FloatingPointError, match=f"step {step}"):
-        training.train(NET, X, Y, huge, 10, seeds=2, key=1, record=[0, 5, 10])
+        finite.train(NET, X, Y, huge, 10, seeds=2, key=1, record=[0, 5, 10])
 
 
 def test_cross_entropy_training_learns_a_separable_problem():
-    net = networks.network(iw.mlp(1, "relu", 1.4, 0.1, 2), 64)
+    net = finite.network(iw.mlp(1, "relu", 1.4, 0.1, 2), 64)
     labels = (X[:, 0] > 0).astype(int)
     onehot = np.eye(2, dtype=np.float32)[labels]
-    result = training.train(net, X, onehot, optim.adam(0.05), 60, loss="cross_entropy", key=0, record=[0, 60])
+    result = finite.train(net, X, onehot, optim.adam(0.05), 60, loss="cross_entropy", key=0, record=[0, 60])
     assert result.train_loss[0, -1] < 0.5 * result.train_loss[0, 0]
     assert result.train_accuracy[0, -1] == 1.0
 
@@ -248,19 +249,19 @@ def test_cross_entropy_training_learns_a_separable_problem():
 def test_convolutional_network_trains_on_images():
     images = RNG.normal(size=(6, 8, 8, 3)).astype(np.float32)
     targets = RNG.normal(size=(6, 2)).astype(np.float32)
-    net = networks.network(iw.myrtle(5, "relu", 1.4, 0.0, 2), 8)
-    result = training.train(net, images, targets, optim.momentum(0.2), 10, key=0, record=[0, 10], x_test=images[:2])
+    net = finite.network(iw.myrtle(5, "relu", 1.4, 0.0, 2), 8)
+    result = finite.train(net, images, targets, optim.momentum(0.2), 10, key=0, record=[0, 10], x_test=images[:2])
     assert result.train_loss[0, -1] < result.train_loss[0, 0]
     assert result.test_predictions.shape == (1, 2, 2, 2)
 
 
 def test_width_sweep_trains_every_width():
-    results = training.width_sweep(ARCH, [8, 16], X, Y, SGD, 2, key=0, record=[2])
+    results = finite.width_sweep(ARCH, [8, 16], X, Y, SGD, 2, key=0, record=[2])
     assert sorted(results) == [8, 16]
-    assert all(isinstance(r, training.TrainResult) and r.train_loss.shape == (1, 1) for r in results.values())
+    assert all(isinstance(r, finite.TrainResult) and r.train_loss.shape == (1, 1) for r in results.values())
     np.testing.assert_array_equal(results[8].batch_indices, results[16].batch_indices)
     with pytest.raises(ValueError, match="widths"):
-        training.width_sweep(ARCH, [], X, Y, SGD, 2)
+        finite.width_sweep(ARCH, [], X, Y, SGD, 2)
 
 
 @pytest.mark.parametrize(
@@ -293,13 +294,13 @@ def test_bad_input_is_named(change, error, match):
     kwargs.update(change)
     args = [kwargs.pop(name) for name in ("net", "x_train", "y_train", "optimizer", "steps")]
     with pytest.raises(error, match=match):
-        training.train(*args, **kwargs)
+        finite.train(*args, **kwargs)
 
 
 def test_invalid_optimizer_and_network_settings_are_rejected():
     with pytest.raises(ValueError, match="learning rate"):
         optim.adam(0.0)
     with pytest.raises(ValueError, match="width"):
-        training.width_sweep(ARCH, [0], X, Y, SGD, 2)
+        finite.width_sweep(ARCH, [0], X, Y, SGD, 2)
     with pytest.raises(ValueError, match="parametrization"):
-        training.width_sweep(ARCH, [8], X, Y, SGD, 2, parametrization="sp")
+        finite.width_sweep(ARCH, [8], X, Y, SGD, 2, parametrization="sp")

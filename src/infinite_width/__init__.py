@@ -1,11 +1,23 @@
 """infinite_width: infinitely wide neural networks beside finite ones.
 
-Three views of one architecture, on the same data:
+Three views of one architecture, on the same data, one subpackage per layer:
 
-* analytic limits: closed-form NNGP and NTK kernels (:mod:`infinite_width.kernels`,
-  from neural-tangents) and the dynamics they imply;
-* the Adam-like infinite-width limit (:mod:`infinite_width.adam_limit`);
-* finite networks at any width trained with optax (:mod:`infinite_width.training`).
+* :mod:`infinite_width.kernels`: closed-form NNGP and NTK kernels (from
+  neural-tangents), layer-wise, empirical and Neural Network Prior Kernels;
+* :mod:`infinite_width.finite`: finite networks at any width, trained with optax;
+* :mod:`infinite_width.limits`: what training becomes at infinite width:
+  kernel dynamics, the NNGP posterior and kernel ridge baselines, and the
+  Adam-like limit (:mod:`infinite_width.limits.adam_limit`);
+* :mod:`infinite_width.workflow`: one :func:`solve` for every regime, the
+  :class:`Trajectory` it returns, :func:`compare`, :func:`sweep` and plots;
+* :mod:`infinite_width.experiments`: the demo and the NNPK ablation, shared
+  by the command line and ``paper_figures/``;
+* :mod:`infinite_width.datasets`: digits, MNIST, Fashion-MNIST and CIFAR-10.
+
+Architectures (:func:`mlp`, :func:`conv`, :func:`myrtle`, :class:`Architecture`),
+:class:`Problem`, :mod:`~infinite_width.optim` and :mod:`~infinite_width.losses`
+are shared by all of them. Every subpackage is an attribute of the package
+from the start (imported on first use).
 
 :mod:`infinite_width.testing` (hypothesis strategies and kernel-identity
 checkers for property tests) needs the ``test`` extra and is imported
@@ -15,12 +27,8 @@ explicitly: ``from infinite_width import testing``.
 of a kernel, and TensorFlow never.
 """
 
-from infinite_width import ablation, datasets, dynamics, kernels, losses, nnpk, optim, plotting
-from infinite_width.compare import compare
-from infinite_width.problem import Problem
-from infinite_width.solver import solve
-from infinite_width.sweep import sweep, width_jobs
-from infinite_width.trajectory import Trajectory
+import importlib
+
 from infinite_width.architectures import (
     ACTIVATIONS,
     Activation,
@@ -36,8 +44,24 @@ from infinite_width.architectures import (
     mlp,
     myrtle,
 )
+from infinite_width.problem import Problem
+from infinite_width.workflow import Trajectory, compare, solve, sweep, width_jobs
 
 __version__ = "0.1.0"
+
+#: Subpackages and modules reachable as attributes, imported on first access (PEP 562).
+_SUBMODULES = ("datasets", "experiments", "finite", "kernels", "limits", "losses", "optim", "workflow")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))
+
 
 __all__ = [
     "ACTIVATIONS",
@@ -52,20 +76,13 @@ __all__ = [
     "MaxPool",
     "Problem",
     "Trajectory",
-    "ablation",
     "compare",
     "conv",
-    "datasets",
-    "dynamics",
-    "kernels",
-    "losses",
     "mlp",
     "myrtle",
-    "nnpk",
-    "optim",
-    "plotting",
     "solve",
     "sweep",
     "width_jobs",
     "__version__",
+    *_SUBMODULES,
 ]

@@ -1,12 +1,13 @@
 """One description of a network that yields every view of it.
 
-An :class:`Architecture` is a tuple of plain layer descriptions. From it come
+An :class:`Architecture` is a tuple of plain layer descriptions. It knows
+nothing of the views built from it elsewhere:
 
-* the neural-tangents triple ``(init_fn, apply_fn, kernel_fn)``
-  (:meth:`Architecture.stax`), hence the closed-form NNGP and NTK kernels in
-  :mod:`infinite_width.kernels`;
+* the closed-form NNGP and NTK kernels (:mod:`infinite_width.kernels`; the
+  neural-tangents triple ``(init_fn, apply_fn, kernel_fn)`` is
+  :func:`infinite_width.kernels.stax`);
 * the finite network at any width, parametrization and initialisation
-  (:meth:`Architecture.network`);
+  (:func:`infinite_width.finite.network`);
 * for MLPs, the layer-wise kernels of the Adam-like limit
   (:func:`infinite_width.kernels.layerwise`).
 
@@ -31,6 +32,8 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import jax.numpy as jnp
 import jax.scipy.special
 
+from infinite_width._src.checks import check_nonnegative, check_python_int
+
 __all__ = [
     "Architecture",
     "Dense",
@@ -42,6 +45,8 @@ __all__ = [
     "Flatten",
     "LayerNorm",
     "ACTIVATIONS",
+    "WEIGHTED_LAYERS",
+    "NO_CLOSED_FORM_LAYERS",
     "activation_fn",
     "mlp",
     "conv",
@@ -51,7 +56,8 @@ __all__ = [
 
 # --------------------------------------------------------------------------
 # Activations: one name gives the elementwise function (finite networks, Monte
-# Carlo) and the neural-tangents closed-form layer (kernels).
+# Carlo) and the neural-tangents closed-form layer (kernels,
+# infinite_width._src.nt.stax_activation).
 
 
 def _erf(x):
@@ -89,29 +95,8 @@ def activation_fn(name: str) -> Callable:
     return _ACTIVATION_FNS[_check_activation(name)]
 
 
-def _stax_activation(name: str):
-    from infinite_width._neural_tangents import stax
-
-    return {
-        "relu": stax.Relu,
-        "erf": stax.Erf,
-        "gelu": lambda: stax.Gelu(approximate=False),
-        "sin": stax.Sin,
-        "cos": stax.Cos,
-        "identity": stax.Identity,
-        "abs": stax.Abs,
-        "leaky_relu": lambda: stax.LeakyRelu(0.1),
-    }[name]()
-
-
 # --------------------------------------------------------------------------
 # Layer descriptions.
-
-
-def _positive(name, value):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,8 +170,12 @@ class LayerNorm:
 
 
 Layer = Union[Dense, Conv, Activation, AvgPool, MaxPool, GlobalAvgPool, Flatten, LayerNorm]
-_WEIGHTED = (Dense, Conv)
-_NO_CLOSED_FORM = (MaxPool,)
+#: Layers with parameters (a weight and a bias).
+WEIGHTED_LAYERS = (Dense, Conv)
+#: Layers without a closed-form infinite-width kernel (finite networks and the NNPK only).
+NO_CLOSED_FORM_LAYERS = (MaxPool,)
+#: Linear layers without parameters: a readout followed only by these keeps the output linear in it.
+_LINEAR_AFTER_READOUT = (GlobalAvgPool, AvgPool, Flatten)
 
 
 # --------------------------------------------------------------------------
@@ -214,7 +203,7 @@ class Architecture:
         for layer in self.layers:
             if not isinstance(layer, (Dense, Conv, Activation, AvgPool, MaxPool, GlobalAvgPool, Flatten, LayerNorm)):
                 raise TypeError(f"not a layer description: {layer!r}")
-        weighted = [layer for layer in self.layers if isinstance(layer, _WEIGHTED)]
+        weighted = self.weighted_layers
         if not weighted:
             raise ValueError("an architecture needs at least one Dense or Conv layer")
         if weighted[-1].out is None:
@@ -225,26 +214,40 @@ class Architecture:
     # ---- structure -------------------------------------------------------
 
     @property
+    def weighted_layers(self) -> Tuple[Union[Dense, Conv], ...]:
+        """The Dense and Conv layers, input to output."""
+        return tuple(layer for layer in self.layers if isinstance(layer, WEIGHTED_LAYERS))
+
+    @property
     def out_dim(self) -> int:
         """Number of outputs (logits) of the readout layer."""
-        return [layer for layer in self.layers if isinstance(layer, _WEIGHTED)][-1].out
+        return self.readout.out
 
     @property
     def readout(self) -> Union[Dense, Conv]:
         """The last weighted layer."""
-        return [layer for layer in self.layers if isinstance(layer, _WEIGHTED)][-1]
+        return self.weighted_layers[-1]
+
+    @property
+    def has_linear_readout(self) -> bool:
+        """Whether the output is linear in the readout layer: only linear pooling/flattening follows it.
+
+        Readout-only training is defined for these networks.
+        """
+        last = max(i for i, layer in enumerate(self.layers) if isinstance(layer, WEIGHTED_LAYERS))
+        return all(isinstance(layer, _LINEAR_AFTER_READOUT) for layer in self.layers[last + 1 :])
 
     @property
     def has_closed_form(self) -> bool:
         """Whether neural-tangents computes its infinite-width kernels exactly."""
-        return not any(isinstance(layer, _NO_CLOSED_FORM) for layer in self.layers)
+        return not any(isinstance(layer, NO_CLOSED_FORM_LAYERS) for layer in self.layers)
 
     @property
     def is_mlp(self) -> bool:
         """Alternating Dense/Activation layers ending in a Dense readout.
 
-        These are the networks of ../shared/design/adam-limit.md section 1,
-        for which the layer-wise kernels and the Adam-like limit are defined.
+        These are the networks of docs/theory.md, section 1, for which the
+        layer-wise kernels and the Adam-like limit are defined.
         """
         layers = self.layers
         if self.input_kind != "vector" or len(layers) % 2 != 1:
@@ -257,8 +260,8 @@ class Architecture:
 
     @property
     def depth(self) -> int:
-        """Number of hidden weighted layers (L in the design note)."""
-        return sum(isinstance(layer, _WEIGHTED) for layer in self.layers) - 1
+        """Number of hidden weighted layers (L in docs/theory.md)."""
+        return len(self.weighted_layers) - 1
 
     @property
     def activations(self) -> Tuple[str, ...]:
@@ -267,84 +270,9 @@ class Architecture:
     def replace(self, **changes) -> "Architecture":
         return dataclasses.replace(self, **changes)
 
-    # ---- views -----------------------------------------------------------
-
-    def stax(self, width: int = 1, parameterization: str = "ntk"):
-        """The neural-tangents ``(init_fn, apply_fn, kernel_fn)`` of this network.
-
-        ``width`` sets the hidden size of the finite network that ``init_fn``
-        and ``apply_fn`` describe; ``kernel_fn`` (the infinite-width kernels)
-        does not depend on it.
-        """
-        if not self.has_closed_form:
-            names = sorted({type(layer).__name__ for layer in self.layers if isinstance(layer, _NO_CLOSED_FORM)})
-            raise NotImplementedError(
-                f"architecture {self.name!r} has no closed-form infinite-width kernel "
-                f"({', '.join(names)}); use its finite network or infinite_width.kernels.nnpk"
-            )
-        from infinite_width._neural_tangents import stax
-
-        return stax.serial(*[_stax_layer(layer, width, parameterization) for layer in self.layers])
-
-    @property
-    def kernel_fn(self):
-        """neural-tangents ``kernel_fn`` (infinite width), built once per architecture."""
-        return _cached_kernel_fn(self)
-
-    def network(self, width: int, parametrization: str = "ntk", init: str = "gaussian"):
-        """The finite network of this architecture at ``width`` (see :mod:`infinite_width.networks`)."""
-        from infinite_width.networks import network
-
-        return network(self, width, parametrization=parametrization, init=init)
-
-
-def _stax_layer(layer: Layer, width: int, parameterization: str):
-    from infinite_width._neural_tangents import stax
-
-    if isinstance(layer, Dense):
-        out = width if layer.out is None else layer.out
-        return stax.Dense(out, W_std=layer.W_std, b_std=layer.b_std, parameterization=parameterization)
-    if isinstance(layer, Conv):
-        out = width if layer.out is None else layer.out
-        return stax.Conv(
-            out,
-            layer.filter_shape,
-            strides=layer.strides,
-            padding=layer.padding,
-            W_std=layer.W_std,
-            b_std=layer.b_std,
-            parameterization=parameterization,
-        )
-    if isinstance(layer, Activation):
-        return _stax_activation(layer.name)
-    if isinstance(layer, AvgPool):
-        return stax.AvgPool(layer.window, strides=layer.strides, padding=layer.padding)
-    if isinstance(layer, GlobalAvgPool):
-        return stax.GlobalAvgPool()
-    if isinstance(layer, Flatten):
-        return stax.Flatten()
-    if isinstance(layer, LayerNorm):
-        return stax.LayerNorm(eps=layer.eps)
-    raise NotImplementedError(f"no neural-tangents layer for {layer!r}")
-
-
-_KERNEL_FN_CACHE: dict = {}
-
-
-def _cached_kernel_fn(arch: Architecture):
-    if arch not in _KERNEL_FN_CACHE:
-        _KERNEL_FN_CACHE[arch] = arch.stax()[2]
-    return _KERNEL_FN_CACHE[arch]
-
 
 # --------------------------------------------------------------------------
 # Public constructors.
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def mlp(
@@ -358,14 +286,14 @@ def mlp(
 
     ``f(x) = Dense(out_dim)(phi(Dense()(... phi(Dense()(x)))))`` in NTK
     parametrization with weight scale ``W_std`` and bias scale ``b_std`` in
-    every layer (../shared/design/adam-limit.md section 1). Inputs have
+    every layer (docs/theory.md, section 1). Inputs have
     shape (N, d).
     """
-    _check_int("depth", depth, 0)
-    _check_int("out_dim", out_dim, 1)
+    check_python_int("depth", depth, 0)
+    check_python_int("out_dim", out_dim, 1)
     _check_activation(activation)
-    W_std = _positive("W_std", W_std)
-    b_std = _positive("b_std", b_std)
+    W_std = check_nonnegative("W_std", W_std)
+    b_std = check_nonnegative("b_std", b_std)
     layers = []
     for _ in range(depth):
         layers += [Dense(None, W_std, b_std), Activation(activation)]
@@ -385,11 +313,11 @@ def conv(
 
     Inputs are NHWC images of shape (N, H, W, C).
     """
-    _check_int("depth", depth, 1)
-    _check_int("out_dim", out_dim, 1)
+    check_python_int("depth", depth, 1)
+    check_python_int("out_dim", out_dim, 1)
     _check_activation(activation)
-    W_std = _positive("W_std", W_std)
-    b_std = _positive("b_std", b_std)
+    W_std = check_nonnegative("W_std", W_std)
+    b_std = check_nonnegative("b_std", b_std)
     filter_shape = tuple(int(s) for s in filter_shape)
     layers = []
     for _ in range(depth):
@@ -419,10 +347,10 @@ def myrtle(
     """
     if depth not in _MYRTLE_STAGES:
         raise ValueError(f"myrtle depth must be one of {sorted(_MYRTLE_STAGES)}, got {depth!r}")
-    _check_int("out_dim", out_dim, 1)
+    check_python_int("out_dim", out_dim, 1)
     _check_activation(activation)
-    W_std = _positive("W_std", W_std)
-    b_std = _positive("b_std", b_std)
+    W_std = check_nonnegative("W_std", W_std)
+    b_std = check_nonnegative("b_std", b_std)
 
     def block():
         return [Conv(None, (3, 3), (1, 1), "SAME", W_std, b_std), Activation(activation)]

@@ -7,7 +7,7 @@ Conventions (the ones neural-tangents' ``predict`` module uses for MSE):
   one-hot (or probability) targets ``y``.
 
 ``chi(loss, f, y)`` is ``d loss / d f`` of shape (N, k): the only thing the
-infinite-width dynamics need from a loss (../shared/design/adam-limit.md).
+infinite-width dynamics need from a loss (docs/theory.md, sections 4 and 5).
 """
 
 from __future__ import annotations

@@ -3,11 +3,11 @@
 An :class:`Optimizer` is a plain description: its name and hyper-parameters.
 Both sides read the same spec:
 
-* the finite trainer (:mod:`infinite_width.training`) turns it into optax
+* the finite trainer (:mod:`infinite_width.finite.training`) turns it into optax
   transformations, one per parameter group;
 * the infinite-width side reads it for its limit: NTK / NNGP kernel dynamics
   for ``sgd`` and ``momentum``, the Adam-like limit
-  (:mod:`infinite_width.adam_limit`) for ``adam`` and ``sign``.
+  (:mod:`infinite_width.limits.adam_limit`) for ``adam`` and ``sign``.
 
 Every optimizer moves a scalar parameter ``p`` of group ``grp`` by
 ``dp = -lr * r_grp * Q_t(G_p(0..t))``, where ``Q_t`` is the optimizer's
@@ -23,7 +23,7 @@ sign       ``sign(G)``                                   ``lr * r_grp``
 =========  ===========================================  =========================
 
 For ``adam`` and ``sign`` the per-group factors of
-../shared/design/adam-limit.md section 2 apply (``n`` the width, ``d`` the
+docs/theory.md, section 3 apply (``n`` the width, ``d`` the
 input dimension)::
 
     group                 s_grp (G = s g)     r_grp

@@ -1,0 +1,11 @@
+"""Private helpers of :mod:`infinite_width`, imported by the package only.
+
+Names inside are public within the package (no leading underscore) but not
+part of the library's API:
+
+* :mod:`.checks`: every argument check, so the same bad input gets the same error everywhere;
+* :mod:`.numerics`: the full-precision policy (``precision_scope``) and row padding;
+* :mod:`.rng`: the one derivation of keys and minibatch orders;
+* :mod:`.nt`: the only module that imports neural-tangents, and the architecture -> stax translation;
+* :mod:`.files`: atomic file writes.
+"""

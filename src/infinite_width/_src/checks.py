@@ -1,0 +1,147 @@
+"""Argument checks of the whole package.
+
+One place for each check, so the same bad input gets the same error
+whichever function or regime it is given to.
+
+This module sits below :mod:`infinite_width.architectures` in the import
+graph (architectures use its checks), so it never imports it: an
+architecture is recognised by its ``input_kind`` and ``layers``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int, or ``ValueError`` unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_python_int(name: str, value, minimum: int) -> int:
+    """Like :func:`check_int`, but only a Python ``int`` passes (numpy integers are rejected too).
+
+    Architecture constructors use it: their sizes end up in names and reprs.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_nonnegative(name: str, value) -> float:
+    """``value`` as a float, or ``ValueError`` unless it is a finite Python number >= 0."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def as_key(key):
+    """A jax PRNG key from ``key`` (a key, raw or typed, or an int seed); ``TypeError`` otherwise."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.PRNGKey(int(key))
+    message = f"key must be a jax PRNG key (e.g. jax.random.PRNGKey(0)) or an int seed, got {key!r}"
+    try:
+        array = jnp.asarray(key)
+    except TypeError as error:
+        raise TypeError(message) from error
+    if not (jnp.issubdtype(array.dtype, jax.dtypes.prng_key) or array.shape == (2,)):
+        raise TypeError(message)
+    return array
+
+
+def check_targets(name: str, y, n: int, k: int) -> np.ndarray:
+    """Targets of shape (n, k) as finite float32, or an error naming what is wrong."""
+    try:
+        y = np.asarray(y, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a numeric array of shape ({n}, {k}): {error}") from error
+    if y.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, k) = ({n}, {k}), got shape {y.shape} (reshape(-1, 1) for k = 1)")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n}, {k}): it has {y.shape[0]} rows but the inputs have {n}")
+    if y.shape[1] != k:
+        raise ValueError(f"{name} must have shape ({n}, {k}): it has {y.shape[1]} columns but out_dim = {k}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(y)))} NaN or Inf entries")
+    return y
+
+
+def check_batch_indices(batch_indices, n_train: int, steps: int) -> np.ndarray:
+    """Explicit minibatch rows, shape (steps, batch), each in [0, n_train), as int32."""
+    rows = np.asarray(batch_indices)
+    if rows.ndim != 2 or rows.shape[0] != steps or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"batch_indices must be an integer array of shape (steps={steps}, batch), got {rows.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= n_train):
+        raise ValueError(f"batch_indices must lie in [0, {n_train}), got values in [{rows.min()}, {rows.max()}]")
+    return rows.astype(np.int32)
+
+
+def check_record_list(record, steps: int) -> np.ndarray:
+    """Explicit steps to record: sorted unique integers in [0, steps]."""
+    record = np.asarray(record)
+    if record.ndim != 1 or record.size == 0 or not np.issubdtype(record.dtype, np.integer):
+        raise ValueError(f"record must be a non-empty 1-D list of integer steps, got {record!r}")
+    if record.min() < 0 or record.max() > steps:
+        raise ValueError(f"record steps must lie in [0, {steps}], got min {record.min()} and max {record.max()}")
+    return np.unique(record).astype(np.int64)
+
+
+def check_input_array(name: str, x, arch, dtype) -> np.ndarray:
+    """Inputs of ``arch`` as a finite real array of ``dtype``: (N, d) for vector, (N, H, W, C) for image inputs."""
+    try:
+        x = np.asarray(x)
+    except Exception as error:  # ragged lists and the like
+        raise TypeError(f"{name} cannot be converted to an array: {error}") from error
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    rank = 2 if arch.input_kind == "vector" else 4
+    layout = "(N, d)" if rank == 2 else "(N, H, W, C)"
+    if x.ndim != rank:
+        raise ValueError(f"{name} must have shape {layout} for architecture {arch.name!r}, got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{name} is empty (shape {x.shape})")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.isfinite(x)))
+        raise ValueError(f"{name} contains {bad} NaN or Inf entries")
+    return x.astype(dtype)
+
+
+def validate_inputs(arch, x1, x2=None, dtype=np.float32, names=("x1", "x2")):
+    """Check and convert kernel inputs; raise ``ValueError``/``TypeError`` naming the problem.
+
+    ``arch`` is an :class:`~infinite_width.Architecture`. ``names`` are the
+    argument names used in error messages (e.g. ``("x_train", "x_test")``).
+    Returns ``(x1, x2)`` as numpy arrays of ``dtype`` (``x2`` may be None).
+    """
+    if getattr(arch, "input_kind", None) not in ("vector", "image") or not hasattr(arch, "layers"):
+        raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
+    name1, name2 = names
+    x1 = check_input_array(name1, x1, arch, dtype)
+    if x2 is not None:
+        x2 = check_input_array(name2, x2, arch, dtype)
+        if x1.shape[1:] != x2.shape[1:]:
+            raise ValueError(f"{name1} and {name2} have different feature shapes: {x1.shape[1:]} vs {x2.shape[1:]}")
+    return x1, x2
+
+
+def check_kernel_matrix(name: str, k, square: bool = False) -> np.ndarray:
+    """A kernel matrix as a finite non-empty float64 (N1, N2) array (square if ``square``)."""
+    try:
+        k = np.asarray(k, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a real matrix: {error}") from error
+    if k.ndim != 2:
+        raise ValueError(f"{name} must be a matrix (2-D), got shape {k.shape}")
+    if square and k.shape[0] != k.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {k.shape}")
+    if k.size == 0:
+        raise ValueError(f"{name} is empty (shape {k.shape})")
+    if not np.all(np.isfinite(k)):
+        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(k)))} NaN or Inf entries")
+    return k

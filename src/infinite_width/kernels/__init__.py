@@ -1,0 +1,36 @@
+"""Kernels of an :class:`~infinite_width.Architecture`.
+
+* :mod:`~infinite_width.kernels.analytic`: the closed-form infinite-width
+  :func:`nngp` and :func:`ntk` (neural-tangents), :func:`max_learning_rate`,
+  and the neural-tangents triple :func:`stax` of an architecture;
+* :mod:`~infinite_width.kernels.layer_kernels`: the layer-wise kernels of an
+  MLP (:func:`layerwise`, docs/theory.md, section 2);
+* :mod:`~infinite_width.kernels.empirical`: the empirical NTK and NNGP of a
+  finite network at given parameters;
+* :mod:`~infinite_width.kernels.prior_kernel`: the Monte Carlo Neural Network
+  Prior Kernel (:func:`nnpk`, :func:`nnpk_features`) and
+  :func:`kernel_alignment` (docs/theory.md, section 8).
+
+Kernels are per output channel, shape (N1, N2), computed at full float32
+precision (``dtype="float64"`` for float64).
+"""
+
+from infinite_width.kernels.analytic import max_learning_rate, nngp, nngp_and_ntk, ntk, stax
+from infinite_width.kernels.empirical import empirical_nngp, empirical_ntk
+from infinite_width.kernels.layer_kernels import LayerwiseKernels, layerwise
+from infinite_width.kernels.prior_kernel import kernel_alignment, nnpk, nnpk_features
+
+__all__ = [
+    "nngp",
+    "ntk",
+    "nngp_and_ntk",
+    "max_learning_rate",
+    "stax",
+    "layerwise",
+    "LayerwiseKernels",
+    "empirical_ntk",
+    "empirical_nngp",
+    "nnpk",
+    "nnpk_features",
+    "kernel_alignment",
+]

@@ -1,0 +1,46 @@
+"""The Adam-like infinite-width limit (docs/theory.md, sections 5 to 7).
+
+* :func:`solve` — Monte Carlo engine for MLPs, any optimizer of
+  :mod:`infinite_width.optim`, any loss, full batch or minibatches
+  (:mod:`infinite_width.limits.adam_limit.engine`);
+* :func:`estimate_memory` — bytes a configuration needs, checked before allocating;
+* :func:`sampling_root` — square root of a layer kernel, used to draw the fields;
+* exact special cases (section 6, :mod:`infinite_width.limits.adam_limit.exact`):
+  :func:`sign_kernel`, :func:`sign_dynamics`, :func:`sign_sgd_dynamics`,
+  :func:`normalized_readout_dynamics` and their Gaussian integrals.
+"""
+
+from infinite_width.limits.adam_limit.engine import STORAGE_DTYPES, TRAIN_MODES, LimitResult, solve
+from infinite_width.limits.adam_limit.exact import (
+    ExactPredictions,
+    activation_sign_expectation,
+    derivative_sign_expectation,
+    gaussian_expectation_2d,
+    linear_sign_expectation,
+    normalized_readout_dynamics,
+    sign_dynamics,
+    sign_kernel,
+    sign_sgd_dynamics,
+)
+from infinite_width.limits.adam_limit.memory import MemoryEstimate, available_memory, estimate_memory
+from infinite_width.limits.adam_limit.sampling import sampling_root
+
+__all__ = [
+    "solve",
+    "LimitResult",
+    "estimate_memory",
+    "available_memory",
+    "MemoryEstimate",
+    "sampling_root",
+    "TRAIN_MODES",
+    "STORAGE_DTYPES",
+    "ExactPredictions",
+    "gaussian_expectation_2d",
+    "linear_sign_expectation",
+    "derivative_sign_expectation",
+    "activation_sign_expectation",
+    "sign_kernel",
+    "sign_dynamics",
+    "sign_sgd_dynamics",
+    "normalized_readout_dynamics",
+]

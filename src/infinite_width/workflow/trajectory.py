@@ -1,0 +1,238 @@
+"""The result of one solve: predictions, losses and accuracies at recorded steps, with metadata.
+
+Every regime of :func:`infinite_width.solve` returns a :class:`Trajectory`
+of the same layout, so that they can be compared, plotted and saved alike.
+
+Shapes (``S`` seeds, ``R`` recorded steps, ``N``/``Nt`` train/test points,
+``k`` outputs):
+
+* ``steps`` (R,) int; a non-dynamical baseline (kernel ridge regression, the
+  NNGP posterior) has one recorded step, ``-1``, meaning ``t = infinity``;
+* ``train_predictions`` (S, R, N, k), ``test_predictions`` (S, R, Nt, k):
+  one row per seed of a finite network, ``S = 1`` for every limit (for the
+  Monte Carlo Adam-like limit it is the mean over samples);
+* ``train_loss``, ``test_loss``, ``train_accuracy``, ``test_accuracy`` (S, R);
+* ``diverged`` (S,) bool;
+* ``train_stderr`` (R, N, k), ``test_stderr`` (R, Nt, k): Monte Carlo
+  standard errors of the predictions, or None;
+* ``extras``: further named arrays (e.g. ``test_variance`` (Nt, k) of the
+  NNGP posterior);
+* ``metadata``: a JSON-serializable dict (regime, label, architecture,
+  optimizer, width, wall time, versions, device, ...).
+
+:meth:`Trajectory.save` writes one ``.npz`` file (the arrays, and the
+metadata as a ``metadata.json`` member of the same zip archive) atomically;
+:meth:`Trajectory.load` reads it back exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import zipfile
+from typing import Dict, Optional
+
+import numpy as np
+
+from infinite_width._src.files import atomic_path
+
+__all__ = ["Trajectory", "STATIC_STEP"]
+
+#: The recorded step of a non-dynamical baseline (``t = infinity``).
+STATIC_STEP = -1
+
+_ARRAYS = (
+    "steps",
+    "train_predictions",
+    "test_predictions",
+    "train_loss",
+    "test_loss",
+    "train_accuracy",
+    "test_accuracy",
+    "diverged",
+)
+_OPTIONAL = ("train_stderr", "test_stderr")
+_METADATA_MEMBER = "metadata.json"
+METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
+
+
+def _json_normalize(metadata: dict) -> dict:
+    try:
+        return json.loads(json.dumps(metadata, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"metadata must be JSON-serializable without NaN/Inf: {error}") from error
+
+
+@dataclasses.dataclass(eq=False)
+class Trajectory:
+    """Predictions and metrics of one solve at its recorded steps (shapes in the module docstring)."""
+
+    steps: np.ndarray
+    train_predictions: np.ndarray
+    test_predictions: np.ndarray
+    train_loss: np.ndarray
+    test_loss: np.ndarray
+    train_accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    diverged: np.ndarray
+    train_stderr: Optional[np.ndarray] = None
+    test_stderr: Optional[np.ndarray] = None
+    extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.steps = np.asarray(self.steps, dtype=np.int64)
+        for name in _ARRAYS[1:-1]:
+            setattr(self, name, np.asarray(getattr(self, name)))
+        self.diverged = np.asarray(self.diverged, dtype=bool)
+        seeds, recorded = self.train_loss.shape
+        if self.steps.shape != (recorded,):
+            raise ValueError(f"steps must have shape ({recorded},), got {self.steps.shape}")
+        for name in ("train_predictions", "test_predictions"):
+            if getattr(self, name).ndim != 4 or getattr(self, name).shape[:2] != (seeds, recorded):
+                raise ValueError(f"{name} must have shape ({seeds}, {recorded}, N, k), got {getattr(self, name).shape}")
+        for name in METRICS:
+            if getattr(self, name).shape != (seeds, recorded):
+                raise ValueError(f"{name} must have shape ({seeds}, {recorded}), got {getattr(self, name).shape}")
+        if self.diverged.shape != (seeds,):
+            raise ValueError(f"diverged must have shape ({seeds},), got {self.diverged.shape}")
+        for name, predictions in (("train_stderr", self.train_predictions), ("test_stderr", self.test_predictions)):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value)
+                if value.shape != predictions.shape[1:]:
+                    raise ValueError(f"{name} must have shape {predictions.shape[1:]}, got {value.shape}")
+                setattr(self, name, value)
+        self.extras = {str(k): np.asarray(v) for k, v in self.extras.items()}
+        self.metadata = _json_normalize(self.metadata)
+
+    # ---- what it is -------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """Short name for tables and legends."""
+        return self.metadata.get("label", self.regime)
+
+    @property
+    def regime(self) -> str:
+        """``"ntk"``, ``"nngp"``, ``"adam_limit"``, ``"finite"`` or a baseline name."""
+        return self.metadata.get("regime", "unknown")
+
+    @property
+    def width(self) -> float:
+        """Hidden width: an int for finite networks, ``math.inf`` for limits."""
+        width = self.metadata.get("width", "inf")
+        return math.inf if width == "inf" else width
+
+    @property
+    def is_static(self) -> bool:
+        """True for a non-dynamical baseline (one recorded step at ``t = infinity``)."""
+        return self.steps.shape == (1,) and self.steps[0] == STATIC_STEP
+
+    @property
+    def seeds(self) -> int:
+        return self.train_loss.shape[0]
+
+    # ---- summaries --------------------------------------------------------
+
+    def mean_predictions(self, split: str = "test") -> np.ndarray:
+        """Predictions averaged over seeds (ignoring diverged seeds), shape (R, N, k)."""
+        predictions = self.predictions(split)
+        keep = ~self.diverged if not np.all(self.diverged) else np.ones_like(self.diverged)
+        return predictions[keep].mean(axis=0)
+
+    def metric(self, name: str):
+        """``(mean, std)`` over non-diverged seeds of a metric, each of shape (R,)."""
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; expected one of {METRICS}")
+        values = getattr(self, name)
+        keep = ~self.diverged
+        if not np.any(keep):
+            nan = np.full(values.shape[1], np.nan)
+            return nan, nan
+        values = values[keep]
+        return values.mean(axis=0), values.std(axis=0)
+
+    def final(self, name: str):
+        """``(mean, std)`` over seeds of a metric at the last recorded step (floats)."""
+        mean, std = self.metric(name)
+        return float(mean[-1]), float(std[-1])
+
+    def at(self, step: int) -> int:
+        """Index of ``step`` among the recorded steps (``ValueError`` if not recorded)."""
+        where = np.nonzero(self.steps == step)[0]
+        if where.size == 0:
+            raise ValueError(f"step {step} was not recorded; recorded steps are {self.steps.tolist()}")
+        return int(where[0])
+
+    def predictions(self, split: str) -> np.ndarray:
+        """``train_predictions`` (S, R, N, k) or ``test_predictions`` (S, R, Nt, k), by ``split`` name."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        return self.train_predictions if split == "train" else self.test_predictions
+
+    def __repr__(self) -> str:
+        body = ", ".join(
+            f"{name}={self.final(name)[0]:.4g}" for name in ("train_loss", "test_loss", "test_accuracy")
+        )
+        return (
+            f"Trajectory({self.label!r}, seeds={self.seeds}, steps={len(self.steps)} recorded "
+            f"up to {int(self.steps[-1])}, final {body})"
+        )
+
+    # ---- equality, saving, loading ----------------------------------------
+
+    def _arrays(self) -> Dict[str, np.ndarray]:
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        for name in _OPTIONAL:
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        for name, value in self.extras.items():
+            arrays[f"extra__{name}"] = value
+        return arrays
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Trajectory):
+            return NotImplemented
+        mine, theirs = self._arrays(), other._arrays()
+        if mine.keys() != theirs.keys() or self.metadata != other.metadata:
+            return False
+        return all(
+            mine[k].dtype == theirs[k].dtype and np.array_equal(mine[k], theirs[k], equal_nan=True) for k in mine
+        )
+
+    __hash__ = None
+
+    def save(self, path) -> str:
+        """Write this trajectory to ``path`` (``.npz`` appended if missing), atomically.
+
+        The arrays go into the npz, the metadata into a ``metadata.json``
+        member of the same zip archive. The file is written to a temporary
+        name in the same folder and moved into place with ``os.replace``, so a
+        reader (or a resumed sweep) never sees a partial file. Returns the path.
+        """
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        with atomic_path(path, suffix=".npz") as temporary:
+            with open(temporary, "wb") as file:
+                np.savez(file, **self._arrays())
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(_METADATA_MEMBER, json.dumps(self.metadata, indent=1, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Trajectory":
+        """Read a trajectory written by :meth:`save`."""
+        path = os.fspath(path)
+        if not path.endswith(".npz") and not os.path.exists(path):
+            path += ".npz"
+        with zipfile.ZipFile(path) as archive:
+            metadata = json.loads(archive.read(_METADATA_MEMBER))
+        with np.load(path, allow_pickle=False) as data:
+            names = [name for name in data.files if name != _METADATA_MEMBER]
+            arrays = {name: data[name] for name in names}
+        extras = {name[len("extra__"):]: arrays.pop(name) for name in list(arrays) if name.startswith("extra__")}
+        return cls(**arrays, extras=extras, metadata=metadata)

@@ -1,0 +1,109 @@
+"""Resumable sweeps: kill one midway, run it again, get the uninterrupted result without recomputing."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from infinite_width.workflow import job_fingerprint, sweep, width_jobs
+
+# A sweep of finite widths (slow enough to be killed between jobs) and one limit.
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import infinite_width as iw
+    from infinite_width import optim
+    from infinite_width.problem import Problem
+    from infinite_width.workflow import sweep, width_jobs
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 5)).astype(np.float32)
+    y = np.tanh(x[:, :1])
+    problem = Problem(x[:20], y[:20], x[20:], y[20:])
+    arch = iw.mlp(1, out_dim=1)
+    jobs = width_jobs([8, 16, 32, 64, 128, float("inf")], name="w", problem=problem, arch=arch,
+                      optimizer=optim.sgd(1.0), steps=200, seeds=2, key=3)
+    sweep(jobs, sys.argv[1], progress=False)
+    """
+)
+
+
+def _run(out_dir):
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(out_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_recomputing(tmp_path):
+    from infinite_width.workflow import Trajectory
+
+    names = ["w8", "w16", "w32", "w64", "w128", "winf"]
+    interrupted = tmp_path / "interrupted"
+    process = _run(interrupted)
+    deadline = time.time() + 240
+    while not (interrupted / "w8.npz").exists():
+        assert process.poll() is None, process.stdout.read().decode()
+        assert time.time() < deadline, "the sweep wrote no result in time"
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    done = sorted(p.name for p in interrupted.glob("*.npz"))
+    assert "w8.npz" in done and len(done) < len(names), done  # killed midway
+    for name in done:
+        Trajectory.load(interrupted / name)  # every finished file is complete
+    before = {name: os.stat(interrupted / name).st_mtime_ns for name in done}
+
+    resumed = _run(interrupted)
+    assert resumed.wait(timeout=400) == 0, resumed.stdout.read().decode()
+    for name in done:  # finished jobs were loaded, not recomputed
+        assert os.stat(interrupted / name).st_mtime_ns == before[name]
+
+    fresh = tmp_path / "fresh"
+    uninterrupted = _run(fresh)
+    assert uninterrupted.wait(timeout=400) == 0, uninterrupted.stdout.read().decode()
+    for name in names:
+        a, b = Trajectory.load(interrupted / f"{name}.npz"), Trajectory.load(fresh / f"{name}.npz")
+        for field in ("steps", "train_predictions", "test_predictions", "test_loss", "diverged"):
+            assert (getattr(a, field) == getattr(b, field)).all(), (name, field)
+        assert a.metadata["job"] == b.metadata["job"]
+
+
+def test_sweep_returns_loaded_results_and_recomputes_changed_jobs(tmp_path):
+    import numpy as np
+
+    import infinite_width as iw
+    from infinite_width import optim
+    from infinite_width.problem import Problem
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 3))
+    problem = Problem(x[:8], x[:8, :1], x[8:], x[8:, :1])
+    arch = iw.mlp(1, out_dim=1)
+    jobs = {"ntk": dict(problem=problem, arch=arch, optimizer=optim.sgd(1.0), steps=5),
+            "ridge": dict(problem=problem, arch=arch, regime="ntk_ridge")}
+    first = sweep(jobs, tmp_path, progress=False)
+    assert list(first) == ["ntk", "ridge"] and first["ntk"].metadata["job_name"] == "ntk"
+    mtime = os.stat(tmp_path / "ntk.npz").st_mtime_ns
+    second = sweep(jobs, tmp_path, progress=False)
+    assert second["ntk"] == first["ntk"] and os.stat(tmp_path / "ntk.npz").st_mtime_ns == mtime
+    jobs["ntk"] = dict(jobs["ntk"], steps=6)
+    with pytest.warns(UserWarning, match="different job"):
+        third = sweep(jobs, tmp_path, progress=False)
+    assert third["ntk"].steps[-1] == 6
+    # the fingerprint sees array contents, not just shapes
+    other = Problem(x[:8] + 1, x[:8, :1], x[8:], x[8:, :1])
+    assert job_fingerprint(dict(jobs["ntk"], problem=other)) != job_fingerprint(jobs["ntk"])
+    assert set(width_jobs([4, float("inf")], arch=arch)) == {"w4", "winf"}
+
+
+def test_bad_sweep_jobs_are_named(tmp_path):
+    with pytest.raises(ValueError, match="safe file name"):
+        sweep({"../escape": {}}, tmp_path)
+    with pytest.raises(TypeError, match="dict of solve arguments"):
+        sweep({"a": 3}, tmp_path)
+    with pytest.raises(TypeError, match="mapping"):
+        sweep([{}], tmp_path)
