@@ -17,7 +17,7 @@ from infinite_width.workflow import plotting
 from infinite_width.workflow.comparison import Comparison, compare, distance, fit_slope
 from infinite_width.workflow.solver import BASELINES, REGIMES, record_steps, solve
 from infinite_width.workflow.sweeps import job_fingerprint, sweep, width_jobs
-from infinite_width.workflow.trajectory import STATIC_STEP, Trajectory
+from infinite_width.workflow.trajectory import STATIC_STEP, TIMING_KEYS, Trajectory, TrajectoryFileError
 
 __all__ = [
     "solve",
@@ -25,7 +25,9 @@ __all__ = [
     "REGIMES",
     "BASELINES",
     "Trajectory",
+    "TrajectoryFileError",
     "STATIC_STEP",
+    "TIMING_KEYS",
     "compare",
     "Comparison",
     "distance",
