@@ -10,10 +10,13 @@
   function-space :func:`distance`;
 * :mod:`~infinite_width.workflow.sweeps`: resumable batches of solves
   (:func:`sweep`, :func:`width_jobs`);
-* :mod:`~infinite_width.workflow.plotting`: learning curves and width plots.
+* :mod:`~infinite_width.workflow.plotting`: learning curves and width plots
+  (imported on first access, so that ``import infinite_width`` does not load
+  matplotlib).
 """
 
-from infinite_width.workflow import plotting
+import importlib
+
 from infinite_width.workflow.comparison import Comparison, compare, distance, fit_slope
 from infinite_width.workflow.solver import BASELINES, REGIMES, record_steps, solve
 from infinite_width.workflow.sweeps import job_fingerprint, sweep, width_jobs
@@ -37,3 +40,10 @@ __all__ = [
     "job_fingerprint",
     "plotting",
 ]
+
+
+def __getattr__(name: str):
+    if name == "plotting":
+        return importlib.import_module(f"{__name__}.plotting")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
