@@ -172,6 +172,9 @@ def test_saved_files_get_normal_permissions(tmp_path):
     finally:
         os.umask(previous)
     assert (restricted, usual) == (0o640, 0o644)  # 0o666 minus the umask, not mkstemp's 0o600
+    (tmp_path / "a_file").write_bytes(b"")
+    with pytest.raises(OSError, match=f"cannot save the trajectory to {tmp_path / 'a_file' / 't.npz'}"):
+        trajectory.save(tmp_path / "a_file" / "t")
 
 
 def _dead_pid() -> int:
@@ -202,3 +205,22 @@ def test_a_save_removes_orphan_temporaries_of_killed_saves_and_nothing_else(tmp_
     remaining = {name for name, path in paths.items() if path.exists()}
     assert remaining == {"live_process", "newer_than_run", "other_pattern", "user_file", "result"}
     assert not list(folder.glob(".*partial*w128*")) and not list(folder.glob(".w128*"))
+
+
+def test_bad_fields_are_named():
+    good = _trajectory()
+    fields = {name: getattr(good, name) for name in FIELDS}
+    for change, error, message in (
+        (dict(train_loss=np.zeros(3)), ValueError, r"train_loss must have shape \(S, R\)"),
+        (dict(test_loss=np.zeros((2, 4))), ValueError, r"test_loss must have shape \(2, 3\)"),
+        (dict(steps=np.arange(4)), ValueError, r"steps must have shape \(3,\)"),
+        (dict(diverged=np.zeros(3)), ValueError, r"diverged must have shape \(2,\)"),
+        (dict(test_predictions=np.zeros((2, 3, 4))), ValueError, "test_predictions must have shape"),
+        (dict(metadata=["regime"]), TypeError, "metadata must be a dict"),
+        (dict(metadata={"wall_time": float("nan")}), ValueError, "metadata must be JSON-serializable"),
+        (dict(extras=[1]), TypeError, "extras must be a dict"),
+    ):
+        with pytest.raises(error, match=message):
+            Trajectory(**{**fields, **change})
+    with pytest.raises(TypeError, match="path must be a str"):
+        good.save(None)

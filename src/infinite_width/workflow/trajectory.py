@@ -113,6 +113,8 @@ class Trajectory:
         for name in _ARRAYS[1:-1]:
             setattr(self, name, np.asarray(getattr(self, name)))
         self.diverged = np.asarray(self.diverged, dtype=bool)
+        if self.train_loss.ndim != 2:
+            raise ValueError(f"train_loss must have shape (S, R) (seeds, recorded steps), got {self.train_loss.shape}")
         seeds, recorded = self.train_loss.shape
         if self.steps.shape != (recorded,):
             raise ValueError(f"steps must have shape ({recorded},), got {self.steps.shape}")
@@ -131,7 +133,11 @@ class Trajectory:
                 if value.shape != predictions.shape[1:]:
                     raise ValueError(f"{name} must have shape {predictions.shape[1:]}, got {value.shape}")
                 setattr(self, name, value)
+        if not isinstance(self.extras, dict):
+            raise TypeError(f"extras must be a dict of named arrays, got {type(self.extras).__name__}")
         self.extras = {str(k): np.asarray(v) for k, v in self.extras.items()}
+        if not isinstance(self.metadata, dict):
+            raise TypeError(f"metadata must be a dict, got {type(self.metadata).__name__}")
         self.metadata = _json_normalize(self.metadata)
 
     # ---- what it is -------------------------------------------------------
