@@ -33,6 +33,8 @@ def test_numpy_scalars_are_numbers_and_bools_and_strings_are_not():
         optim.sign(math.nan)
     with pytest.raises(ValueError, match="eps"):
         optim.adam(0.1, eps=-1e-8)
+    with pytest.raises(ValueError, match="lr"):
+        optim.sgd(10**400)  # an int beyond float range
 
     assert iw.mlp(np.int64(2), W_std=np.float32(1.5), out_dim=np.int32(3)).name == "mlp2-relu"
     assert iw.mlp(np.int64(2), W_std=np.float32(1.5), out_dim=np.int32(3)) == iw.mlp(2, W_std=1.5, out_dim=3)

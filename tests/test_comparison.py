@@ -8,6 +8,7 @@ import numpy as np
 import infinite_width as iw
 from infinite_width import optim
 from infinite_width.problem import Problem
+from infinite_width.workflow import Trajectory
 
 
 def test_partly_diverged_ensembles_show_diverged_k_of_s_everywhere_metrics_are_averaged():
@@ -23,20 +24,26 @@ def test_partly_diverged_ensembles_show_diverged_k_of_s_everywhere_metrics_are_a
     # A diverged seed has no accuracy (argmax of NaN would have counted as class 0).
     assert np.all(np.isnan(ensemble.test_accuracy[ensemble.diverged, -1]))
     assert np.all(np.isfinite(ensemble.test_accuracy[~ensemble.diverged, -1]))
-    healthy = iw.solve(problem, iw.mlp(1, out_dim=2), optim.sgd(0.5), width=4, seeds=2, steps=30, record=[0, 30],
-                       progress=False, label="healthy")
+    keep = ~ensemble.diverged  # the seeds that trained, as an ensemble of their own
+    healthy = Trajectory(
+        **{name: getattr(ensemble, name)[keep] for name in ("train_predictions", "test_predictions", "train_loss",
+                                                             "test_loss", "train_accuracy", "test_accuracy",
+                                                             "diverged")},
+        steps=ensemble.steps, metadata={**ensemble.metadata, "label": "healthy"},
+    )
     table = iw.compare([ensemble, healthy])
 
     rows = table.rows()
-    assert [row["diverged"] for row in rows] == [f"{diverged}/8", "0/2"]
-    assert rows[0]["test_accuracy"] == np.mean(ensemble.test_accuracy[~ensemble.diverged, -1])
+    trained = f"0/{8 - diverged}"
+    assert [row["diverged"] for row in rows] == [f"{diverged}/8", trained]
+    assert rows[0]["test_accuracy"] == np.mean(ensemble.test_accuracy[keep, -1]) == rows[1]["test_accuracy"]
     csv_rows = list(csv.DictReader(io.StringIO(table.to_csv())))
-    assert [row["diverged"] for row in csv_rows] == [f"{diverged}/8", "0/2"]
-    assert [row["seeds"] for row in csv_rows] == ["8", "2"]
+    assert [row["diverged"] for row in csv_rows] == [f"{diverged}/8", trained]
+    assert [row["seeds"] for row in csv_rows] == ["8", str(8 - diverged)]
 
     text = str(table)
     header, rule, first, second = text.splitlines()[:4]
-    assert "diverged" in header.split() and f"{diverged}/8" in first.split() and "0/2" in second.split()
+    assert "diverged" in header.split() and f"{diverged}/8" in first.split() and trained in second.split()
     assert len({len(header), len(rule), len(first), len(second)}) == 1  # the new column keeps the table aligned
     warning = text.splitlines()[4]
     assert warning.startswith(f"WARNING: seeds diverged in {ensemble.label}:") and "healthy" not in warning

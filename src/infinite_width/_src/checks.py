@@ -52,9 +52,13 @@ def check_int(name: str, value, minimum: int) -> int:
 
 def _check_real(name: str, value, what: str, accept) -> float:
     number = _real_scalar(name, value, what)
+    try:
+        number = float(number)
+    except OverflowError:  # an int beyond float range
+        number = math.inf
     if not (math.isfinite(number) and accept(number)):
         raise ValueError(f"{name} must be {what}, got {value!r}")
-    return float(number)
+    return number
 
 
 def check_nonnegative(name: str, value) -> float:
