@@ -1,14 +1,22 @@
-"""``import infinite_width`` is fast, reaches every subpackage and never imports TensorFlow (fresh interpreters)."""
+"""``import infinite_width`` loads no heavy optional module, reaches every subpackage and never imports TensorFlow.
+
+Each check runs in a fresh interpreter. What keeps the import fast is
+checked here as a fact (which modules it loads); its duration is measured in
+``benchmarks/bench_import.py``, not asserted (a timed unit test fails under load).
+"""
 
 import json
 import subprocess
 import sys
 
-IMPORT_TIME = """
-import time
-start = time.perf_counter()
+#: Modules that ``import infinite_width`` must not load: they are needed only by kernels (neural-tangents),
+#: plots (matplotlib and its PIL) or never (TensorFlow, which neural-tangents can pull in, and the rest).
+HEAVY = ("neural_tangents", "tensorflow", "tf2jax", "matplotlib", "PIL", "sklearn", "pandas", "torch")
+
+LOADED_BY_IMPORT = """
+import json, sys
 import infinite_width
-print(time.perf_counter() - start)
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
 NO_TENSORFLOW = """
@@ -50,11 +58,10 @@ def _run(code: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def test_import_is_fast():
-    # Minimum of 3 fresh interpreters: the least disturbed by other processes.
-    seconds = min(float(_run(IMPORT_TIME)) for _ in range(3))
-    print(f"import infinite_width: {seconds:.3f} s (min of 3)")
-    assert seconds < 2.0
+def test_import_loads_no_heavy_module():
+    loaded = set(json.loads(_run(LOADED_BY_IMPORT)))
+    assert "infinite_width" in loaded and "jax" in loaded
+    assert sorted(loaded & set(HEAVY)) == []
 
 
 def test_tensorflow_is_never_imported_and_experimental_is_a_placeholder():

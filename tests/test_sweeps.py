@@ -1,4 +1,4 @@
-"""Resumable sweeps: kill one midway, run it again, get the uninterrupted result without recomputing."""
+"""Resumable sweeps: kill one midway and resume; unreadable results recomputed; bad jobs and read-only folders refused up front."""
 
 import os
 import subprocess
@@ -107,3 +107,78 @@ def test_bad_sweep_jobs_are_named(tmp_path):
         sweep({"a": 3}, tmp_path)
     with pytest.raises(TypeError, match="mapping"):
         sweep([{}], tmp_path)
+
+
+def _tiny_jobs():
+    import numpy as np
+
+    import infinite_width as iw
+    from infinite_width import optim
+    from infinite_width.problem import Problem
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(10, 3))
+    problem = Problem(x[:6], x[:6, :1], x[6:], x[6:, :1])
+    return {"a": dict(problem=problem, arch=iw.mlp(1), optimizer=optim.sgd(0.5), width=4, steps=2),
+            "b": dict(problem=problem, arch=iw.mlp(1), optimizer=optim.sgd(0.5), width=4, steps=3)}
+
+
+def test_sweep_recomputes_unreadable_files_and_removes_orphan_temporaries(tmp_path):
+    jobs = _tiny_jobs()
+    first = sweep(jobs, tmp_path, progress=False)
+    truncated = tmp_path / "a.npz"
+    truncated.write_bytes(truncated.read_bytes()[:100])  # a file cut short (full disk, copy interrupted)
+    untouched = os.stat(tmp_path / "b.npz").st_mtime_ns
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True, check=True).stdout)
+    orphan = tmp_path / f".b.npz.partial-{dead_pid}-0123abcd.npz"  # left by a save that was killed
+    orphan.write_bytes(b"partial")
+    os.utime(orphan, (time.time() - 60, time.time() - 60))
+    with pytest.warns(UserWarning, match=rf"{truncated}: truncated or corrupt archive.*recomputing job 'a'"):
+        second = sweep(jobs, tmp_path, progress=False)
+    assert second == first  # recomputed bit for bit (timings aside), and loaded again
+    assert os.stat(tmp_path / "b.npz").st_mtime_ns == untouched
+    assert not orphan.exists()
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody can write to, not even root (chattr +i then), or a skip where that cannot be made."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    else:
+        folder.chmod(0o555)
+        made = True
+    try:
+        (folder / "probe").write_bytes(b"")
+        writable = True
+    except OSError:
+        writable = False
+    if not made or writable:
+        pytest.skip("cannot make a read-only folder here (root without chattr support)")
+    yield folder
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+def test_sweep_into_a_read_only_folder_fails_before_the_first_job(read_only_folder, monkeypatch):
+    from infinite_width.workflow import sweeps
+
+    solved = []
+    monkeypatch.setattr(sweeps, "solve", lambda **job: solved.append(job))
+    with pytest.raises(PermissionError, match=f"out_dir '{read_only_folder}' cannot be written to"):
+        sweeps.sweep({"a": {"steps": 1}}, read_only_folder, progress=False)
+    assert solved == []
+
+
+def test_sweep_checks_every_job_before_running_any(tmp_path):
+    jobs = _tiny_jobs()
+    jobs["b"] = dict(jobs["b"], widht=8)  # a typo in the last job
+    with pytest.raises(TypeError, match="job 'b' is not a valid set of solve arguments.*widht"):
+        sweep(jobs, tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(TypeError, match="out_dir must be a folder path"):
+        sweep({}, None)

@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import jax.numpy as jnp
 import jax.scipy.special
 
-from infinite_width._src.checks import check_nonnegative, check_python_int
+from infinite_width._src.checks import check_int, check_nonnegative
 
 __all__ = [
     "Architecture",
@@ -289,8 +289,8 @@ def mlp(
     every layer (docs/theory.md, section 1). Inputs have
     shape (N, d).
     """
-    check_python_int("depth", depth, 0)
-    check_python_int("out_dim", out_dim, 1)
+    depth = check_int("depth", depth, 0)
+    out_dim = check_int("out_dim", out_dim, 1)
     _check_activation(activation)
     W_std = check_nonnegative("W_std", W_std)
     b_std = check_nonnegative("b_std", b_std)
@@ -313,8 +313,8 @@ def conv(
 
     Inputs are NHWC images of shape (N, H, W, C).
     """
-    check_python_int("depth", depth, 1)
-    check_python_int("out_dim", out_dim, 1)
+    depth = check_int("depth", depth, 1)
+    out_dim = check_int("out_dim", out_dim, 1)
     _check_activation(activation)
     W_std = check_nonnegative("W_std", W_std)
     b_std = check_nonnegative("b_std", b_std)
@@ -345,9 +345,10 @@ def myrtle(
     pooling is global, so any image of at least 4x4 pixels works (8x8
     digits as well as 32x32 CIFAR-10).
     """
+    depth = check_int("depth", depth, 0)
     if depth not in _MYRTLE_STAGES:
         raise ValueError(f"myrtle depth must be one of {sorted(_MYRTLE_STAGES)}, got {depth!r}")
-    check_python_int("out_dim", out_dim, 1)
+    out_dim = check_int("out_dim", out_dim, 1)
     _check_activation(activation)
     W_std = check_nonnegative("W_std", W_std)
     b_std = check_nonnegative("b_std", b_std)

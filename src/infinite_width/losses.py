@@ -35,6 +35,8 @@ LOSSES = {"mse": mse, "cross_entropy": cross_entropy}
 
 def get(name: str) -> Callable:
     """The loss function called ``name`` (``"mse"`` or ``"cross_entropy"``)."""
+    if not isinstance(name, str):
+        raise TypeError(f"loss must be a name, one of {tuple(LOSSES)}, got {name!r} of type {type(name).__name__}")
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; expected one of {tuple(LOSSES)}")
     return LOSSES[name]
@@ -46,10 +48,17 @@ def chi(name: str, f, y):
 
 
 def accuracy(f, y):
-    """Fraction of rows whose largest output matches the largest target.
+    """Fraction of rows whose largest output matches the largest target; NaN if any row of ``f`` is not finite.
 
-    For a single output (k = 1) the sign is compared with the target's sign.
+    ``f`` (N, k) predictions, ``y`` (N, k) targets; returns a scalar. For a
+    single output (k = 1) the sign is compared with the target's sign. A row
+    of ``f`` holding NaN or Inf has no meaningful argmax (NaN would count as
+    class 0), so its correctness is NaN, and so is the mean: a diverged
+    prediction never yields an accuracy.
     """
     if f.shape[-1] == 1:
-        return jnp.mean(jnp.sign(f[:, 0]) == jnp.sign(y[:, 0]))
-    return jnp.mean(jnp.argmax(f, axis=-1) == jnp.argmax(y, axis=-1))
+        correct = jnp.sign(f[:, 0]) == jnp.sign(y[:, 0])
+    else:
+        correct = jnp.argmax(f, axis=-1) == jnp.argmax(y, axis=-1)
+    finite_rows = jnp.all(jnp.isfinite(f), axis=-1)
+    return jnp.mean(jnp.where(finite_rows, correct, jnp.nan))

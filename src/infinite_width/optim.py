@@ -42,9 +42,10 @@ width.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import optax
+
+from infinite_width._src.checks import check_decay, check_nonnegative, check_positive
 
 __all__ = ["Optimizer", "sgd", "momentum", "adam", "sign", "OPTIMIZERS"]
 
@@ -53,7 +54,13 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "sign")
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
-    """A description of an entrywise optimizer; build one with :func:`sgd`, :func:`momentum`, :func:`adam` or :func:`sign`."""
+    """A description of an entrywise optimizer; build one with :func:`sgd`, :func:`momentum`, :func:`adam` or :func:`sign`.
+
+    Hyper-parameters are real numbers (Python or numpy scalars, stored as
+    Python floats): ``TypeError`` naming the field for anything else (a
+    string, a bool), ``ValueError`` for ``lr <= 0``, ``beta``, ``b1`` or
+    ``b2`` outside [0, 1), ``eps < 0``, NaN or Inf.
+    """
 
     name: str
     lr: float
@@ -65,14 +72,11 @@ class Optimizer:
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.name!r}; expected one of {OPTIMIZERS}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"learning rate must be a finite number > 0, got {self.lr!r}")
+        # Stored as Python floats: numpy scalars are accepted, and reprs and metadata stay plain.
+        object.__setattr__(self, "lr", check_positive("lr (the learning rate)", self.lr))
         for field in ("beta", "b1", "b2"):
-            value = getattr(self, field)
-            if not (0.0 <= value < 1.0):
-                raise ValueError(f"{field} must be in [0, 1), got {value!r}")
-        if not (math.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
+            object.__setattr__(self, field, check_decay(field, getattr(self, field)))
+        object.__setattr__(self, "eps", check_nonnegative("eps", self.eps))
 
     @property
     def adaptive(self) -> bool:

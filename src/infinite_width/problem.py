@@ -15,41 +15,27 @@ import dataclasses
 import numpy as np
 
 from infinite_width import losses
+from infinite_width._src.checks import check_real_array
 
 __all__ = ["Problem"]
 
 
 def _inputs(name: str, x) -> np.ndarray:
-    try:
-        x = np.asarray(x)
-    except Exception as error:  # ragged lists and the like
-        raise TypeError(f"{name} cannot be converted to an array: {error}") from error
-    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x) or x.dtype == bool:
-        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    x = check_real_array(name, x, np.float32)
     if x.ndim not in (2, 4):
         raise ValueError(f"{name} must have shape (N, d) or (N, H, W, C), got shape {x.shape}")
     if x.shape[0] == 0 or x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape})")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(x)))} NaN or Inf entries")
-    return x.astype(np.float32)
+    return x
 
 
 def _targets(name: str, y, loss: str) -> np.ndarray:
-    try:
-        y = np.asarray(y)
-    except Exception as error:
-        raise TypeError(f"{name} cannot be converted to an array: {error}") from error
-    if not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y) or y.dtype == bool:
-        raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
+    y = check_real_array(name, y, np.float32)
     if y.ndim != 2:
         raise ValueError(
             f"{name} must have shape (N, k) (one column per output; use y[:, None] for one output), "
             f"got shape {y.shape}"
         )
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(y)))} NaN or Inf entries")
-    y = y.astype(np.float32)
     if loss == "cross_entropy":
         if y.shape[1] < 2:
             raise ValueError(f"cross_entropy needs {name} of shape (N, k) with k >= 2 classes, got shape {y.shape}")
@@ -75,8 +61,9 @@ class Problem:
       name: a short name used in tables and metadata.
 
     Raises ``TypeError`` for non-numeric data and ``ValueError`` naming the
-    problem for wrong shapes, mismatched sample counts, NaN/Inf entries,
-    an unknown loss or targets that do not fit it.
+    argument for wrong shapes, mismatched sample counts, NaN/Inf entries
+    (checked after the conversion to float32, so values beyond its range,
+    such as 1e39, count as Inf), an unknown loss or targets that do not fit it.
     """
 
     x_train: np.ndarray

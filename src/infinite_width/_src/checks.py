@@ -1,7 +1,11 @@
 """Argument checks of the whole package.
 
 One place for each check, so the same bad input gets the same error
-whichever function or regime it is given to.
+whichever function or regime it is given to. Numbers follow one rule:
+``TypeError`` when the value is not a real number at all (a string, None,
+a bool, an array of several values), ``ValueError`` when it is a number
+outside what the argument allows (negative, NaN, Inf, non-integral where an
+integer is needed). Numpy scalars are numbers like Python's.
 
 This module sits below :mod:`infinite_width.architectures` in the import
 graph (architectures use its checks), so it never imports it: an
@@ -17,28 +21,59 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def check_int(name: str, value, minimum: int) -> int:
-    """``value`` as an int, or ``ValueError`` unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+def _real_scalar(name: str, value, what: str):
+    """``value`` as a Python int or float, or ``TypeError`` unless it is one real number (bools are not numbers).
 
-
-def check_python_int(name: str, value, minimum: int) -> int:
-    """Like :func:`check_int`, but only a Python ``int`` passes (numpy integers are rejected too).
-
-    Architecture constructors use it: their sizes end up in names and reprs.
+    Python ints and floats, numpy integer and floating scalars, and 0-d numpy
+    or jax arrays of such a dtype are accepted.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be {what}, got the bool {value!r}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return value.item() if isinstance(value, np.generic) else value
+    dtype = getattr(value, "dtype", None)
+    if getattr(value, "shape", None) == () and dtype is not None:
+        if np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating):
+            return np.asarray(value).item()
+    raise TypeError(f"{name} must be {what}, got {value!r} of type {type(value).__name__}")
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int: ``TypeError`` unless it is a number, ``ValueError`` unless an integer >= ``minimum``.
+
+    Numpy integers and integral 0-d arrays pass; bools and non-integral floats do not.
+    """
+    what = f"an integer >= {minimum}"
+    number = _real_scalar(name, value, what)
+    if not isinstance(number, int) or number < minimum:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return number
+
+
+def _check_real(name: str, value, what: str, accept) -> float:
+    number = _real_scalar(name, value, what)
+    try:
+        number = float(number)
+    except OverflowError:  # an int beyond float range
+        number = math.inf
+    if not (math.isfinite(number) and accept(number)):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return number
 
 
 def check_nonnegative(name: str, value) -> float:
-    """``value`` as a float, or ``ValueError`` unless it is a finite Python number >= 0."""
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    """``value`` as a float: ``TypeError`` unless it is a real number, ``ValueError`` unless finite and >= 0."""
+    return _check_real(name, value, "a finite number >= 0", lambda number: number >= 0)
+
+
+def check_positive(name: str, value) -> float:
+    """``value`` as a float: ``TypeError`` unless it is a real number, ``ValueError`` unless finite and > 0."""
+    return _check_real(name, value, "a finite number > 0", lambda number: number > 0)
+
+
+def check_decay(name: str, value) -> float:
+    """A decay rate (momentum, Adam's b1 and b2) as a float: ``TypeError`` unless a real number, ``ValueError`` unless in [0, 1)."""
+    return _check_real(name, value, "a number in [0, 1)", lambda number: 0 <= number < 1)
 
 
 def as_key(key):
@@ -57,18 +92,13 @@ def as_key(key):
 
 def check_targets(name: str, y, n: int, k: int) -> np.ndarray:
     """Targets of shape (n, k) as finite float32, or an error naming what is wrong."""
-    try:
-        y = np.asarray(y, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be a numeric array of shape ({n}, {k}): {error}") from error
+    y = check_real_array(name, y, np.float32)
     if y.ndim != 2:
         raise ValueError(f"{name} must have shape (N, k) = ({n}, {k}), got shape {y.shape} (reshape(-1, 1) for k = 1)")
     if y.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n}, {k}): it has {y.shape[0]} rows but the inputs have {n}")
     if y.shape[1] != k:
         raise ValueError(f"{name} must have shape ({n}, {k}): it has {y.shape[1]} columns but out_dim = {k}")
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(y)))} NaN or Inf entries")
     return y
 
 
@@ -92,24 +122,42 @@ def check_record_list(record, steps: int) -> np.ndarray:
     return np.unique(record).astype(np.int64)
 
 
-def check_input_array(name: str, x, arch, dtype) -> np.ndarray:
-    """Inputs of ``arch`` as a finite real array of ``dtype``: (N, d) for vector, (N, H, W, C) for image inputs."""
+def check_real_array(name: str, x, dtype) -> np.ndarray:
+    """``x`` as a finite real array of ``dtype``, or an error naming ``name``.
+
+    ``TypeError`` for ragged or non-numeric data (strings, bools, complex);
+    ``ValueError`` for NaN or Inf entries. Finiteness is checked after the
+    cast, so values beyond the range of ``dtype`` (float64 1e39 in float32)
+    are caught as the Inf they become.
+    """
     try:
         x = np.asarray(x)
     except Exception as error:  # ragged lists and the like
         raise TypeError(f"{name} cannot be converted to an array: {error}") from error
     if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    with np.errstate(over="ignore"):
+        converted = x.astype(dtype)
+    finite = np.isfinite(converted)
+    if not finite.all():
+        message = f"{name} contains {int(np.sum(~finite))} NaN or Inf entries"
+        overflowed = int(np.sum(~finite & np.isfinite(x)))
+        if overflowed:
+            message += f" ({overflowed} of them finite but beyond the range of {np.dtype(dtype).name})"
+        raise ValueError(message)
+    return converted
+
+
+def check_input_array(name: str, x, arch, dtype) -> np.ndarray:
+    """Inputs of ``arch`` as a finite real array of ``dtype``: (N, d) for vector, (N, H, W, C) for image inputs."""
+    x = check_real_array(name, x, dtype)
     rank = 2 if arch.input_kind == "vector" else 4
     layout = "(N, d)" if rank == 2 else "(N, H, W, C)"
     if x.ndim != rank:
         raise ValueError(f"{name} must have shape {layout} for architecture {arch.name!r}, got shape {x.shape}")
     if x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape})")
-    if not np.all(np.isfinite(x)):
-        bad = int(np.sum(~np.isfinite(x)))
-        raise ValueError(f"{name} contains {bad} NaN or Inf entries")
-    return x.astype(dtype)
+    return x
 
 
 def validate_inputs(arch, x1, x2=None, dtype=np.float32, names=("x1", "x2")):

@@ -10,14 +10,17 @@
   function-space :func:`distance`;
 * :mod:`~infinite_width.workflow.sweeps`: resumable batches of solves
   (:func:`sweep`, :func:`width_jobs`);
-* :mod:`~infinite_width.workflow.plotting`: learning curves and width plots.
+* :mod:`~infinite_width.workflow.plotting`: learning curves and width plots
+  (imported on first access, so that ``import infinite_width`` does not load
+  matplotlib).
 """
 
-from infinite_width.workflow import plotting
+import importlib
+
 from infinite_width.workflow.comparison import Comparison, compare, distance, fit_slope
 from infinite_width.workflow.solver import BASELINES, REGIMES, record_steps, solve
 from infinite_width.workflow.sweeps import job_fingerprint, sweep, width_jobs
-from infinite_width.workflow.trajectory import STATIC_STEP, Trajectory
+from infinite_width.workflow.trajectory import STATIC_STEP, TIMING_KEYS, Trajectory, TrajectoryFileError
 
 __all__ = [
     "solve",
@@ -25,7 +28,9 @@ __all__ = [
     "REGIMES",
     "BASELINES",
     "Trajectory",
+    "TrajectoryFileError",
     "STATIC_STEP",
+    "TIMING_KEYS",
     "compare",
     "Comparison",
     "distance",
@@ -35,3 +40,10 @@ __all__ = [
     "job_fingerprint",
     "plotting",
 ]
+
+
+def __getattr__(name: str):
+    if name == "plotting":
+        return importlib.import_module(f"{__name__}.plotting")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

@@ -2,8 +2,9 @@
 
 :func:`compare` builds a :class:`Comparison` of several
 :class:`~infinite_width.Trajectory` objects: one row per
-trajectory (final train/test loss and accuracy, mean and spread over seeds,
-Monte Carlo error, wall time) and one row per pair (the distance between
+trajectory (final train/test loss and accuracy, mean and spread over the
+seeds that did not diverge, ``diverged`` as ``"k/S"`` seeds, Monte Carlo
+error, wall time) and one row per pair (the distance between
 their mean predictions at the last step they share). It prints as a table,
 converts to a list of dicts (:meth:`Comparison.rows`,
 :meth:`Comparison.distance_rows`) and to CSV (:meth:`Comparison.to_csv`).
@@ -117,7 +118,13 @@ class Comparison:
         self.pairs = list(pairs)
 
     def rows(self) -> List[Dict]:
-        """One plain dict per trajectory (keys :attr:`COLUMNS`); spreads are std over seeds."""
+        """One plain dict per trajectory (keys :attr:`COLUMNS`).
+
+        Metrics are the mean and std over the seeds that did not diverge
+        (NaN if all did); ``diverged`` says how many did, as the text
+        ``"k/S"`` (k of the ``seeds`` S), so a partly diverged ensemble never
+        looks healthy.
+        """
         rows = []
         for t in self.trajectories:
             row = {
@@ -132,7 +139,7 @@ class Comparison:
             for name in ("train_loss", "test_loss", "train_accuracy", "test_accuracy"):
                 row[name], row[f"{name}_std"] = t.final(name)
             row["mc_stderr"] = None if t.test_stderr is None else float(np.sqrt(np.mean(t.test_stderr[-1] ** 2)))
-            row["diverged"] = int(np.sum(t.diverged))
+            row["diverged"] = f"{int(np.sum(t.diverged))}/{t.seeds}"
             row["wall_time"] = float(t.metadata.get("wall_time", float("nan")))
             rows.append(row)
         return rows
@@ -174,9 +181,16 @@ class Comparison:
         return text
 
     def __str__(self) -> str:
-        shown = ("label", "step", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
+        shown = ("label", "step", "diverged", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
                  "test_accuracy_std", "mc_stderr", "wall_time")
-        text = _table(self.rows(), shown)
+        rows = self.rows()
+        text = _table(rows, shown)
+        unhealthy = [row["label"] for row in rows if not row["diverged"].startswith("0/")]
+        if unhealthy:
+            text += (
+                f"\nWARNING: seeds diverged in {', '.join(unhealthy)}: their metrics are means over the other "
+                "seeds only (nan if none is left)"
+            )
         distances = self.distance_rows()
         if distances:
             text += "\n\nrelative RMS distance of mean predictions at the last shared step\n"

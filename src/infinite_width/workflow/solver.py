@@ -73,7 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from infinite_width import kernels, losses
-from infinite_width._src.checks import as_key, check_int
+from infinite_width._src.checks import as_key, check_int, check_nonnegative
 from infinite_width._src.numerics import precision_scope
 from infinite_width._src.rng import minibatch_indices, split_run_key
 from infinite_width.architectures import Architecture
@@ -421,8 +421,7 @@ def solve(
         )
     if time not in ("discrete", "continuous"):
         raise ValueError(f"time must be 'discrete' or 'continuous', got {time!r}")
-    if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    ridge = check_nonnegative("ridge", ridge)
     seeds = check_int("seeds", seeds, 1)
     for name, value in (("samples", samples), ("replicas", replicas)):
         if value is not None:

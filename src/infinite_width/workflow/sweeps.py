@@ -9,16 +9,24 @@ the rest, so the final result is the same as an uninterrupted run's.
 Each saved trajectory carries a fingerprint of its job (a hash of the
 problem's arrays, the architecture, the optimizer and every other argument)
 in ``metadata["job"]``; a file whose fingerprint does not match the job of
-the same name (the job changed) is recomputed, with a warning.
+the same name (the job changed) is recomputed, with a warning, and so is a
+file that cannot be read (truncated, corrupt: the warning names it).
+
+Before the first job the sweep proves that ``out_dir`` is writable (a
+read-only folder fails at once, not after an hour of computing) and removes
+orphan temporary files left there by saves that were killed before this
+sweep started (:mod:`infinite_width._src.files`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
 import re
+import time
 import warnings
 from typing import Dict, Mapping
 
@@ -27,9 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from infinite_width._src.files import check_writable_folder, remove_orphan_temporaries
 from infinite_width.problem import Problem
 from infinite_width.workflow.solver import solve
-from infinite_width.workflow.trajectory import Trajectory
+from infinite_width.workflow.trajectory import Trajectory, TrajectoryFileError
 
 __all__ = ["sweep", "width_jobs", "job_fingerprint"]
 
@@ -84,7 +93,13 @@ def sweep(jobs: Mapping[str, Mapping], out_dir, *, progress: bool = True) -> Dic
     Returns:
       ``{name: Trajectory}`` in job order, identical whether or not the sweep
       was interrupted and resumed.
+
+    Raises:
+      TypeError / ValueError naming a bad job or job name, and
+      ``PermissionError`` (or another ``OSError``) naming ``out_dir`` when it
+      cannot be written, before any job runs.
     """
+    started = time.time()
     if not isinstance(jobs, Mapping):
         raise TypeError(f"jobs must be a mapping of names to solve arguments, got {type(jobs).__name__}")
     for name, job in jobs.items():
@@ -92,7 +107,12 @@ def sweep(jobs: Mapping[str, Mapping], out_dir, *, progress: bool = True) -> Dic
             raise ValueError(f"job name {name!r} is not a safe file name (letters, digits and _.=+- only)")
         if not isinstance(job, Mapping):
             raise TypeError(f"job {name!r} must be a dict of solve arguments, got {type(job).__name__}")
-    os.makedirs(out_dir, exist_ok=True)
+        try:  # unknown or missing arguments fail now, not after the jobs before this one have run
+            inspect.signature(solve).bind(**job)
+        except TypeError as error:
+            raise TypeError(f"job {name!r} is not a valid set of solve arguments: {error}") from error
+    out_dir = check_writable_folder("out_dir", out_dir)
+    remove_orphan_temporaries(out_dir, started)
     results = {}
     bar = tqdm.tqdm(jobs.items(), desc="sweep", unit="job", disable=not progress)
     for name, job in bar:
@@ -100,11 +120,16 @@ def sweep(jobs: Mapping[str, Mapping], out_dir, *, progress: bool = True) -> Dic
         path = os.path.join(out_dir, f"{name}.npz")
         fingerprint = job_fingerprint(job)
         if os.path.exists(path):
-            saved = Trajectory.load(path)
-            if saved.metadata.get("job") == fingerprint:
-                results[name] = saved
-                continue
-            warnings.warn(f"{path} holds a different job than {name!r} now describes; recomputing it", stacklevel=2)
+            try:
+                saved = Trajectory.load(path)
+            except TrajectoryFileError as error:
+                warnings.warn(f"{error}; recomputing job {name!r}", stacklevel=2)
+            else:
+                if saved.metadata.get("job") == fingerprint:
+                    results[name] = saved
+                    continue
+                warnings.warn(f"{path} holds a different job than {name!r} now describes; recomputing it",
+                              stacklevel=2)
         trajectory = solve(**{"progress": progress, **job})
         trajectory.metadata["job"] = fingerprint
         trajectory.metadata["job_name"] = name

@@ -20,9 +20,14 @@ Shapes (``S`` seeds, ``R`` recorded steps, ``N``/``Nt`` train/test points,
 * ``metadata``: a JSON-serializable dict (regime, label, architecture,
   optimizer, width, wall time, versions, device, ...).
 
-:meth:`Trajectory.save` writes one ``.npz`` file (the arrays, and the
-metadata as a ``metadata.json`` member of the same zip archive) atomically;
-:meth:`Trajectory.load` reads it back exactly.
+:meth:`Trajectory.save` writes one compressed ``.npz`` file (the arrays,
+and the metadata as a ``metadata.json`` member of the same zip archive)
+atomically; :meth:`Trajectory.load` reads it back exactly, and raises
+:class:`TrajectoryFileError` naming the file for anything it cannot read.
+
+``==`` compares every array (dtype and values, NaN equal to NaN) and the
+metadata except the measured durations :data:`TIMING_KEYS`, so two
+identical solves compare equal.
 """
 
 from __future__ import annotations
@@ -32,16 +37,22 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from typing import Dict, Optional
 
 import numpy as np
 
-from infinite_width._src.files import atomic_path
+from infinite_width._src.files import atomic_path, os_error
 
-__all__ = ["Trajectory", "STATIC_STEP"]
+__all__ = ["Trajectory", "TrajectoryFileError", "STATIC_STEP", "TIMING_KEYS"]
 
 #: The recorded step of a non-dynamical baseline (``t = infinity``).
 STATIC_STEP = -1
+
+#: Metadata keys holding measured durations (seconds), ignored by ``Trajectory ==`` wherever they
+#: occur in the metadata (top level or nested dicts): ``wall_time`` (the whole solve) and
+#: ``setup_time_s`` (setup before the first step). They differ between two runs of the same solve.
+TIMING_KEYS = ("wall_time", "setup_time_s")
 
 _ARRAYS = (
     "steps",
@@ -56,6 +67,21 @@ _ARRAYS = (
 _OPTIONAL = ("train_stderr", "test_stderr")
 _METADATA_MEMBER = "metadata.json"
 METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
+
+
+class TrajectoryFileError(ValueError):
+    """A file that :meth:`Trajectory.load` cannot read: truncated, partial, corrupt or not a trajectory.
+
+    The message starts with the file's path and says what is wrong.
+    """
+
+
+def _without_timings(value):
+    if isinstance(value, dict):
+        return {key: _without_timings(item) for key, item in value.items() if key not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [_without_timings(item) for item in value]
+    return value
 
 
 def _json_normalize(metadata: dict) -> dict:
@@ -87,6 +113,8 @@ class Trajectory:
         for name in _ARRAYS[1:-1]:
             setattr(self, name, np.asarray(getattr(self, name)))
         self.diverged = np.asarray(self.diverged, dtype=bool)
+        if self.train_loss.ndim != 2:
+            raise ValueError(f"train_loss must have shape (S, R) (seeds, recorded steps), got {self.train_loss.shape}")
         seeds, recorded = self.train_loss.shape
         if self.steps.shape != (recorded,):
             raise ValueError(f"steps must have shape ({recorded},), got {self.steps.shape}")
@@ -105,7 +133,11 @@ class Trajectory:
                 if value.shape != predictions.shape[1:]:
                     raise ValueError(f"{name} must have shape {predictions.shape[1:]}, got {value.shape}")
                 setattr(self, name, value)
+        if not isinstance(self.extras, dict):
+            raise TypeError(f"extras must be a dict of named arrays, got {type(self.extras).__name__}")
         self.extras = {str(k): np.asarray(v) for k, v in self.extras.items()}
+        if not isinstance(self.metadata, dict):
+            raise TypeError(f"metadata must be a dict, got {type(self.metadata).__name__}")
         self.metadata = _json_normalize(self.metadata)
 
     # ---- what it is -------------------------------------------------------
@@ -194,10 +226,11 @@ class Trajectory:
         return arrays
 
     def __eq__(self, other) -> bool:
+        """Same arrays (dtypes and values, NaN == NaN) and same metadata apart from :data:`TIMING_KEYS`."""
         if not isinstance(other, Trajectory):
             return NotImplemented
         mine, theirs = self._arrays(), other._arrays()
-        if mine.keys() != theirs.keys() or self.metadata != other.metadata:
+        if mine.keys() != theirs.keys() or _without_timings(self.metadata) != _without_timings(other.metadata):
             return False
         return all(
             mine[k].dtype == theirs[k].dtype and np.array_equal(mine[k], theirs[k], equal_nan=True) for k in mine
@@ -206,33 +239,82 @@ class Trajectory:
     __hash__ = None
 
     def save(self, path) -> str:
-        """Write this trajectory to ``path`` (``.npz`` appended if missing), atomically.
+        """Write this trajectory to ``path`` (``.npz`` appended if missing), atomically; return the path.
 
-        The arrays go into the npz, the metadata into a ``metadata.json``
-        member of the same zip archive. The file is written to a temporary
-        name in the same folder and moved into place with ``os.replace``, so a
-        reader (or a resumed sweep) never sees a partial file. Returns the path.
+        The arrays go into a compressed npz (lossless: ``load`` gives them
+        back bit for bit), the metadata into a ``metadata.json`` member of the
+        same zip archive. The file is written to a temporary name in the same
+        folder and moved into place with ``os.replace``, so a reader (or a
+        resumed sweep) never sees a partial file, even if the process is
+        killed; orphan temporaries of killed saves are removed by later saves
+        (:mod:`infinite_width._src.files`). The file gets the usual
+        permissions (0o666 minus the umask). ``OSError`` naming the path if
+        it cannot be written.
         """
-        path = os.fspath(path)
+        path = _check_path(path)
         if not path.endswith(".npz"):
             path += ".npz"
-        with atomic_path(path, suffix=".npz") as temporary:
-            with open(temporary, "wb") as file:
-                np.savez(file, **self._arrays())
-            with zipfile.ZipFile(temporary, "a") as archive:
-                archive.writestr(_METADATA_MEMBER, json.dumps(self.metadata, indent=1, sort_keys=True))
+        try:
+            with atomic_path(path, suffix=".npz") as temporary:
+                with open(temporary, "wb") as file:
+                    np.savez_compressed(file, **self._arrays())
+                with zipfile.ZipFile(temporary, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+                    archive.writestr(_METADATA_MEMBER, json.dumps(self.metadata, indent=1, sort_keys=True))
+        except OSError as error:
+            raise os_error(f"cannot save the trajectory to {path}", error) from error
         return path
 
     @classmethod
     def load(cls, path) -> "Trajectory":
-        """Read a trajectory written by :meth:`save`."""
-        path = os.fspath(path)
+        """Read a trajectory written by :meth:`save` (``.npz`` appended if ``path`` has no such file).
+
+        Raises ``FileNotFoundError`` for a missing file and
+        :class:`TrajectoryFileError` (a ``ValueError``) naming the path for
+        a truncated, partial, corrupt or foreign file.
+        """
+        path = _check_path(path)
         if not path.endswith(".npz") and not os.path.exists(path):
             path += ".npz"
-        with zipfile.ZipFile(path) as archive:
-            metadata = json.loads(archive.read(_METADATA_MEMBER))
-        with np.load(path, allow_pickle=False) as data:
-            names = [name for name in data.files if name != _METADATA_MEMBER]
-            arrays = {name: data[name] for name in names}
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such trajectory file")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if _METADATA_MEMBER not in archive.namelist():
+                    raise TrajectoryFileError(f"{path}: no {_METADATA_MEMBER} member, so not a saved Trajectory")
+                metadata = json.loads(archive.read(_METADATA_MEMBER))
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files if name != _METADATA_MEMBER}
+        except TrajectoryFileError:
+            raise
+        except zipfile.BadZipFile as error:
+            raise TrajectoryFileError(f"{path}: truncated or corrupt archive ({error})") from error
+        except (zlib.error, EOFError) as error:
+            raise TrajectoryFileError(f"{path}: corrupt compressed data ({error})") from error
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise TrajectoryFileError(f"{path}: corrupt {_METADATA_MEMBER} ({error})") from error
+        except ValueError as error:
+            raise TrajectoryFileError(f"{path}: unreadable array data ({error})") from error
+        except OSError as error:
+            if error.errno is not None:  # the file system's error (permissions, ...), which names the path
+                raise
+            raise TrajectoryFileError(f"{path}: unreadable array data ({error})") from error
+        missing = [name for name in _ARRAYS if name not in arrays]
+        if missing:
+            raise TrajectoryFileError(f"{path}: partial file, missing the arrays {missing}")
+        unknown = sorted(set(arrays) - set(_ARRAYS) - set(_OPTIONAL) - {n for n in arrays if n.startswith("extra__")})
+        if unknown:
+            raise TrajectoryFileError(f"{path}: unknown arrays {unknown}, so not a saved Trajectory")
+        if not isinstance(metadata, dict):
+            raise TrajectoryFileError(f"{path}: {_METADATA_MEMBER} holds a {type(metadata).__name__}, not a dict")
         extras = {name[len("extra__"):]: arrays.pop(name) for name in list(arrays) if name.startswith("extra__")}
-        return cls(**arrays, extras=extras, metadata=metadata)
+        try:
+            return cls(**arrays, extras=extras, metadata=metadata)
+        except (ValueError, TypeError) as error:
+            raise TrajectoryFileError(f"{path}: inconsistent arrays ({error})") from error
+
+
+def _check_path(path) -> str:
+    try:
+        return os.fsdecode(path)
+    except TypeError as error:
+        raise TypeError(f"path must be a str or os.PathLike, got {path!r} of type {type(path).__name__}") from error
