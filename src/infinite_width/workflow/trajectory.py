@@ -37,11 +37,9 @@ from typing import Dict, Optional
 import numpy as np
 
 from infinite_width._src.files import atomic_path
+from infinite_width.predictions import STATIC_STEP
 
 __all__ = ["Trajectory", "STATIC_STEP"]
-
-#: The recorded step of a non-dynamical baseline (``t = infinity``).
-STATIC_STEP = -1
 
 _ARRAYS = (
     "steps",

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -63,9 +63,9 @@ from infinite_width._src.checks import validate_inputs
 from infinite_width._src.numerics import precision_scope
 from infinite_width._src.rng import minibatch_indices
 from infinite_width.kernels import layerwise
+from infinite_width.predictions import Predictions
 
 __all__ = [
-    "ExactPredictions",
     "gaussian_expectation_2d",
     "linear_sign_expectation",
     "derivative_sign_expectation",
@@ -108,16 +108,11 @@ _EVALUATION_CHUNK = 1 << 16
 _QUADRATURE_POINTS_PER_BLOCK = 2_000_000
 
 
-class ExactPredictions(NamedTuple):
-    """Predictions along an exact trajectory.
-
-    ``train``: (steps + 1, N_train) for scalar output (sign dynamics) or
-    (steps + 1, N_train, k); ``eval`` likewise on the evaluation points.
-    Row ``t`` is the prediction after ``t`` steps (row 0 the initial one).
-    """
-
-    train: np.ndarray
-    eval: np.ndarray
+def _trajectory(history: np.ndarray, n_train: int) -> Predictions:
+    """Rows ``t = 0..steps`` of ``history`` (steps + 1, P[, k]) over [train; eval] points as :class:`Predictions`."""
+    if history.ndim == 2:  # scalar output
+        history = history[..., None]
+    return Predictions.deterministic(np.arange(history.shape[0]), history[:, :n_train], history[:, n_train:])
 
 
 # --------------------------------------------------------------------------
@@ -555,7 +550,7 @@ def sign_dynamics(
     f0_train=None,
     f0_eval=None,
     dtype: str = "float64",
-) -> ExactPredictions:
+) -> Predictions:
     """Run ``f_{t+1}(xi) = f_t(xi) - lr sign(chi_t) Theta_sign(xi, x_{i_t})`` exactly.
 
     Args:
@@ -565,8 +560,8 @@ def sign_dynamics(
       y_train: (N_train,) or (N_train, 1) targets.
       lr: learning rate.
       train_indices: (steps,) or (steps, 1) integers, the training point of
-        each step (e.g. :attr:`infinite_width.finite.TrainResult.batch_indices`
-        with batch size 1).
+        each step (e.g. the minibatch order of batch size 1 that
+        :func:`infinite_width.finite.train` draws from the same key).
       loss: a loss of :mod:`infinite_width.losses`; ``chi_t`` is its gradient
         at ``f_t(x_{i_t})`` (for ``"mse"``, ``sign(chi) = sign(f - y)``).
       f0_train, f0_eval: initial predictions (N_train,), (N_eval,); zeros
@@ -574,8 +569,9 @@ def sign_dynamics(
       dtype: ``"float64"`` or ``"float32"``.
 
     Returns:
-      :class:`ExactPredictions` with ``train`` (steps + 1, N_train) and
-      ``eval`` (steps + 1, N_eval).
+      :class:`~infinite_width.Predictions` at steps ``0..steps`` with
+      ``train`` (1, steps + 1, N_train, 1) and ``test`` (1, steps + 1, N_eval, 1)
+      (the evaluation points).
     """
     theta_tt = _as_float_array("theta_train_train", theta_train_train)
     if theta_tt.ndim != 2 or theta_tt.shape[0] != theta_tt.shape[1]:
@@ -595,7 +591,7 @@ def sign_dynamics(
         f_all = jnp.asarray(np.concatenate([f_train, f_eval]), np_dtype)
         history = _sign_scan(loss)(theta_all, f_all, jnp.asarray(y, np_dtype), jnp.asarray(idx), np_dtype(lr))
         history = np.concatenate([np.asarray(f_all)[None], np.asarray(history)])
-    return ExactPredictions(train=history[:, :n_train], eval=history[:, n_train:])
+    return _trajectory(history, n_train)
 
 
 @functools.lru_cache(maxsize=None)
@@ -627,13 +623,13 @@ def sign_sgd_dynamics(
     method: str = "auto",
     quadrature_order: int = 32,
     dtype: str = "float64",
-) -> ExactPredictions:
+) -> Predictions:
     """Exact infinite-width SignSGD, one training point per step: :func:`sign_kernel` then :func:`sign_dynamics`.
 
     Shapes: ``x_train`` (N_train, d), ``y_train`` (N_train,) or (N_train, 1),
     ``x_eval`` (N_eval, d), ``train_indices`` (steps,) or (steps, 1). Returns
-    :class:`ExactPredictions` with ``train`` (steps + 1, N_train) and
-    ``eval`` (steps + 1, N_eval).
+    :class:`~infinite_width.Predictions` with ``train`` (1, steps + 1, N_train, 1)
+    and ``test`` (1, steps + 1, N_eval, 1).
     """
     with precision_scope(dtype) as np_dtype:
         x_train, x_eval = validate_inputs(arch, x_train, x_eval, np_dtype, names=("x_train", "x_eval"))
@@ -677,7 +673,7 @@ def normalized_readout_dynamics(
     f0_train=None,
     f0_eval=None,
     dtype: str = "float64",
-) -> ExactPredictions:
+) -> Predictions:
     """Exact readout-only sign dynamics with Gaussian readout features (docs/theory.md, section 6).
 
     Only the readout weights and the output bias train, by sign updates
@@ -697,16 +693,16 @@ def normalized_readout_dynamics(
       x_train: (N_train, d); y_train: (N_train, k); x_eval: (N_eval, d).
       lr: learning rate; steps: number of steps.
       loss: ``"mse"`` or ``"cross_entropy"`` (:mod:`infinite_width.losses`).
-      batch_indices: (steps, batch) training rows per step
-        (:attr:`infinite_width.finite.TrainResult.batch_indices`); None means
+      batch_indices: (steps, batch) training rows per step (e.g. the order
+        :func:`infinite_width.finite.train` draws from the same key); None means
         full batch.
       f0_train, f0_eval: initial predictions (N_train, k), (N_eval, k);
         zeros (the centred model) by default.
       dtype: precision of kernels and dynamics.
 
     Returns:
-      :class:`ExactPredictions` with ``train`` (steps + 1, N_train, k) and
-      ``eval`` (steps + 1, N_eval, k).
+      :class:`~infinite_width.Predictions` with ``train`` (1, steps + 1, N_train, k)
+      and ``test`` (1, steps + 1, N_eval, k).
     """
     _require_mlp(arch, scalar_output=False)
     if arch.activations[-1] != "identity":
@@ -749,7 +745,7 @@ def normalized_readout_dynamics(
             np_dtype(kernels.b_std[-1]),
         )
         history = np.concatenate([np.asarray(f_all)[None], np.asarray(history)])
-    return ExactPredictions(train=history[:, :n_train], eval=history[:, n_train:])
+    return _trajectory(history, n_train)
 
 
 @functools.lru_cache(maxsize=None)
