@@ -376,9 +376,6 @@ def activation_sign_expectation(
 # --------------------------------------------------------------------------
 # Case 6.2: the sign kernel.
 
-_TRAIN = ("all", "readout")
-
-
 def _require_mlp(arch, *, scalar_output: bool):
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
@@ -395,9 +392,9 @@ def _require_mlp(arch, *, scalar_output: bool):
         )
 
 
-def _check_train(train):
-    if train not in _TRAIN:
-        raise ValueError(f"train must be one of {_TRAIN}, got {train!r}")
+def _check_readout_only(readout_only):
+    if not isinstance(readout_only, (bool, np.bool_)):
+        raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
 
 
 def _layer_blocks(kernel: np.ndarray, n_eval: int):
@@ -411,7 +408,7 @@ def sign_kernel(
     x_eval,
     x_train,
     *,
-    train: str = "all",
+    readout_only: bool = False,
     method: str = "auto",
     quadrature_order: int = 32,
     dtype: str = "float64",
@@ -431,8 +428,8 @@ def sign_kernel(
       x_eval: (N_eval, d) points where the function moves (first argument).
       x_train: (N_train, d) training points whose sign drives the step
         (second argument). The kernel is not symmetric.
-      train: ``"all"`` (every parameter group) or ``"readout"`` (readout
-        weights and output bias only).
+      readout_only: train the readout weights and output bias only
+        (default: every parameter group).
       method: ``"auto"``: closed forms for relu, leaky_relu, abs and identity,
         quadrature otherwise; ``"quadrature"`` forces quadrature.
       quadrature_order: nodes per panel and dimension of the quadrature.
@@ -445,7 +442,7 @@ def sign_kernel(
       is positive.
     """
     _require_mlp(arch, scalar_output=True)
-    _check_train(train)
+    _check_readout_only(readout_only)
     if method not in ("auto", "quadrature"):
         raise ValueError(f"method must be 'auto' or 'quadrature', got {method!r}")
     order = _check_order(quadrature_order)
@@ -471,7 +468,7 @@ def sign_kernel(
         return activation_sign_expectation(activation[l - 1], *blocks, method=method, order=order)
 
     theta = sw[depth] * activation_term(depth) + sb[depth]
-    if train == "readout":
+    if readout_only:
         return theta
     input_term = x_eval @ np.sign(x_train).T / x_eval.shape[1]  # (1/d) sum_b xi_b sign(x_b)
     for l in tqdm(range(1, depth + 1), desc="sign kernel layers", disable=not progress):
@@ -616,7 +613,7 @@ def sign_sgd_dynamics(
     lr: float,
     train_indices,
     *,
-    train: str = "all",
+    readout_only: bool = False,
     loss: str = "mse",
     f0_train=None,
     f0_eval=None,
@@ -637,7 +634,7 @@ def sign_sgd_dynamics(
         arch,
         np.concatenate([x_train, x_eval]),
         x_train,
-        train=train,
+        readout_only=readout_only,
         method=method,
         quadrature_order=quadrature_order,
         dtype=dtype,
