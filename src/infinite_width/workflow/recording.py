@@ -61,11 +61,12 @@ class Record:
             if self.at[-1] > total_steps:
                 raise ValueError(f"recorded steps must lie in [0, {total_steps}], got {self.at[0]}..{self.at[-1]}")
             return np.asarray(self.at, np.int64)
-        count = min(self.count, total_steps + 1)
-        if self.spacing == "linear" or total_steps == 0:
-            spaced = np.linspace(0, total_steps, count)
+        if self.count > total_steps:  # every step
+            return np.arange(total_steps + 1, dtype=np.int64)
+        if self.spacing == "linear":
+            spaced = np.linspace(0, total_steps, self.count)
         else:
-            spaced = np.concatenate([[0.0], np.geomspace(1, total_steps, max(count - 1, 1))])
+            spaced = np.concatenate([[0.0], np.geomspace(1, total_steps, self.count - 1)])
         return np.unique(np.concatenate([[0, total_steps], np.round(spaced)]).astype(np.int64))
 
     def describe(self) -> dict:
