@@ -266,7 +266,7 @@ def _expectation_block(f, g, sigma_a, sigma_b, rho, order, a_breaks, b_breaks):
 
 
 def linear_sign_expectation(var_b, cov) -> np.ndarray:
-    """``E[z(xi) sign z(x)] = sqrt(2/pi) cov / sqrt(var_b)`` for jointly Gaussian centred z.
+    """``E[z(xi) sign z(x)] = sqrt(2/pi) cov / sqrt(var_b)`` for jointly Gaussian centered z.
 
     ``var_b = Var z(x)`` and ``cov = Cov(z(xi), z(x))``, broadcastable arrays;
     where ``var_b = 0`` (``z(x) = 0`` surely) the result is 0.
@@ -562,7 +562,7 @@ def sign_dynamics(
       loss: a loss of :mod:`infinite_width.losses`; ``chi_t`` is its gradient
         at ``f_t(x_{i_t})`` (for ``"mse"``, ``sign(chi) = sign(f - y)``).
       f0_train, f0_eval: initial predictions (N_train,), (N_eval,); zeros
-        (the centred model) by default.
+        (the centered model) by default.
       dtype: ``"float64"`` or ``"float32"``.
 
     Returns:
@@ -694,7 +694,7 @@ def normalized_readout_dynamics(
         :func:`infinite_width.finite.train` draws from the same key); None means
         full batch.
       f0_train, f0_eval: initial predictions (N_train, k), (N_eval, k);
-        zeros (the centred model) by default.
+        zeros (the centered model) by default.
       dtype: precision of kernels and dynamics.
 
     Returns:
