@@ -9,7 +9,7 @@
 2. Accuracy per cost: relative RMS distance of the test outputs after
    ``steps`` to a large-M reference run, against wall time (compilation
    included on both sides), for the engine at growing M and for finite Adam
-   networks (:func:`infinite_width.finite.train`, centred) at growing width.
+   networks (:func:`infinite_width.finite.train`, centered) at growing width.
 3. ``--cost``: the same comparison in steady state. Every point is run twice
    with the same shapes; the second call is timed (compilation excluded, the
    engine's sampling and the network's initialisation included) and the
@@ -106,10 +106,10 @@ def cost_comparison(arch, data, adam, config, replicas):
         calls = []
         for _ in range(2):  # the first call compiles; the second, with the same shapes, is the steady cost
             start = time.perf_counter()
-            finite = finite.train(net, data.x_train, data.y_train, adam, steps, centred=True, key=2, seeds=1,
-                                    record=[steps], x_test=data.x_test)
+            trained = finite.train(net, data.x_train, data.y_train, adam, steps, centered=True, key=2, seeds=1,
+                                   record=[steps], x_test=data.x_test)
             calls.append(time.perf_counter() - start)
-        distance = relative_distance(np.asarray(finite.test_predictions)[0, -1], target)
+        distance = relative_distance(trained.test[0, -1], target)
         finite_points.append(dict(width=width, seconds=calls[1], compile_seconds=calls[0] - calls[1],
                                   distance=distance, corrected_distance=corrected(distance)))
         print("finite", finite_points[-1])
@@ -208,10 +208,10 @@ def main():
     finite_points = []
     for width in config["widths"]:
         start = time.perf_counter()
-        finite = finite.train(finite.network(arch, width), data.x_train, data.y_train, adam, config["steps"], centred=True,
-                                key=2, seeds=1, record=[config["steps"]], x_test=data.x_test)
+        trained = finite.train(finite.network(arch, width), data.x_train, data.y_train, adam, config["steps"],
+                               centered=True, key=2, seeds=1, record=[config["steps"]], x_test=data.x_test)
         seconds = time.perf_counter() - start
-        distance = relative_distance(np.asarray(finite.test_predictions)[0, -1], target)
+        distance = relative_distance(trained.test[0, -1], target)
         finite_points.append(dict(width=width, seconds=seconds, distance=distance))
         print("finite", finite_points[-1])
 

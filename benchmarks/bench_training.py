@@ -4,8 +4,8 @@ Both sides train the same 3-hidden-layer ReLU MLP (ntk parametrization) on
 MNIST with full-batch Adam for the same number of steps, compiled as one
 ``lax.scan``; the first call of each is a warm-up (compilation) and is not
 timed. "ours" is :func:`infinite_width.finite.train` (per-group rates and
-epsilons through ``optax.multi_transform``, divergence checks, recording of
-train outputs at steps 0 and ``steps``); "plain" is ``optax.adam`` on the same
+epsilons through ``optax.multi_transform``, the memory check, divergence
+checks, recording of train outputs at steps 0 and ``steps``); "plain" is ``optax.adam`` on the same
 ``net.apply`` with nothing else. The target is ours within 15% of plain.
 
 Usage (from the repository root)::
@@ -80,8 +80,8 @@ def main():
     for width in args.widths:
         net = finite.network(arch, width)
         ours = lambda: finite.train(  # noqa: E731
-            net, x, y, opt, args.steps, key=0, record=[0, args.steps]
-        ).final_params
+            net, x, y, opt, args.steps, key=0, record=[0, args.steps], return_params=True
+        )[1].final_params
         plain = plain_adam_loop(net, args.lr)
         params = net.init(jax.random.PRNGKey(0), x.shape[1:])
         xj, yj = jnp.asarray(x), jnp.asarray(y)

@@ -11,8 +11,9 @@ learning disabled"):
   Adam-like limit for Adam (horizontal lines);
 * the NNGP posterior and NTK ridge baselines.
 
-It writes ``adam_closes_the_gap.png`` (test accuracy against width, one panel
-for ``train="all"`` and one for ``train="readout"``), ``comparison.csv`` and
+It writes ``adam_closes_the_gap.png`` and ``.pdf`` (test accuracy against
+width, one panel with every layer trained and one with the readout only, one
+shared legend and y axis), ``comparison.csv`` and
 every solve under ``results/`` (a resumable sweep: run the same command again
 after an interruption and finished solves are loaded, not recomputed).
 
@@ -28,10 +29,12 @@ import argparse
 import os
 import sys
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import infinite_width as iw
 from infinite_width.experiments import demo
+from infinite_width.workflow import plotting
 
 #: The demo's options with this figure's defaults (MNIST, more data, wider networks).
 DEFAULTS = dict(dataset="mnist", n_train=1000, n_test=1000, steps=300, widths=[64, 256, 1024, 4096], seeds=3,
@@ -42,7 +45,7 @@ QUICK = dict(dataset="digits", n_train=50, n_test=50, steps=10, widths=[16, 64],
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     demo.add_arguments(parser, DEFAULTS)
-    return demo.apply_quick(parser.parse_args(argv), QUICK)
+    return demo.resolve_arguments(parser.parse_args(argv), QUICK)
 
 
 def main(argv=None) -> int:
@@ -50,14 +53,18 @@ def main(argv=None) -> int:
     data, _, arch, jobs = demo.setup(args)
     results = iw.sweep(jobs, os.path.join(args.out, "results"), progress=not args.no_progress)
 
-    figure = Figure(figsize=(12.0, 4.5), layout="constrained")
-    baselines = [results["nngp_posterior"], results["ntk_ridge"]]
-    for ax, train in zip(figure.subplots(1, 2), ("all", "readout")):
-        members = [t for name, t in results.items() if f"-{train}-" in name] + baselines
-        iw.workflow.plotting.accuracy_vs_width(members, ax=ax)
-        ax.set_title(f"{data.name}, {arch.name}: train={train!r}")
+    figure = Figure(figsize=(12.0, 5.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    baselines = [t for t in results.values() if t.is_static]
+    for ax, readout_only in zip(figure.subplots(1, 2, sharey=True), (False, True)):
+        members = [t for t in results.values() if t.metadata["readout_only"] == readout_only and not t.is_static]
+        plotting.accuracy_vs_width(members + baselines, ax=ax, legend=False)
+        ax.set_title(f"{data.name}, {arch.name}: {'readout only' if readout_only else 'all layers'} trained")
+    handles = plotting.legend_handles(list(results.values()))
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize="small")
     figure_path = os.path.join(args.out, "adam_closes_the_gap.png")
-    figure.savefig(figure_path, dpi=120)
+    for path in (figure_path, os.path.join(args.out, "adam_closes_the_gap.pdf")):
+        figure.savefig(path, dpi=120)
 
     table = iw.compare(results, pairs=demo.limit_pairs(results))
     table.to_csv(os.path.join(args.out, "comparison.csv"))

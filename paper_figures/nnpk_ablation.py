@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--activations", nargs="+", default=["relu", "erf", "sin"])
     parser.add_argument("--inits", nargs="+", default=["gaussian", "orthogonal", "uniform"])
-    parser.add_argument("--n-samples", nargs="+", type=int, default=[16, 64, 256])
+    parser.add_argument("--networks", nargs="+", type=int, default=[16, 64, 256], help="random networks per NNPK")
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--ridge", type=float, default=1e-3)
@@ -44,7 +44,7 @@ def main():
     grid = {
         "activation": args.activations,
         "init": args.inits,
-        "n_samples": args.n_samples,
+        "networks": args.networks,
         "width": [args.width],
         "depth": [args.depth],
     }

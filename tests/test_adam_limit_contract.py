@@ -3,7 +3,7 @@
 * cases 6.2 and 6.3: the engine converges to the exact closed forms of
   :mod:`infinite_width.limits.adam_limit.exact` with error ~ M^-1/2;
 * finite-width Adam networks (:func:`infinite_width.finite.train`, per-group
-  scaling, centred) converge to the engine's limit on test inputs with
+  scaling, centered) converge to the engine's limit on test inputs with
   distance ~ n^-1/2, with two outputs (the case where hidden-layer gradients
   are shared by the outputs).
 
@@ -52,7 +52,7 @@ def test_sign_sgd_one_point_per_step_converges_to_the_sign_kernel():
     steps, lr = 12, 0.02
     rows = batch_indices_for(jax.random.PRNGKey(4), N_TRAIN, 1, steps)
     closed = exact.sign_sgd_dynamics(arch, x_train, y, x_test, lr, rows)
-    exact_all = np.concatenate([closed.train, closed.eval], axis=1)[..., None]
+    exact_all = np.concatenate([closed.train[0], closed.test[0]], axis=1)
 
     def run(samples):
         return adam_limit.solve(arch, x_train, y, x_test, optim.sign(lr), steps, key=jax.random.PRNGKey(4),
@@ -73,7 +73,7 @@ def test_readout_sign_converges_to_normalized_kernel_descent():
     arch = iw.mlp(2, "identity", 1.2, 0.0, 2)
     steps, lr = 10, 0.05
     closed = exact.normalized_readout_dynamics(arch, x_train, y, x_test, lr, steps)
-    exact_all = np.concatenate([closed.train, closed.eval], axis=1)
+    exact_all = np.concatenate([closed.train[0], closed.test[0]], axis=1)
 
     def run(samples):
         return adam_limit.solve(arch, x_train, y, x_test, optim.sign(lr), steps, key=jax.random.PRNGKey(5),
@@ -100,9 +100,9 @@ def test_finite_width_adam_converges_to_the_limit_with_two_outputs():
     widths = np.array([64, 256, 1024, 4096])
     distances = []
     for width, seeds in zip(widths, (4, 4, 4, 2)):
-        finite = train(network(arch, int(width)), x_train, y, adam, steps, centred=True, key=1,
+        finite = train(network(arch, int(width)), x_train, y, adam, steps, centered=True, key=1,
                        seeds=seeds, record=[steps], x_test=x_test)
-        outputs = np.asarray(finite.test_predictions)[:, -1]  # (seeds, Nt, k)
+        outputs = finite.test[:, -1]  # (seeds, Nt, k)
         per_seed = np.sqrt(np.mean((outputs - reference) ** 2, axis=(1, 2)) / np.mean(reference**2))
         distances.append(per_seed.mean())
     slope = np.polyfit(np.log(widths), np.log(distances), 1)[0]

@@ -219,7 +219,7 @@ def _points(seed, n, d=3):
     return np.random.default_rng(seed).standard_normal((n, d))
 
 
-def _monte_carlo_sign_kernel(arch, x_eval, x_train, samples, seed, train="all"):
+def _monte_carlo_sign_kernel(arch, x_eval, x_train, samples, seed, readout_only=False):
     """Section 3's expectations with Q = sign, chi = 1, from explicitly sampled GPs (not factorized).
 
     Returns the mean and standard error, each (N_eval, N_train).
@@ -242,7 +242,7 @@ def _monte_carlo_sign_kernel(arch, x_eval, x_train, samples, seed, train="all"):
 
     readout_features = phi(h(depth))
     total = sb[depth] + sw[depth] * term(readout_features, readout_features)
-    if train == "all":
+    if not readout_only:
         for l in range(1, depth + 1):
             bias_u = u(l)
             total = total + sb[l - 1] * term(bias_u, bias_u)
@@ -259,15 +259,15 @@ def _monte_carlo_sign_kernel(arch, x_eval, x_train, samples, seed, train="all"):
 
 
 @pytest.mark.parametrize(
-    "activation, train",
-    [("relu", "all"), ("erf", "all"), ("relu", "readout")],
+    "activation, readout_only",
+    [("relu", False), ("erf", False), ("relu", True)],
 )
-def test_sign_kernel_matches_direct_monte_carlo(activation, train):
+def test_sign_kernel_matches_direct_monte_carlo(activation, readout_only):
     arch = iw.mlp(depth=2, activation=activation, W_std=1.3, b_std=0.2)
     x_eval, x_train = _points(3, 4), _points(4, 3)
-    theta = sign_kernel(arch, x_eval, x_train, train=train)
+    theta = sign_kernel(arch, x_eval, x_train, readout_only=readout_only)
     assert theta.shape == (4, 3)
-    mean, stderr = _monte_carlo_sign_kernel(arch, x_eval, x_train, 200_000, seed=5, train=train)
+    mean, stderr = _monte_carlo_sign_kernel(arch, x_eval, x_train, 200_000, seed=5, readout_only=readout_only)
     z = (theta - mean) / stderr
     assert np.max(np.abs(z)) < 4.5, z
 
@@ -317,17 +317,18 @@ def test_sign_dynamics_follows_the_recursion():
         step = 0.1 * np.sign(f_train[i] - y[i])
         f_train, f_eval = f_train - step * theta_tt[:, i], f_eval - step * theta_et[:, i]
         expected.append(f_eval.copy())
-    assert out.train.shape == (31, 5) and out.eval.shape == (31, 3)
-    np.testing.assert_allclose(out.eval, np.array(expected), atol=1e-12)
-    np.testing.assert_allclose(out.train[-1], f_train, atol=1e-12)
+    assert out.train.shape == (1, 31, 5, 1) and out.test.shape == (1, 31, 3, 1)
+    np.testing.assert_array_equal(out.steps, np.arange(31))
+    np.testing.assert_allclose(out.test[0, ..., 0], np.array(expected), atol=1e-12)
+    np.testing.assert_allclose(out.train[0, -1, :, 0], f_train, atol=1e-12)
 
 
 def test_sign_dynamics_moves_nothing_at_zero_error():
     theta = np.eye(3) + 0.1
     y = np.array([0.5, -0.2, 0.1])
     out = sign_dynamics(theta, theta[:2], y, 0.3, np.array([0, 1, 2, 0]), f0_train=y)
-    np.testing.assert_array_equal(out.train[-1], y)
-    np.testing.assert_array_equal(out.eval[-1], np.zeros(2))
+    np.testing.assert_array_equal(out.train[0, -1, :, 0], y)
+    np.testing.assert_array_equal(out.test[0, -1, :, 0], np.zeros(2))
 
 
 def test_wide_finite_network_with_sign_updates_approaches_sign_dynamics():
@@ -338,7 +339,7 @@ def test_wide_finite_network_with_sign_updates_approaches_sign_dynamics():
     y = np.sin(x_train.sum(axis=1))
     arch = iw.mlp(depth=1, activation="relu", W_std=1.3, b_std=0.2)
     indices = minibatch_indices(jax.random.PRNGKey(1), 6, 1, steps)[:, 0]
-    limit = sign_sgd_dynamics(arch, x_train, y, x_eval, lr, indices).eval[-1]
+    limit = sign_sgd_dynamics(arch, x_train, y, x_eval, lr, indices).test[0, -1, :, 0]
 
     def finite(width, seeds):
         init_fn, apply_fn, _ = stax(arch, width)
@@ -395,7 +396,7 @@ def test_normalized_readout_one_step_matches_monte_carlo():
     y = rng.standard_normal((5, 2))
     f0_train, f0_eval = rng.standard_normal((5, 2)), rng.standard_normal((3, 2))
     out = normalized_readout_dynamics(arch, x_train, y, x_eval, 0.1, 1, f0_train=f0_train, f0_eval=f0_eval)
-    update = (np.concatenate([f0_train, f0_eval]) - np.concatenate([out.train[1], out.eval[1]])) / 0.1  # (8, 2)
+    update = (np.concatenate([f0_train, f0_eval]) - np.concatenate([out.train[0, 1], out.test[0, 1]])) / 0.1  # (8, 2)
     chi = (f0_train - y) / y.size  # d/df of 0.5 mean((f - y)^2)
     kernels = layerwise(arch, np.concatenate([x_train, x_eval]), dtype="float64")
     sw, sb = kernels.W_std[-1], kernels.b_std[-1]
@@ -432,8 +433,8 @@ def test_normalized_readout_minibatch_matches_numpy_recursion(loss):
         total = chi.sum(0)
         bias_sign = np.where(np.abs(total) > 1e-12 * np.abs(chi).sum(0), np.sign(total), 0.0)
         f = f - 0.2 * (sw * math.sqrt(2 / math.pi) * direction + sb * bias_sign)
-    assert out.train.shape == (8, 8, 3) and out.eval.shape == (8, 2, 3)
-    np.testing.assert_allclose(np.concatenate([out.train[-1], out.eval[-1]]), f, atol=1e-10)
+    assert out.train.shape == (1, 8, 8, 3) and out.test.shape == (1, 8, 2, 3)
+    np.testing.assert_allclose(np.concatenate([out.train[0, -1], out.test[0, -1]]), f, atol=1e-10)
 
 
 def test_normalized_readout_with_zero_gradient_does_not_move():
@@ -441,9 +442,9 @@ def test_normalized_readout_with_zero_gradient_does_not_move():
     x_train, x_eval = _points(19, 4), _points(20, 2)
     y = np.random.default_rng(21).standard_normal((4, 2))
     out = normalized_readout_dynamics(arch, x_train, y, x_eval, 0.5, 3, f0_train=y)
-    assert np.all(np.isfinite(out.eval))
-    np.testing.assert_array_equal(out.train[-1], y)
-    np.testing.assert_array_equal(out.eval[-1], 0.0)
+    assert np.all(np.isfinite(out.test)) and not out.diverged.any()
+    np.testing.assert_array_equal(out.train[0, -1], y)
+    np.testing.assert_array_equal(out.test[0, -1], 0.0)
 
 
 def test_readout_sign_kernel_agrees_with_normalized_readout_for_one_point_per_step():
@@ -451,10 +452,10 @@ def test_readout_sign_kernel_agrees_with_normalized_readout_for_one_point_per_st
     x_train, x_eval = _points(22, 5), _points(23, 3)
     y = np.random.default_rng(24).standard_normal((5, 1))
     batches = minibatch_indices(jax.random.PRNGKey(3), 5, 1, 12)
-    through_kernel = sign_sgd_dynamics(arch, x_train, y, x_eval, 0.1, batches, train="readout")
+    through_kernel = sign_sgd_dynamics(arch, x_train, y, x_eval, 0.1, batches, readout_only=True)
     normalized = normalized_readout_dynamics(arch, x_train, y, x_eval, 0.1, 12, batch_indices=batches)
-    np.testing.assert_allclose(through_kernel.eval, normalized.eval[..., 0], atol=1e-10)
-    np.testing.assert_allclose(through_kernel.train, normalized.train[..., 0], atol=1e-10)
+    np.testing.assert_allclose(through_kernel.test, normalized.test, atol=1e-10)
+    np.testing.assert_allclose(through_kernel.train, normalized.train, atol=1e-10)
 
 
 # --------------------------------------------------------------------------
@@ -475,7 +476,7 @@ Y2 = np.zeros((3, 2))
         (lambda: sign_kernel(iw.mlp(depth=1, out_dim=2), X, X), ValueError, "scalar output"),
         (lambda: sign_kernel(iw.mlp(depth=0), X, X), ValueError, "depth >= 1"),
         (lambda: sign_kernel(iw.conv(depth=1, out_dim=1), X, X), ValueError, "MLP"),
-        (lambda: sign_kernel(RELU, X, X, train="hidden"), ValueError, "train"),
+        (lambda: sign_kernel(RELU, X, X, readout_only="readout"), TypeError, "readout_only"),
         (lambda: sign_kernel(RELU, X, X, method="closed_form"), ValueError, "method"),
         (lambda: sign_kernel(RELU, X, X, quadrature_order=1), ValueError, "order"),
         (lambda: sign_kernel(RELU, X.ravel(), X), ValueError, "shape"),

@@ -54,16 +54,18 @@ def test_solve_accepts_numpy_scalars_for_ridge_and_batch_size():
     x = rng.normal(size=(12, 3))
     problem = Problem(x[:8], x[:8, :1], x[8:], x[8:, :1])
     arch = iw.mlp(1)
-    plain = iw.solve(problem, arch, regime="ntk_ridge", ridge=1e-4, progress=False)
-    numpy = iw.solve(problem, arch, regime="ntk_ridge", ridge=np.float32(1e-4), progress=False)
+    plain = iw.solve(problem, arch, iw.KernelRidge("ntk", ridge=1e-4), progress=False)
+    numpy = iw.solve(problem, arch, iw.KernelRidge("ntk", ridge=np.float32(1e-4)), progress=False)
     np.testing.assert_allclose(numpy.test_predictions, plain.test_predictions, rtol=1e-5)
-    assert type(numpy.metadata["ridge"]) is float
-    batched = iw.solve(problem, arch, optim.sgd(0.5), steps=3, batch_size=np.int64(4), progress=False)
-    assert batched == iw.solve(problem, arch, optim.sgd(0.5), steps=3, batch_size=4, progress=False)
+    assert type(numpy.metadata["method"]["ridge"]) is float
+    batched = iw.solve(problem, arch, optimizer=optim.sgd(0.5), width=math.inf, steps=3, batch_size=np.int64(4),
+                       progress=False)
+    assert batched == iw.solve(problem, arch, optimizer=optim.sgd(0.5), width=math.inf, steps=3, batch_size=4,
+                               progress=False)
     with pytest.raises(TypeError, match="ridge must be a finite number >= 0, got '1e-4' of type str"):
-        iw.solve(problem, arch, regime="ntk_ridge", ridge="1e-4")
+        iw.KernelRidge("ntk", ridge="1e-4")
     with pytest.raises(TypeError, match="batch_size"):
-        iw.solve(problem, arch, optim.sgd(0.5), batch_size=True)
+        iw.solve(problem, arch, optimizer=optim.sgd(0.5), width=math.inf, batch_size=True)
 
 
 VALUES = st.one_of(

@@ -17,7 +17,7 @@ def test_partly_diverged_ensembles_show_diverged_k_of_s_everywhere_metrics_are_a
     y = np.eye(2)[(x[:, 0] > 0).astype(int)]
     problem = Problem(x[:8], y[:8], x[8:], y[8:])
     # Width 4 at a large rate: some of the 8 seeds blow up, the others train.
-    ensemble = iw.solve(problem, iw.mlp(1, out_dim=2), optim.sgd(3.0), width=4, seeds=8, steps=30, record=[0, 30],
+    ensemble = iw.solve(problem, iw.mlp(1, out_dim=2), iw.Finite(4, seeds=8), optim.sgd(3.0), steps=30, record=[0, 30],
                         progress=False)
     diverged = int(ensemble.diverged.sum())
     assert 0 < diverged < 8, ensemble.diverged

@@ -1,6 +1,8 @@
 """The main demo runs end to end (``--quick``) in a subprocess and writes its table and figure."""
 
+import argparse
 import csv
+import re
 import subprocess
 import sys
 
@@ -9,11 +11,15 @@ import pytest
 
 @pytest.mark.slow
 def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
-    command = [sys.executable, "-m", "infinite_width", "demo", "--quick", "--no-progress", "--out", str(tmp_path)]
+    # --steps given explicitly wins over --quick (issue 9, item 14); the other sizes are --quick's
+    command = [sys.executable, "-m", "infinite_width", "demo", "--quick", "--steps", "7", "--no-progress",
+               "--out", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "40 train / 40 test" in result.stdout
     png = (tmp_path / "demo.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
+    assert (tmp_path / "demo.pdf").read_bytes()[:5] == b"%PDF-"
     with open(tmp_path / "comparison.csv") as file:
         rows = list(csv.DictReader(file))
     labels = {row["label"] for row in rows}
@@ -22,9 +28,14 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
         assert expected in labels, labels
     for row in rows:
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0 and float(row["test_loss"]) >= 0.0
+        assert row["step"] in ("7", "inf")
     with open(tmp_path / "distances.csv") as file:
         distances = list(csv.DictReader(file))
-    assert {(d["a"], d["b"]) for d in distances} >= {("w=64 adam all", "limit adam all")}
+    # every finite network is paired with the limit of its optimizer and trained layers, and nothing else
+    assert {(d["a"], d["b"]) for d in distances} == {
+        (f"w={w} {o} {layers}", f"{'limit' if o == 'adam' else 'NNGP' if layers == 'readout' else 'NTK'} {o} {layers}")
+        for w in (16, 64) for o in ("sgd", "adam") for layers in ("all", "readout")
+    }
     assert all(float(d["test_distance"]) > 0 for d in distances)
     # the printed table names every solve
     for label in labels:
@@ -44,3 +55,38 @@ def test_demo_rejects_unknown_arguments():
     result = subprocess.run([sys.executable, "-m", "infinite_width", "fly"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_options_given_explicitly_win_over_quick():
+    from infinite_width.experiments import demo
+
+    parser = demo.add_arguments(argparse.ArgumentParser())
+    quick = demo.resolve_arguments(parser.parse_args(["--quick", "--n-train", "20", "--widths", "8"]))
+    assert (quick.n_train, quick.widths, quick.steps, quick.n_test) == (20, [8], demo.QUICK["steps"],
+                                                                        demo.QUICK["n_test"])
+    full = demo.resolve_arguments(parser.parse_args(["--samples", "64"]))
+    assert (full.samples, full.steps, full.n_train) == (64, demo.DEFAULTS["steps"], demo.DEFAULTS["n_train"])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--samples", "3"], "samples .3. must be a multiple of replicas"),
+    (["--widths", "16", "0"], "--widths must be >= 1"),
+    (["--n-train", "0"], "--n-train must be >= 1"),
+])
+def test_bad_options_are_refused_before_any_solve(tmp_path, capsys, arguments, message):
+    """Issue 9, item 14: `--samples 3` failed with a traceback after earlier jobs had run."""
+    from infinite_width.__main__ import main
+
+    assert main(["demo", "--quick", "--no-progress", "--out", str(tmp_path / "out"), *arguments]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_solve(tmp_path, capsys):
+    """Issue 9, item 14: a sweep into a read-only folder computed its first job before failing."""
+    from infinite_width.__main__ import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["demo", "--quick", "--no-progress", "--out", str(blocker / "out")]) == 2
+    assert "--out: cannot write in" in capsys.readouterr().err

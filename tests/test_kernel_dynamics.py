@@ -44,13 +44,19 @@ def _mse_grad(f, y):
     return (f - y) / f.size
 
 
+def _arrays(predictions):
+    """(train (R, N, k), test (R, Nt, k)) of a deterministic run's Predictions."""
+    assert predictions.seeds == 1 and not predictions.diverged.any()
+    return predictions.train[0], predictions.test[0]
+
+
 @pytest.mark.parametrize("lr_fraction", [0.3, 1.7])  # 1.7: 1 - a*lam < 0 for the top modes, still stable
 def test_mse_closed_form_matches_explicit_loop(lr_fraction):
     k_tt, k_te, y, rng = _kernels()
     lr = lr_fraction * N * K_OUT / np.linalg.eigvalsh(k_tt)[-1]
     f0, f0_test = rng.normal(size=(N, K_OUT)), rng.normal(size=(NT, K_OUT))
     steps = np.array([0, 1, 4, 17, 40])
-    train, test = kernel_dynamics.mse_closed_form(k_tt, k_te, y, lr, steps, f0_train=f0, f0_test=f0_test)
+    train, test = _arrays(kernel_dynamics.mse_closed_form(k_tt, k_te, y, lr, steps, f0_train=f0, f0_test=f0_test))
     history = _loop(k_tt, k_te, y, lr, 40, _mse_grad, f0=f0, f0_test=f0_test)
     for r, step in enumerate(steps):
         np.testing.assert_allclose(train[r], history[step][0], rtol=1e-9, atol=1e-10)
@@ -63,7 +69,7 @@ def test_closed_form_handles_a_singular_kernel():
     low_rank = v @ np.diag([1.0, 2.0]) @ v.T  # rank 2: zero eigenvalues take the a*t limit
     k_te_low = k_te @ v @ v.T
     lr = 0.5 * N * K_OUT / 2.0
-    train, test = kernel_dynamics.mse_closed_form(low_rank, k_te_low, y, lr, [0, 3, 9])
+    train, test = _arrays(kernel_dynamics.mse_closed_form(low_rank, k_te_low, y, lr, [0, 3, 9]))
     history = _loop(low_rank, k_te_low, y, lr, 9, _mse_grad)
     np.testing.assert_allclose(train[2], history[9][0], atol=1e-10)
     np.testing.assert_allclose(test[1], history[3][1], atol=1e-10)
@@ -80,9 +86,9 @@ def test_kernel_descent_matches_explicit_loop(loss, beta, batch):
     batches = None if batch is None else np.stack([rng.permutation(N)[:batch] for _ in range(25)])
     lr = 0.5
     steps = np.array([0, 2, 11, 25])
-    train, test = kernel_dynamics.kernel_descent(
+    train, test = _arrays(kernel_dynamics.kernel_descent(
         k_tt, k_te, y, lr, steps, loss=loss, momentum=beta, batch_indices=batches, dtype="float64"
-    )
+    ))
     history = _loop(k_tt, k_te, y, lr, 25, grad, beta=beta, batches=batches)
     for r, step in enumerate(steps):
         np.testing.assert_allclose(train[r], history[step][0], rtol=1e-8, atol=1e-10)
@@ -92,8 +98,9 @@ def test_kernel_descent_matches_explicit_loop(loss, beta, batch):
 def test_float32_kernel_descent_is_close_to_float64():
     k_tt, k_te, y, _ = _kernels(2)
     steps = np.arange(0, 31, 10)
-    f32 = kernel_dynamics.kernel_descent(k_tt, k_te, y, 1.0, steps, dtype="float32")
-    f64 = kernel_dynamics.mse_closed_form(k_tt, k_te, y, 1.0, steps)
+    f32 = _arrays(kernel_dynamics.kernel_descent(k_tt, k_te, y, 1.0, steps, dtype="float32"))
+    f64 = _arrays(kernel_dynamics.mse_closed_form(k_tt, k_te, y, 1.0, steps))
+    assert f32[1].dtype == np.float32 and f64[1].dtype == np.float64
     np.testing.assert_allclose(f32[1], f64[1], rtol=1e-4, atol=1e-5)
 
 
@@ -101,7 +108,7 @@ def test_mse_gradient_flow_matches_matrix_exponential():
     k_tt, k_te, y, rng = _kernels(3)
     f0 = rng.normal(size=(N, K_OUT))
     lr, steps = 0.7, np.array([0, 5, 50])
-    train, test = kernel_dynamics.kernel_flow(k_tt, k_te, y, lr, steps, f0_train=f0)
+    train, test = _arrays(kernel_dynamics.kernel_flow(k_tt, k_te, y, lr, steps, f0_train=f0))
     for r, step in enumerate(steps):
         propagator = scipy.linalg.expm(-lr * step * k_tt / (N * K_OUT))
         np.testing.assert_allclose(train[r], y + propagator @ (f0 - y), rtol=1e-6, atol=1e-8)
@@ -133,7 +140,7 @@ def test_cross_entropy_flow_matches_scipy_ode():
     k_tt, k_te, _, rng = _kernels(4)
     y = np.eye(K_OUT)[rng.integers(0, K_OUT, size=N)]
     lr, steps = 2.0, np.array([0, 10, 40])
-    train, test = kernel_dynamics.kernel_flow(k_tt, k_te, y, lr, steps, loss="cross_entropy")
+    train, test = _arrays(kernel_dynamics.kernel_flow(k_tt, k_te, y, lr, steps, loss="cross_entropy"))
     expected_train, expected_test = _ode(k_tt, k_te, y, _softmax_ce_grad, None, lr, lr * steps)
     np.testing.assert_allclose(train, expected_train, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(test, expected_test, rtol=1e-4, atol=1e-6)
@@ -142,7 +149,7 @@ def test_cross_entropy_flow_matches_scipy_ode():
 def test_momentum_flow_is_the_documented_heavy_ball_ode_and_the_small_rate_limit():
     k_tt, k_te, y, _ = _kernels(5)
     lr, beta, steps = 0.05, 0.9, np.array([0, 20, 80])
-    train, test = kernel_dynamics.kernel_flow(k_tt, k_te, y, lr, steps, momentum=beta)
+    train, test = _arrays(kernel_dynamics.kernel_flow(k_tt, k_te, y, lr, steps, momentum=beta))
     expected_train, expected_test = _ode(k_tt, k_te, y, _mse_grad, beta, lr, np.sqrt(lr) * steps)
     np.testing.assert_allclose(train, expected_train, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(test, expected_test, rtol=1e-4, atol=1e-6)
@@ -152,7 +159,7 @@ def test_momentum_flow_is_the_documented_heavy_ball_ode_and_the_small_rate_limit
     for rate in rates:
         b = 1 - (1 - beta) * np.sqrt(rate / lr)
         n_steps = int(round(80 * np.sqrt(lr / rate)))
-        discrete, _ = kernel_dynamics.kernel_descent(k_tt, k_te, y, rate, [n_steps], momentum=b, dtype="float64")
+        discrete, _ = _arrays(kernel_dynamics.kernel_descent(k_tt, k_te, y, rate, [n_steps], momentum=b, dtype="float64"))
         errors.append(np.abs(discrete[0] - expected_train[-1]).max())
     slope = np.polyfit(np.log(rates), np.log(errors), 1)[0]
     assert 0.35 < slope < 0.65, (errors, slope)

@@ -245,7 +245,8 @@ def test_mup_moves_features_by_order_one_where_ntk_does_not():
         changes = []
         for width in widths:
             net = finite.network(arch, width, parametrization)
-            result = finite.train(net, x, y, optim.sgd(0.5), 1, centred=True, key=3, seeds=4, record=[1])
+            _, result = finite.train(net, x, y, optim.sgd(0.5), 1, centered=True, key=3, seeds=4, record=[1],
+                                     return_params=True)
             scale = net.group_scales(4)[0]
 
             def first_layer(params):

@@ -16,7 +16,7 @@ RNG = np.random.RandomState(0)
 X = RNG.randn(36, 5).astype(np.float32)
 Y = np.eye(2, dtype=np.float32)[(X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)]
 PROBLEM = Problem(X[:24], Y[:24], X[24:], Y[24:], name="tiny")
-GRID = {"activation": ["relu", "erf"], "n_samples": [2, 4], "width": [8], "depth": [1]}
+GRID = {"activation": ["relu", "erf"], "networks": [2, 4], "width": [8], "depth": [1]}
 RIDGE = 1e-3
 
 
@@ -60,7 +60,7 @@ def test_numbers_match_an_independent_computation(first_run):
         # NNGP reference: our own kernel regression of the closed-form kernel.
         assert row["nngp_test_accuracy"] == pytest.approx(accuracy_of(kernels.nngp(arch, x_all)))
         assert row["ntk_test_accuracy"] == pytest.approx(accuracy_of(kernels.ntk(arch, x_all)))
-        K = nnpk(arch, x_all, width=row["width"], n_samples=row["n_samples"], key=nnpk_ablation.point_key(1, row))
+        K = nnpk(arch, x_all, width=row["width"], n_samples=row["networks"], key=nnpk_ablation.point_key(1, row))
         assert row["nnpk_test_accuracy"] == pytest.approx(accuracy_of(K))
         assert 0.0 <= row["nnpk_test_accuracy"] <= 1.0 and -1.0 <= row["alignment_nngp"] <= 1.0
 
@@ -95,7 +95,7 @@ def test_refuses_to_mix_settings(first_run):
         ({"activation": ["swish"]}, ValueError, "unknown activation"),
         ({"init": ["xavier"]}, ValueError, "unknown init"),
         ({"width": [0]}, ValueError, "width"),
-        ({"n_samples": []}, ValueError, "empty"),
+        ({"networks": []}, ValueError, "empty"),
         ({"W_std": [float("nan")]}, ValueError, "W_std"),
         ({"activation": "relu"}, TypeError, "list"),
         (["relu"], TypeError, "mapping"),

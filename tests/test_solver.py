@@ -3,6 +3,7 @@
 import math
 
 import jax
+import matplotlib.colors
 import numpy as np
 import pytest
 
@@ -10,8 +11,8 @@ import infinite_width as iw
 from infinite_width import kernels, optim
 from infinite_width._src.rng import batch_indices_for, split_run_key
 from infinite_width.problem import Problem
-from infinite_width.workflow import BASELINES, Trajectory, compare, distance, fit_slope, record_steps, solve
-from infinite_width.workflow.plotting import accuracy_vs_width, distance_vs_width, learning_curves
+from infinite_width.workflow import Record, Trajectory, compare, distance, fit_slope, method_for, palette, solve
+from infinite_width.workflow.plotting import accuracy_vs_width, demo_figure, distance_vs_width, learning_curves
 
 ARCH = iw.mlp(2, "relu", W_std=1.3, b_std=0.2, out_dim=2)
 
@@ -77,60 +78,113 @@ def test_problem_from_dataset():
     np.testing.assert_array_equal(p.x_train, data.x_train)
 
 
-# ---------------------------------------------------------------- routing errors
+# ---------------------------------------------------------------- methods, routing and errors
 
 
 def test_bad_solve_arguments_are_named(problem):
     sgd = optim.sgd(1.0)
     with pytest.raises(ValueError, match="width must be an integer >= 1 or math.inf"):
-        solve(problem, ARCH, sgd, width=0)
+        solve(problem, ARCH, optimizer=sgd, width=0)
     with pytest.raises(ValueError, match="width"):
-        solve(problem, ARCH, sgd, width=100.5)
+        solve(problem, ARCH, optimizer=sgd, width=100.5)
     conv = iw.conv(1, out_dim=2)
     images = Problem(np.zeros((4, 4, 4, 1)) + np.arange(4)[:, None, None, None], problem.y_train[:4],
                      np.ones((2, 4, 4, 1)), problem.y_test[:2])
     with pytest.raises(ValueError, match="Adam-like limit.*MLPs"):
-        solve(images, conv, optim.adam(0.1), width=math.inf)
+        solve(images, conv, optimizer=optim.adam(0.1), width=math.inf)
     no_readout = iw.Architecture(ARCH.layers + (iw.Activation("erf"),))
-    with pytest.raises(ValueError, match="train='readout' needs a readout layer"):
-        solve(problem, no_readout, sgd, train="readout")
+    with pytest.raises(ValueError, match="readout_only=True needs a readout layer"):
+        solve(problem, no_readout, optimizer=sgd, width=math.inf, readout_only=True)
     with pytest.raises(ValueError, match="3 outputs but the targets have k = 2"):
-        solve(problem, iw.mlp(1, out_dim=3), sgd)
+        solve(problem, iw.mlp(1, out_dim=3), optimizer=sgd, width=math.inf)
     with pytest.raises(ValueError, match="takes image inputs"):
-        solve(problem, conv, sgd)
-    with pytest.raises(ValueError, match="not a baseline"):
-        solve(problem, ARCH, regime="ntk")
-    with pytest.raises(ValueError, match="pass optimizer=None"):
-        solve(problem, ARCH, sgd, regime="ntk_ridge")
-    with pytest.raises(ValueError, match="give an optimizer"):
-        solve(problem, ARCH)
+        solve(problem, conv, optimizer=sgd, width=math.inf)
+    with pytest.raises(ValueError, match="exactly one of method"):
+        solve(problem, ARCH, iw.KernelDynamics(), sgd, width=math.inf)
+    with pytest.raises(ValueError, match="exactly one of method"):
+        solve(problem, ARCH, optimizer=sgd)
+    with pytest.raises(TypeError, match="method must be a method object"):
+        solve(problem, ARCH, "ntk", sgd)
+    with pytest.raises(ValueError, match="trains nothing: pass no optimizer"):
+        solve(problem, ARCH, iw.KernelRidge(), sgd)
+    with pytest.raises(ValueError, match="readout_only applies to trained methods"):
+        solve(problem, ARCH, iw.Posterior(), readout_only=True)
+    with pytest.raises(ValueError, match="Finite trains: give an optimizer"):
+        solve(problem, ARCH, iw.Finite(8))
     with pytest.raises(TypeError, match="Optimizer"):
-        solve(problem, ARCH, "sgd")
-    with pytest.raises(ValueError, match="train must be"):
-        solve(problem, ARCH, sgd, train="hidden")
+        solve(problem, ARCH, iw.Finite(8), "sgd")
+    with pytest.raises(TypeError, match="readout_only must be True or False"):
+        solve(problem, ARCH, iw.Finite(8), sgd, readout_only="readout")
+    with pytest.raises(ValueError, match="KernelDynamics is the limit of sgd and momentum"):
+        solve(problem, ARCH, iw.KernelDynamics(), optim.adam(0.1))
     with pytest.raises(ValueError, match="time='continuous'"):
-        solve(problem, ARCH, sgd, batch_size=5, time="continuous")
-    with pytest.raises(ValueError, match="time must be"):
-        solve(problem, ARCH, sgd, time="euler")
-    with pytest.raises(ValueError, match="nnpk_ridge needs a finite width"):
-        solve(problem, ARCH, regime="nnpk_ridge")
+        solve(problem, ARCH, iw.KernelDynamics(time="continuous"), sgd, batch_size=5)
     with pytest.raises(ValueError, match="batch_size 50 exceeds"):
-        solve(problem, ARCH, sgd, batch_size=50)
+        solve(problem, ARCH, optimizer=sgd, width=math.inf, batch_size=50)
     with pytest.raises(ValueError, match="recorded steps must lie in"):
-        solve(problem, ARCH, sgd, steps=5, record=[0, 9])
-    with pytest.raises(ValueError, match="seeds"):
-        solve(problem, ARCH, sgd, width=8, seeds=0)
+        solve(problem, ARCH, optimizer=sgd, width=math.inf, steps=5, record=[0, 9])
     with pytest.raises(TypeError, match="key"):
-        solve(problem, ARCH, sgd, key="seed")
+        solve(problem, ARCH, optimizer=sgd, width=math.inf, key="seed")
     with pytest.raises(TypeError, match="Problem"):
-        solve((problem.x_train, problem.y_train), ARCH, sgd)
+        solve((problem.x_train, problem.y_train), ARCH, optimizer=sgd, width=math.inf)
 
 
-def test_record_steps():
-    np.testing.assert_array_equal(record_steps(5), np.arange(6))
-    assert record_steps(1000).tolist()[:3] == [0, 10, 20] and record_steps(1000)[-1] == 1000
-    np.testing.assert_array_equal(record_steps(10, 3), [0, 5, 10])
-    np.testing.assert_array_equal(record_steps(10, [7, 0, 7]), [0, 7])
+def test_methods_check_their_options_when_built():
+    for build, error, match in [
+        (lambda: iw.Finite(0), ValueError, "width must be an integer >= 1"),
+        (lambda: iw.Finite(8, seeds=0), ValueError, "seeds"),
+        (lambda: iw.Finite(8, parametrization="sp"), ValueError, "parametrization must be one of"),
+        (lambda: iw.Finite(8, init="zeros"), ValueError, "init must be one of"),
+        (lambda: iw.Finite(8, centered="yes"), TypeError, "centered"),
+        (lambda: iw.KernelDynamics(time="euler"), ValueError, "time must be one of"),
+        (lambda: iw.KernelDynamics(dtype="float16"), ValueError, "dtype"),
+        (lambda: iw.AdamLimit(samples=3, replicas=2), ValueError, r"multiple of replicas \(2\), e.g. 2"),
+        (lambda: iw.AdamLimit(replicas=1), ValueError, "replicas must be an integer >= 2"),
+        (lambda: iw.AdamLimit(samples=64, replicas=2, chunk_size=5), ValueError, "chunk_size"),
+        (lambda: iw.AdamLimit(storage_dtype="int8"), ValueError, "storage_dtype"),
+        (lambda: iw.Posterior(ridge=-1.0), ValueError, "ridge"),
+        (lambda: iw.KernelRidge("rbf"), ValueError, "kernel must be one of"),
+        (lambda: iw.KernelRidge("nnpk"), ValueError, "needs the width"),
+        (lambda: iw.KernelRidge("ntk", width=32), ValueError, "has none"),
+        (lambda: iw.KernelRidge("nnpk", width=32, networks=0), ValueError, "networks"),
+    ]:
+        with pytest.raises(error, match=match):
+            build()
+
+
+def test_width_shortcut_routes_to_the_method_objects(problem):
+    assert method_for(math.inf, optim.sgd(1.0)) == iw.KernelDynamics()
+    assert method_for(math.inf, optim.momentum(1.0)) == iw.KernelDynamics()
+    assert method_for(math.inf, optim.adam(0.1)) == iw.AdamLimit()
+    assert method_for(math.inf, optim.sign(0.1)) == iw.AdamLimit()
+    assert method_for(16, optim.sign(0.1)) == iw.Finite(16)
+    with pytest.raises(ValueError, match="give optimizer"):
+        method_for(math.inf, None)
+    short = solve(problem, ARCH, optimizer=optim.sgd(1.0), width=8, steps=3, key=2, progress=False)
+    explicit = solve(problem, ARCH, iw.Finite(8), optim.sgd(1.0), steps=3, key=2, progress=False)
+    np.testing.assert_array_equal(short.test_predictions, explicit.test_predictions)
+    assert short.metadata["method"] == {"name": "Finite", "width": 8, "seeds": 1, "parametrization": "ntk",
+                                        "init": "gaussian", "centered": True}
+    assert short.metadata["optimizer"] == {"name": "sgd", "lr": 1.0} and short.metadata["readout_only"] is False
+
+
+def test_record_policy():
+    np.testing.assert_array_equal(Record().steps(5), np.arange(6))
+    assert Record().steps(1000).tolist()[:3] == [0, 10, 20] and Record().steps(1000)[-1] == 1000
+    np.testing.assert_array_equal(Record(count=3).steps(10), [0, 5, 10])
+    np.testing.assert_array_equal(Record(at=[7, 0, 7]).steps(10), [0, 7])
+    # log spacing: 0, then geometric from 1 to the last step (1, 100^(1/3), 100^(2/3), 100)
+    np.testing.assert_array_equal(Record(count=5, spacing="log").steps(100), [0, 1, 5, 22, 100])
+    assert Record(count=50, spacing="log").steps(10).tolist() == list(range(11))
+    assert Record(at=(3,)).describe() == {"at": [3]}
+    with pytest.raises(ValueError, match="count must be an integer >= 2"):
+        Record(count=1)
+    with pytest.raises(ValueError, match="spacing"):
+        Record(spacing="cubic")
+    with pytest.raises(ValueError, match=">= 0"):
+        Record(at=[-1, 2])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 5\]"):
+        Record(at=[0, 9]).steps(5)
 
 
 # ---------------------------------------------------------------- kernel routes
@@ -155,20 +209,21 @@ def _explicit_kernel_gd(k_all, y, lr, total, beta=0.0, batches=None, ce=False):
 
 
 @pytest.mark.parametrize(
-    "opt, train, batch_size, loss",
+    "opt, readout_only, batch_size, loss",
     [
-        (optim.sgd(2.0), "all", None, "mse"),
-        (optim.sgd(2.0), "readout", None, "mse"),
-        (optim.momentum(0.5, 0.8), "all", None, "mse"),
-        (optim.sgd(2.0), "all", 5, "cross_entropy"),
-        (optim.momentum(1.0, 0.5), "readout", 4, "cross_entropy"),
+        (optim.sgd(2.0), False, None, "mse"),
+        (optim.sgd(2.0), True, None, "mse"),
+        (optim.momentum(0.5, 0.8), False, None, "mse"),
+        (optim.sgd(2.0), False, 5, "cross_entropy"),
+        (optim.momentum(1.0, 0.5), True, 4, "cross_entropy"),
     ],
 )
-def test_kernel_routes_match_explicit_function_space_loops(problem, ce_problem, opt, train, batch_size, loss):
+def test_kernel_routes_match_explicit_function_space_loops(problem, ce_problem, opt, readout_only, batch_size, loss):
     p = problem if loss == "mse" else ce_problem
-    t = solve(p, ARCH, opt, steps=12, train=train, batch_size=batch_size, key=3, dtype="float64", progress=False)
-    assert t.regime == ("ntk" if train == "all" else "nngp")
-    kernel = kernels.ntk if train == "all" else kernels.nngp
+    t = solve(p, ARCH, iw.KernelDynamics(dtype="float64"), opt, steps=12, readout_only=readout_only,
+              batch_size=batch_size, key=3, progress=False)
+    assert t.regime == ("nngp" if readout_only else "ntk")
+    kernel = kernels.nngp if readout_only else kernels.ntk
     x_all = np.concatenate([p.x_train, p.x_test])
     k_all = kernel(ARCH, x_all, p.x_train, dtype="float64")
     batches = None
@@ -191,10 +246,11 @@ def test_discrete_time_approaches_continuous_time_at_rate_lr(problem):
     rates, gaps = [0.4, 0.2, 0.1], []
     for lr in rates:
         steps = int(round(20 / lr))
-        discrete = solve(problem, ARCH, optim.sgd(lr), steps=steps, record=[steps], progress=False)
-        continuous = solve(problem, ARCH, optim.sgd(lr), steps=steps, record=[steps], time="continuous",
-                           progress=False)
-        assert continuous.metadata["time"] == "continuous"
+        discrete = solve(problem, ARCH, iw.KernelDynamics(), optim.sgd(lr), steps=steps, record=[steps],
+                         progress=False)
+        continuous = solve(problem, ARCH, iw.KernelDynamics(time="continuous"), optim.sgd(lr), steps=steps,
+                           record=[steps], progress=False)
+        assert continuous.metadata["method"]["time"] == "continuous"
         gaps.append(distance(discrete, continuous)[1][-1])
     assert 0.85 < fit_slope(rates, gaps)[0] < 1.15, gaps
 
@@ -202,8 +258,11 @@ def test_discrete_time_approaches_continuous_time_at_rate_lr(problem):
 def test_baselines_match_numpy_kernel_regression_and_gp_posterior(problem):
     ridge = 1e-3
     x_all = np.concatenate([problem.x_train, problem.x_test])
+    methods = {"ntk_ridge": iw.KernelRidge("ntk", ridge=ridge, dtype="float64"),
+               "nngp_ridge": iw.KernelRidge("nngp", ridge=ridge, dtype="float64"),
+               "nngp_posterior": iw.Posterior(ridge=ridge, dtype="float64")}
     for regime, kernel in (("ntk_ridge", kernels.ntk), ("nngp_ridge", kernels.nngp), ("nngp_posterior", kernels.nngp)):
-        t = solve(problem, ARCH, regime=regime, ridge=ridge, dtype="float64", progress=False)
+        t = solve(problem, ARCH, methods[regime], progress=False)
         assert t.is_static and t.steps.tolist() == [-1] and t.regime == regime
         k = kernel(ARCH, x_all, dtype="float64")
         k_tt = k[:20, :20]
@@ -213,50 +272,56 @@ def test_baselines_match_numpy_kernel_regression_and_gp_posterior(problem):
         if regime == "nngp_posterior":
             variance = np.diag(k[20:, 20:] - k[20:, :20] @ np.linalg.solve(reg, k[:20, 20:]))
             np.testing.assert_allclose(t.extras["test_variance"][:, 0], variance, rtol=1e-3, atol=1e-5)
-    assert set(BASELINES) == {"nngp_posterior", "ntk_ridge", "nngp_ridge", "nnpk_ridge"}
+    assert iw.Posterior().ridge == iw.KernelRidge().ridge == iw.workflow.DEFAULT_RIDGE == 1e-4
 
 
 def test_nnpk_ridge_is_kernel_regression_with_the_nnpk(problem):
-    t = solve(problem, ARCH, regime="nnpk_ridge", width=32, samples=64, key=5, ridge=1e-3, progress=False)
+    t = solve(problem, ARCH, iw.KernelRidge("nnpk", ridge=1e-3, width=32, networks=64), key=5, progress=False)
     x_all = np.concatenate([problem.x_train, problem.x_test])
     k = kernels.nnpk(ARCH, x_all, problem.x_train, width=32, n_samples=64, key=split_run_key(5)[0],
                      normalize="mean")
     expected = k[20:] @ np.linalg.solve(k[:20] + 1e-3 * np.mean(np.diag(k[:20])) * np.eye(20), problem.y_train)
     np.testing.assert_allclose(t.test_predictions[0, 0], expected, rtol=1e-3, atol=1e-4)
-    assert t.label == "nnpk_ridge w=32"
+    assert t.label == "nnpk_ridge w=32" and t.regime == "nnpk_ridge" and t.width == 32
 
 
 # ---------------------------------------------------------------- finite and Adam-limit routes
 
 
 def test_every_dynamical_route_has_one_layout_and_same_key_same_trajectory(problem):
+    limit = iw.AdamLimit(samples=256, replicas=2)
     runs = {
-        "finite": dict(optimizer=optim.adam(0.05, 0.9, 0.99), width=16, seeds=3, batch_size=10),
-        "adam_limit": dict(optimizer=optim.adam(0.05, 0.9, 0.99), samples=256, replicas=2),
-        "adam_limit_readout": dict(optimizer=optim.sign(0.02), samples=256, replicas=2, train="readout"),
+        "finite": dict(method=iw.Finite(16, seeds=3), optimizer=optim.adam(0.05, 0.9, 0.99), batch_size=10),
+        "adam_limit": dict(method=limit, optimizer=optim.adam(0.05, 0.9, 0.99)),
+        "adam_limit_readout": dict(method=limit, optimizer=optim.sign(0.02), readout_only=True),
     }
     for name, kwargs in runs.items():
         a = solve(problem, ARCH, steps=6, key=7, progress=False, **kwargs)
         b = solve(problem, ARCH, steps=6, key=7, progress=False, **kwargs)
         c = solve(problem, ARCH, steps=6, key=8, progress=False, **kwargs)
-        seeds = kwargs.get("seeds", 1)
+        seeds = 3 if name == "finite" else 1
         assert a.train_predictions.shape == (seeds, 7, 20, 2) and a.test_predictions.shape == (seeds, 7, 10, 2)
         assert a.test_loss.shape == (seeds, 7) and a.diverged.shape == (seeds,) and not a.diverged.any()
         np.testing.assert_array_equal(a.test_predictions, b.test_predictions)
         assert not np.array_equal(a.test_predictions, c.test_predictions)
-        assert np.all(a.test_predictions[:, 0] == 0)  # centred finite networks and limits start at 0
+        assert np.all(a.test_predictions[:, 0] == 0)  # centered finite networks and limits start at 0
         if name.startswith("adam_limit"):
             assert a.regime == "adam_limit" and a.test_stderr.shape == (7, 10, 2)
             assert np.all(a.test_stderr[1:] > 0)
+            # one accuracy per Monte Carlo replica and recorded step (the spread of the limit's accuracy)
+            replica_accuracy = a.extras["replica_test_accuracy"]
+            assert replica_accuracy.shape == (2, 7) and np.all((0 <= replica_accuracy) & (replica_accuracy <= 1))
+            assert a.metadata["info"]["samples"] == 256 and a.metadata["info"]["replicas"] == 2
         else:
             assert a.regime == "finite" and a.test_stderr is None and a.seeds == 3
-        for field in ("regime", "label", "architecture", "optimizer", "width", "wall_time", "versions", "device"):
+        for field in ("regime", "method", "label", "architecture", "optimizer", "readout_only", "width", "wall_time",
+                      "versions", "device"):
             assert field in a.metadata
     assert a.metadata["versions"]["jax"] == jax.__version__
 
 
 def test_uncentred_finite_networks_start_at_their_initial_outputs(problem):
-    t = solve(problem, ARCH, optim.sgd(1.0), width=32, steps=2, centred=False, progress=False)
+    t = solve(problem, ARCH, iw.Finite(32, centered=False), optim.sgd(1.0), steps=2, progress=False)
     assert np.abs(t.test_predictions[0, 0]).max() > 0.1
 
 
@@ -270,12 +335,12 @@ def test_finite_networks_approach_their_limits_like_width_to_the_minus_half():
     arch = iw.mlp(2, "relu", W_std=1.3, b_std=0.2, out_dim=1)
     widths = [64, 256, 1024]
     slopes = {}
-    for opt, options in ((optim.sgd(1.0), {}), (optim.adam(0.05, 0.9, 0.99), dict(samples=65536, replicas=4))):
-        limit = solve(p, arch, opt, steps=30, record=[0, 30], progress=False, **options)
+    for opt, method in ((optim.sgd(1.0), iw.KernelDynamics()), (optim.adam(0.05, 0.9, 0.99), iw.AdamLimit(65536, 4))):
+        limit = solve(p, arch, method, opt, steps=30, record=[0, 30], progress=False)
         reference = limit.test_predictions[0, -1]
         distances = []
         for width in widths:
-            finite = solve(p, arch, opt, width=width, steps=30, record=[0, 30], seeds=6, key=1, progress=False)
+            finite = solve(p, arch, iw.Finite(width, seeds=6), opt, steps=30, record=[0, 30], key=1, progress=False)
             per_seed = np.sqrt(np.mean((finite.test_predictions[:, -1] - reference) ** 2, axis=(1, 2)))
             distances.append(np.sqrt(np.mean(per_seed**2)) / np.sqrt(np.mean(reference**2)))
         slopes[opt.name] = fit_slope(widths, distances)[0]
@@ -288,9 +353,9 @@ def test_finite_networks_approach_their_limits_like_width_to_the_minus_half():
 
 
 def test_save_load_round_trip_of_every_field(problem, tmp_path):
-    limit = solve(problem, ARCH, optim.adam(0.05), steps=3, samples=128, replicas=2, progress=False)
-    posterior = solve(problem, ARCH, regime="nngp_posterior", progress=False)
-    finite = solve(problem, ARCH, optim.sgd(1.0), width=8, seeds=2, steps=3, progress=False)
+    limit = solve(problem, ARCH, iw.AdamLimit(128, 2), optim.adam(0.05), steps=3, progress=False)
+    posterior = solve(problem, ARCH, iw.Posterior(), progress=False)
+    finite = solve(problem, ARCH, iw.Finite(8, seeds=2), optim.sgd(1.0), steps=3, progress=False)
     for t in (limit, posterior, finite):
         path = t.save(tmp_path / t.regime)
         loaded = Trajectory.load(path)
@@ -308,9 +373,9 @@ def test_save_load_round_trip_of_every_field(problem, tmp_path):
 
 
 def test_compare_table_rows_csv_and_distances(problem, tmp_path):
-    ntk = solve(problem, ARCH, optim.sgd(2.0), steps=10, progress=False)
-    finite = solve(problem, ARCH, optim.sgd(2.0), width=64, seeds=2, steps=10, record=[0, 5, 10], progress=False)
-    ridge = solve(problem, ARCH, regime="ntk_ridge", progress=False)
+    ntk = solve(problem, ARCH, optimizer=optim.sgd(2.0), width=math.inf, steps=10, progress=False)
+    finite = solve(problem, ARCH, iw.Finite(64, seeds=2), optim.sgd(2.0), steps=10, record=[0, 5, 10], progress=False)
+    ridge = solve(problem, ARCH, iw.KernelRidge(), progress=False)
     table = compare([ntk, finite, ridge])
     rows = table.rows()
     assert [r["label"] for r in rows] == ["NTK sgd all", "w=64 sgd all", "ntk_ridge"]
@@ -339,16 +404,89 @@ def test_compare_table_rows_csv_and_distances(problem, tmp_path):
 
 
 def test_plots_write_pngs_and_fit_the_slope(problem, tmp_path):
-    ntk = solve(problem, ARCH, optim.sgd(2.0), steps=8, progress=False)
-    finite = [solve(problem, ARCH, optim.sgd(2.0), width=w, steps=8, seeds=2, progress=False) for w in (8, 32, 128)]
-    posterior = solve(problem, ARCH, regime="nngp_posterior", progress=False)
+    ntk = solve(problem, ARCH, optimizer=optim.sgd(2.0), width=math.inf, steps=8, progress=False)
+    finite = [solve(problem, ARCH, iw.Finite(w, seeds=2), optim.sgd(2.0), steps=8, progress=False) for w in (8, 32, 128)]
+    posterior = solve(problem, ARCH, iw.Posterior(), progress=False)
     learning_curves([ntk, posterior] + finite, path=tmp_path / "curves.png")
-    accuracy_vs_width([ntk, posterior] + finite, path=tmp_path / "width.png")
+    accuracy_vs_width([ntk, posterior] + finite, path=[tmp_path / "width.png", tmp_path / "width.pdf"])
     _, slope = distance_vs_width(finite, ntk, path=tmp_path / "distance.png")
     for name in ("curves.png", "width.png", "distance.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert (tmp_path / "width.pdf").read_bytes()[:5] == b"%PDF-"
     finals = [distance(t, ntk)[1][-1] for t in finite]
     assert slope == pytest.approx(np.polyfit(np.log([8, 32, 128]), np.log(finals), 1)[0])
     with pytest.raises(ValueError, match="unknown metric"):
         learning_curves([ntk], metric="f1")
+
+
+def test_demo_figure_has_one_shared_legend_and_one_colour_per_family(problem):
+    """Issue 13: one legend per figure (not one 18-entry legend per panel), colours from the metadata."""
+    sgd, adam = optim.sgd(2.0), optim.adam(0.05, 0.9, 0.99)
+    runs = [solve(problem, ARCH, iw.AdamLimit(128, 2), adam, steps=4, progress=False),
+            solve(problem, ARCH, iw.KernelDynamics(), sgd, steps=4, readout_only=True, progress=False),
+            solve(problem, ARCH, iw.KernelRidge(), progress=False)]
+    runs += [solve(problem, ARCH, iw.Finite(w, seeds=2), opt, steps=4, readout_only=readout_only, progress=False)
+             for w in (8, 16) for opt, readout_only in ((adam, False), (sgd, True))]
+    figure = demo_figure(runs)
+    assert len(figure.legends) == 1 and all(ax.get_legend() is None for ax in figure.axes)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    # 3 families (adam all layers, sgd readout only, ntk_ridge), 3 line styles, the Monte Carlo band
+    assert len(labels) == 7 and len(set(labels)) == 7, labels
+    assert {"adam, all layers", "sgd, readout only", "ntk_ridge"} <= set(labels)
+    # a finite network and its limit share the family colour, whatever else is in the figure
+    assert palette.color(runs[0].metadata) == palette.color(runs[3].metadata) == palette.COLORS[("adam", False)]
+    assert palette.color(runs[1].metadata) == palette.color(runs[4].metadata) != palette.color(runs[0].metadata)
+    # the width panel shows the limit's Monte Carlo error as a band of its colour
+    adam_rgb = matplotlib.colors.to_rgb(palette.COLORS[("adam", False)])
+    assert any(tuple(patch.get_facecolor()[:3]) == adam_rgb for patch in figure.axes[2].patches)
+
+
+# ---------------------------------------------------------------- issue 9 regressions
+
+
+@pytest.mark.parametrize("method, optimizer", [
+    (iw.Finite(16), optim.sgd(1.0)),
+    (iw.AdamLimit(256, 2), optim.adam(0.05)),
+    (iw.KernelDynamics(), optim.sgd(1.0)),
+])
+def test_minibatches_with_a_record_list(problem, method, optimizer):
+    """Issue 9, item 4: record=[0, 5] with batch_size=10 and steps=10 drew minibatches only up to step 5."""
+    sparse = solve(problem, ARCH, method, optimizer, steps=10, record=[0, 5], batch_size=10, key=4, progress=False)
+    dense = solve(problem, ARCH, method, optimizer, steps=10, record=[0, 5, 10], batch_size=10, key=4, progress=False)
+    assert sparse.steps.tolist() == [0, 5]
+    np.testing.assert_allclose(sparse.test_predictions, dense.test_predictions[:, :2], rtol=1e-6, atol=1e-7)
+
+
+def test_every_route_runs_under_x64(problem):
+    """Issue 9, item 5: every method of solve works with JAX's x64 mode on (deterministic ones as in float32)."""
+    routes = [
+        (iw.Finite(16, seeds=2), optim.adam(0.05), dict(batch_size=5), False),
+        (iw.KernelDynamics(), optim.sgd(2.0), {}, True),
+        (iw.KernelDynamics(), optim.momentum(1.0, 0.5), dict(batch_size=5, readout_only=True), False),
+        (iw.AdamLimit(256, 2), optim.adam(0.05), dict(batch_size=5), False),
+        (iw.Posterior(), None, {}, True),
+        (iw.KernelRidge("nnpk", width=16, networks=8), None, {}, False),
+    ]
+    for method, optimizer, options, deterministic in routes:
+        with jax.enable_x64(True):
+            wide = solve(problem, ARCH, method, optimizer, steps=5, key=1, progress=False, **options)
+        assert np.all(np.isfinite(wide.test_predictions)) and not wide.diverged.any(), method
+        if deterministic:  # random draws differ in x64 mode; closed forms do not
+            narrow = solve(problem, ARCH, method, optimizer, steps=5, key=1, progress=False, **options)
+            np.testing.assert_allclose(wide.test_predictions, narrow.test_predictions, rtol=2e-3, atol=2e-4)
+
+
+def test_divergence_counts_exploding_and_infinite_losses(problem):
+    """Issue 9, item 8: NTK descent past max_learning_rate and sign(1e30) in the limit are flagged as diverged."""
+    k = kernels.ntk(ARCH, problem.x_train)
+    lr = 1.1 * kernels.max_learning_rate(k, problem.y_train.size)
+    with pytest.warns(RuntimeWarning, match="exceeds max_learning_rate"):
+        unstable = solve(problem, ARCH, iw.KernelDynamics(), optim.sgd(lr), steps=100, progress=False)
+    assert np.all(np.isfinite(unstable.train_loss)) and unstable.train_loss[0, -1] > 1e4 * unstable.train_loss[0, 0]
+    assert unstable.diverged.tolist() == [True]
+    stable = solve(problem, ARCH, iw.KernelDynamics(), optim.sgd(0.9 * lr), steps=100, progress=False)
+    assert stable.diverged.tolist() == [False]
+    with np.errstate(over="ignore"):
+        huge = solve(problem, ARCH, iw.AdamLimit(128, 2), optim.sign(1e30), steps=2, progress=False)
+    assert not np.all(np.isfinite(huge.train_loss)) and huge.diverged.tolist() == [True]

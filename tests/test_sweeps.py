@@ -83,8 +83,8 @@ def test_sweep_returns_loaded_results_and_recomputes_changed_jobs(tmp_path):
     x = rng.normal(size=(12, 3))
     problem = Problem(x[:8], x[:8, :1], x[8:], x[8:, :1])
     arch = iw.mlp(1, out_dim=1)
-    jobs = {"ntk": dict(problem=problem, arch=arch, optimizer=optim.sgd(1.0), steps=5),
-            "ridge": dict(problem=problem, arch=arch, regime="ntk_ridge")}
+    jobs = {"ntk": dict(problem=problem, arch=arch, optimizer=optim.sgd(1.0), width=float("inf"), steps=5),
+            "ridge": dict(problem=problem, arch=arch, method=iw.KernelRidge("ntk"))}
     first = sweep(jobs, tmp_path, progress=False)
     assert list(first) == ["ntk", "ridge"] and first["ntk"].metadata["job_name"] == "ntk"
     mtime = os.stat(tmp_path / "ntk.npz").st_mtime_ns
@@ -98,6 +98,11 @@ def test_sweep_returns_loaded_results_and_recomputes_changed_jobs(tmp_path):
     other = Problem(x[:8] + 1, x[:8, :1], x[8:], x[8:, :1])
     assert job_fingerprint(dict(jobs["ntk"], problem=other)) != job_fingerprint(jobs["ntk"])
     assert set(width_jobs([4, float("inf")], arch=arch)) == {"w4", "winf"}
+    assert width_jobs([4, float("inf")], seeds=3) == {"w4": {"method": iw.Finite(4, seeds=3)},
+                                                      "winf": {"width": float("inf")}}
+    # a changed method option is a changed job
+    assert job_fingerprint(dict(jobs["ridge"], method=iw.KernelRidge("ntk", ridge=1e-3))) != job_fingerprint(
+        jobs["ridge"])
 
 
 def test_bad_sweep_jobs_are_named(tmp_path):

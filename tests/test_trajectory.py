@@ -3,6 +3,7 @@ equality that ignores timings."""
 
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -84,7 +85,7 @@ def test_two_identical_solves_compare_equal():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(10, 3))
     problem = Problem(x[:6], x[:6, :1], x[6:], x[6:, :1])
-    runs = [iw.solve(problem, iw.mlp(1), optim.sgd(0.5), steps=2, progress=False) for _ in range(2)]
+    runs = [iw.solve(problem, iw.mlp(1), optimizer=optim.sgd(0.5), width=math.inf, steps=2, progress=False) for _ in range(2)]
     assert runs[0].metadata["wall_time"] != runs[1].metadata["wall_time"]
     assert runs[0] == runs[1]
 

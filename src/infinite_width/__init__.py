@@ -8,15 +8,17 @@ Three views of one architecture, on the same data, one subpackage per layer:
 * :mod:`infinite_width.limits`: what training becomes at infinite width:
   kernel dynamics, the NNGP posterior and kernel ridge baselines, and the
   Adam-like limit (:mod:`infinite_width.limits.adam_limit`);
-* :mod:`infinite_width.workflow`: one :func:`solve` for every regime, the
+* :mod:`infinite_width.workflow`: one :func:`solve` for every method
+  (:class:`Finite`, :class:`KernelDynamics`, :class:`AdamLimit`,
+  :class:`Posterior`, :class:`KernelRidge`; ``width=`` picks one), the
   :class:`Trajectory` it returns, :func:`compare`, :func:`sweep` and plots;
 * :mod:`infinite_width.experiments`: the demo and the NNPK ablation, shared
   by the command line and ``paper_figures/``;
 * :mod:`infinite_width.datasets`: digits, MNIST, Fashion-MNIST and CIFAR-10.
 
 Architectures (:func:`mlp`, :func:`conv`, :func:`myrtle`, :class:`Architecture`),
-:class:`Problem`, :mod:`~infinite_width.optim` and :mod:`~infinite_width.losses`
-are shared by all of them. Every subpackage is an attribute of the package
+:class:`Problem`, :mod:`~infinite_width.optim`, :mod:`~infinite_width.losses`
+and :class:`Predictions` (what every method returns) are shared by all of them. Every subpackage is an attribute of the package
 from the start (imported on first use).
 
 :mod:`infinite_width.testing` (hypothesis strategies and kernel-identity
@@ -44,8 +46,21 @@ from infinite_width.architectures import (
     mlp,
     myrtle,
 )
+from infinite_width.predictions import Predictions
 from infinite_width.problem import Problem
-from infinite_width.workflow import Trajectory, compare, solve, sweep, width_jobs
+from infinite_width.workflow import (
+    AdamLimit,
+    Finite,
+    KernelDynamics,
+    KernelRidge,
+    Posterior,
+    Record,
+    Trajectory,
+    compare,
+    solve,
+    sweep,
+    width_jobs,
+)
 
 __version__ = "0.1.0"
 
@@ -74,7 +89,14 @@ __all__ = [
     "GlobalAvgPool",
     "LayerNorm",
     "MaxPool",
+    "Predictions",
     "Problem",
+    "Finite",
+    "KernelDynamics",
+    "AdamLimit",
+    "Posterior",
+    "KernelRidge",
+    "Record",
     "Trajectory",
     "compare",
     "conv",

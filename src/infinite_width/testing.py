@@ -19,7 +19,7 @@ Independent references (pure numpy, no neural-tangents):
 
 * :func:`arccos_relu_kernels`: the arc-cosine recursion of Cho & Saul (2009)
   for bias-and-weight-scaled ReLU MLPs, NNGP and NTK;
-* :func:`bivariate_gaussian_expectation`: ``E[f(u) g(v)]`` for a centred
+* :func:`bivariate_gaussian_expectation`: ``E[f(u) g(v)]`` for a centered
   Gaussian pair by 2-D Gauss-Hermite quadrature (accurate for smooth f, g).
 
 This module needs ``hypothesis`` (the ``test`` extra); ``import

@@ -14,7 +14,7 @@ import numpy as np
 
 from infinite_width._src.checks import as_key, check_int
 
-__all__ = ["minibatch_indices", "split_run_key", "batch_indices_for"]
+__all__ = ["minibatch_indices", "split_run_key", "batch_indices_for", "ensemble_keys"]
 
 
 def minibatch_indices(key, n_train: int, batch_size: Optional[int], steps: int) -> np.ndarray:
@@ -56,3 +56,14 @@ def split_run_key(key):
 def batch_indices_for(key, n_train: int, batch_size: Optional[int], steps: int) -> np.ndarray:
     """The minibatch rows (steps, batch_size) of a run started from ``key`` (see :func:`split_run_key`)."""
     return minibatch_indices(split_run_key(key)[1], n_train, batch_size, steps)
+
+
+def ensemble_keys(key, seeds: int):
+    """``(init_keys (seeds, ...), batch_key)`` of an ensemble of ``seeds`` finite networks started from ``key``.
+
+    Seed ``i`` is initialised from ``init_keys[i]``, where ``init_keys =
+    jax.random.split(init_key, seeds)`` and ``(init_key, batch_key) =``
+    :func:`split_run_key` ``(key)``.
+    """
+    init_key, batch_key = split_run_key(key)
+    return jax.random.split(init_key, check_int("seeds", seeds, 1)), batch_key

@@ -51,7 +51,7 @@ class Dataset:
       x_train, x_test: float32 inputs, (N, d) with ``d = H*W*C`` (flattened in
         NHWC order) or (N, H, W, C) images.
       y_train, y_test: float32 targets (N, k): one-hot, or one-hot minus 1/k when
-        centred.
+        centered.
       labels_train, labels_test: int32 labels (N,) in ``0..k-1``; label ``i``
         is the original class ``classes[i]``.
       num_classes: k.
@@ -172,7 +172,7 @@ def _standardize(x_train: np.ndarray, x_test: np.ndarray, how: str) -> None:
     x_train -= mean  # in place: the float32 arrays are ours, and full-size float64 copies are slow
     x_test -= mean
     std = np.sqrt(np.mean(np.square(x_train), axis=axes, dtype=np.float64, keepdims=True))
-    std = np.where(std > 0, std, 1.0).astype(np.float32)  # a constant feature is only centred
+    std = np.where(std > 0, std, 1.0).astype(np.float32)  # a constant feature is only centered
     x_train /= std
     x_test /= std
 
@@ -227,7 +227,7 @@ def load(
         blows up pixels that are nearly always zero, like MNIST's border);
         ``"global"``: one mean and std; ``False``: pixels scaled to [0, 1].
         Statistics come from the returned training set only; constant features
-        are only centred.
+        are only centered.
       center_targets: targets ``one_hot - 1/k`` (rows sum to 0), as kernel
         regression papers use; default plain one-hot.
       download: fetch the official files into the data folder first if they

@@ -10,11 +10,14 @@ comparison table and writes to ``--out``:
   the same command again after an interruption and finished solves are
   loaded, not recomputed);
 * ``comparison.csv`` and ``distances.csv``: the table as CSV;
-* ``demo.png``: learning curves and test accuracy against width.
+* ``demo.png`` and ``demo.pdf``: learning curves and test accuracy against
+  width, with one shared legend.
 
-``--quick`` shrinks everything for a smoke test (a few seconds of compute).
+``--quick`` shrinks everything for a smoke test (a few seconds of compute);
+options given explicitly win over it. Every option is checked (and the output
+folder's write access) before anything is computed.
 ``paper_figures/adam_closes_the_gap.py`` runs the same solves with its own
-defaults (through :func:`add_arguments` and :func:`setup`).
+defaults (through :func:`add_arguments`, :func:`resolve_arguments` and :func:`setup`).
 """
 
 from __future__ import annotations
@@ -22,16 +25,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
+import tempfile
 import time
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, Mapping, NamedTuple, Optional
 
 from infinite_width import datasets, optim
 from infinite_width.architectures import Architecture, mlp
 from infinite_width.problem import Problem
-from infinite_width.workflow import compare, sweep
+from infinite_width.workflow import AdamLimit, Finite, KernelDynamics, KernelRidge, Posterior, compare, sweep
 from infinite_width.workflow.plotting import demo_figure
+from infinite_width.workflow.trajectory import Trajectory
 
-__all__ = ["DEFAULTS", "QUICK", "demo_jobs", "limit_pairs", "add_arguments", "apply_quick", "setup", "run"]
+__all__ = ["DEFAULTS", "QUICK", "demo_jobs", "limit_pairs", "add_arguments", "resolve_arguments", "setup", "run"]
 
 #: Default options of the demo (``add_arguments`` takes overrides).
 DEFAULTS = dict(
@@ -43,60 +49,91 @@ QUICK = dict(n_train=40, n_test=40, steps=12, widths=[16, 64], samples=512, repl
 
 
 def demo_jobs(problem, arch, *, steps, widths, samples, replicas, seeds, sgd_lr, adam_lr, key=0):
-    """The demo's solves as sweep jobs: ``{name: solve arguments}`` (see the module docstring)."""
+    """The demo's solves as sweep jobs: ``{name: solve arguments}`` (see the module docstring).
+
+    Every method is built (and so checked) here, before any job runs.
+    """
     common = dict(problem=problem, arch=arch, steps=steps, key=key)
     sgd, adam = optim.sgd(sgd_lr), optim.adam(adam_lr, b1=0.9, b2=0.99)
+    limit = AdamLimit(samples=samples, replicas=replicas)
+    finite = {width: Finite(width, seeds=seeds) for width in widths}
     jobs = {
-        "nngp_posterior": dict(problem=problem, arch=arch, regime="nngp_posterior", ridge=1e-4),
-        "ntk_ridge": dict(problem=problem, arch=arch, regime="ntk_ridge", ridge=1e-4),
+        "nngp_posterior": dict(problem=problem, arch=arch, method=Posterior()),
+        "ntk_ridge": dict(problem=problem, arch=arch, method=KernelRidge("ntk")),
     }
-    for train in ("all", "readout"):
-        jobs[f"sgd-{train}-inf"] = dict(common, optimizer=sgd, train=train)
-        jobs[f"adam-{train}-inf"] = dict(common, optimizer=adam, train=train, samples=samples, replicas=replicas)
+    for readout_only in (False, True):
+        layers = "readout" if readout_only else "all"
+        trained = dict(common, readout_only=readout_only)
+        jobs[f"sgd-{layers}-inf"] = dict(trained, method=KernelDynamics(), optimizer=sgd)
+        jobs[f"adam-{layers}-inf"] = dict(trained, method=limit, optimizer=adam)
         for width in widths:
             for name, optimizer in (("sgd", sgd), ("adam", adam)):
-                jobs[f"{name}-{train}-w{width}"] = dict(common, optimizer=optimizer, train=train, width=width,
-                                                         seeds=seeds)
+                jobs[f"{name}-{layers}-w{width}"] = dict(trained, method=finite[width], optimizer=optimizer)
     return jobs
 
 
-def limit_pairs(names):
-    """``(finite job, its limit)`` name pairs of :func:`demo_jobs`: same optimizer and trained layers, width inf."""
-    return [(name, name.rsplit("-", 1)[0] + "-inf") for name in names if "-w" in name]
+def limit_pairs(results: Mapping[str, Trajectory]):
+    """``(finite name, limit name)`` pairs of ``results``: the limit of the same optimizer and trained layers.
+
+    Read from the trajectories' metadata (regime, optimizer and its
+    hyper-parameters, ``readout_only``), never from their names.
+    """
+    def trained_as(t: Trajectory):
+        return t.metadata.get("optimizer"), t.metadata.get("readout_only")
+
+    limits = {}
+    for name, t in results.items():
+        if t.regime != "finite" and t.metadata.get("optimizer") is not None:
+            limits.setdefault(str(trained_as(t)), name)
+    return [(name, limits[str(trained_as(t))]) for name, t in results.items()
+            if t.regime == "finite" and str(trained_as(t)) in limits]
 
 
 def add_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dict] = None) -> argparse.ArgumentParser:
-    """Add the demo's options to ``parser``; ``defaults`` override :data:`DEFAULTS`. Returns ``parser``."""
+    """Add the demo's options to ``parser``; ``defaults`` override :data:`DEFAULTS`. Returns ``parser``.
+
+    Options left out on the command line stay None until :func:`resolve_arguments`
+    fills them (from ``--quick`` sizes or the defaults), so that explicit options win.
+    """
     values = {**DEFAULTS, **(defaults or {})}
     unknown = set(values) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown demo options {sorted(unknown)}; expected some of {sorted(DEFAULTS)}")
-    option = parser.add_argument
-    option("--dataset", default=values["dataset"],
-           help="digits (embedded), mnist, fashion_mnist or cifar10 (default %(default)s)")
-    option("--data-dir", default=values["data_dir"], help="folder of the data files (default: $INFINITE_WIDTH_DATA)")
-    option("--n-train", type=int, default=values["n_train"], help="class-balanced training subset (default %(default)s)")
-    option("--n-test", type=int, default=values["n_test"], help="class-balanced test subset (default %(default)s)")
-    option("--steps", type=int, default=values["steps"], help="optimizer steps (default %(default)s)")
-    option("--widths", type=int, nargs="+", default=values["widths"], help="finite widths (default %(default)s)")
-    option("--depth", type=int, default=values["depth"], help="hidden layers of the MLP (default %(default)s)")
-    option("--samples", type=int, default=values["samples"], help="Monte Carlo samples of the Adam-like limit")
-    option("--replicas", type=int, default=values["replicas"], help="independent replicas (error bars) of the limit")
-    option("--seeds", type=int, default=values["seeds"], help="finite networks per width (spread)")
-    option("--sgd-lr", type=float, default=values["sgd_lr"], help="SGD learning rate (default %(default)s)")
-    option("--adam-lr", type=float, default=values["adam_lr"], help="Adam learning rate (default %(default)s)")
-    option("--seed", type=int, default=values["seed"], help="the key of every solve and the data subset")
-    option("--out", default=values["out"], help="output folder (default %(default)s)")
-    option("--quick", action="store_true", help="tiny sizes, for a smoke test")
-    option("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(defaults=values)
+
+    def option(flag, help, **kwargs):
+        default = values[flag[2:].replace("-", "_")]
+        parser.add_argument(flag, default=None, help=f"{help} (default {default})", **kwargs)
+
+    option("--dataset", "digits (embedded), mnist, fashion_mnist or cifar10")
+    option("--data-dir", "folder of the data files ($INFINITE_WIDTH_DATA when absent)")
+    option("--n-train", "class-balanced training subset", type=int)
+    option("--n-test", "class-balanced test subset", type=int)
+    option("--steps", "optimizer steps", type=int)
+    option("--widths", "finite widths", type=int, nargs="+")
+    option("--depth", "hidden layers of the MLP", type=int)
+    option("--samples", "Monte Carlo samples of the Adam-like limit (a multiple of --replicas)", type=int)
+    option("--replicas", "independent replicas (error bars) of the limit", type=int)
+    option("--seeds", "finite networks per width (spread)", type=int)
+    option("--sgd-lr", "SGD learning rate", type=float)
+    option("--adam-lr", "Adam learning rate", type=float)
+    option("--seed", "the key of every solve and the data subset", type=int)
+    option("--out", "output folder")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes for a smoke test (options given explicitly still win)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
-def apply_quick(args: argparse.Namespace, quick: Optional[Dict] = None) -> argparse.Namespace:
-    """With ``--quick``, set the sizes of ``quick`` (default :data:`QUICK`) in ``args``; returns ``args``."""
-    if args.quick:
-        for name, value in (QUICK if quick is None else quick).items():
-            setattr(args, name, value)
+def resolve_arguments(args: argparse.Namespace, quick: Optional[Dict] = None) -> argparse.Namespace:
+    """Fill the options not given: from ``quick`` (default :data:`QUICK`) with ``--quick``, else the defaults.
+
+    An option given on the command line keeps its value. Returns ``args``.
+    """
+    quick = QUICK if quick is None else quick
+    for name, default in args.defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick[name] if args.quick and name in quick else default)
     return args
 
 
@@ -110,7 +147,16 @@ class DemoSetup(NamedTuple):
 
 
 def setup(args: argparse.Namespace) -> DemoSetup:
-    """Load the data and build the problem, the MLP and :func:`demo_jobs` from options of :func:`add_arguments`."""
+    """Load the data and build the problem, the MLP and :func:`demo_jobs` from resolved options.
+
+    ``ValueError`` naming the option for a bad size (checked before anything is computed).
+    """
+    for name, minimum in (("n_train", 1), ("n_test", 1), ("steps", 0), ("depth", 1), ("seeds", 1),
+                          ("samples", 2), ("replicas", 2)):
+        if getattr(args, name) < minimum:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {minimum}, got {getattr(args, name)}")
+    if min(args.widths) < 1:
+        raise ValueError(f"--widths must be >= 1, got {args.widths}")
     data = datasets.load(args.dataset, args.data_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
     problem = Problem.from_dataset(data, loss="mse")
     arch = mlp(depth=args.depth, activation="relu", W_std=math.sqrt(2.0), b_std=0.1, out_dim=problem.out_dim)
@@ -121,18 +167,37 @@ def setup(args: argparse.Namespace) -> DemoSetup:
     return DemoSetup(data, problem, arch, jobs)
 
 
+def _check_writable(folder: str) -> None:
+    """``ValueError`` unless ``folder`` can be created and written (checked before any computation)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out: cannot write in {folder!r}: {error}") from error
+
+
 def run(args: argparse.Namespace) -> int:
-    """The demo with options of :func:`add_arguments` (``--quick`` applied here); returns the exit status 0."""
-    apply_quick(args)
+    """The demo with options of :func:`add_arguments`; returns the exit status (2 for bad options).
+
+    Options are resolved (:func:`resolve_arguments`) and every one is checked,
+    with the output folder, before the first solve.
+    """
+    resolve_arguments(args)
     start = time.perf_counter()
-    _, problem, arch, jobs = setup(args)
+    try:
+        _, problem, arch, jobs = setup(args)
+        _check_writable(os.path.join(args.out, "results"))
+    except (ValueError, TypeError, OSError) as error:
+        print(f"python -m infinite_width demo: error: {error}", file=sys.stderr)
+        return 2
     print(f"{problem.describe()}; {arch.name}; {len(jobs)} solves -> {args.out}", flush=True)
     results = sweep(jobs, os.path.join(args.out, "results"), progress=not args.no_progress)
     table = compare(results, pairs=limit_pairs(results))
     table.to_csv(os.path.join(args.out, "comparison.csv"))
     table.to_csv(os.path.join(args.out, "distances.csv"), distances=True)
     figure_path = os.path.join(args.out, "demo.png")
-    demo_figure(results, path=figure_path)
+    demo_figure(results, path=[figure_path, os.path.join(args.out, "demo.pdf")])
     print(table)
-    print(f"\nwrote {figure_path} and comparison.csv ({time.perf_counter() - start:.1f} s)")
+    print(f"\nwrote {figure_path}, demo.pdf and comparison.csv ({time.perf_counter() - start:.1f} s)")
     return 0

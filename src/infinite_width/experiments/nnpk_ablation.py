@@ -7,7 +7,7 @@ grid of
 * ``init`` (``"gaussian"``, ``"orthogonal"``, ``"uniform"``) and the weight
   and bias scales ``W_std``, ``b_std``,
 * ``depth`` (hidden layers) and ``width``,
-* ``n_samples`` (the number m of random networks),
+* ``networks`` (the number m of random networks),
 
 and reports the test accuracy and test MSE of each, beside the NNGP and NTK
 kernel regressions of the same architecture (the infinite-width references;
@@ -21,7 +21,7 @@ Files in ``out_dir``:
   from a key derived from ``seed`` and the point itself (:func:`point_key`),
   so a point gives the same numbers whenever and in whatever order it is run;
 * ``summary.json`` and ``summary.csv``: one row per grid point;
-* ``ablation.png``: test accuracy against ``n_samples``, one panel per
+* ``ablation.png``: test accuracy against ``networks``, one panel per
   activation, NNGP (dashed) and NTK (dotted) references.
 """
 
@@ -47,13 +47,13 @@ from infinite_width._src.files import atomic_path
 from infinite_width.architectures import ACTIVATIONS, mlp
 from infinite_width.finite.networks import INITS
 from infinite_width.kernels import kernel_alignment, nnpk
-from infinite_width.limits.baselines import kernel_regression
+from infinite_width.limits.baselines import DEFAULT_RIDGE, kernel_regression
 from infinite_width.problem import Problem
 
 __all__ = ["AXES", "DEFAULTS", "grid_points", "point_name", "point_key", "run", "markdown_table"]
 
 #: The grid axes, in the order they appear in names and tables.
-AXES: Tuple[str, ...] = ("activation", "init", "W_std", "b_std", "depth", "width", "n_samples")
+AXES: Tuple[str, ...] = ("activation", "init", "W_std", "b_std", "depth", "width", "networks")
 #: Values of the axes a grid leaves out.
 DEFAULTS: Dict[str, object] = {
     "activation": "relu",
@@ -62,10 +62,10 @@ DEFAULTS: Dict[str, object] = {
     "b_std": 0.1,
     "depth": 2,
     "width": 512,
-    "n_samples": 64,
+    "networks": 64,
 }
 _REFERENCES = ("nngp", "ntk")
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the axis of random networks is named "networks" (was "n_samples")
 
 
 def _check_value(axis: str, value):
@@ -77,7 +77,7 @@ def _check_value(axis: str, value):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"grid {axis} values must be finite numbers >= 0, got {value!r}")
         return float(value)
-    if axis in ("depth", "width", "n_samples"):
+    if axis in ("depth", "width", "networks"):
         minimum = 0 if axis == "depth" else 1
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"grid {axis} values must be integers >= {minimum}, got {value!r}")
@@ -112,7 +112,7 @@ def point_name(point: Mapping[str, object]) -> str:
     """File-name stem of a grid point, e.g. ``relu-gaussian-W1.414-b0.1-d2-w512-m64``."""
     return (
         f"{point['activation']}-{point['init']}-W{point['W_std']:.4g}-b{point['b_std']:.4g}"
-        f"-d{point['depth']}-w{point['width']}-m{point['n_samples']}"
+        f"-d{point['depth']}-w{point['width']}-m{point['networks']}"
     )
 
 
@@ -160,7 +160,7 @@ def run(
     out_dir: Union[str, os.PathLike],
     *,
     seed: int = 0,
-    ridge: float = 1e-4,
+    ridge: float = DEFAULT_RIDGE,
     batch_size: Optional[int] = None,
     plot: bool = True,
     progress: bool = True,
@@ -225,7 +225,7 @@ def run(
             arch,
             x_all,
             width=point["width"],
-            n_samples=point["n_samples"],
+            n_samples=point["networks"],
             key=point_key(seed, point),
             init=point["init"],
             batch_size=batch_size,
@@ -288,17 +288,17 @@ def _plot(rows: List[Dict[str, object]], path: Path) -> None:
         subset = [row for row in rows if row["activation"] == activation]
         curves: Dict[Tuple, List[Dict[str, object]]] = {}
         for row in subset:
-            curves.setdefault(tuple(row[a] for a in AXES if a not in ("activation", "n_samples")), []).append(row)
-        curve_axes = [a for a in AXES if a not in ("activation", "n_samples")]
+            curves.setdefault(tuple(row[a] for a in AXES if a not in ("activation", "networks")), []).append(row)
+        curve_axes = [a for a in AXES if a not in ("activation", "networks")]
         # Label curves by the axes that differ between them.
         varying = [i for i, _ in enumerate(curve_axes) if len({c[i] for c in curves}) > 1]
         for curve_id, curve in curves.items():
-            curve = sorted(curve, key=lambda row: row["n_samples"])
+            curve = sorted(curve, key=lambda row: row["networks"])
             label = ", ".join(
                 f"{curve_axes[i]}={curve_id[i]:.3g}" if isinstance(curve_id[i], float) else f"{curve_axes[i]}={curve_id[i]}"
                 for i in varying
             ) or "NNPK"
-            ax.plot([r["n_samples"] for r in curve], [r["nnpk_test_accuracy"] for r in curve], "o-", label=label)
+            ax.plot([r["networks"] for r in curve], [r["nnpk_test_accuracy"] for r in curve], "o-", label=label)
         for reference_id in dict.fromkeys((row["W_std"], row["b_std"], row["depth"]) for row in subset):
             row = next(r for r in subset if (r["W_std"], r["b_std"], r["depth"]) == reference_id)
             ax.axhline(row["nngp_test_accuracy"], color="k", ls="--", lw=1, label=f"NNGP (depth {row['depth']})")

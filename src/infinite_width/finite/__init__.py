@@ -5,11 +5,13 @@
   parametrization, with Gaussian, orthogonal or uniform initialisation, and
   its per-group scales (:class:`LeafScale`, docs/theory.md, sections 1 and 3);
 * :mod:`~infinite_width.finite.training`: :func:`train` an ensemble of seeds
-  in one compiled call, :func:`width_sweep` over widths.
+  in one compiled call (returns :class:`~infinite_width.Predictions`, and
+  the parameters as :class:`FiniteState` on request), :func:`width_sweep`
+  over widths.
 """
 
 from infinite_width.finite.networks import GROUPS, INITS, PARAMETRIZATIONS, LeafScale, Network, network
-from infinite_width.finite.training import TrainResult, default_record_steps, split_key, train, width_sweep
+from infinite_width.finite.training import FiniteState, train, train_checked, width_sweep
 
 __all__ = [
     "network",
@@ -19,8 +21,7 @@ __all__ = [
     "INITS",
     "GROUPS",
     "train",
-    "TrainResult",
+    "train_checked",
+    "FiniteState",
     "width_sweep",
-    "split_key",
-    "default_record_steps",
 ]

@@ -2,8 +2,10 @@
 
 :func:`train` trains an ensemble of ``seeds`` independent initialisations of a
 :class:`~infinite_width.finite.Network` in one vectorised, compiled call
-(``jax.vmap`` over the ensemble, ``jax.lax.scan`` over steps) and records the
-network outputs on the training and test inputs at chosen steps.
+(``jax.vmap`` over the ensemble, ``jax.lax.scan`` over steps) and returns the
+network outputs on the training and test inputs at the recorded steps as
+:class:`~infinite_width.Predictions` (losses and accuracies are computed from
+them by :func:`infinite_width.solve`, once, for every method alike).
 
 Learning rates (see :mod:`infinite_width.optim` and
 docs/theory.md, section 3): every stored parameter ``p`` of
@@ -18,18 +20,24 @@ group ``grp`` moves by ``dp = -lr * rate_grp * Q_t(G_p)`` where
   ``1/sqrt(n)`` hidden biases and readout weights, ``1`` output bias).
 
 Leaves that do not train get a zero update: all but the readout weight and
-output bias with ``train="readout"``, and leaves with ``m r = 0`` (a bias
+output bias with ``readout_only=True``, and leaves with ``m r = 0`` (a bias
 with ``b_std = 0``) under Adam/sign.
 
-Keys: ``init_key, batch_key = jax.random.split(key)``; the ensemble's
-parameters come from ``jax.random.split(init_key, seeds)`` (seed ``i`` is
-``net.init(keys[i], x.shape[1:])``), and the minibatch order from
+Keys (the package's one derivation, ``infinite_width._src.rng``): seed ``i``
+is ``net.init(init_keys[i], x.shape[1:])`` with ``init_keys, batch_key =
+ensemble_keys(key, seeds)``, and the minibatch order is
 ``minibatch_indices(batch_key, N, batch_size, steps)``, shared by all seeds
-(the package's one key derivation, so the infinite-width side solved with the
-same key sees the same minibatches; or pass ``batch_indices`` explicitly).
+(the infinite-width side solved with the same key sees the same minibatches;
+or pass ``batch_indices`` explicitly).
+
+Memory is estimated before anything is allocated, from XLA's own analysis of
+the compiled initialisation and training loop (parameters, optimizer state,
+activations, recorded outputs); an ensemble that does not fit raises
+``MemoryError`` saying how many seeds would.
 
 Matrix products run at full float32 precision
-(``jax.default_matmul_precision("highest")``).
+(``jax.default_matmul_precision("highest")``); with JAX's x64 mode on, the
+networks train in float64.
 """
 
 from __future__ import annotations
@@ -37,8 +45,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -54,90 +61,45 @@ from infinite_width._src.checks import (
     check_targets,
     validate_inputs,
 )
+from infinite_width._src.memory import GIB, available_memory
 from infinite_width._src.numerics import precision_scope
-from infinite_width._src.rng import minibatch_indices, split_run_key
+from infinite_width._src.rng import ensemble_keys, minibatch_indices
 from infinite_width.architectures import Architecture
 from infinite_width.finite.networks import Network, network
 from infinite_width.optim import Optimizer
+from infinite_width.predictions import Predictions
 
-__all__ = ["TrainResult", "train", "width_sweep", "split_key", "default_record_steps"]
+__all__ = ["FiniteState", "train", "train_checked", "width_sweep"]
 
-TRAIN_MODES = ("all", "readout")
 ON_NONFINITE = ("raise", "record")
 _READOUT_GROUPS = ("readout_W", "output_b")
 
 
-@dataclasses.dataclass
-class TrainResult:
-    """What :func:`train` recorded; numpy arrays, S seeds, R recorded steps, k outputs.
+@dataclasses.dataclass(frozen=True)
+class FiniteState:
+    """Parameters of a trained ensemble (:func:`train` with ``return_params=True``).
 
     Attributes:
-      steps: (R,) number of updates done at each record (0 = initialisation).
-      train_predictions: (S, R, N, k) outputs on the training inputs
-        (minus the initial outputs when ``centred``).
-      test_predictions: (S, R, Nt, k), or None without ``x_test``.
-      train_loss, train_accuracy: (S, R) on the whole training set.
-      test_loss, test_accuracy: (S, R), or None without ``y_test``.
-      diverged: (S,) True where a loss became NaN/Inf.
-      first_nonfinite_step: (S,) the first step with a non-finite loss, -1 if none.
-      initial_params, final_params: parameter pytrees with a leading S axis.
-      batch_indices: (steps, B) the training rows used at each step.
-      wall_time: seconds spent in the call (compilation included).
+      initial_params, final_params: parameter pytrees (lists of ``{"W", "b"}``)
+        whose numpy leaves have a leading seeds axis S.
     """
 
-    steps: np.ndarray
-    train_predictions: np.ndarray
-    test_predictions: Optional[np.ndarray]
-    train_loss: np.ndarray
-    test_loss: Optional[np.ndarray]
-    train_accuracy: np.ndarray
-    test_accuracy: Optional[np.ndarray]
-    diverged: np.ndarray
-    first_nonfinite_step: np.ndarray
     initial_params: list
     final_params: list
-    batch_indices: np.ndarray
-    wall_time: float
-
-
-# --------------------------------------------------------------------------
-# Keys, minibatches and record steps.
-
-
-def split_key(key, seeds: int = 1):
-    """``(init_keys (seeds, ...), batch_key)`` derived from ``key`` as :func:`train` does."""
-    init_key, batch_key = split_run_key(key)
-    return jax.random.split(init_key, seeds), batch_key
-
-
-def default_record_steps(steps: int, count: int = 20) -> np.ndarray:
-    """About ``count`` log-spaced steps from 0 to ``steps`` inclusive."""
-    if steps == 0:
-        return np.zeros(1, dtype=np.int64)
-    spaced = np.round(np.geomspace(1, steps, count)).astype(np.int64)
-    return np.unique(np.concatenate([[0], spaced, [steps]]))
-
-
-# --------------------------------------------------------------------------
-# Input checks.
-
-
-def _check_x(name: str, arch: Architecture, x):
-    return validate_inputs(arch, x, None, np.float32, names=(name, None))[0]
 
 
 # --------------------------------------------------------------------------
 # The optax transformation.
 
 
-def _transformation(optimizer: Optimizer, train_mode: str, scales: List[dict]) -> optax.GradientTransformation:
+def _transformation(optimizer: Optimizer, readout_only: bool, scales: List[dict]) -> optax.GradientTransformation:
     """One transformation per leaf: its direction, rate and (for Adam) epsilon."""
     transforms, labels = {}, []
     for i, layer in enumerate(scales):
         layer_labels = {}
         for name, scale in layer.items():
             label = f"{i}/{name}"
-            frozen = (train_mode == "readout" and scale.group not in _READOUT_GROUPS) or (
+            frozen = (readout_only and scale.group not in _READOUT_GROUPS) or (
                 optimizer.adaptive and scale.frozen_under_adaptive
             )
             if frozen:
@@ -172,13 +134,14 @@ def _over_seeds(fn, in_axes, n_seeds: int):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, train_mode: str, centred: bool,
+def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, readout_only: bool, centered: bool,
               full_batch: bool, input_shape: tuple):
-    tx = _transformation(optimizer, train_mode, net.group_scales(input_shape))
+    """``(initialise, predict, run)``, jitted, for one network, optimizer, loss and batch mode."""
+    tx = _transformation(optimizer, readout_only, net.group_scales(input_shape))
 
     def outputs(params, x, f0):
         f = net.apply(params, x)
-        return f - f0 if centred else f
+        return f - f0 if centered else f
 
     def one_step(params, opt_state, xb, yb, f0b):
         value, grads = jax.value_and_grad(lambda p: loss_fn(outputs(p, xb, f0b), yb))(params)
@@ -190,10 +153,12 @@ def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, train_mode:
         n_seeds = keys.shape[0]
         params = net.init_many(keys, input_shape) if n_seeds > 1 else _over_seeds(
             lambda k: net.init(k, input_shape), (0,), 1)(keys)
-        if centred:
-            f0 = _over_seeds(lambda p: net.apply(p, x_all), (0,), n_seeds)(params)
-        else:
-            f0 = jnp.zeros((n_seeds, x_all.shape[0], net.out_dim), jnp.float32)
+        apply_all = _over_seeds(lambda p: net.apply(p, x_all), (0,), n_seeds)
+        if centered:
+            f0 = apply_all(params)
+        else:  # zeros of the outputs' dtype (float64 in x64 mode)
+            shape = jax.eval_shape(apply_all, params)
+            f0 = jnp.zeros(shape.shape, shape.dtype)
         return params, _over_seeds(tx.init, (0,), n_seeds)(params), f0
 
     @jax.jit
@@ -229,14 +194,163 @@ def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, train_mode:
     return initialise, predict, run
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _metrics(loss_fn, predictions, y):
-    """Loss and accuracy of predictions (S, R, N, k) against y (N, k): two (S, R) arrays."""
-    per_record = jax.vmap(jax.vmap(lambda f: (loss_fn(f, y), losses.accuracy(f, y))))
-    return per_record(predictions)
+# --------------------------------------------------------------------------
+# The pieces of a run: memory check, the step loop, divergence.
+
+
+def _abstract(tree):
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
+
+
+def _compiled_bytes(fn, *args) -> int:
+    """Bytes XLA plans for one call of the jitted ``fn``: arguments, outputs and temporaries (0 if unknown)."""
+    stats = fn.lower(*args).compile().memory_analysis()
+    if stats is None:
+        return 0
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+                - stats.alias_size_in_bytes)
+
+
+def _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train, schedule_shape, buffer_rows,
+                  max_memory_bytes, return_params):
+    """Refuse with ``MemoryError`` (before allocating) an ensemble whose training does not fit in memory.
+
+    The initialisation and a chunk of the training loop are compiled for
+    abstract shapes, and XLA's memory analysis gives their bytes (parameters,
+    optimizer state, activations of a step, the buffer of recorded outputs).
+    The buffer is counted once more for its copy to the host, and the initial
+    parameters once more when they are returned.
+    """
+    params, opt_state, f0 = jax.eval_shape(initialise, init_keys, x_all)
+    buffer = jax.ShapeDtypeStruct((buffer_rows,) + f0.shape, f0.dtype)
+    carry = (params, opt_state, buffer, jax.ShapeDtypeStruct((f0.shape[0],), jnp.int32))
+    schedule = tuple(jax.ShapeDtypeStruct(shape, jnp.int32) for shape in schedule_shape)
+    arrays = _abstract((x_train, y_train, x_all))
+    params_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(params))
+    parts = {
+        "initialisation": _compiled_bytes(initialise, _abstract(init_keys), arrays[2]),
+        "training loop": _compiled_bytes(run, carry, schedule, *arrays, f0),
+        "recorded outputs (host copy)": buffer.size * buffer.dtype.itemsize,
+        "initial parameters": params_bytes if return_params else 0,
+    }
+    total = max(parts["initialisation"], parts["training loop"]) + parts["recorded outputs (host copy)"] \
+        + parts["initial parameters"]
+    available = available_memory(jax.devices()[0]) if max_memory_bytes is None else int(max_memory_bytes)
+    if total <= available:
+        return
+    seeds = f0.shape[0]
+    fitting = int(seeds * available / total * 0.9)
+    detail = ", ".join(f"{name} {value / GIB:.3g} GiB" for name, value in parts.items() if value)
+    advice = (f"about {fitting} seeds would fit; run the ensemble in groups of at most {fitting} seeds with "
+              "different keys" if fitting >= 1 else
+              "not even one network fits: reduce the width, batch_size or the number of recorded steps")
+    raise MemoryError(
+        f"training {seeds} networks of width {net.width} needs about {total / GIB:.3g} GiB ({detail}), but only "
+        f"{available / GIB:.3g} GiB is available; {advice} (or pass max_memory_bytes if the estimate of free "
+        "memory is wrong)"
+    )
+
+
+def _run_steps(run, carry, schedule_all, arrays, progress: bool, width: int):
+    """The compiled step loop over all steps, in ~100 chunks with a progress bar (one call without)."""
+    steps = schedule_all[0].shape[0]
+    chunk = max(1, math.ceil(steps / 100)) if progress else max(steps, 1)
+    with tqdm(total=steps, disable=not progress, desc=f"train width {width}", leave=False) as bar:
+        for begin in range(0, steps, chunk):
+            schedule = jax.tree_util.tree_map(lambda a: a[begin : begin + chunk], schedule_all)
+            carry = run(carry, schedule, *arrays)
+            bar.update(len(schedule[0]))
+    return carry
+
+
+def _divergence(records, record, first_bad, on_nonfinite, optimizer, width):
+    """First non-finite step per seed (loss during training or a recorded output); NaN records from it on.
+
+    ``records`` (S, R, P, k) is filled with NaN in place from each diverged
+    seed's first non-finite step; with ``on_nonfinite="raise"`` a diverged
+    seed raises ``FloatingPointError`` instead.
+    """
+    nonfinite_record = ~np.all(np.isfinite(records), axis=(2, 3))
+    for s in range(records.shape[0]):
+        bad_records = record[nonfinite_record[s]]
+        if bad_records.size and (first_bad[s] < 0 or bad_records[0] < first_bad[s]):
+            first_bad[s] = bad_records[0]
+    diverged = first_bad >= 0
+    if np.any(diverged) and on_nonfinite == "raise":
+        s = min(np.flatnonzero(diverged), key=lambda i: first_bad[i])
+        raise FloatingPointError(
+            f"non-finite loss at step {first_bad[s]} (seed {s}, {optimizer.describe()}, width {width}); "
+            "lower the learning rate or pass on_nonfinite='record'"
+        )
+    for s in np.flatnonzero(diverged):
+        records[s, record >= first_bad[s]] = np.nan
+    return diverged
 
 
 # --------------------------------------------------------------------------
+# Entry points.
+
+
+def train_checked(
+    net: Network,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    optimizer: Optimizer,
+    record: np.ndarray,
+    batch_indices: np.ndarray,
+    init_keys,
+    *,
+    loss_fn: Callable,
+    readout_only: bool = False,
+    centered: bool = False,
+    on_nonfinite: str = "raise",
+    progress: bool = False,
+    return_params: bool = False,
+    max_memory_bytes: Optional[int] = None,
+):
+    """:func:`train` on arguments that are already checked (what :func:`infinite_width.solve` calls).
+
+    ``x_train`` (N, ...) and ``x_test`` (Nt, ...) float32 inputs (``Nt`` may
+    be 0), ``y_train`` (N, k) float32, ``record`` (R,) sorted unique steps in
+    ``[0, steps]``, ``batch_indices`` (steps, B) int32 rows, ``init_keys``
+    (S, ...) one key per seed, ``loss_fn(f, y) -> scalar``. Nothing is
+    validated again. Returns what :func:`train` returns.
+    """
+    steps, n_train, seeds = batch_indices.shape[0], x_train.shape[0], init_keys.shape[0]
+    full_batch = batch_indices.shape[1] == n_train and bool(np.all(batch_indices == np.arange(n_train)))
+    x_all = np.concatenate([x_train, x_test])
+    slot_of_step = np.full(steps, -1, dtype=np.int32)
+    in_loop = record[record < steps]
+    slot_of_step[in_loop] = np.arange(in_loop.size, dtype=np.int32)
+    schedule_all = (np.arange(steps, dtype=np.int32), batch_indices, slot_of_step)
+
+    with precision_scope("float32"):
+        initialise, predict, run = _compiled(
+            net, optimizer, loss_fn, bool(readout_only), bool(centered), full_batch, tuple(x_train.shape[1:])
+        )
+        chunk_steps = max(1, math.ceil(steps / 100)) if progress else max(steps, 1)
+        _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train,
+                      [(chunk_steps,), (chunk_steps, batch_indices.shape[1]), (chunk_steps,)], in_loop.size + 1,
+                      max_memory_bytes, return_params)
+        params, opt_state, f0_all = initialise(init_keys, x_all)
+        initial_params = jax.tree_util.tree_map(np.asarray, params) if return_params else None
+        buffer = jnp.zeros((in_loop.size + 1, seeds, x_all.shape[0], net.out_dim), f0_all.dtype)
+        carry = (params, opt_state, buffer, jnp.full((seeds,), -1, jnp.int32))
+        carry = _run_steps(run, carry, schedule_all, (x_train, y_train, x_all, f0_all), progress, net.width)
+        params, _, buffer, bad = carry
+        records = np.moveaxis(np.array(buffer[: in_loop.size]), 0, 1)  # (S, R_in_loop, P, k)
+        if record[-1] == steps:
+            records = np.concatenate([records, np.asarray(predict(params, x_all, f0_all))[:, None]], axis=1)
+    first_bad = np.asarray(bad).astype(np.int64)
+    diverged = _divergence(records, record, first_bad, on_nonfinite, optimizer, net.width)
+    predictions = Predictions(
+        steps=record, train=records[:, :, :n_train], test=records[:, :, n_train:], diverged=diverged,
+        first_nonfinite_step=first_bad,
+    )
+    if not return_params:
+        return predictions
+    return predictions, FiniteState(initial_params, jax.tree_util.tree_map(np.asarray, params))
 
 
 def train(
@@ -246,19 +360,20 @@ def train(
     optimizer: Optimizer,
     steps: int,
     *,
+    record,
     loss: Union[str, Callable] = "mse",
-    train: str = "all",
-    centred: bool = False,
+    readout_only: bool = False,
+    centered: bool = False,
     batch_size: Optional[int] = None,
     batch_indices=None,
     key=0,
     seeds: int = 1,
-    record: Optional[Sequence[int]] = None,
     x_test=None,
-    y_test=None,
     on_nonfinite: str = "raise",
     progress: bool = False,
-) -> TrainResult:
+    return_params: bool = False,
+    max_memory_bytes: Optional[int] = None,
+) -> Union[Predictions, Tuple[Predictions, FiniteState]]:
     """Train ``seeds`` independent initialisations of ``net`` for ``steps`` optimizer steps.
 
     Args:
@@ -268,36 +383,46 @@ def train(
       optimizer: an :class:`~infinite_width.optim.Optimizer`; rates per group
         as in the module docstring.
       steps: number of updates (>= 0).
+      record: the steps (in ``[0, steps]``) at which outputs are recorded, e.g.
+        ``[0, steps]`` or ``infinite_width.workflow.Record(count=20,
+        spacing="log").steps(steps)``.
       loss: ``"mse"`` (``0.5 mean((f - y)^2)``), ``"cross_entropy"``, or a
-        function ``(f (B, k), y (B, k)) -> scalar`` (used for training and for
-        the recorded losses).
-      train: ``"all"`` or ``"readout"`` (only the readout weight and output
-        bias move: feature learning disabled).
-      centred: train ``f(x) - f_0(x)`` with ``f_0`` the network at init, so
+        function ``(f (B, k), y (B, k)) -> scalar``.
+      readout_only: train only the readout weight and output bias (feature
+        learning disabled); default: every layer.
+      centered: train ``f(x) - f_0(x)`` with ``f_0`` the network at init, so
         every model starts at zero.
       batch_size: minibatch size (None: full batch).
       batch_indices: explicit (steps, B) training rows per step, overriding
         ``batch_size`` (to share a sequence with the infinite-width side).
       key: jax PRNG key or int seed (see module docstring for how it is split).
       seeds: ensemble size S, trained in one vectorised call.
-      record: steps (0..steps) at which outputs are recorded; default
-        :func:`default_record_steps`.
-      x_test, y_test: optional test inputs (Nt, ...) and targets (Nt, k).
+      x_test: optional test inputs (Nt, ...).
       on_nonfinite: ``"raise"``: a NaN/Inf loss raises ``FloatingPointError``
         naming the first bad step; ``"record"``: mark the seed ``diverged`` and
         fill its records from that step on with NaN.
       progress: show a tqdm progress bar (the run is then compiled in chunks).
+      return_params: also return the initial and final parameters.
+      max_memory_bytes: memory available, overriding the free memory of the
+        device (the estimate is checked before allocating).
 
     Returns:
-      A :class:`TrainResult`.
+      :class:`~infinite_width.Predictions` with ``train`` (S, R, N, k) and
+      ``test`` (S, R, Nt, k) (``Nt = 0`` without ``x_test``), ``diverged`` and
+      ``first_nonfinite_step``; with ``return_params``, the pair
+      ``(predictions, FiniteState)``.
+
+    Raises:
+      MemoryError: the ensemble does not fit (says how many seeds would).
+      FloatingPointError: a non-finite loss with ``on_nonfinite="raise"``.
+      TypeError, ValueError: bad arguments, named.
     """
-    start = time.perf_counter()
     if not isinstance(net, Network):
         raise TypeError(f"net must be an infinite_width.finite.Network, got {type(net).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an infinite_width.optim.Optimizer, got {type(optimizer).__name__}")
-    if train not in TRAIN_MODES:
-        raise ValueError(f"unknown train mode {train!r}; expected one of {TRAIN_MODES}")
+    if not isinstance(readout_only, (bool, np.bool_)):
+        raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"unknown on_nonfinite {on_nonfinite!r}; expected one of {ON_NONFINITE}")
     if isinstance(loss, str):
@@ -307,96 +432,21 @@ def train(
     else:
         raise TypeError(f"loss must be a loss name or a function (f, y) -> scalar, got {loss!r}")
     steps = check_int("steps", steps, 0)
-    seeds = check_int("seeds", seeds, 1)
-    k = net.out_dim
-
-    x_train = _check_x("x_train", net.arch, x_train)
+    x_train, x_test = validate_inputs(net.arch, x_train, x_test, np.float32, names=("x_train", "x_test"))
     n_train = x_train.shape[0]
-    y_train = check_targets("y_train", y_train, n_train, k)
-    if x_test is None and y_test is not None:
-        raise ValueError("y_test given without x_test")
-    if x_test is not None:
-        x_test = _check_x("x_test", net.arch, x_test)
-        if x_test.shape[1:] != x_train.shape[1:]:
-            raise ValueError(f"x_test has per-example shape {x_test.shape[1:]}, x_train {x_train.shape[1:]}")
-        if y_test is not None:
-            y_test = check_targets("y_test", y_test, x_test.shape[0], k)
-    record = default_record_steps(steps) if record is None else check_record_list(record, steps)
-
-    init_keys, batch_key = split_key(key, seeds)
+    y_train = check_targets("y_train", y_train, n_train, net.out_dim)
+    if x_test is None:
+        x_test = np.zeros((0,) + x_train.shape[1:], np.float32)
+    record = check_record_list(record, steps)
+    init_keys, batch_key = ensemble_keys(key, seeds)
     if batch_indices is None:
         batch_indices = minibatch_indices(batch_key, n_train, batch_size, steps).astype(np.int32)
     else:
         batch_indices = check_batch_indices(batch_indices, n_train, steps)
-    full_batch = batch_indices.shape[1] == n_train and bool(np.all(batch_indices == np.arange(n_train)))
-
-    x_all = x_train if x_test is None else np.concatenate([x_train, x_test])
-    slot_of_step = np.full(steps, -1, dtype=np.int32)
-    in_loop = record[record < steps]
-    slot_of_step[in_loop] = np.arange(in_loop.size, dtype=np.int32)
-    schedule_all = (np.arange(steps, dtype=np.int32), batch_indices, slot_of_step)
-
-    with precision_scope("float32"):
-        initialise, predict, run = _compiled(
-            net, optimizer, loss_fn, train, bool(centred), full_batch, tuple(x_train.shape[1:])
-        )
-        params, opt_state, f0_all = initialise(init_keys, x_all)
-        initial_params = params
-        buffer = jnp.zeros((in_loop.size + 1, seeds, x_all.shape[0], k), jnp.float32)
-        carry = (params, opt_state, buffer, jnp.full((seeds,), -1, jnp.int32))
-        chunk = max(1, math.ceil(steps / 100)) if progress else max(steps, 1)
-        with tqdm(total=steps, disable=not progress, desc=f"train width {net.width}", leave=False) as bar:
-            for begin in range(0, steps, chunk):
-                schedule = jax.tree_util.tree_map(lambda a: a[begin : begin + chunk], schedule_all)
-                carry = run(carry, schedule, x_train, y_train, x_all, f0_all)
-                bar.update(len(schedule[0]))
-        params, _, buffer, bad = carry
-        records = np.moveaxis(np.array(buffer[: in_loop.size]), 0, 1)  # (S, R_in_loop, P, k)
-        if record[-1] == steps:
-            records = np.concatenate([records, np.asarray(predict(params, x_all, f0_all))[:, None]], axis=1)
-    first_bad = np.asarray(bad).astype(np.int64)
-
-    train_pred = records[:, :, :n_train]
-    test_pred = None if x_test is None else records[:, :, n_train:]
-    # A record that is already non-finite also counts (e.g. the final parameters).
-    nonfinite_record = ~np.all(np.isfinite(records), axis=(2, 3))
-    for s in range(seeds):
-        bad_records = record[nonfinite_record[s]]
-        if bad_records.size and (first_bad[s] < 0 or bad_records[0] < first_bad[s]):
-            first_bad[s] = bad_records[0]
-    diverged = first_bad >= 0
-    if np.any(diverged) and on_nonfinite == "raise":
-        s = min(np.flatnonzero(diverged), key=lambda i: first_bad[i])
-        raise FloatingPointError(
-            f"non-finite loss at step {first_bad[s]} (seed {s}, {optimizer.describe()}, width {net.width}); "
-            "lower the learning rate or pass on_nonfinite='record'"
-        )
-    for s in np.flatnonzero(diverged):
-        records[s, record >= first_bad[s]] = np.nan
-
-    def metrics(pred, y):
-        loss_values, accuracy = _metrics(loss_fn, jnp.asarray(pred), jnp.asarray(y))
-        return np.asarray(loss_values), np.asarray(accuracy)
-
-    train_loss, train_accuracy = metrics(train_pred, y_train)
-    test_loss = test_accuracy = None
-    if y_test is not None:
-        test_loss, test_accuracy = metrics(test_pred, y_test)
-    to_numpy = functools.partial(jax.tree_util.tree_map, np.asarray)
-    return TrainResult(
-        steps=record,
-        train_predictions=train_pred,
-        test_predictions=test_pred,
-        train_loss=train_loss,
-        test_loss=test_loss,
-        train_accuracy=train_accuracy,
-        test_accuracy=test_accuracy,
-        diverged=diverged,
-        first_nonfinite_step=first_bad,
-        initial_params=to_numpy(initial_params),
-        final_params=to_numpy(params),
-        batch_indices=batch_indices,
-        wall_time=time.perf_counter() - start,
+    return train_checked(
+        net, x_train, y_train, x_test, optimizer, record, batch_indices, init_keys,
+        loss_fn=loss_fn, readout_only=bool(readout_only), centered=centered, on_nonfinite=on_nonfinite,
+        progress=progress, return_params=return_params, max_memory_bytes=max_memory_bytes,
     )
 
 
@@ -412,8 +462,8 @@ def width_sweep(
     init: str = "gaussian",
     progress: bool = False,
     **train_kwargs,
-) -> Dict[int, TrainResult]:
-    """:func:`train` the network of ``arch`` at every width; ``{width: TrainResult}``.
+) -> Dict[int, Predictions]:
+    """:func:`train` the network of ``arch`` at every width; ``{width: Predictions}``.
 
     The same ``key`` (hence the same minibatch order) is used at every width.
     """

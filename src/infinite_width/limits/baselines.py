@@ -3,7 +3,9 @@
 Plain arrays in, predictions out; the kernels come from
 :mod:`infinite_width.kernels` (or anywhere else). Every ridge is relative to
 the kernel's scale, ``ridge * mean(diag K_train_train)``, so ``c * K`` gives
-the same predictions as ``K``.
+the same predictions as ``K``; its one default is :data:`DEFAULT_RIDGE`
+(also that of :class:`infinite_width.Posterior` and
+:class:`infinite_width.KernelRidge`, which wrap these functions).
 
 Shapes: ``k_train_train`` (N, N), ``k_test_train`` (Nt, N), ``k_test_test``
 (Nt, Nt), ``y_train`` (N, k); predictions (N, k) and (Nt, k).
@@ -20,10 +22,13 @@ import scipy.linalg
 from infinite_width._src.checks import check_kernel_matrix
 from infinite_width._src.numerics import precision_scope
 
-__all__ = ["nngp_posterior", "kernel_ridge", "kernel_regression"]
+__all__ = ["nngp_posterior", "kernel_ridge", "kernel_regression", "DEFAULT_RIDGE"]
+
+#: The default relative ridge of every baseline: ``1e-4 * mean(diag K)``.
+DEFAULT_RIDGE = 1e-4
 
 
-def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test, ridge: float = 1e-6):
+def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test, ridge: float = DEFAULT_RIDGE):
     """Posterior of the infinitely wide Bayesian network: ``(train_mean, test_mean, test_variance)``.
 
     neural-tangents ``predict.gp_inference`` (what
@@ -54,7 +59,7 @@ def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test, ridge: flo
     return np.asarray(train), np.asarray(test.mean), variance
 
 
-def kernel_ridge(k_train_train, k_test_train, y_train, ridge: float = 1e-6):
+def kernel_ridge(k_train_train, k_test_train, y_train, ridge: float = DEFAULT_RIDGE):
     """Kernel ridge regression fitted on the training set: ``(train_predictions (N, k), test_predictions (Nt, k))``.
 
     The end point of kernel gradient descent on MSE when ``ridge -> 0``
@@ -85,7 +90,7 @@ def _check_ridge(ridge) -> None:
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
 
 
-def kernel_regression(K_train_train, y_train, K_test_train, ridge: float = 1e-6) -> np.ndarray:
+def kernel_regression(K_train_train, y_train, K_test_train, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
     """Kernel ridge regression predictions on the test points, shape (N_test, k).
 
     Solves ``(K_train_train + ridge * mean(diag K_train_train) * I) alpha = y_train``

@@ -24,15 +24,19 @@ and ``chi = d loss / d f`` (:func:`infinite_width.losses.chi`):
   ``tau = sqrt(lr) * step``, the limit of the heavy ball when
   ``lr -> 0`` with ``(1 - beta)/sqrt(lr)`` fixed.
 
-Shapes: ``k_train_train`` (N, N), ``k_test_train`` (Nt, N), ``y_train``
-(N, k); predictions are returned as ``(R, N, k)`` and ``(R, Nt, k)`` at the
-``R`` recorded steps.
+Shapes: ``k_train_train`` (N, N), ``k_test_train`` (Nt, N) or None, ``y_train``
+(N, k); every function returns :class:`~infinite_width.Predictions` with
+``train`` (1, R, N, k) and ``test`` (1, R, Nt, k) at the ``R`` recorded steps
+(``Nt = 0`` without ``k_test_train``), in the dtype of the computation.
+:func:`run` picks the function for an optimizer, a loss and a batch mode, as
+:class:`infinite_width.KernelDynamics` does.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence, Tuple
+import warnings
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +45,14 @@ import tqdm
 
 from infinite_width import losses
 from infinite_width._src.numerics import precision_scope
+from infinite_width.kernels.analytic import max_learning_rate
+from infinite_width.optim import Optimizer
+from infinite_width.predictions import Predictions
 
-__all__ = ["mse_closed_form", "kernel_descent", "kernel_flow"]
+__all__ = ["mse_closed_form", "kernel_descent", "kernel_flow", "run", "TIMES"]
+
+#: ``time`` of :func:`run`: the exact step-by-step recursion, or neural-tangents' gradient flow.
+TIMES = ("discrete", "continuous")
 
 
 def _check_kernels(k_train_train, k_test_train, y_train):
@@ -73,6 +83,13 @@ def _initial(f0, shape):
     return np.zeros(shape) if f0 is None else np.broadcast_to(np.asarray(f0, dtype=np.float64), shape)
 
 
+def _predictions(steps, train, test, n_outputs) -> Predictions:
+    """(R, N, k) and (R, Nt, k) or None as :class:`Predictions` of one deterministic run."""
+    if test is None:
+        test = np.zeros((train.shape[0], 0, n_outputs), train.dtype)
+    return Predictions.deterministic(steps, train, test)
+
+
 def mse_closed_form(
     k_train_train,
     k_test_train,
@@ -81,7 +98,7 @@ def mse_closed_form(
     steps: Sequence[int],
     f0_train=None,
     f0_test=None,
-) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+) -> Predictions:
     """Exact discrete-time full-batch gradient descent on ``0.5 * mean((f - y)^2)`` with kernel ``K``.
 
     With ``a = lr / (N k)`` and ``K = V diag(lam) V^T``::
@@ -97,10 +114,11 @@ def mse_closed_form(
       f0_train, f0_test: outputs at step 0 ((N, k), (Nt, k)); None means 0.
 
     Returns:
-      ``(train (R, N, k), test (R, Nt, k) or None)`` as float64 arrays.
+      :class:`~infinite_width.Predictions` in float64.
     """
     k_train_train, k_test_train, y_train = _check_kernels(k_train_train, k_test_train, y_train)
-    steps = _check_steps(steps).astype(np.float64)
+    recorded = _check_steps(steps)
+    steps = recorded.astype(np.float64)
     n, k = y_train.shape
     a = lr / (n * k)
     lam, vecs = np.linalg.eigh(k_train_train)
@@ -121,7 +139,7 @@ def mse_closed_form(
     if k_test_train is not None:
         f0_test = _initial(f0_test, (k_test_train.shape[0], k))
         test = f0_test[None] - (k_test_train @ vecs) @ (gain[:, :, None] * residual0[None])
-    return train, test
+    return _predictions(recorded, train, test, k)
 
 
 @functools.lru_cache(maxsize=None)
@@ -156,7 +174,7 @@ def kernel_descent(
     f0_test=None,
     dtype: str = "float32",
     progress: bool = False,
-) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+) -> Predictions:
     """Exact discrete-time kernel gradient descent (optionally heavy-ball momentum, minibatches), any loss.
 
     Step ``s`` uses the training rows ``batch_indices[s]`` and the loss
@@ -170,14 +188,14 @@ def kernel_descent(
       k_train_train: (N, N). k_test_train: (Nt, N) or None. y_train: (N, k).
       lr: learning rate. steps: (R,) increasing steps to record.
       loss: ``"mse"`` or ``"cross_entropy"``. momentum: heavy-ball ``beta``.
-      batch_indices: (steps, B) int rows per step, from
-        a training run (``TrainResult.batch_indices``); None = full batch.
+      batch_indices: (steps, B) int rows per step (e.g. the order
+        ``infinite_width.finite.train`` uses for the same key); None = full batch.
       f0_train, f0_test: outputs at step 0; None means 0.
       dtype: ``"float32"`` (full-precision matmuls) or ``"float64"``.
       progress: show a tqdm bar of the steps (updated at each recorded step).
 
     Returns:
-      ``(train (R, N, k), test (R, Nt, k) or None)``.
+      :class:`~infinite_width.Predictions` in ``dtype``.
     """
     losses.get(loss)
     k_train_train, k_test_train, y_train = _check_kernels(k_train_train, k_test_train, y_train)
@@ -205,8 +223,8 @@ def kernel_descent(
             bar.update(int(step) - current)
             current = int(step)
             recorded.append(np.asarray(state[0]))
-    out = np.stack(recorded) if recorded else np.zeros((0,) + f0.shape)
-    return out[:, :n], (None if k_test_train is None else out[:, n:])
+    out = np.stack(recorded)
+    return _predictions(steps, out[:, :n], None if k_test_train is None else out[:, n:], k)
 
 
 def kernel_flow(
@@ -220,7 +238,7 @@ def kernel_flow(
     momentum: Optional[float] = None,
     f0_train=None,
     f0_test=None,
-) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+) -> Predictions:
     """Continuous-time kernel dynamics from neural-tangents ``predict``, at ``t = lr * step``.
 
     MSE without momentum: ``predict.gradient_descent_mse`` (closed form of
@@ -247,5 +265,69 @@ def kernel_flow(
             predict_fn = predict.gradient_descent(loss_fn, k_tt, y, learning_rate=lr, momentum=momentum)
         out = predict_fn(t, jnp.asarray(f0_train), f0_test, k_te)
     if k_te is None:
-        return np.asarray(out), None
-    return np.asarray(out[0]), np.asarray(out[1])
+        return _predictions(steps, np.asarray(out), None, k)
+    return _predictions(steps, np.asarray(out[0]), np.asarray(out[1]), k)
+
+
+def _warn_if_unstable(k_train_train, lr: float, n_outputs: int, momentum: float) -> None:
+    limit = max_learning_rate(k_train_train, k_train_train.shape[0] * n_outputs, momentum=momentum)
+    if lr > limit:
+        warnings.warn(
+            f"learning rate {lr:g} exceeds max_learning_rate {limit:.4g} of this kernel (full-batch MSE"
+            f"{f', momentum {momentum:g}' if momentum else ''}): the kernel dynamics diverge",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def run(
+    k_train_train,
+    k_test_train,
+    y_train,
+    optimizer: Optimizer,
+    steps: Sequence[int],
+    *,
+    loss: str = "mse",
+    batch_indices=None,
+    time: str = "discrete",
+    dtype: str = "float32",
+    progress: bool = False,
+) -> Predictions:
+    """Kernel dynamics of ``optimizer`` (sgd or momentum) from ``f = 0``: the exact route for the case.
+
+    * ``time="continuous"``: :func:`kernel_flow` (full batch only);
+    * full-batch MSE with SGD: :func:`mse_closed_form`;
+    * otherwise (cross-entropy, momentum, minibatches): :func:`kernel_descent`.
+
+    Full-batch MSE in discrete time warns (``RuntimeWarning``) when the rate
+    exceeds :func:`infinite_width.kernels.max_learning_rate`.
+
+    Args:
+      k_train_train: (N, N). k_test_train: (Nt, N) or None. y_train: (N, k).
+      optimizer: :func:`infinite_width.optim.sgd` or ``momentum``.
+      steps: (R,) increasing steps to record.
+      loss: a loss of :mod:`infinite_width.losses`.
+      batch_indices: (steps, B) training rows per step; None = full batch.
+      time: ``"discrete"`` or ``"continuous"``.
+      dtype: ``"float32"`` or ``"float64"`` (:func:`kernel_descent`).
+      progress: a progress bar (:func:`kernel_descent`).
+    """
+    if not isinstance(optimizer, Optimizer) or optimizer.adaptive:
+        raise ValueError(
+            f"kernel dynamics are the limit of sgd and momentum; got {optimizer!r} (adam and sign have the "
+            "Adam-like limit, infinite_width.AdamLimit)"
+        )
+    if time not in TIMES:
+        raise ValueError(f"time must be one of {TIMES}, got {time!r}")
+    beta = optimizer.beta if optimizer.name == "momentum" else 0.0
+    if time == "continuous":
+        if batch_indices is not None:
+            raise ValueError("time='continuous' is gradient flow on the full batch; pass batch_indices=None")
+        return kernel_flow(k_train_train, k_test_train, y_train, optimizer.lr, steps, loss=loss,
+                           momentum=beta if optimizer.name == "momentum" else None)
+    if loss == "mse" and batch_indices is None:
+        _warn_if_unstable(k_train_train, optimizer.lr, np.shape(y_train)[1], beta)
+        if beta == 0.0:
+            return mse_closed_form(k_train_train, k_test_train, y_train, optimizer.lr, steps)
+    return kernel_descent(k_train_train, k_test_train, y_train, optimizer.lr, steps, loss=loss, momentum=beta,
+                          batch_indices=batch_indices, dtype=dtype, progress=progress)

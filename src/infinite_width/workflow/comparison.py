@@ -85,6 +85,13 @@ def fit_slope(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def _optimizer_text(optimizer: Optional[dict]) -> Optional[str]:
+    """``"adam(lr=0.02, b1=0.9, ...)"`` from the optimizer's metadata (its name and hyper-parameters)."""
+    if optimizer is None:
+        return None
+    return f"{optimizer['name']}(" + ", ".join(f"{k}={v:g}" for k, v in optimizer.items() if k != "name") + ")"
+
+
 def _format(value) -> str:
     if value is None:
         return "-"
@@ -106,7 +113,7 @@ class Comparison:
     """Final metrics of several trajectories and the distances between them (see :func:`compare`)."""
 
     COLUMNS = (
-        "label", "regime", "width", "optimizer", "train", "seeds", "step",
+        "label", "regime", "width", "optimizer", "readout_only", "seeds", "step",
         "train_loss", "train_loss_std", "test_loss", "test_loss_std",
         "train_accuracy", "train_accuracy_std", "test_accuracy", "test_accuracy_std",
         "mc_stderr", "diverged", "wall_time",
@@ -131,8 +138,8 @@ class Comparison:
                 "label": t.label,
                 "regime": t.regime,
                 "width": "inf" if t.width == math.inf else t.width,
-                "optimizer": t.metadata.get("optimizer"),
-                "train": t.metadata.get("train"),
+                "optimizer": _optimizer_text(t.metadata.get("optimizer")),
+                "readout_only": t.metadata.get("readout_only"),
                 "seeds": t.seeds,
                 "step": "inf" if t.is_static else int(t.steps[-1]),
             }

@@ -3,13 +3,17 @@
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas
 directly, never through ``pyplot``, so they work on headless machines and do
 not change the user's backend. Each function returns the figure and, with
-``path``, saves it (PNG, or any format matplotlib infers from the suffix).
+``path``, saves it (PNG, PDF or any format matplotlib infers from the suffix;
+a list of paths writes each). Colours come from :mod:`.palette` (one per
+regime family, the same in every figure); a figure has one legend, with one
+entry per family and per line style (:func:`legend_handles`).
 
 * :func:`learning_curves`: a metric against steps, mean with a band of one
-  standard deviation over seeds; baselines (``t = infinity``) as dotted lines.
+  standard deviation over seeds (of the Monte Carlo error for a limit);
+  baselines (``t = infinity``) as dotted lines.
 * :func:`accuracy_vs_width`: a final metric against the width of finite
-  networks (one line per optimizer and trained layers), the infinite-width
-  regimes as horizontal lines.
+  networks (one line per family, error bars over seeds), the infinite-width
+  regimes as horizontal lines with a band of their Monte Carlo error.
 * :func:`distance_vs_width`: the distance of finite networks to a limit
   against width on log-log axes, with the fitted slope.
 """
@@ -17,16 +21,20 @@ not change the user's backend. Each function returns the figure and, with
 from __future__ import annotations
 
 import math
+import os
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
+from infinite_width.workflow import palette
 from infinite_width.workflow.comparison import distance, fit_slope
 from infinite_width.workflow.trajectory import METRICS, Trajectory
 
-__all__ = ["learning_curves", "accuracy_vs_width", "distance_vs_width", "demo_figure"]
+__all__ = ["learning_curves", "accuracy_vs_width", "distance_vs_width", "demo_figure", "legend_handles"]
 
 
 def _figure(ax, size=(6.0, 4.0)):
@@ -38,8 +46,9 @@ def _figure(ax, size=(6.0, 4.0)):
 
 
 def _save(figure, path):
-    if path is not None:
-        figure.savefig(path, dpi=120)
+    """Write ``figure`` to ``path``, or to each of several paths (e.g. a PNG and a PDF)."""
+    for target in ([] if path is None else [path] if isinstance(path, (str, os.PathLike)) else path):
+        figure.savefig(target, dpi=120)
 
 
 def _check(trajectories) -> list:
@@ -56,40 +65,69 @@ def _check_metric(metric):
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
 
 
-def _group(t: Trajectory) -> str:
-    return f"{(t.metadata.get('optimizer') or '').split('(')[0]} {t.metadata.get('train')}"
-
-
-_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
-_BASELINE_STYLES = ((0, (1, 1)), (0, (4, 2, 1, 2)), (0, (6, 2)), (0, (1, 3)))
+def _mc_error(t: Trajectory, metric: str):
+    """(R,) Monte Carlo standard error of ``metric`` from the replicas of a limit, or None."""
+    replicas = t.extras.get(f"replica_{metric}")
+    if replicas is None or replicas.shape[0] < 2:
+        return None
+    return replicas.std(axis=0, ddof=1) / np.sqrt(replicas.shape[0])
 
 
 class _Styles:
-    """One colour per (optimizer, trained layers) group; finite widths fade in with width; limits dashed."""
+    """Colour from the family (:mod:`.palette`); finite networks solid, fainter when narrower; limits dashed."""
 
     def __init__(self, trajectories):
-        groups = sorted({_group(t) for t in trajectories if not t.is_static})
-        self.colors = {g: _PALETTE[i % len(_PALETTE)] for i, g in enumerate(groups)}
         widths = sorted({t.width for t in trajectories if t.regime == "finite"})
         self.alpha = {w: 0.35 + 0.65 * (i + 1) / len(widths) for i, w in enumerate(widths)}
-        self.baselines = {}
 
     def __call__(self, t: Trajectory) -> dict:
+        color = palette.color(t.metadata)
         if t.is_static:
-            style = _BASELINE_STYLES[len(self.baselines) % len(_BASELINE_STYLES)]
-            self.baselines.setdefault(t.label, style)
-            return dict(color="black", linestyle=self.baselines[t.label], linewidth=1.2)
-        color = self.colors[_group(t)]
+            return dict(color=color, linestyle=":", linewidth=1.6)
         if t.regime == "finite":
             return dict(color=color, alpha=self.alpha[t.width], linewidth=1.2)
         return dict(color=color, linestyle="--", linewidth=2.2)
 
 
-def learning_curves(trajectories, metric: str = "test_loss", *, ax=None, path=None, log_y: Optional[bool] = None):
+def legend_handles(trajectories) -> list:
+    """Legend entries for a figure of ``trajectories``: one per family colour, one per line style.
+
+    Used for one shared legend per figure (:func:`demo_figure`) instead of one
+    entry per trajectory in every panel.
+    """
+    trajectories = _check(trajectories)
+    handles, seen = [], set()
+    for t in trajectories:
+        name = palette.family_name(t.metadata)
+        if name not in seen:
+            seen.add(name)
+            handles.append(Patch(color=palette.color(t.metadata), label=name))
+    kinds = {("finite" if t.regime == "finite" else "static" if t.is_static else "limit") for t in trajectories}
+    styles = (
+        ("finite", dict(linestyle="-"), "finite networks (fainter: narrower; bars: std over seeds)"),
+        ("limit", dict(linestyle="--", linewidth=2.2), "infinite-width limit (" + ", ".join(
+            sorted({palette.LIMIT_NAMES[t.regime] for t in trajectories if t.regime in palette.LIMIT_NAMES})) + ")"),
+        ("static", dict(linestyle=":", linewidth=1.6), "t = infinity baseline"),
+    )
+    handles += [Line2D([], [], color="0.3", label=label, **style) for kind, style, label in styles if kind in kinds]
+    if any(_mc_error(t, "test_accuracy") is not None for t in trajectories):
+        handles.append(Patch(color="0.3", alpha=0.2, label="Monte Carlo error of a limit (1 s.e.)"))
+    return handles
+
+
+def _legend(ax, trajectories, legend: bool) -> None:
+    if legend:
+        ax.legend(handles=legend_handles(trajectories), fontsize="x-small")
+
+
+def learning_curves(trajectories, metric: str = "test_loss", *, ax=None, path=None, log_y: Optional[bool] = None,
+                    legend: bool = True):
     """``metric`` against step for each trajectory (mean ± std over seeds). Returns the figure.
 
-    Colour: optimizer and trained layers; finite networks are fainter the
-    narrower they are; limits are dashed, baselines black horizontal lines.
+    Colour: the family (:mod:`.palette`); finite networks are fainter the
+    narrower they are; limits are dashed with a band of their Monte Carlo
+    error; baselines dotted horizontal lines. ``legend``: one entry per
+    family and style (False leaves the legend to the caller).
     """
     trajectories = _check(trajectories)
     _check_metric(metric)
@@ -98,13 +136,14 @@ def learning_curves(trajectories, metric: str = "test_loss", *, ax=None, path=No
     last = max([int(t.steps[-1]) for t in trajectories if not t.is_static] or [1])
     for t in trajectories:
         mean, std = t.metric(metric)
-        if t.is_static:
-            ax.axhline(mean[0], label=t.label, **style(t))
-            continue
         line_style = style(t)
-        ax.plot(t.steps, mean, label=t.label, **line_style)
-        if t.seeds > 1:
-            ax.fill_between(t.steps, mean - std, mean + std, color=line_style["color"], alpha=0.15, linewidth=0)
+        if t.is_static:
+            ax.axhline(mean[0], **line_style)
+            continue
+        ax.plot(t.steps, mean, **line_style)
+        spread = std if t.seeds > 1 else _mc_error(t, metric)
+        if spread is not None:
+            ax.fill_between(t.steps, mean - spread, mean + spread, color=line_style["color"], alpha=0.15, linewidth=0)
     if log_y is None:
         log_y = metric.endswith("loss")
     if log_y:
@@ -112,35 +151,43 @@ def learning_curves(trajectories, metric: str = "test_loss", *, ax=None, path=No
     ax.set_xlim(0, last)
     ax.set_xlabel("step")
     ax.set_ylabel(metric.replace("_", " "))
-    ax.legend(fontsize="x-small", ncol=2)
+    _legend(ax, trajectories, legend)
     _save(figure, path)
     return figure
 
 
-def accuracy_vs_width(trajectories, metric: str = "test_accuracy", *, ax=None, path=None):
-    """Final ``metric`` of finite networks against width (log x axis), limits as horizontal lines."""
+def accuracy_vs_width(trajectories, metric: str = "test_accuracy", *, ax=None, path=None, legend: bool = True):
+    """Final ``metric`` of finite networks against width (log x axis, error bars: std over seeds).
+
+    Limits are horizontal lines with a band of their Monte Carlo error where
+    they have one; baselines are dotted lines; colours by family.
+    """
     trajectories = _check(trajectories)
     _check_metric(metric)
     figure, ax = _figure(ax)
-    finite: Dict[str, list] = {}
+    finite: Dict[tuple, list] = {}
     for t in trajectories:
-        if t.width != math.inf and t.regime == "finite":
-            finite.setdefault(_group(t), []).append(t)
-    style = _Styles(trajectories)
-    for group, members in sorted(finite.items()):
+        if t.regime == "finite":
+            finite.setdefault(palette.family(t.metadata), []).append(t)
+    for members in finite.values():
         members.sort(key=lambda t: t.width)
-        widths = [t.width for t in members]
         finals = np.array([t.final(metric) for t in members])
-        ax.errorbar(widths, finals[:, 0], yerr=finals[:, 1], marker="o", capsize=3, label=f"finite {group}",
-                    color=style.colors[group])
+        ax.errorbar([t.width for t in members], finals[:, 0], yerr=finals[:, 1], marker="o", capsize=3,
+                    color=palette.color(members[0].metadata))
+    style = _Styles(trajectories)
     for t in trajectories:
-        if t.regime != "finite":
-            ax.axhline(t.final(metric)[0], label=t.label, **style(t))
+        if t.regime == "finite":
+            continue
+        mean, line_style = t.final(metric)[0], style(t)
+        ax.axhline(mean, **line_style)
+        error = _mc_error(t, metric)
+        if error is not None:
+            ax.axhspan(mean - error[-1], mean + error[-1], color=line_style["color"], alpha=0.2, linewidth=0)
     if finite:
         ax.set_xscale("log", base=2)
     ax.set_xlabel("width")
     ax.set_ylabel(f"final {metric.replace('_', ' ')}")
-    ax.legend(fontsize="x-small", ncol=2)
+    _legend(ax, trajectories, legend)
     _save(figure, path)
     return figure
 
@@ -169,15 +216,17 @@ def distance_vs_width(trajectories: Sequence[Trajectory], reference: Trajectory,
 
 
 def demo_figure(trajectories, path=None):
-    """Learning curves (test loss, test accuracy) and accuracy against width, in one figure."""
+    """Learning curves (test loss, test accuracy) and final accuracy against width, with one shared legend."""
     trajectories = _check(trajectories)
-    figure = Figure(figsize=(16.0, 4.8), layout="constrained")
+    figure = Figure(figsize=(15.0, 5.6), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, 3)
-    learning_curves(trajectories, "test_loss", ax=axes[0])
-    learning_curves(trajectories, "test_accuracy", ax=axes[1])
-    accuracy_vs_width(trajectories, "test_accuracy", ax=axes[2])
+    learning_curves(trajectories, "test_loss", ax=axes[0], legend=False)
+    learning_curves(trajectories, "test_accuracy", ax=axes[1], legend=False)
+    accuracy_vs_width(trajectories, "test_accuracy", ax=axes[2], legend=False)
     for ax, title in zip(axes, ("test loss", "test accuracy", "final test accuracy against width")):
         ax.set_title(title)
+    handles = legend_handles(trajectories)
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize="small")
     _save(figure, path)
     return figure

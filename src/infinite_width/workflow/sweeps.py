@@ -37,6 +37,7 @@ import tqdm
 
 from infinite_width._src.files import check_writable_folder, remove_orphan_temporaries
 from infinite_width.problem import Problem
+from infinite_width.workflow.methods import Finite
 from infinite_width.workflow.solver import solve
 from infinite_width.workflow.trajectory import Trajectory, TrajectoryFileError
 
@@ -72,10 +73,17 @@ def job_fingerprint(job: Mapping) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def width_jobs(widths, name: str = "w", **solve_arguments) -> Dict[str, dict]:
-    """Jobs ``{f"{name}{width}": {**solve_arguments, "width": width}}``, ``math.inf`` named ``{name}inf``."""
+def width_jobs(widths, name: str = "w", *, seeds: int = 1, **solve_arguments) -> Dict[str, dict]:
+    """One job per width, named ``f"{name}{width}"`` (``math.inf``: ``{name}inf``), with ``solve_arguments``.
+
+    An integer width solves ``Finite(width, seeds=seeds)``; ``math.inf`` the
+    limit of the optimizer (the ``width=math.inf`` shortcut of :func:`solve`).
+    """
     return {
-        f"{name}{'inf' if w == math.inf else int(w)}": {**solve_arguments, "width": w} for w in widths
+        f"{name}{'inf' if w == math.inf else int(w)}": {
+            **solve_arguments, **({"width": w} if w == math.inf else {"method": Finite(int(w), seeds=seeds)})
+        }
+        for w in widths
     }
 
 

@@ -43,11 +43,9 @@ from typing import Dict, Optional
 import numpy as np
 
 from infinite_width._src.files import atomic_path, os_error
+from infinite_width.predictions import STATIC_STEP
 
 __all__ = ["Trajectory", "TrajectoryFileError", "STATIC_STEP", "TIMING_KEYS"]
-
-#: The recorded step of a non-dynamical baseline (``t = infinity``).
-STATIC_STEP = -1
 
 #: Metadata keys holding measured durations (seconds), ignored by ``Trajectory ==`` wherever they
 #: occur in the metadata (top level or nested dicts): ``wall_time`` (the whole solve) and

@@ -12,7 +12,6 @@
 
 from infinite_width.limits.adam_limit.engine import STORAGE_DTYPES, TRAIN_MODES, LimitResult, solve
 from infinite_width.limits.adam_limit.exact import (
-    ExactPredictions,
     activation_sign_expectation,
     derivative_sign_expectation,
     gaussian_expectation_2d,
@@ -34,7 +33,6 @@ __all__ = [
     "sampling_root",
     "TRAIN_MODES",
     "STORAGE_DTYPES",
-    "ExactPredictions",
     "gaussian_expectation_2d",
     "linear_sign_expectation",
     "derivative_sign_expectation",

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -63,9 +63,9 @@ from infinite_width._src.checks import validate_inputs
 from infinite_width._src.numerics import precision_scope
 from infinite_width._src.rng import minibatch_indices
 from infinite_width.kernels import layerwise
+from infinite_width.predictions import Predictions
 
 __all__ = [
-    "ExactPredictions",
     "gaussian_expectation_2d",
     "linear_sign_expectation",
     "derivative_sign_expectation",
@@ -108,16 +108,11 @@ _EVALUATION_CHUNK = 1 << 16
 _QUADRATURE_POINTS_PER_BLOCK = 2_000_000
 
 
-class ExactPredictions(NamedTuple):
-    """Predictions along an exact trajectory.
-
-    ``train``: (steps + 1, N_train) for scalar output (sign dynamics) or
-    (steps + 1, N_train, k); ``eval`` likewise on the evaluation points.
-    Row ``t`` is the prediction after ``t`` steps (row 0 the initial one).
-    """
-
-    train: np.ndarray
-    eval: np.ndarray
+def _trajectory(history: np.ndarray, n_train: int) -> Predictions:
+    """Rows ``t = 0..steps`` of ``history`` (steps + 1, P[, k]) over [train; eval] points as :class:`Predictions`."""
+    if history.ndim == 2:  # scalar output
+        history = history[..., None]
+    return Predictions.deterministic(np.arange(history.shape[0]), history[:, :n_train], history[:, n_train:])
 
 
 # --------------------------------------------------------------------------
@@ -271,7 +266,7 @@ def _expectation_block(f, g, sigma_a, sigma_b, rho, order, a_breaks, b_breaks):
 
 
 def linear_sign_expectation(var_b, cov) -> np.ndarray:
-    """``E[z(xi) sign z(x)] = sqrt(2/pi) cov / sqrt(var_b)`` for jointly Gaussian centred z.
+    """``E[z(xi) sign z(x)] = sqrt(2/pi) cov / sqrt(var_b)`` for jointly Gaussian centered z.
 
     ``var_b = Var z(x)`` and ``cov = Cov(z(xi), z(x))``, broadcastable arrays;
     where ``var_b = 0`` (``z(x) = 0`` surely) the result is 0.
@@ -381,9 +376,6 @@ def activation_sign_expectation(
 # --------------------------------------------------------------------------
 # Case 6.2: the sign kernel.
 
-_TRAIN = ("all", "readout")
-
-
 def _require_mlp(arch, *, scalar_output: bool):
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
@@ -400,9 +392,9 @@ def _require_mlp(arch, *, scalar_output: bool):
         )
 
 
-def _check_train(train):
-    if train not in _TRAIN:
-        raise ValueError(f"train must be one of {_TRAIN}, got {train!r}")
+def _check_readout_only(readout_only):
+    if not isinstance(readout_only, (bool, np.bool_)):
+        raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
 
 
 def _layer_blocks(kernel: np.ndarray, n_eval: int):
@@ -416,7 +408,7 @@ def sign_kernel(
     x_eval,
     x_train,
     *,
-    train: str = "all",
+    readout_only: bool = False,
     method: str = "auto",
     quadrature_order: int = 32,
     dtype: str = "float64",
@@ -436,8 +428,8 @@ def sign_kernel(
       x_eval: (N_eval, d) points where the function moves (first argument).
       x_train: (N_train, d) training points whose sign drives the step
         (second argument). The kernel is not symmetric.
-      train: ``"all"`` (every parameter group) or ``"readout"`` (readout
-        weights and output bias only).
+      readout_only: train the readout weights and output bias only
+        (default: every parameter group).
       method: ``"auto"``: closed forms for relu, leaky_relu, abs and identity,
         quadrature otherwise; ``"quadrature"`` forces quadrature.
       quadrature_order: nodes per panel and dimension of the quadrature.
@@ -450,7 +442,7 @@ def sign_kernel(
       is positive.
     """
     _require_mlp(arch, scalar_output=True)
-    _check_train(train)
+    _check_readout_only(readout_only)
     if method not in ("auto", "quadrature"):
         raise ValueError(f"method must be 'auto' or 'quadrature', got {method!r}")
     order = _check_order(quadrature_order)
@@ -476,7 +468,7 @@ def sign_kernel(
         return activation_sign_expectation(activation[l - 1], *blocks, method=method, order=order)
 
     theta = sw[depth] * activation_term(depth) + sb[depth]
-    if train == "readout":
+    if readout_only:
         return theta
     input_term = x_eval @ np.sign(x_train).T / x_eval.shape[1]  # (1/d) sum_b xi_b sign(x_b)
     for l in tqdm(range(1, depth + 1), desc="sign kernel layers", disable=not progress):
@@ -555,7 +547,7 @@ def sign_dynamics(
     f0_train=None,
     f0_eval=None,
     dtype: str = "float64",
-) -> ExactPredictions:
+) -> Predictions:
     """Run ``f_{t+1}(xi) = f_t(xi) - lr sign(chi_t) Theta_sign(xi, x_{i_t})`` exactly.
 
     Args:
@@ -565,17 +557,18 @@ def sign_dynamics(
       y_train: (N_train,) or (N_train, 1) targets.
       lr: learning rate.
       train_indices: (steps,) or (steps, 1) integers, the training point of
-        each step (e.g. :attr:`infinite_width.finite.TrainResult.batch_indices`
-        with batch size 1).
+        each step (e.g. the minibatch order of batch size 1 that
+        :func:`infinite_width.finite.train` draws from the same key).
       loss: a loss of :mod:`infinite_width.losses`; ``chi_t`` is its gradient
         at ``f_t(x_{i_t})`` (for ``"mse"``, ``sign(chi) = sign(f - y)``).
       f0_train, f0_eval: initial predictions (N_train,), (N_eval,); zeros
-        (the centred model) by default.
+        (the centered model) by default.
       dtype: ``"float64"`` or ``"float32"``.
 
     Returns:
-      :class:`ExactPredictions` with ``train`` (steps + 1, N_train) and
-      ``eval`` (steps + 1, N_eval).
+      :class:`~infinite_width.Predictions` at steps ``0..steps`` with
+      ``train`` (1, steps + 1, N_train, 1) and ``test`` (1, steps + 1, N_eval, 1)
+      (the evaluation points).
     """
     theta_tt = _as_float_array("theta_train_train", theta_train_train)
     if theta_tt.ndim != 2 or theta_tt.shape[0] != theta_tt.shape[1]:
@@ -595,7 +588,7 @@ def sign_dynamics(
         f_all = jnp.asarray(np.concatenate([f_train, f_eval]), np_dtype)
         history = _sign_scan(loss)(theta_all, f_all, jnp.asarray(y, np_dtype), jnp.asarray(idx), np_dtype(lr))
         history = np.concatenate([np.asarray(f_all)[None], np.asarray(history)])
-    return ExactPredictions(train=history[:, :n_train], eval=history[:, n_train:])
+    return _trajectory(history, n_train)
 
 
 @functools.lru_cache(maxsize=None)
@@ -620,20 +613,20 @@ def sign_sgd_dynamics(
     lr: float,
     train_indices,
     *,
-    train: str = "all",
+    readout_only: bool = False,
     loss: str = "mse",
     f0_train=None,
     f0_eval=None,
     method: str = "auto",
     quadrature_order: int = 32,
     dtype: str = "float64",
-) -> ExactPredictions:
+) -> Predictions:
     """Exact infinite-width SignSGD, one training point per step: :func:`sign_kernel` then :func:`sign_dynamics`.
 
     Shapes: ``x_train`` (N_train, d), ``y_train`` (N_train,) or (N_train, 1),
     ``x_eval`` (N_eval, d), ``train_indices`` (steps,) or (steps, 1). Returns
-    :class:`ExactPredictions` with ``train`` (steps + 1, N_train) and
-    ``eval`` (steps + 1, N_eval).
+    :class:`~infinite_width.Predictions` with ``train`` (1, steps + 1, N_train, 1)
+    and ``test`` (1, steps + 1, N_eval, 1).
     """
     with precision_scope(dtype) as np_dtype:
         x_train, x_eval = validate_inputs(arch, x_train, x_eval, np_dtype, names=("x_train", "x_eval"))
@@ -641,7 +634,7 @@ def sign_sgd_dynamics(
         arch,
         np.concatenate([x_train, x_eval]),
         x_train,
-        train=train,
+        readout_only=readout_only,
         method=method,
         quadrature_order=quadrature_order,
         dtype=dtype,
@@ -677,7 +670,7 @@ def normalized_readout_dynamics(
     f0_train=None,
     f0_eval=None,
     dtype: str = "float64",
-) -> ExactPredictions:
+) -> Predictions:
     """Exact readout-only sign dynamics with Gaussian readout features (docs/theory.md, section 6).
 
     Only the readout weights and the output bias train, by sign updates
@@ -697,16 +690,16 @@ def normalized_readout_dynamics(
       x_train: (N_train, d); y_train: (N_train, k); x_eval: (N_eval, d).
       lr: learning rate; steps: number of steps.
       loss: ``"mse"`` or ``"cross_entropy"`` (:mod:`infinite_width.losses`).
-      batch_indices: (steps, batch) training rows per step
-        (:attr:`infinite_width.finite.TrainResult.batch_indices`); None means
+      batch_indices: (steps, batch) training rows per step (e.g. the order
+        :func:`infinite_width.finite.train` draws from the same key); None means
         full batch.
       f0_train, f0_eval: initial predictions (N_train, k), (N_eval, k);
-        zeros (the centred model) by default.
+        zeros (the centered model) by default.
       dtype: precision of kernels and dynamics.
 
     Returns:
-      :class:`ExactPredictions` with ``train`` (steps + 1, N_train, k) and
-      ``eval`` (steps + 1, N_eval, k).
+      :class:`~infinite_width.Predictions` with ``train`` (1, steps + 1, N_train, k)
+      and ``test`` (1, steps + 1, N_eval, k).
     """
     _require_mlp(arch, scalar_output=False)
     if arch.activations[-1] != "identity":
@@ -749,7 +742,7 @@ def normalized_readout_dynamics(
             np_dtype(kernels.b_std[-1]),
         )
         history = np.concatenate([np.asarray(f_all)[None], np.asarray(history)])
-    return ExactPredictions(train=history[:, :n_train], eval=history[:, n_train:])
+    return _trajectory(history, n_train)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,422 @@
+"""Methods: how :func:`infinite_width.solve` computes predictions, each with its own options.
+
+A method is a frozen dataclass, checked when it is built, that carries only
+its own options and runs through one entry point, :meth:`run`, returning
+:class:`~infinite_width.Predictions`; the regime-specific code it calls lives
+in :mod:`infinite_width.finite` and :mod:`infinite_width.limits`.
+
+Trained methods (they take an optimizer, ``steps`` and ``readout_only``):
+
+* :class:`Finite` -- ``seeds`` finite networks of one width, trained with optax;
+* :class:`KernelDynamics` -- their infinite-width limit under sgd or momentum:
+  NTK gradient descent (every layer trained) or NNGP-kernel gradient descent
+  (``readout_only``), in discrete or continuous time;
+* :class:`AdamLimit` -- the Adam-like limit by Monte Carlo (MLPs; any
+  optimizer of :mod:`infinite_width.optim`, sgd and momentum for checks).
+
+Baselines at t = infinity (no optimizer):
+
+* :class:`Posterior` -- the NNGP posterior mean and variance;
+* :class:`KernelRidge` -- kernel ridge regression with the NTK, the NNGP
+  kernel or the Neural Network Prior Kernel of ``networks`` random networks.
+
+:func:`method_for` is the routing behind ``solve(..., width=...)``:
+``math.inf`` gives :class:`KernelDynamics` for sgd/momentum and
+:class:`AdamLimit` for adam/sign, an integer width :class:`Finite`.
+
+Every method gets the same checked problem and the same derived keys from
+:func:`infinite_width.solve`: ``key`` is the model key of the run (finite
+initialisations, Monte Carlo samples, NNPK networks) and ``batch_indices`` the
+shared minibatch order (None: full batch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar, Optional
+
+import numpy as np
+
+from infinite_width import kernels, losses
+from infinite_width._src.checks import check_int, check_nonnegative
+from infinite_width._src.numerics import DTYPES
+from infinite_width._src.rng import ensemble_keys, minibatch_indices
+from infinite_width.architectures import Architecture
+from infinite_width.finite import INITS, PARAMETRIZATIONS, network, train_checked
+from infinite_width.limits import adam_limit, baselines, kernel_dynamics
+from infinite_width.limits.baselines import DEFAULT_RIDGE
+from infinite_width.optim import Optimizer
+from infinite_width.predictions import Predictions
+from infinite_width.problem import Problem
+
+__all__ = ["Method", "Finite", "KernelDynamics", "AdamLimit", "Posterior", "KernelRidge", "method_for",
+           "DEFAULT_RIDGE", "RIDGE_KERNELS"]
+
+#: ``KernelRidge.kernel``: the NTK, the NNGP kernel, or the Neural Network Prior Kernel.
+RIDGE_KERNELS = ("ntk", "nngp", "nnpk")
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def _layers(readout_only: bool) -> str:
+    return "readout" if readout_only else "all"
+
+
+def _all_points(problem: Problem) -> np.ndarray:
+    """[x_train; x_test]: kernels are computed in one call for the train and test rows."""
+    return np.concatenate([problem.x_train, problem.x_test])
+
+
+class Method:
+    """What every method provides (see the module docstring); subclasses are frozen dataclasses."""
+
+    #: True for methods trained by an optimizer for ``steps`` steps; False for t = infinity baselines.
+    trained: ClassVar[bool] = True
+
+    def regime(self, readout_only: bool) -> str:
+        """The regime family (``"finite"``, ``"ntk"``, ``"nngp"``, ``"adam_limit"``, a baseline name)."""
+        raise NotImplementedError
+
+    def label(self, optimizer: Optional[Optimizer], readout_only: bool) -> str:
+        """Default name in tables and legends."""
+        raise NotImplementedError
+
+    def check(self, arch: Architecture, optimizer: Optional[Optimizer], readout_only: bool,
+              batch_size: Optional[int]) -> None:
+        """``ValueError`` naming the problem when the method cannot run this architecture and optimizer."""
+        if self.trained:
+            if optimizer is None:
+                raise ValueError(f"{type(self).__name__} trains: give an optimizer (infinite_width.optim)")
+            if not isinstance(optimizer, Optimizer):
+                raise TypeError(f"optimizer must be an infinite_width.optim.Optimizer, got {type(optimizer).__name__}")
+            return
+        if optimizer is not None:
+            raise ValueError(f"{type(self).__name__} is a t = infinity baseline and trains nothing: pass no optimizer")
+        for name, value in (("readout_only", readout_only), ("batch_size", batch_size)):
+            if value:
+                raise ValueError(f"{name} applies to trained methods, not to the baseline {type(self).__name__}")
+
+    def run(self, problem: Problem, arch: Architecture, optimizer: Optional[Optimizer], *, steps: int,
+            record: np.ndarray, readout_only: bool, batch_indices: Optional[np.ndarray], key,
+            progress: bool) -> Predictions:
+        """Predictions of ``arch`` on ``problem`` at the steps ``record`` (R,) (checked arguments)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """The method and its options as a JSON-able dict (trajectory metadata)."""
+        return {"name": type(self).__name__, **dataclasses.asdict(self)}
+
+
+def _requires_closed_form(method: Method, arch: Architecture) -> None:
+    if not arch.has_closed_form:
+        raise ValueError(
+            f"{type(method).__name__} needs a closed-form kernel, which {arch.name!r} has not; "
+            "use Finite or KernelRidge(kernel='nnpk', width=...)"
+        )
+
+
+# --------------------------------------------------------------------------
+# Trained methods.
+
+
+@dataclasses.dataclass(frozen=True)
+class Finite(Method):
+    """``seeds`` finite networks of ``width``, trained with optax (:func:`infinite_width.finite.train`).
+
+    Attributes:
+      width: hidden width (an int >= 1).
+      seeds: independent initialisations, trained in one vectorised call.
+      parametrization: ``"ntk"``, ``"standard"`` or ``"mup"``
+        (:func:`infinite_width.finite.network`).
+      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
+      centered: train ``f - f_0`` (default, comparable with the limits, which
+        start from 0); False trains the raw network.
+    """
+
+    width: int
+    seeds: int = 1
+    parametrization: str = "ntk"
+    init: str = "gaussian"
+    centered: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "width", check_int("width", self.width, 1))
+        object.__setattr__(self, "seeds", check_int("seeds", self.seeds, 1))
+        _check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
+        _check_choice("init", self.init, INITS)
+        _check_bool("centered", self.centered)
+
+    def regime(self, readout_only):
+        return "finite"
+
+    def label(self, optimizer, readout_only):
+        return f"w={self.width} {optimizer.name} {_layers(readout_only)}"
+
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+        net = network(arch, self.width, parametrization=self.parametrization, init=self.init)
+        if batch_indices is None:
+            batch_indices = minibatch_indices(None, problem.n_train, None, steps)
+        init_keys, _ = ensemble_keys(key, self.seeds)
+        return train_checked(
+            net, problem.x_train, problem.y_train, problem.x_test, optimizer, record,
+            batch_indices.astype(np.int32), init_keys, loss_fn=losses.get(problem.loss), readout_only=readout_only,
+            centered=self.centered, on_nonfinite="record", progress=progress,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelDynamics(Method):
+    """Infinite-width gradient descent in function space (:func:`infinite_width.limits.kernel_dynamics.run`).
+
+    The kernel follows from ``readout_only``: the NTK when every layer trains,
+    the NNGP kernel ``K^{L+1}`` with the readout only. sgd and momentum only
+    (the limit of adam and sign is :class:`AdamLimit`); closed-form kernels only.
+
+    Attributes:
+      time: ``"discrete"`` (default, step for step what a linearized network
+        does) or ``"continuous"`` (neural-tangents' gradient flow at
+        ``t = lr * step``; full batch only).
+      dtype: ``"float32"`` or ``"float64"`` for the kernels and the dynamics.
+    """
+
+    time: str = "discrete"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _check_choice("time", self.time, kernel_dynamics.TIMES)
+        _check_choice("dtype", self.dtype, DTYPES)
+
+    def regime(self, readout_only):
+        return "nngp" if readout_only else "ntk"
+
+    def label(self, optimizer, readout_only):
+        return f"{'NNGP' if readout_only else 'NTK'} {optimizer.name} {_layers(readout_only)}"
+
+    def check(self, arch, optimizer, readout_only, batch_size):
+        super().check(arch, optimizer, readout_only, batch_size)
+        if optimizer.adaptive:
+            raise ValueError(
+                f"KernelDynamics is the limit of sgd and momentum, not of {optimizer.name}: use AdamLimit() "
+                "(or width=math.inf, which picks it)"
+            )
+        _requires_closed_form(self, arch)
+        if self.time == "continuous" and batch_size is not None:
+            raise ValueError("KernelDynamics(time='continuous') is gradient flow on the full batch: drop batch_size")
+
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+        kernel_fn = kernels.nngp if readout_only else kernels.ntk
+        k_all = np.asarray(kernel_fn(arch, _all_points(problem), problem.x_train, dtype=self.dtype))
+        return kernel_dynamics.run(
+            k_all[: problem.n_train], k_all[problem.n_train :], problem.y_train, optimizer, record,
+            loss=problem.loss, batch_indices=batch_indices, time=self.time, dtype=self.dtype, progress=progress,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AdamLimit(Method):
+    """The Adam-like infinite-width limit of MLPs by Monte Carlo (:mod:`infinite_width.limits.adam_limit`).
+
+    Its predictions are the mean over ``replicas`` independent runs of
+    ``samples / replicas`` samples each, with their standard errors; every
+    optimizer works (sgd and momentum give NTK/NNGP descent, a check).
+
+    Attributes:
+      samples: total Monte Carlo samples M (a multiple of ``replicas``).
+      replicas: independent replicas R >= 2 (the error bars).
+      storage_dtype: ``"float32"`` or ``"bfloat16"`` for the stored fields.
+      chunk_size: samples per replica processed at once (None: as memory allows).
+    """
+
+    samples: int = 65536
+    replicas: int = 8
+    storage_dtype: str = "float32"
+    chunk_size: Optional[int] = None
+
+    def __post_init__(self):
+        replicas = check_int("replicas", self.replicas, 2)
+        samples = check_int("samples", self.samples, replicas)
+        if samples % replicas:
+            raise ValueError(
+                f"samples ({samples}) must be a multiple of replicas ({replicas}), e.g. {samples - samples % replicas}"
+            )
+        _check_choice("storage_dtype", self.storage_dtype, adam_limit.STORAGE_DTYPES)
+        if self.chunk_size is not None:
+            chunk_size = check_int("chunk_size", self.chunk_size, 1)
+            if (samples // replicas) % chunk_size:
+                raise ValueError(f"chunk_size ({chunk_size}) must divide samples / replicas ({samples // replicas})")
+            object.__setattr__(self, "chunk_size", chunk_size)
+        object.__setattr__(self, "samples", samples)
+        object.__setattr__(self, "replicas", replicas)
+
+    def regime(self, readout_only):
+        return "adam_limit"
+
+    def label(self, optimizer, readout_only):
+        return f"limit {optimizer.name} {_layers(readout_only)}"
+
+    def check(self, arch, optimizer, readout_only, batch_size):
+        super().check(arch, optimizer, readout_only, batch_size)
+        if not arch.is_mlp or arch.depth < 1:
+            raise ValueError(
+                f"the Adam-like limit (AdamLimit) is defined for MLPs with a hidden layer, not for {arch.name!r}; "
+                "use a finite width"
+            )
+
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+        result = adam_limit.solve(
+            arch, problem.x_train, problem.y_train, problem.x_test, optimizer, steps,
+            key=key, loss=problem.loss, train=_layers(readout_only), batch_indices=batch_indices,
+            samples=self.samples, replicas=self.replicas, chunk_size=self.chunk_size,
+            storage_dtype=self.storage_dtype, record=record, progress=progress,
+        )
+        return Predictions.deterministic(
+            result.steps, result.train_predictions, result.test_predictions,
+            train_stderr=result.train_stderr, test_stderr=result.test_stderr,
+            extras={"replica_train": result.replica_train_predictions, "replica_test": result.replica_test_predictions},
+            info={"samples": result.samples, "replicas": result.replicas, "chunk_size": result.chunk_size,
+                  "storage_dtype": result.storage_dtype, "devices": result.devices,
+                  "memory_bytes": dict(result.memory.parts), "setup_time_s": result.setup_time_s},
+        )
+
+
+# --------------------------------------------------------------------------
+# Baselines at t = infinity.
+
+
+def _check_ridge(ridge) -> float:
+    return check_nonnegative("ridge", ridge)
+
+
+@dataclasses.dataclass(frozen=True)
+class Posterior(Method):
+    """The NNGP posterior of the infinitely wide Bayesian network (:func:`infinite_width.limits.baselines.nngp_posterior`).
+
+    Its mean is the prediction; its variance (Nt, k) is ``extras["test_variance"]``.
+
+    Attributes:
+      ridge: observation noise relative to the kernel's scale
+        (``ridge * mean(diag K)``).
+      dtype: ``"float32"`` or ``"float64"`` for the kernels.
+    """
+
+    trained: ClassVar[bool] = False
+    ridge: float = DEFAULT_RIDGE
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "ridge", _check_ridge(self.ridge))
+        _check_choice("dtype", self.dtype, DTYPES)
+
+    def regime(self, readout_only):
+        return "nngp_posterior"
+
+    def label(self, optimizer, readout_only):
+        return "nngp_posterior"
+
+    def check(self, arch, optimizer, readout_only, batch_size):
+        super().check(arch, optimizer, readout_only, batch_size)
+        _requires_closed_form(self, arch)
+
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+        train, test, variance = baselines.nngp_posterior(
+            kernels.nngp(arch, problem.x_train, dtype=self.dtype),
+            problem.y_train,
+            kernels.nngp(arch, problem.x_test, problem.x_train, dtype=self.dtype),
+            kernels.nngp(arch, problem.x_test, dtype=self.dtype),
+            ridge=self.ridge,
+        )
+        variance = np.repeat(np.asarray(variance)[:, None], problem.out_dim, axis=1)
+        return Predictions.at_infinity(train, test, extras={"test_variance": variance})
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelRidge(Method):
+    """Kernel ridge regression (:func:`infinite_width.limits.baselines.kernel_ridge`) with one kernel of ``arch``.
+
+    Attributes:
+      kernel: ``"ntk"`` (the end point of NTK gradient descent on MSE),
+        ``"nngp"``, or ``"nnpk"``: the Neural Network Prior Kernel
+        (:func:`infinite_width.kernels.nnpk`, per output, ``normalize="mean"``)
+        of ``networks`` random networks of ``width``.
+      ridge: relative ridge (``ridge * mean(diag K)``).
+      width: hidden width of the NNPK's networks (required for, and only for, ``"nnpk"``).
+      networks: number of random networks of the NNPK.
+      dtype: ``"float32"`` or ``"float64"`` for the kernels.
+    """
+
+    trained: ClassVar[bool] = False
+    kernel: str = "ntk"
+    ridge: float = DEFAULT_RIDGE
+    width: Optional[int] = None
+    networks: int = 256
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _check_choice("kernel", self.kernel, RIDGE_KERNELS)
+        object.__setattr__(self, "ridge", _check_ridge(self.ridge))
+        object.__setattr__(self, "networks", check_int("networks", self.networks, 1))
+        if self.kernel == "nnpk":
+            if self.width is None:
+                raise ValueError("KernelRidge(kernel='nnpk') needs the width of its random networks: width=...")
+            object.__setattr__(self, "width", check_int("width", self.width, 1))
+        elif self.width is not None:
+            raise ValueError(f"width is the width of the NNPK's networks; KernelRidge(kernel={self.kernel!r}) has none")
+        _check_choice("dtype", self.dtype, DTYPES)
+
+    def regime(self, readout_only):
+        return f"{self.kernel}_ridge"
+
+    def label(self, optimizer, readout_only):
+        return f"nnpk_ridge w={self.width}" if self.kernel == "nnpk" else f"{self.kernel}_ridge"
+
+    def check(self, arch, optimizer, readout_only, batch_size):
+        super().check(arch, optimizer, readout_only, batch_size)
+        if self.kernel != "nnpk":
+            _requires_closed_form(self, arch)
+
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+        if self.kernel == "nnpk":
+            k_all = kernels.nnpk(arch, _all_points(problem), problem.x_train, width=self.width,
+                                 n_samples=self.networks, key=key, normalize="mean", dtype=self.dtype)
+        else:
+            kernel_fn = kernels.ntk if self.kernel == "ntk" else kernels.nngp
+            k_all = kernel_fn(arch, _all_points(problem), problem.x_train, dtype=self.dtype)
+        k_all = np.asarray(k_all)
+        train, test = baselines.kernel_ridge(
+            k_all[: problem.n_train], k_all[problem.n_train :], problem.y_train, ridge=self.ridge
+        )
+        return Predictions.at_infinity(train, test)
+
+    def describe(self) -> dict:
+        options = super().describe()
+        if self.kernel != "nnpk":  # the NNPK's options mean nothing for a closed-form kernel
+            del options["width"], options["networks"]
+        return options
+
+
+# --------------------------------------------------------------------------
+
+
+def method_for(width, optimizer: Optional[Optimizer]) -> Method:
+    """The method ``solve(..., width=width)`` uses: the routing of the ``width=`` shortcut.
+
+    ``math.inf`` with sgd/momentum: :class:`KernelDynamics` (NTK, or NNGP with
+    ``readout_only``); ``math.inf`` with adam/sign: :class:`AdamLimit`; an
+    integer width: :class:`Finite` of that width.
+    """
+    if isinstance(width, float) and width == math.inf:
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError("width=math.inf picks the limit of an optimizer: give optimizer=infinite_width.optim...")
+        return AdamLimit() if optimizer.adaptive else KernelDynamics()
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"width must be an integer >= 1 or math.inf, got {width!r}")
+    return Finite(int(width))
