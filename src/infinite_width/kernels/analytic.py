@@ -92,7 +92,12 @@ def _split_source(source: KernelSource):
 
 @functools.lru_cache(maxsize=128)
 def _program(structure, get: Tuple[str, ...]):
-    """The jitted ``(scales, x1, x2) -> (kernels, all_finite)`` of an architecture's structure or a kernel_fn."""
+    """The jitted ``(scales, x1, x2) -> (kernels, finite flag of each)`` of an architecture's structure or a kernel_fn.
+
+    Keyed on the structure (scales left out), so no tracer is ever hashed; a
+    kernel_fn built inside a transformation holds its tracers, and the cache
+    keeps at most 128 programs.
+    """
 
     def run(scales, x1, x2):
         if isinstance(structure, Architecture):
@@ -213,6 +218,8 @@ def _compute(source, x1, x2, get, batch_size, dtype, max_memory_bytes):
         block = _plan_blocks(program, scales, x1, x2, get, batch_size, max_memory_bytes)
         if block is None:
             kernels, finite = program(scales, x1, x2)
+            if is_traced(kernels):  # a kernel_fn built inside a transformation: its layers hold tracers
+                return kernels
         else:
             kernels, finite = _blocked(program, scales, x1, x2, block, len(get))
     bad = [kernel_name for kernel_name, ok in zip(get, np.asarray(finite)) if not ok]
