@@ -287,7 +287,10 @@ def test_gradient_descent_mse_fails_under_jit_and_the_ensemble_works(regression)
     with precision_scope("float64"):
         with pytest.raises(jax.errors.UnexpectedTracerError):
             jax.jit(lambda T: predict.gradient_descent_mse(T, r["y"], learning_rate=0.5)(5.0))(r["Ttt"])
-        jitted, eager = jax.jit(ensemble_mean)(r["x_train"]), ensemble_mean(r["x_train"])
+        jitted = jax.jit(ensemble_mean)(r["x_train"])
+        eager = predict.gradient_descent_mse(r["Ttt"], r["y"], learning_rate=0.5)(
+            5.0, np.zeros_like(r["y"]), np.zeros((3, 2)), r["Tst"]
+        )[1]
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-7)  # eigh inside and outside jit
 
 

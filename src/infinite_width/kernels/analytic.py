@@ -114,7 +114,19 @@ def _program(structure, get: Tuple[str, ...]):
 
 
 def _program_bytes(program, scales, x1, x2) -> int:
-    """Bytes the compiled program needs (inputs, outputs, temporaries), from XLA; compiled once and cached by jax."""
+    """Bytes the compiled program needs (inputs, outputs, temporaries), from XLA; measured once per shape.
+
+    The compilation is the one the call itself then uses (jax shares it).
+    """
+
+    def abstract(leaf):  # concrete scales are Python floats: only their type matters
+        return 0.0 if isinstance(leaf, float) else jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype)
+
+    return _measured_bytes(program, *jax.tree_util.tree_map(abstract, (scales, x1, x2)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _measured_bytes(program, scales, x1, x2) -> int:
     stats = program.lower(scales, x1, x2).compile().memory_analysis()
     if stats is None:  # backends without the analysis: count inputs and outputs only
         outputs = jax.eval_shape(program, scales, x1, x2)
