@@ -28,18 +28,8 @@ import jax
 import numpy as np
 
 import infinite_width as iw
+from bench_training import best_times  # benchmarks/ is on the path when this script runs
 from infinite_width import nt
-
-
-def best_times(fns, repeats):
-    """Best wall time of each function, timed in alternation so that load drifts hit all alike."""
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, record in zip(fns, times):
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            record.append(time.perf_counter() - start)
-    return [min(record) for record in times]
 
 
 def main(argv=None):
