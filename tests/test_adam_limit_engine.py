@@ -76,7 +76,7 @@ def test_reference_is_neural_tangents_gradient_flow_at_small_rate():
     x_train, y, x_test = _data()
     arch = iw.mlp(2, "relu", 1.3, 0.2, 1)
     x_all = np.concatenate([x_train, x_test])
-    k_all = kernels.ntk(arch, x_all, x_train).astype(np.float64)
+    k_all = np.asarray(kernels.ntk(arch, x_all, x_train), np.float64)
     lr, steps = 2e-3, 500
     ours = kernel_descent([(k_all, lr)], y.astype(np.float64), steps, np.tile(np.arange(N_TRAIN), (steps, 1)))[-1]
     flow = predict.gradient_descent_mse(k_all[:N_TRAIN], y.astype(np.float64), learning_rate=lr)
@@ -94,7 +94,7 @@ def test_sgd_monte_carlo_converges_to_ntk_descent_like_inverse_sqrt_samples():
     x_all = np.concatenate([x_train, x_test])
     steps, lr = 15, 0.5
     reference = kernel_descent(
-        [(kernels.ntk(arch, x_all, x_train).astype(np.float64), lr)], y, steps, np.tile(np.arange(N_TRAIN), (steps, 1))
+        [(np.asarray(kernels.ntk(arch, x_all, x_train), np.float64), lr)], y, steps, np.tile(np.arange(N_TRAIN), (steps, 1))
     )
     replicas = 8
     per_replica = np.array([128, 512, 2048, 8192])
@@ -135,7 +135,7 @@ def test_linear_optimizers_match_kernel_descent(name):
     f0 = np.random.default_rng(5).normal(size=(N_TRAIN + N_TEST, out_dim)).astype(np.float32) if with_f0 else None
     kernel = kernels.nngp(arch, x_all, x_train) if train == "readout" else kernels.ntk(arch, x_all, x_train)
     reference = kernel_descent(
-        [(kernel.astype(np.float64), optimizer.lr)], y, steps, rows, loss=loss, beta=optimizer.beta, f0=f0
+        [(np.asarray(kernel, np.float64), optimizer.lr)], y, steps, rows, loss=loss, beta=optimizer.beta, f0=f0
     )
     result = adam_limit.solve(
         arch, x_train, y, x_test, optimizer, steps, key=key, loss=loss, train=train, batch_size=batch_size,
@@ -163,7 +163,7 @@ def test_adam_with_huge_eps_is_groupwise_kernel_descent():
     for l in range(arch.depth + 1):
         kernel_rates.append((layer.B[l] * W_std**2 * layer.S[l], lr / (eps * W_std)))
         kernel_rates.append((layer.B[l] * b_std**2, lr / (eps * b_std)))
-    kernel_rates = [(k.astype(np.float64), rate) for k, rate in kernel_rates]
+    kernel_rates = [(np.asarray(k, np.float64), rate) for k, rate in kernel_rates]
     reference = kernel_descent(kernel_rates, y, steps, np.tile(np.arange(N_TRAIN), (steps, 1)))
     result = adam_limit.solve(
         arch, x_train, y, x_test, optim.adam(lr, b1=0.0, b2=0.99, eps=eps), steps,

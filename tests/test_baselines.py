@@ -66,3 +66,22 @@ def test_bad_input_is_named():
         nngp_posterior(K, y, K_star, bad)
     with pytest.raises(ValueError, match="ridge"):
         nngp_posterior(K, y, K_star, K_star_star, ridge=float("inf"))
+
+
+def test_singular_posterior_raises_like_the_ridge_regimes():
+    # Issue 9: duplicated training rows with ridge=0 gave NaN predictions instead of an error.
+    import infinite_width as iw
+    from infinite_width import kernels
+
+    x = RNG.randn(4, 3)
+    x_train, x_test = np.vstack([x, x[:2]]), RNG.randn(2, 3)
+    arch = iw.mlp(1, "relu")
+    K, K_star, K_star_star = (kernels.nngp(arch, a, b, dtype="float64") for a, b in
+                              ((x_train, None), (x_test, x_train), (x_test, None)))
+    y = RNG.randn(6, 1)
+    for solve in (lambda: nngp_posterior(K, y, K_star, K_star_star, ridge=0.0),
+                  lambda: kernel_ridge(K, K_star, y, ridge=0.0)):
+        with pytest.raises(np.linalg.LinAlgError, match="singular or not positive definite.*increase ridge"):
+            solve()
+    train, test, variance = nngp_posterior(K, y, K_star, K_star_star, ridge=1e-6)
+    assert np.all(np.isfinite(train)) and np.all(np.isfinite(test)) and np.all(np.isfinite(variance))

@@ -38,6 +38,7 @@ from infinite_width import kernels
 kernels.nngp_and_ntk(infinite_width.mlp(1, "relu"), np.ones((2, 3)))
 import infinite_width.testing
 from infinite_width._src.nt import nt
+from infinite_width import nt as public_nt
 experimental = sys.modules["neural_tangents.experimental"]
 print(json.dumps({
     "after_import": after_import,
@@ -49,6 +50,8 @@ print(json.dumps({
     "experimental_doc": experimental.__doc__,
     "experimental_is_package": hasattr(experimental, "__path__"),
     "experimental_attrs": sorted(a for a in vars(experimental) if not a.startswith("__")),
+    "public_nt_is_neural_tangents": public_nt.stax is nt.stax and infinite_width.nt.predict is nt.predict,
+    "nt_in_all": "nt" in infinite_width.__all__,
 }))
 """
 
@@ -75,3 +78,6 @@ def test_tensorflow_is_never_imported_and_experimental_is_a_placeholder():
     assert report["experimental_is_package"] is False
     assert report["experimental_attrs"] == []
     assert "infinite_width" in report["experimental_doc"]
+    # infinite_width.nt is neural-tangents itself, reached lazily and kept out of `import *`.
+    assert report["public_nt_is_neural_tangents"] is True
+    assert report["nt_in_all"] is False

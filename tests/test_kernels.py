@@ -221,16 +221,41 @@ def test_max_learning_rate_matches_formula():
     x = _vectors(6, 3)
     ntk = kernels.ntk(iw.mlp(2, "relu"), x, dtype="float64")
     lam_max = np.max(np.linalg.eigvals(ntk).real)  # independent of eigvalsh
-    assert kernels.max_learning_rate(ntk) == pytest.approx(2 * 6 / lam_max, rel=1e-10)
-    assert kernels.max_learning_rate(ntk, y_train_size=18) == pytest.approx(2 * 18 / lam_max, rel=1e-10)
-    assert kernels.max_learning_rate(ntk, momentum=0.9) == pytest.approx(2 * 1.9 * 6 / lam_max, rel=1e-10)
-    # At this rate gradient descent on 0.5 * mean((f - y)^2) is marginally stable:
-    # the step matrix I - eta K / N has spectral radius exactly 1.
-    eta = kernels.max_learning_rate(ntk)
-    radius = np.max(np.abs(np.linalg.eigvals(np.eye(6) - eta * ntk / 6)))
-    assert radius == pytest.approx(1.0, rel=1e-10)
+    assert kernels.max_learning_rate(ntk, 1) == pytest.approx(2 * 6 / lam_max, rel=1e-10)
+    assert kernels.max_learning_rate(ntk, out_dim=3) == pytest.approx(2 * 18 / lam_max, rel=1e-10)
+    assert kernels.max_learning_rate(ntk, 1, momentum=0.9) == pytest.approx(2 * 1.9 * 6 / lam_max, rel=1e-10)
+    assert kernels.max_learning_rate(np.zeros((3, 3)), 1) == np.inf  # f never moves
     with pytest.raises(ValueError, match="square"):
-        kernels.max_learning_rate(np.ones((2, 3)))
+        kernels.max_learning_rate(np.ones((2, 3)), 1)
+    with pytest.raises(TypeError, match="out_dim"):
+        kernels.max_learning_rate(ntk)  # k is required: N alone is right only for one output
+    with pytest.raises(ValueError, match="momentum"):
+        kernels.max_learning_rate(ntk, 1, momentum=1.0)
+    # Issue 9: a NaN kernel used to end in "LinAlgError: Eigenvalues did not converge".
+    broken = ntk.copy()
+    broken[0, 0] = np.nan
+    with pytest.raises(ValueError, match="ntk_train_train contains 1 NaN"):
+        kernels.max_learning_rate(broken, 1)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_max_learning_rate_is_the_divergence_threshold_of_ntk_descent(momentum):
+    # Discrete NTK descent on 0.5 * mean((f - y)^2) with k = 3 outputs, just below and just above the rate.
+    from infinite_width.limits.kernel_dynamics import kernel_descent
+
+    out_dim, steps = 3, 300
+    x = _vectors(8, 3)
+    ntk = kernels.ntk(iw.mlp(2, "relu"), x, dtype="float64")
+    y = np.random.default_rng(2).standard_normal((8, out_dim))
+    rate = kernels.max_learning_rate(ntk, out_dim, momentum=momentum)
+    residual = {}
+    for factor in (0.97, 1.03):
+        f = kernel_descent(ntk, None, y, factor * rate, [steps], momentum=momentum, dtype="float64").train
+        residual[factor] = np.linalg.norm(f[0, -1] - y) / np.linalg.norm(y)
+    # Below: every mode contracts (by at most 0.94 or sqrt(momentum) per step); above, the top one grows
+    # by at least 1.06 per step (1.06^300 ~ 4e7).
+    assert residual[0.97] < 1.0
+    assert residual[1.03] > 1e5
 
 
 # ---- finite networks converge to the analytic kernels --------------------

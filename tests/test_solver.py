@@ -480,7 +480,7 @@ def test_every_route_runs_under_x64(problem):
 def test_divergence_counts_exploding_and_infinite_losses(problem):
     """Issue 9, item 8: NTK descent past max_learning_rate and sign(1e30) in the limit are flagged as diverged."""
     k = kernels.ntk(ARCH, problem.x_train)
-    lr = 1.1 * kernels.max_learning_rate(k, problem.y_train.size)
+    lr = 1.1 * kernels.max_learning_rate(k, problem.out_dim)
     with pytest.warns(RuntimeWarning, match="exceeds max_learning_rate"):
         unstable = solve(problem, ARCH, iw.KernelDynamics(), optim.sgd(lr), steps=100, progress=False)
     assert np.all(np.isfinite(unstable.train_loss)) and unstable.train_loss[0, -1] > 1e4 * unstable.train_loss[0, 0]

@@ -14,7 +14,8 @@ Three views of one architecture, on the same data, one subpackage per layer:
   :class:`Trajectory` it returns, :func:`compare`, :func:`sweep` and plots;
 * :mod:`infinite_width.experiments`: the demo and the NNPK ablation, shared
   by the command line and ``paper_figures/``;
-* :mod:`infinite_width.datasets`: digits, MNIST, Fashion-MNIST and CIFAR-10.
+* :mod:`infinite_width.datasets`: digits, MNIST, Fashion-MNIST and CIFAR-10;
+* :mod:`infinite_width.nt`: neural-tangents itself, working on current jax.
 
 Architectures (:func:`mlp`, :func:`conv`, :func:`myrtle`, :class:`Architecture`),
 :class:`Problem`, :mod:`~infinite_width.optim`, :mod:`~infinite_width.losses`
@@ -66,16 +67,19 @@ __version__ = "0.1.0"
 
 #: Subpackages and modules reachable as attributes, imported on first access (PEP 562).
 _SUBMODULES = ("datasets", "experiments", "finite", "kernels", "limits", "losses", "optim", "workflow")
+#: Reachable the same way but left out of ``__all__``: ``from infinite_width import *`` must not import
+#: neural-tangents.
+_HEAVY_SUBMODULES = ("nt",)
 
 
 def __getattr__(name: str):
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or name in _HEAVY_SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_HEAVY_SUBMODULES))
 
 
 __all__ = [

@@ -270,6 +270,38 @@ class Architecture:
     def replace(self, **changes) -> "Architecture":
         return dataclasses.replace(self, **changes)
 
+    # ---- scales ----------------------------------------------------------
+
+    @property
+    def scales(self) -> Tuple[Tuple[float, float], ...]:
+        """``(W_std, b_std)`` of each weighted layer, input to output.
+
+        Entries may be traced jax scalars when the architecture is built
+        inside ``jax.grad``/``jax.jit``/``jax.vmap`` (the kernels are
+        differentiable in them).
+        """
+        return tuple((layer.W_std, layer.b_std) for layer in self.weighted_layers)
+
+    def with_scales(self, scales: Sequence[Tuple[float, float]]) -> "Architecture":
+        """The same network with ``(W_std, b_std)`` of each weighted layer replaced, input to output.
+
+        ``arch.with_scales(arch.scales) == arch``. The kernels compile once per
+        ``arch.with_scales([(None, None)] * n)`` (the structure) and take the
+        scales as arguments.
+        """
+        scales = tuple(scales)
+        weighted = self.weighted_layers
+        if len(scales) != len(weighted):
+            raise ValueError(f"{self.name!r} has {len(weighted)} weighted layers, got {len(scales)} (W_std, b_std) pairs")
+        replacements = iter(scales)
+        layers = []
+        for layer in self.layers:
+            if isinstance(layer, WEIGHTED_LAYERS):
+                W_std, b_std = next(replacements)
+                layer = dataclasses.replace(layer, W_std=W_std, b_std=b_std)
+            layers.append(layer)
+        return dataclasses.replace(self, layers=tuple(layers))
+
 
 # --------------------------------------------------------------------------
 # Public constructors.

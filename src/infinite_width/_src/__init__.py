@@ -4,7 +4,8 @@ Names inside are public within the package (no leading underscore) but not
 part of the library's API:
 
 * :mod:`.checks`: every argument check, so the same bad input gets the same error everywhere;
-* :mod:`.numerics`: the full-precision policy (``precision_scope``) and row padding;
+* :mod:`.numerics`: the full-precision policy (``precision_scope``), float64 results, and row padding;
+* :mod:`.memory`: free memory, for the plans that refuse before allocating;
 * :mod:`.rng`: the one derivation of keys and minibatch orders;
 * :mod:`.nt`: the only module that imports neural-tangents, and the architecture -> stax translation;
 * :mod:`.files`: atomic file writes.

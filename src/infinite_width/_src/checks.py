@@ -61,8 +61,18 @@ def _check_real(name: str, value, what: str, accept) -> float:
     return number
 
 
-def check_nonnegative(name: str, value) -> float:
-    """``value`` as a float: ``TypeError`` unless it is a real number, ``ValueError`` unless finite and >= 0."""
+def check_nonnegative(name: str, value):
+    """``value`` as a float: ``TypeError`` unless it is a real number, ``ValueError`` unless finite and >= 0.
+
+    A traced jax scalar (the argument of a function under ``jax.jit``,
+    ``jax.grad`` or ``jax.vmap``) has no value yet: its shape and dtype are
+    checked and it is returned as it is, so that hyper-parameters can be
+    differentiated.
+    """
+    if isinstance(value, jax.core.Tracer):
+        if value.shape != () or not jnp.issubdtype(value.dtype, jnp.floating):
+            raise ValueError(f"{name} must be a real scalar, got a traced array of shape {value.shape} and dtype {value.dtype}")
+        return value
     return _check_real(name, value, "a finite number >= 0", lambda number: number >= 0)
 
 
@@ -99,6 +109,26 @@ def check_targets(name: str, y, n: int, k: int) -> np.ndarray:
         raise ValueError(f"{name} must have shape ({n}, {k}): it has {y.shape[0]} rows but the inputs have {n}")
     if y.shape[1] != k:
         raise ValueError(f"{name} must have shape ({n}, {k}): it has {y.shape[1]} columns but out_dim = {k}")
+    return y
+
+
+def check_target_columns(name: str, y, n: int, kernel_name: str):
+    """Targets for an (n, n) kernel as an (n, k) float64 array (``(n,)`` is read as k = 1).
+
+    A jax tracer gets the shape check only and stays a jax array.
+    """
+    traced = isinstance(y, jax.core.Tracer)
+    if not traced:
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{name} must be a numeric array of shape ({n}, k): {error}") from error
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n}, k) to match {kernel_name}, got {tuple(y.shape)}")
+    if not traced and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(y)))} NaN or Inf entries")
     return y
 
 
@@ -148,26 +178,49 @@ def check_real_array(name: str, x, dtype) -> np.ndarray:
     return converted
 
 
-def check_input_array(name: str, x, arch, dtype) -> np.ndarray:
-    """Inputs of ``arch`` as a finite real array of ``dtype``: (N, d) for vector, (N, H, W, C) for image inputs."""
-    x = check_real_array(name, x, dtype)
-    rank = 2 if arch.input_kind == "vector" else 4
-    layout = "(N, d)" if rank == 2 else "(N, H, W, C)"
-    if x.ndim != rank:
-        raise ValueError(f"{name} must have shape {layout} for architecture {arch.name!r}, got shape {x.shape}")
+def _input_layout(arch) -> tuple:
+    """``(rank, layout)`` of the inputs of ``arch``; ``arch=None`` (a neural-tangents ``kernel_fn``): any rank >= 2."""
+    if arch is None:
+        return None, "(N, ...)"
+    if arch.input_kind == "vector":
+        return 2, "(N, d)"
+    return 4, "(N, H, W, C)"
+
+
+def check_input_array(name: str, x, arch, dtype):
+    """Inputs of ``arch`` as a finite real array of ``dtype``: (N, d) for vector, (N, H, W, C) for image inputs.
+
+    ``arch=None`` accepts any (N, ...) array of rank >= 2. A jax tracer
+    (inside ``jit``/``grad``/``vmap``) gets the dtype and shape checks only,
+    which are static; its values are unknown, so NaN or Inf entries are not
+    detected, and it is returned as a jax array of ``dtype``.
+    """
+    traced = isinstance(x, jax.core.Tracer)
+    if traced:
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    else:
+        x = check_real_array(name, x, dtype)
+    rank, layout = _input_layout(arch)
+    if (x.ndim != rank) if rank else (x.ndim < 2):
+        described = f"architecture {arch.name!r}" if arch is not None else "a kernel_fn"
+        raise ValueError(f"{name} must have shape {layout} for {described}, got shape {x.shape}")
     if x.size == 0:
         raise ValueError(f"{name} is empty (shape {x.shape})")
-    return x
+    return x.astype(dtype)
 
 
 def validate_inputs(arch, x1, x2=None, dtype=np.float32, names=("x1", "x2")):
     """Check and convert kernel inputs; raise ``ValueError``/``TypeError`` naming the problem.
 
-    ``arch`` is an :class:`~infinite_width.Architecture`. ``names`` are the
-    argument names used in error messages (e.g. ``("x_train", "x_test")``).
-    Returns ``(x1, x2)`` as numpy arrays of ``dtype`` (``x2`` may be None).
+    ``arch`` is an :class:`~infinite_width.Architecture`, or None for the
+    inputs of a neural-tangents ``kernel_fn`` (any (N, ...) arrays).
+    ``names`` are the argument names used in error messages (e.g.
+    ``("x_train", "x_test")``). Returns ``(x1, x2)`` as arrays of ``dtype``
+    (``x2`` may be None): numpy arrays, or jax arrays for tracers (see
+    :func:`check_input_array`).
     """
-    if getattr(arch, "input_kind", None) not in ("vector", "image") or not hasattr(arch, "layers"):
+    if arch is not None and (getattr(arch, "input_kind", None) not in ("vector", "image") or not hasattr(arch, "layers")):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
     name1, name2 = names
     x1 = check_input_array(name1, x1, arch, dtype)

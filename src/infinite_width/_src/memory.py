@@ -1,4 +1,4 @@
-"""Free memory of a device, for the estimates that entry points check before they allocate."""
+"""Free memory, for the memory plans of the kernels and the Adam-like limit (estimate before allocating)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import os
 
 import numpy as np
 
+__all__ = ["available_memory", "GIB"]
+
 GIB = 2.0**30
 
 
 def available_memory(device=None) -> int:
-    """Free bytes on ``device`` (a jax device; default: the host).
+    """Free bytes on ``device`` (a jax device), or in host memory for ``device=None``.
 
     Accelerators report ``bytes_limit - bytes_in_use`` through
-    ``device.memory_stats()``; on the CPU (no such statistics) it is the free
-    physical memory from ``os.sysconf``.
+    ``device.memory_stats()``; the CPU (no such statistics) and the host
+    report the free physical memory from ``os.sysconf``.
     """
     if device is not None:
+        stats = None
         try:
             stats = device.memory_stats()
         except Exception:  # CPU devices raise or return None

@@ -25,17 +25,29 @@ Known to break on a future jax: ``empirical_ntk_fn`` implementation 1 calls
 ``jnp.size`` on ``jax.ShapeDtypeStruct`` (in ``_std_basis``), which jax 0.10
 deprecates with a warning and says will become an error.
 
+Not usable under ``jax.jit``, ``jax.vmap`` or ``jax.grad``:
+``predict.gradient_descent_mse``. It computes the eigendecomposition of the
+training kernel inside ``jax.core.eval_context()`` (``predict.py``, about
+line 188, ``get_predict_fn_finite``), which leaks the transformation's tracers
+and raises ``UnexpectedTracerError``. This is the one failure of
+neural-tangents' own test suite (v0.6.5) run through this shim on jax 0.10.2.
+``predict.gradient_descent_mse_ensemble`` and ``predict.gp_inference`` work
+under transformations. None of our transformed code paths (the kernels,
+:mod:`infinite_width.kernels.likelihood`) use ``gradient_descent_mse``; the
+kernel dynamics call it on concrete arrays only.
+
+Users get this module's neural-tangents as :mod:`infinite_width.nt`.
+
 The translation of an :class:`~infinite_width.Architecture` into neural-tangents
-layers lives here too (:func:`stax_triple`, :func:`kernel_fn`,
-:func:`stax_layer`), so that architectures stay plain descriptions.
+layers lives here too (:func:`stax_triple`, :func:`stax_layer`), so that
+architectures stay plain descriptions. Scales may be traced jax scalars:
+neural-tangents' layers only square and multiply them.
 """
 
 from __future__ import annotations
 
 import sys
 import types
-
-import functools
 
 import jax
 import jax.extend.core
@@ -61,7 +73,6 @@ __all__ = [
     "NtkImplementation",
     "SUPPORTED_IMPLEMENTATIONS",
     "stax_triple",
-    "kernel_fn",
     "stax_layer",
 ]
 
@@ -193,8 +204,3 @@ def stax_triple(arch: Architecture, width: int = 1, parameterization: str = "ntk
         )
     return stax.serial(*[stax_layer(layer, width, parameterization) for layer in arch.layers])
 
-
-@functools.lru_cache(maxsize=None)
-def kernel_fn(arch: Architecture):
-    """neural-tangents ``kernel_fn`` (infinite width) of ``arch``, built once per architecture."""
-    return stax_triple(arch)[2]

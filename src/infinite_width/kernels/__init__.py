@@ -9,15 +9,23 @@
   finite network at given parameters;
 * :mod:`~infinite_width.kernels.prior_kernel`: the Monte Carlo Neural Network
   Prior Kernel (:func:`nnpk`, :func:`nnpk_features`) and
-  :func:`kernel_alignment` (docs/theory.md, section 8).
+  :func:`kernel_alignment` (docs/theory.md, section 8);
+* :mod:`~infinite_width.kernels.likelihood`: the GP log marginal likelihood of
+  a kernel (:func:`log_marginal_likelihood`) and the fit of ``W_std``,
+  ``b_std`` and the noise by gradient ascent (:func:`fit_hyperparameters`,
+  docs/theory.md, section 9).
 
 Kernels are per output channel, shape (N1, N2), computed at full float32
-precision (``dtype="float64"`` for float64).
+precision (``dtype="float64"`` for float64). The closed-form and layer-wise
+kernels and the likelihood are JAX functions: they return jax arrays and work
+under ``jax.jit``, ``jax.grad`` and ``jax.vmap``, in the inputs and in the
+architecture's ``W_std`` and ``b_std``.
 """
 
 from infinite_width.kernels.analytic import max_learning_rate, nngp, nngp_and_ntk, ntk, stax
 from infinite_width.kernels.empirical import empirical_nngp, empirical_ntk
 from infinite_width.kernels.layer_kernels import LayerwiseKernels, layerwise
+from infinite_width.kernels.likelihood import HyperparameterFit, fit_hyperparameters, log_marginal_likelihood
 from infinite_width.kernels.prior_kernel import kernel_alignment, nnpk, nnpk_features
 
 __all__ = [
@@ -33,4 +41,7 @@ __all__ = [
     "nnpk",
     "nnpk_features",
     "kernel_alignment",
+    "log_marginal_likelihood",
+    "fit_hyperparameters",
+    "HyperparameterFit",
 ]

@@ -7,6 +7,13 @@ which the NTK is ``sum_l B^l (W_std_l^2 S^{l-1} + b_std_l^2)`` and the NNGP
 
 Shapes: ``x1`` (N1, d), ``x2`` (N2, d) or None (``x2 = x1``); every kernel
 (N1, N2), per output channel.
+
+Like :func:`infinite_width.kernels.nngp`, :func:`layerwise` returns jax
+arrays (float64 ones as numpy arrays while JAX's x64 mode is off), compiles
+once per architecture structure (the scales are arguments) and works under
+``jax.jit``/``jax.grad``/``jax.vmap`` (inputs and ``W_std``/``b_std``);
+:class:`LayerwiseKernels` is a pytree. Under a transformation NaN/Inf in
+traced inputs are not detected.
 """
 
 from __future__ import annotations
@@ -17,11 +24,10 @@ from typing import List, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from infinite_width._src.checks import validate_inputs
-from infinite_width._src.numerics import precision_scope
-from infinite_width.architectures import Activation, Architecture, Dense
+from infinite_width._src.numerics import as_result, cast_traced, is_traced, precision_scope
+from infinite_width.architectures import Activation, Architecture
 
 __all__ = ["layerwise", "LayerwiseKernels"]
 
@@ -43,10 +49,10 @@ class LayerwiseKernels:
       W_std, b_std: per weighted layer l = 1..L+1 (``W_std[l-1]``).
     """
 
-    K: List[np.ndarray]
-    S: List[np.ndarray]
-    Sd: List[np.ndarray]
-    B: List[np.ndarray]
+    K: List[jax.Array]
+    S: List[jax.Array]
+    Sd: List[jax.Array]
+    B: List[jax.Array]
     W_std: Tuple[float, ...]
     b_std: Tuple[float, ...]
 
@@ -55,15 +61,15 @@ class LayerwiseKernels:
         return len(self.Sd)
 
     @property
-    def nngp(self) -> np.ndarray:
+    def nngp(self) -> jax.Array:
         return self.K[-1]
 
-    def ntk_terms(self) -> List[np.ndarray]:
+    def ntk_terms(self) -> List[jax.Array]:
         """``B^l * (W_std_l^2 S^{l-1} + b_std_l^2)`` for l = 1..L+1; their sum is the NTK."""
         return [self.B[l] * (self.W_std[l] ** 2 * self.S[l] + self.b_std[l] ** 2) for l in range(self.depth + 1)]
 
     @property
-    def ntk(self) -> np.ndarray:
+    def ntk(self) -> jax.Array:
         return sum(self.ntk_terms())
 
 
@@ -85,32 +91,35 @@ def layerwise(arch: Architecture, x1, x2=None, *, dtype: str = "float32") -> Lay
     activation layer (its output ``ntk`` is then ``Sd^l``).
     """
     _require_mlp(arch)
-    with precision_scope(dtype) as np_dtype:
+    scales = arch.scales
+    traced = is_traced(x1, x2, scales)
+    with precision_scope(dtype, traced=traced) as np_dtype:
         x1, x2 = validate_inputs(arch, x1, x2, np_dtype)
-        out = _layerwise_jit(arch)(x1, x2)
-        out = jax.tree_util.tree_map(np.asarray, out)
-    K, S, Sd = out
-    dense = [layer for layer in arch.layers if isinstance(layer, Dense)]
-    W_std = tuple(float(layer.W_std) for layer in dense)
-    b_std = tuple(float(layer.b_std) for layer in dense)
-    B = [np.ones_like(K[-1])]
-    for l in range(len(Sd), 0, -1):  # B^l = W_std_{l+1}^2 Sd^l * B^{l+1}
-        B.insert(0, W_std[l] ** 2 * Sd[l - 1] * B[0])
-    return LayerwiseKernels(K=list(K), S=list(S), Sd=list(Sd), B=B, W_std=W_std, b_std=b_std)
+        structure = arch.with_scales([(None, None)] * len(scales))
+        K, S, Sd, B = _layerwise_program(structure)(cast_traced(scales, np_dtype), x1, x2)
+    K, S, Sd, B = as_result((K, S, Sd, B))
+    W_std, b_std = (tuple(column) for column in zip(*scales))
+    return LayerwiseKernels(K=list(K), S=list(S), Sd=list(Sd), B=list(B), W_std=W_std, b_std=b_std)
 
 
-@functools.lru_cache(maxsize=None)
-def _layerwise_jit(arch: Architecture):
+jax.tree_util.register_dataclass(
+    LayerwiseKernels, data_fields=["K", "S", "Sd", "B", "W_std", "b_std"], meta_fields=[]
+)
+
+
+@functools.lru_cache(maxsize=128)
+def _layerwise_program(structure: Architecture):
+    """The jitted ``(scales, x1, x2) -> (K, S, Sd, B)`` of an MLP structure (scales left out)."""
     from infinite_width._src.nt import stax_layer
 
-    layer_kernel_fns = [stax_layer(layer, 1, "ntk")[2] for layer in arch.layers]
-
-    def run(x1, x2):
+    def run(scales, x1, x2):
+        layers = structure.with_scales(scales).layers
+        layer_kernel_fns = [stax_layer(layer, 1, "ntk")[2] for layer in layers]
         other = x1 if x2 is None else x2
         S = [x1 @ other.T / x1.shape[1]]
         K, Sd = [], []
         kernel = layer_kernel_fns[0](x1, x2, None)
-        for layer, kernel_fn in zip(arch.layers[1:], layer_kernel_fns[1:]):
+        for layer, kernel_fn in zip(layers[1:], layer_kernel_fns[1:]):
             if isinstance(layer, Activation):
                 K.append(kernel.nngp)
                 derivative = kernel_fn(kernel.replace(ntk=jnp.ones_like(kernel.nngp)))
@@ -118,6 +127,9 @@ def _layerwise_jit(arch: Architecture):
                 Sd.append(derivative.ntk)
             kernel = kernel_fn(kernel)
         K.append(kernel.nngp)
-        return K, S, Sd
+        B = [jnp.ones_like(K[-1])]
+        for l in range(len(Sd), 0, -1):  # B^l = W_std_{l+1}^2 Sd^l * B^{l+1}
+            B.insert(0, scales[l][0] ** 2 * Sd[l - 1] * B[0])
+        return K, S, Sd, B
 
     return jax.jit(run)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from infinite_width._src.checks import check_kernel_matrix
+from infinite_width._src.checks import check_kernel_matrix, check_target_columns
 from infinite_width._src.numerics import precision_scope
 
 __all__ = ["nngp_posterior", "kernel_ridge", "kernel_regression", "DEFAULT_RIDGE"]
@@ -35,14 +35,16 @@ def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test, ridge: flo
     ``predict.gradient_descent_mse_ensemble`` runs at ``t=None``) with
     ``diag_reg=ridge``, in float64. Means have shapes (N, k) and (Nt, k); the
     test variance, shape (Nt,), is the same for every output (the kernel is
-    ``K ⊗ I``), clipped at 0.
+    ``K ⊗ I``), clipped at 0. ``numpy.linalg.LinAlgError`` when the
+    regularized training kernel is singular (repeated inputs with
+    ``ridge=0``): increase ``ridge``.
     """
     from infinite_width._src.nt import predict
 
     k_train_train = check_kernel_matrix("k_train_train", k_train_train, square=True)
     k_test_train = check_kernel_matrix("k_test_train", k_test_train)
     k_test_test = check_kernel_matrix("k_test_test", k_test_test, square=True)
-    y_train = _check_targets(y_train, k_train_train.shape[0])
+    y_train = check_target_columns("y_train", y_train, k_train_train.shape[0], "k_train_train")
     if k_test_train.shape != (k_test_test.shape[0], k_train_train.shape[0]):
         raise ValueError(
             f"k_test_train must have shape ({k_test_test.shape[0]}, {k_train_train.shape[0]}) to match "
@@ -55,8 +57,11 @@ def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test, ridge: flo
         )
         test = predict_fn("nngp", jnp.asarray(k_test_train, jnp.float64), jnp.asarray(k_test_test, jnp.float64))
         train = predict_fn("nngp", jnp.asarray(k_train_train, jnp.float64))
-    variance = np.clip(np.diag(np.asarray(test.covariance)), 0.0, None)
-    return np.asarray(train), np.asarray(test.mean), variance
+    train, mean, covariance = np.asarray(train), np.asarray(test.mean), np.asarray(test.covariance)
+    # The Cholesky factorisation inside gp_inference gives NaN, not an error, when it fails.
+    if not (np.all(np.isfinite(train)) and np.all(np.isfinite(mean)) and np.all(np.isfinite(covariance))):
+        raise _singular("k_train_train", ridge)
+    return train, mean, np.clip(np.diag(covariance), 0.0, None)
 
 
 def kernel_ridge(k_train_train, k_test_train, y_train, ridge: float = DEFAULT_RIDGE):
@@ -72,17 +77,6 @@ def kernel_ridge(k_train_train, k_test_train, y_train, ridge: float = DEFAULT_RI
         raise ValueError(f"k_test_train must have {n_train} columns (N_train), got shape {k_test_train.shape}")
     predictions = kernel_regression(k_train_train, y_train, np.concatenate([k_train_train, k_test_train]), ridge=ridge)
     return predictions[:n_train], predictions[n_train:]
-
-
-def _check_targets(y_train, n_train: int) -> np.ndarray:
-    y = np.asarray(y_train, dtype=np.float64)
-    if y.ndim == 1:
-        y = y[:, None]
-    if y.ndim != 2 or y.shape[0] != n_train:
-        raise ValueError(f"y_train must have shape ({n_train}, k) to match K_train_train, got {np.shape(y_train)}")
-    if not np.all(np.isfinite(y)):
-        raise ValueError("y_train contains NaN or Inf entries")
-    return y
 
 
 def _check_ridge(ridge) -> None:
@@ -108,7 +102,7 @@ def kernel_regression(K_train_train, y_train, K_test_train, ridge: float = DEFAU
     """
     K = check_kernel_matrix("K_train_train", K_train_train, square=True)
     K_star = check_kernel_matrix("K_test_train", K_test_train)
-    y = _check_targets(y_train, K.shape[0])
+    y = check_target_columns("y_train", y_train, K.shape[0], "K_train_train")
     if K_star.shape[1] != K.shape[0]:
         raise ValueError(f"K_test_train must have {K.shape[0]} columns (N_train), got shape {K_star.shape}")
     _check_ridge(ridge)
@@ -117,7 +111,12 @@ def kernel_regression(K_train_train, y_train, K_test_train, ridge: float = DEFAU
     try:
         alpha = scipy.linalg.solve(regularized, y, assume_a="pos")
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError) as error:
-        raise np.linalg.LinAlgError(
-            f"K_train_train + ridge * I is not positive definite (ridge={ridge}); increase ridge"
-        ) from error
+        raise _singular("K_train_train", ridge) from error
     return K_star @ alpha
+
+
+def _singular(name: str, ridge: float) -> np.linalg.LinAlgError:
+    return np.linalg.LinAlgError(
+        f"{name} + ridge * mean(diag {name}) * I is singular or not positive definite (ridge={ridge}), "
+        f"e.g. from repeated training inputs; increase ridge"
+    )

@@ -270,7 +270,7 @@ def kernel_flow(
 
 
 def _warn_if_unstable(k_train_train, lr: float, n_outputs: int, momentum: float) -> None:
-    limit = max_learning_rate(k_train_train, k_train_train.shape[0] * n_outputs, momentum=momentum)
+    limit = max_learning_rate(k_train_train, n_outputs, momentum=momentum)
     if lr > limit:
         warnings.warn(
             f"learning rate {lr:g} exceeds max_learning_rate {limit:.4g} of this kernel (full-batch MSE"
