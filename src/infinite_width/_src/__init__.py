@@ -7,5 +7,6 @@ part of the library's API:
 * :mod:`.numerics`: the full-precision policy (``precision_scope``) and row padding;
 * :mod:`.rng`: the one derivation of keys and minibatch orders;
 * :mod:`.nt`: the only module that imports neural-tangents, and the architecture -> stax translation;
-* :mod:`.files`: atomic file writes.
+* :mod:`.files`: atomic file writes;
+* :mod:`.memory`: the memory a computation can still allocate (for memory plans).
 """

@@ -13,10 +13,10 @@ reads the stored fields in place).
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Dict, Optional
 
-import numpy as np
+# The free-memory helper is shared with the NNPK's memory plan; it lives in _src.
+from infinite_width._src.memory import available_memory
 
 __all__ = ["MemoryEstimate", "estimate_memory", "available_memory", "check_memory"]
 
@@ -98,27 +98,6 @@ def estimate_memory(
         "roots": roots,
     }
     return MemoryEstimate(parts={name: int(value) for name, value in parts.items()}, devices=devices)
-
-
-def available_memory(device=None) -> int:
-    """Free bytes on ``device`` (a jax device; default the first one).
-
-    Accelerators report ``bytes_limit - bytes_in_use`` through
-    ``device.memory_stats()``; on the CPU (no such statistics) it is the
-    free physical memory from ``os.sysconf``.
-    """
-    if device is not None:
-        stats = None
-        try:
-            stats = device.memory_stats()
-        except Exception:  # CPU devices raise or return None
-            stats = None
-        if stats and "bytes_limit" in stats:
-            return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return int(np.iinfo(np.int64).max)
 
 
 def check_memory(estimate: MemoryEstimate, available: int, samples: int) -> None:
