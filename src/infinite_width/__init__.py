@@ -31,6 +31,7 @@ import importlib
 
 from infinite_width.architectures import (
     ACTIVATIONS,
+    NO_CLOSED_FORM_ACTIVATIONS,
     Activation,
     Architecture,
     AvgPool,
@@ -65,6 +66,7 @@ def __dir__():
 
 __all__ = [
     "ACTIVATIONS",
+    "NO_CLOSED_FORM_ACTIVATIONS",
     "Activation",
     "Architecture",
     "AvgPool",
