@@ -312,7 +312,7 @@ def _baseline(problem, arch, regime, width, samples, key, ridge, dtype):
     x_all = np.concatenate([problem.x_train, problem.x_test])
     if regime == "nnpk_ridge":
         k_all = kernels.nnpk(
-            arch, x_all, problem.x_train, width=width, n_samples=samples or 256, key=key, normalize="mean",
+            arch, x_all, problem.x_train, width=width, networks=samples or 256, key=key, normalize="mean",
             dtype=dtype,
         )
     else:
