@@ -8,5 +8,6 @@ part of the library's API:
 * :mod:`.rng`: the one derivation of keys and minibatch orders;
 * :mod:`.nt`: the only module that imports neural-tangents, and the architecture -> stax translation;
 * :mod:`.files`: atomic file writes;
-* :mod:`.memory`: the memory a computation can still allocate (for memory plans).
+* :mod:`.memory`: the memory a computation can still allocate (for memory plans);
+* :mod:`.records`: resumable experiment records (one JSON per point, with its settings) and their timing.
 """
