@@ -60,6 +60,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if not args.quick and args.dataset not in iw.datasets.available(args.data_dir):
+        parser.error(f"no {args.dataset} files: pass --data-dir or set the variable {iw.datasets.DATA_ENV_VAR}")
     args.models = list(nnpk_alignment.MODELS)
     sizes = dict(QUICK) if args.quick else {"dataset": args.dataset, **SIZES[args.dataset]}
     for name, value in sizes.items():

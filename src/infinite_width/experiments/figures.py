@@ -16,10 +16,11 @@ from typing import Iterable, List, Sequence, Tuple, Union
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from infinite_width._src.files import atomic_path
 
-__all__ = ["PALETTE", "REFERENCE_COLOR", "FORMATS", "new_figure", "color", "figure_legend", "save"]
+__all__ = ["PALETTE", "REFERENCE_COLOR", "FORMATS", "new_figure", "color", "reference_line", "figure_legend", "save"]
 
 #: Curve colours, in order (matplotlib's tab10, colour-blind friendlier than its default cycle).
 PALETTE: Tuple[str, ...] = (
@@ -45,15 +46,21 @@ def new_figure(rows: int, columns: int, *, panel_size=(3.6, 2.9), **subplot_opti
     return figure, axes
 
 
-def figure_legend(figure: Figure, axes: Iterable, columns: int = 4) -> None:
-    """One legend for the whole figure, below the panels: every labelled artist once, in order of appearance."""
+def reference_line(label: str) -> Tuple[Line2D, str]:
+    """A legend entry (handle, label) for dashed reference lines drawn in the colour of their curve."""
+    return Line2D([], [], color=REFERENCE_COLOR, linestyle="--", linewidth=1.0), label
+
+
+def figure_legend(figure: Figure, axes: Iterable, columns: int = 4, extra: Sequence[Tuple] = ()) -> None:
+    """One legend for the whole figure, below the panels: every labelled artist once, in order of appearance,
+    then the ``(handle, label)`` pairs of ``extra``."""
     handles: List = []
     labels: List[str] = []
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            if label not in labels:
-                handles.append(handle)
-                labels.append(label)
+    pairs = [pair for ax in axes for pair in zip(*ax.get_legend_handles_labels())] + list(extra)
+    for handle, label in pairs:
+        if label not in labels:
+            handles.append(handle)
+            labels.append(label)
     if handles:
         figure.legend(handles, labels, loc="outside lower center", ncol=min(columns, len(labels)), fontsize=8,
                       frameon=False)

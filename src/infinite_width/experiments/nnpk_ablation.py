@@ -570,8 +570,8 @@ def figure(records: Sequence[Mapping], title: str = ""):
         ax.set_ylabel("test accuracy")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    axes.flat[0].plot([], [], color=figures.REFERENCE_COLOR, linestyle="--", label="closed-form NNGP / CNN-GP (dashed)")
-    figures.figure_legend(fig, axes.flat, columns=5)
+    figures.figure_legend(fig, axes.flat, columns=5,
+                          extra=[figures.reference_line("closed-form NNGP / CNN-GP (dashed, ± s.e. band)")])
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

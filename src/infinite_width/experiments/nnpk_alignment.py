@@ -426,12 +426,11 @@ def figure(records: Sequence[Mapping], title: str = ""):
                     label=f"NNPK vs trained features, {models[j]}")
         ax.axhline(_mean_std(r["alignment"]["features"]["nngp"])[0], color=figures.color(len(CANDIDATES) + j),
                    linestyle="--", linewidth=1.0)
-    ax.plot([], [], color=figures.REFERENCE_COLOR, linestyle="--", label="NNGP / CNN-GP level (dashed)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("networks m of the NNPK")
     ax.set_title("CKA with trained features against m", fontsize=9)
     ax.grid(alpha=0.3, linewidth=0.5)
-    figures.figure_legend(fig, axes.flat, columns=4)
+    figures.figure_legend(fig, axes.flat, columns=4, extra=[figures.reference_line("NNGP / CNN-GP level (dashed)")])
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
