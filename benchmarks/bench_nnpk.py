@@ -23,7 +23,7 @@ Usage (from the repository root)::
     python benchmarks/bench_nnpk.py --n-points 2000 --n-networks 50  # reduced CPU run
 
 ``--prng`` lists the PRNG implementations to compare (default: all of
-:data:`infinite_width.kernels.prior_kernel.PRNG_IMPLS`, the library default first).
+:data:`infinite_width.kernels.PRNG_IMPLS`, the library default first).
 
 Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA`` (MNIST idx files).
 """
@@ -43,7 +43,7 @@ import numpy as np
 import infinite_width as iw
 from infinite_width import datasets
 from infinite_width.finite import network
-from infinite_width.kernels.prior_kernel import DEFAULT_PRNG, PRNG_IMPLS, nnpk, plan_memory, network_keys
+from infinite_width.kernels import DEFAULT_PRNG, PRNG_IMPLS, network_keys, nnpk, plan_memory
 
 
 def _timed(fn) -> float:
@@ -86,7 +86,7 @@ def main():
     parser.add_argument("--n-networks", type=int, default=1_000)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--sample-chunk", type=int, default=None)
+    parser.add_argument("--network-chunk", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prng", nargs="+", choices=PRNG_IMPLS, default=list(PRNG_IMPLS))

@@ -34,13 +34,10 @@ Data: ``--data-dir``, or the environment variable ``INFINITE_WIDTH_DATA``
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
 import infinite_width as iw
-from infinite_width.experiments import figures, nnpk_ablation
+from infinite_width.experiments import nnpk_ablation, scripts
 from infinite_width.experiments.nnpk_ablation import Config, one_factor_grid
 
 #: Sizes per data set, chosen so that each runs in about 30 minutes on an idle 2-core CPU (docs/REPRODUCTION.md).
@@ -74,44 +71,23 @@ def grids(quick: bool):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="mnist", choices=sorted(SIZES))
-    parser.add_argument("--data-dir", default=None, help="data folder (default: $INFINITE_WIDTH_DATA)")
-    parser.add_argument("--out", default=None, help="output folder (default: outputs/nnpk_ablation/<dataset>)")
-    parser.add_argument("--quick", action="store_true", help="digits, tiny subsets and networks (seconds)")
+    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits, tiny subsets and networks (seconds)")
     parser.add_argument("--families", nargs="+", default=list(nnpk_ablation.FAMILIES),
                         choices=list(nnpk_ablation.FAMILIES))
-    for name in ("n_train", "n_test", "conv_n_train", "conv_n_test", "conv_pool"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None,
-                            help="default: per data set (SIZES in this script)")
     parser.add_argument("--batch-size", type=int, default=1000, help="rows per forward pass")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    if not args.quick and args.dataset not in iw.datasets.available(args.data_dir):
-        parser.error(f"no {args.dataset} files: pass --data-dir or set the variable {iw.datasets.DATA_ENV_VAR}")
-    sizes = dict(QUICK) if args.quick else {"dataset": args.dataset, **SIZES[args.dataset]}
-    for name, value in sizes.items():
-        if name == "dataset" or getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.out is None:
-        args.out = os.path.join("outputs", "nnpk_ablation", args.dataset)
-    return args
+    return scripts.finish(parser, parser.parse_args(argv), SIZES, QUICK, "nnpk_ablation")
 
 
 def problems(args):
     """The MLP problem (flattened images) and the conv problem (pooled NHWC images, a smaller subset)."""
-    data_dir = None if args.dataset == "digits" else args.data_dir
     out = {}
     if "mlp" in args.families:
-        data = iw.datasets.load(args.dataset, data_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+        data = iw.datasets.load(args.dataset, args.data_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
         out["mlp"] = iw.Problem.from_dataset(data)
     if "conv" in args.families:
-        data = iw.datasets.load(args.dataset, data_dir, n_train=args.conv_n_train, n_test=args.conv_n_test,
+        data = iw.datasets.load(args.dataset, args.data_dir, n_train=args.conv_n_train, n_test=args.conv_n_test,
                                 seed=args.seed, flatten=False)
-        pool = lambda x: nnpk_ablation.pool_images(x, args.conv_pool)
-        out["conv"] = iw.Problem(pool(data.x_train), data.y_train, pool(data.x_test), data.y_test,
-                                 name=f"{data.name} pooled x{args.conv_pool}")
+        out["conv"] = scripts.pooled_problem(data, args.conv_pool)
     return out
 
 
@@ -120,12 +96,8 @@ def main(argv=None) -> int:
     configs = [c for c in grids(args.quick) if c.family in args.families]
     records = nnpk_ablation.run(problems(args), configs, args.out, seed=args.seed, batch_size=args.batch_size,
                                 progress=not args.no_progress)
-    table = nnpk_ablation.markdown_table(records)
-    Path(args.out, "table.md").write_text(table)
     figure = nnpk_ablation.figure(records, title=f"NNPK kernel ridge regression, {args.dataset}")
-    paths = figures.save(figure, Path(args.out, "ablation"))
-    print(table)
-    print("wrote", ", ".join(str(p) for p in paths))
+    scripts.write_outputs(args.out, nnpk_ablation.markdown_table(records), figure, "ablation")
     return 0
 
 

@@ -27,13 +27,10 @@ Data: ``--data-dir``, or the environment variable ``INFINITE_WIDTH_DATA``
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
 import infinite_width as iw
-from infinite_width.experiments import figures, nnpk_alignment, nnpk_ablation
+from infinite_width.experiments import nnpk_alignment, scripts
 
 SIZES = {
     "mnist": dict(n_train=1000, n_test=500, pool=4),
@@ -46,41 +43,21 @@ QUICK = dict(dataset="digits", n_train=80, n_test=40, pool=1, seeds=2, steps=20,
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="mnist", choices=sorted(SIZES))
-    parser.add_argument("--data-dir", default=None, help="data folder (default: $INFINITE_WIDTH_DATA)")
-    parser.add_argument("--out", default=None, help="output folder (default: outputs/nnpk_alignment/<dataset>)")
-    parser.add_argument("--quick", action="store_true", help="digits, tiny networks and few steps (seconds)")
-    for name in ("n_train", "n_test", "pool"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None, help="default: per data set")
+    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits, tiny networks and few steps (seconds)")
     parser.add_argument("--seeds", type=int, default=3, help="trained networks per model")
     parser.add_argument("--steps", type=int, default=1000, help="Adam steps (minibatches of 128)")
     parser.add_argument("--networks", type=int, default=1024, help="random networks of each NNPK")
     parser.add_argument("--batch-size", type=int, default=500, help="rows per forward pass of the NNPK")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    if not args.quick and args.dataset not in iw.datasets.available(args.data_dir):
-        parser.error(f"no {args.dataset} files: pass --data-dir or set the variable {iw.datasets.DATA_ENV_VAR}")
-    args.models = list(nnpk_alignment.MODELS)
-    sizes = dict(QUICK) if args.quick else {"dataset": args.dataset, **SIZES[args.dataset]}
-    for name, value in sizes.items():
-        if args.quick or getattr(args, name, None) is None:
-            setattr(args, name, value)
-    if args.out is None:
-        args.out = os.path.join("outputs", "nnpk_alignment", args.dataset)
-    return args
+    parser.set_defaults(models=list(nnpk_alignment.MODELS))
+    return scripts.finish(parser, parser.parse_args(argv), SIZES, QUICK, "nnpk_alignment")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    data = iw.datasets.load(args.dataset, None if args.dataset == "digits" else args.data_dir,
-                            n_train=args.n_train, n_test=args.n_test, seed=args.seed, flatten=False)
-    pool = lambda x: nnpk_ablation.pool_images(x, args.pool)
-    problem = iw.Problem(pool(data.x_train), data.y_train, pool(data.x_test), data.y_test,
-                         name=f"{data.name} pooled x{args.pool}")
+    data = iw.datasets.load(args.dataset, args.data_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                            flatten=False)
     records = nnpk_alignment.run(
-        problem, args.out, models=args.models, seeds=args.seeds,
+        scripts.pooled_problem(data, args.pool), args.out, models=args.models, seeds=args.seeds,
         training=nnpk_alignment.Training(steps=args.steps), held_out=data.n_test, networks=args.networks,
         seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
     )
@@ -89,11 +66,8 @@ def main(argv=None) -> int:
         + nnpk_alignment.markdown_table(records, target) + "\n"
         for target in nnpk_alignment.TARGETS
     )
-    Path(args.out, "table.md").write_text(tables)
     figure = nnpk_alignment.figure(records, title=f"Structure at initialization, {args.dataset}")
-    paths = figures.save(figure, Path(args.out, "alignment"))
-    print(tables)
-    print("wrote", ", ".join(str(p) for p in paths))
+    scripts.write_outputs(args.out, tables, figure, "alignment")
     return 0
 
 

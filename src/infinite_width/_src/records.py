@@ -22,7 +22,7 @@ import numpy as np
 
 from infinite_width._src.files import atomic_path
 
-__all__ = ["Clock", "data_checksum", "read_record", "write_record", "write_json", "write_csv"]
+__all__ = ["Clock", "problem_settings", "read_record", "write_record", "write_json", "write_csv"]
 
 
 def _cpu_seconds() -> float:
@@ -50,12 +50,18 @@ class Clock:
         }
 
 
-def data_checksum(problem) -> int:
-    """CRC32 of a problem's arrays (``x_train``, ``y_train``, ``x_test``, ``y_test``)."""
+def problem_settings(problem) -> Dict[str, object]:
+    """What identifies a problem's data in a record's settings: name, sizes, input shape and a CRC32 of its arrays."""
     checksum = 0
     for array in (problem.x_train, problem.y_train, problem.x_test, problem.y_test):
         checksum = zlib.crc32(np.ascontiguousarray(array).tobytes(), checksum)
-    return checksum
+    return {
+        "problem": problem.name,
+        "n_train": problem.n_train,
+        "n_test": problem.n_test,
+        "input_shape": list(problem.x_train.shape[1:]),
+        "data_crc32": checksum,
+    }
 
 
 def read_record(path: Path, settings: Mapping) -> Optional[dict]:

@@ -62,7 +62,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
-from infinite_width._src.records import Clock, data_checksum, read_record, write_csv, write_json, write_record
+from infinite_width._src.records import Clock, problem_settings, read_record, write_csv, write_json, write_record
 from infinite_width.architectures import (
     ACTIVATIONS,
     NO_CLOSED_FORM_ACTIVATIONS,
@@ -387,11 +387,7 @@ def run(
     settings_of = {
         family: {
             "format": _FORMAT_VERSION,
-            "problem": problem.name,
-            "n_train": problem.n_train,
-            "n_test": problem.n_test,
-            "input_shape": list(problem.x_train.shape[1:]),
-            "data_crc32": data_checksum(problem),
+            **problem_settings(problem),
             "seed": int(seed),
             "validation_fraction": float(validation_fraction),
             "ridges": [float(r) for r in ridges],

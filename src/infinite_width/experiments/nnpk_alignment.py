@@ -62,7 +62,7 @@ from infinite_width import kernels, losses
 from infinite_width._src.files import atomic_path
 from infinite_width._src.numerics import precision_scope
 from infinite_width._src.rng import minibatch_indices
-from infinite_width._src.records import Clock, data_checksum, read_record, write_csv, write_json, write_record
+from infinite_width._src.records import Clock, problem_settings, read_record, write_csv, write_json, write_record
 from infinite_width.experiments.nnpk_ablation import architecture
 from infinite_width.finite.networks import network
 from infinite_width.problem import Problem
@@ -206,11 +206,7 @@ def run(
     out_dir = Path(out_dir)
     settings = {
         "format": _FORMAT_VERSION,
-        "problem": problem.name,
-        "n_train": problem.n_train,
-        "n_test": problem.n_test,
-        "input_shape": list(problem.x_train.shape[1:]),
-        "data_crc32": data_checksum(problem),
+        **problem_settings(problem),
         "seed": int(seed),
         "training": dataclasses.asdict(training),
         "held_out": held_out,
