@@ -95,18 +95,23 @@ def test_curve_from_one_pass_equals_separate_nnpks(first_run):
         assert last["test_accuracy"] == pytest.approx(expected["test_accuracy"])
         assert last["ridge"] == expected["ridge"]
         assert record["prng"] == kernels.DEFAULT_PRNG and record["cpu_seconds"] > 0
-    nngp = kernels.nngp(iw.mlp(2, "relu", np.sqrt(2), 0.1, out_dim=2), np.concatenate([X[:30], X[30:]]))
+    nngp = kernels.nngp(iw.mlp(2, "relu", np.sqrt(2), 0.1, out_dim=2), X)
     expected = nnpk_ablation.evaluate_kernel(nngp, PROBLEMS["mlp"], ridges=RIDGES, resamples=200, seed=1)
     assert references[0]["test_accuracy"] == pytest.approx(expected["test_accuracy"])
+    # The linear kernels of the inputs come first, one per family.
+    assert [(r["kernel"], r["family"]) for r in records[:2]] == [("linear", "mlp"), ("linear", "conv")]
+    images = IMAGES.reshape(30, -1).astype(np.float64)
+    expected = nnpk_ablation.evaluate_kernel(images @ images.T, PROBLEMS["conv"], ridges=RIDGES, resamples=200, seed=1)
+    assert records[1]["test_accuracy"] == pytest.approx(expected["test_accuracy"])
 
 
 def test_files_summaries_table_and_figure(first_run):
     out, records = first_run
     assert sorted(p.stem for p in (out / "points").glob("*.json")) == sorted(c.name for c in CONFIGS)
-    assert [p.stem for p in (out / "references").glob("*.json")] == ["mlp2-relu"]
+    assert sorted(p.stem for p in (out / "references").glob("*.json")) == ["linear-conv", "linear-mlp", "mlp2-relu"]
     assert json.loads((out / "summary.json").read_text()) == records
     lines = (out / "summary.csv").read_text().splitlines()
-    assert lines[0].startswith("family,arch,activation") and len(lines) == 1 + 4 + 4 + 2 + 1
+    assert lines[0].startswith("family,arch,activation") and len(lines) == 1 + 2 + 4 + 1 + 4 + 2
     table = nnpk_ablation.markdown_table(records)
     assert table.count("\n") == 2 + 3 and "| -- |" in table  # tanh and MaxPool have no closed form
     figure = nnpk_ablation.figure(records)

@@ -46,9 +46,9 @@ def new_figure(rows: int, columns: int, *, panel_size=(3.6, 2.9), **subplot_opti
     return figure, axes
 
 
-def reference_line(label: str) -> Tuple[Line2D, str]:
-    """A legend entry (handle, label) for dashed reference lines drawn in the colour of their curve."""
-    return Line2D([], [], color=REFERENCE_COLOR, linestyle="--", linewidth=1.0), label
+def reference_line(label: str, linestyle: str = "--") -> Tuple[Line2D, str]:
+    """A legend entry (handle, label) for reference lines of this style (drawn in black or in their curve's colour)."""
+    return Line2D([], [], color=REFERENCE_COLOR, linestyle=linestyle, linewidth=1.0), label
 
 
 def figure_legend(figure: Figure, axes: Iterable, columns: int = 4, extra: Sequence[Tuple] = ()) -> None:

@@ -371,8 +371,11 @@ def run(
     ``has_closed_form``, ``prng``, ``curve`` (one :func:`evaluate_kernel`
     result per m, with ``networks`` = m) and the timing of
     ``Clock`` (``seconds``, ``cpu_seconds``, ``load_start``,
-    ``load_end``: wall and process CPU seconds, 1-minute load average). A reference record holds ``arch``, ``activation``,
-    ``family``, ``kernel`` (``"nngp"``), its evaluation and timing.
+    ``load_end``: wall and process CPU seconds, 1-minute load average). A
+    reference record holds ``arch``, ``activation``, ``family``, ``kernel``
+    (``"nngp"``, the closed form; or ``"linear"``, the linear kernel of the
+    inputs, with ``arch="input"``), its evaluation and timing. Every
+    reference appears once, the linear ones first.
 
     Raises ``ValueError`` if ``out_dir`` holds results of other data or settings.
     """
@@ -396,25 +399,40 @@ def run(
         }
         for family, problem in problems.items()
     }
-    records = []
+    def reference(name, family, fields, compute_kernel):
+        """The record of a reference kernel, read back or computed and stored in references/<name>.json."""
+        path = out_dir / "references" / f"{name}.json"
+        record = read_record(path, settings_of[family])
+        if record is None:
+            with Clock() as clock:
+                record = {**fields, "family": family,
+                          **evaluate_kernel(compute_kernel(), problems[family], **evaluation)}
+            record.update(clock.record())
+            write_record(path, settings_of[family], record)
+        return record
+
+    def inputs(problem):
+        return np.concatenate([problem.x_train, problem.x_test])
+
+    # The linear kernel of the inputs: what ridge regression on the raw pixels gets, without any network.
+    records = [
+        reference(f"linear-{family}", family, {"arch": "input", "activation": "linear", "kernel": "linear"},
+                  lambda x=inputs(problems[family]).reshape(len(inputs(problems[family])), -1): x @ x.T)
+        for family in FAMILIES if family in {config.family for config in configs}
+    ]
     bar = tqdm(configs, desc="NNPK ablation", disable=not progress)
     for config in bar:
         bar.set_postfix_str(config.name)
         problem, settings = problems[config.family], settings_of[config.family]
         arch = config.architecture(problem.out_dim)
-        x_all = np.concatenate([problem.x_train, problem.x_test])
+        x_all = inputs(problem)
         if arch.has_closed_form:
-            path = out_dir / "references" / f"{config.reference_name}.json"
-            record = read_record(path, settings)
-            if record is None:
-                with Clock() as clock:
-                    blocks = image_kernel_batch_size if arch.input_kind == "image" else None
-                    K = kernels.nngp(arch, x_all, batch_size=blocks)
-                    record = {"arch": config.arch, "activation": config.activation, "family": config.family,
-                              "kernel": "nngp", **evaluate_kernel(K, problem, **evaluation)}
-                record.update(clock.record())
-                write_record(path, settings, record)
-            records.append(record)
+            blocks = image_kernel_batch_size if arch.input_kind == "image" else None
+            record = reference(config.reference_name, config.family,
+                               {"arch": config.arch, "activation": config.activation, "kernel": "nngp"},
+                               lambda: kernels.nngp(arch, x_all, batch_size=blocks))
+            if record not in records:
+                records.append(record)
         path = out_dir / "points" / f"{config.name}.json"
         record = read_record(path, settings)
         if record is None:
@@ -463,8 +481,10 @@ def write_summary(records: Sequence[Mapping], out_dir: Union[str, os.PathLike]) 
 
 
 def final_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
-    """One row per configuration: NNPK accuracy at its largest m, the closed-form reference, and the timing."""
-    references = {(r["arch"], r["activation"]): r for r in records if r["kernel"] != "nnpk"}
+    """One row per configuration: NNPK accuracy at its largest m, the closed-form and linear references, timing."""
+    references = {(r["arch"], r["activation"]): r for r in records if r["kernel"] == "nngp"}
+    linear = {r["family"]: r for r in records if r["kernel"] == "linear"}
+    score = lambda r: None if r is None else (r["test_accuracy"], r["test_accuracy_se"])
     rows = []
     for record in (r for r in records if r["kernel"] == "nnpk"):
         last = record["curve"][-1]
@@ -474,7 +494,8 @@ def final_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
             "networks": last["networks"],
             "nnpk": (last["test_accuracy"], last["test_accuracy_se"]),
             "nnpk_ridge": last["ridge"],
-            "closed_form": None if reference is None else (reference["test_accuracy"], reference["test_accuracy_se"]),
+            "closed_form": score(reference),
+            "linear": score(linear.get(record["family"])),
             "seconds": record["seconds"],
             "cpu_seconds": record["cpu_seconds"],
             "load": 0.5 * (record["load_start"] + record["load_end"]),
@@ -483,17 +504,18 @@ def final_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
 
 
 def markdown_table(records: Sequence[Mapping]) -> str:
-    """A Markdown table of :func:`final_rows`: accuracy +- bootstrap standard error, NNPK and closed form."""
+    """A Markdown table of :func:`final_rows`: accuracy ± bootstrap standard error of the NNPK, the closed form and
+    the linear kernel of the inputs."""
 
     def accuracy(pair):
         return "--" if pair is None else f"{pair[0]:.3f} ± {pair[1]:.3f}"
 
     header = ("| family | arch | activation | init | width | m | NNPK accuracy | ridge | closed-form accuracy "
-              "| wall s | CPU s | load |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+              "| linear (inputs) | wall s | CPU s | load |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     lines = [
         f"| {r['family']} | {r['arch']} | {r['activation']} | {r['init']} | {r['width']} | {r['networks']} | "
-        f"{accuracy(r['nnpk'])} | {r['nnpk_ridge']:.0e} | {accuracy(r['closed_form'])} | {r['seconds']:.0f} | "
-        f"{r['cpu_seconds']:.0f} | {r['load']:.1f} |"
+        f"{accuracy(r['nnpk'])} | {r['nnpk_ridge']:.0e} | {accuracy(r['closed_form'])} | {accuracy(r['linear'])} | "
+        f"{r['seconds']:.0f} | {r['cpu_seconds']:.0f} | {r['load']:.1f} |"
         for r in final_rows(records)
     ]
     return header + "\n".join(lines) + "\n"
@@ -537,7 +559,8 @@ def figure(records: Sequence[Mapping], title: str = ""):
     panels = _panels(records)
     if not panels:
         raise ValueError("no NNPK records to plot")
-    references = {(r["arch"], r["activation"]): r for r in records if r["kernel"] != "nnpk"}
+    references = {(r["arch"], r["activation"]): r for r in records if r["kernel"] == "nngp"}
+    linear = {r["family"]: r for r in records if r["kernel"] == "linear"}
     columns = min(len(panels), 3)
     rows = -(-len(panels) // columns)
     fig, axes = figures.new_figure(rows, columns, sharey=True)
@@ -558,6 +581,9 @@ def figure(records: Sequence[Mapping], title: str = ""):
                 ax.axhline(reference["test_accuracy"], color=color, linestyle="--", linewidth=1.0)
                 ax.axhspan(reference["test_accuracy"] - reference["test_accuracy_se"],
                            reference["test_accuracy"] + reference["test_accuracy_se"], color=color, alpha=0.08)
+        if base["family"] in linear:
+            ax.axhline(linear[base["family"]]["test_accuracy"], color=figures.REFERENCE_COLOR, linestyle=":",
+                       linewidth=1.0)
         ax.set_xscale("log", base=2)
         ax.set_title(panel_title, fontsize=9)
         ax.set_xlabel("networks m")
@@ -567,7 +593,8 @@ def figure(records: Sequence[Mapping], title: str = ""):
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     figures.figure_legend(fig, axes.flat, columns=5,
-                          extra=[figures.reference_line("closed-form NNGP / CNN-GP (dashed, ± s.e. band)")])
+                          extra=[figures.reference_line("closed-form NNGP / CNN-GP (dashed, ± s.e. band)"),
+                                 figures.reference_line("linear kernel of the inputs (dotted)", linestyle=":")])
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
