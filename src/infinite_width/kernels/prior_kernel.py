@@ -602,7 +602,7 @@ def nnpk(
         64 MB and the free memory (:func:`plan_memory`). Memory of the kernel
         itself is O(N1 N2) whatever the number of networks.
       return_stderr: also return the standard error of each entry,
-        ``std_s(f_s f_s^T) / sqrt(m)`` with the unbiased sample standard deviation.
+        ``std_s(f_s f_s^T) / sqrt(m)`` with the unbiased (ddof=1) standard deviation over the networks.
       normalize: ``"mean"`` over outputs (the default, -> NNGP) or ``"sum"`` (-> out_dim * NNGP).
       prng: PRNG implementation of the parameter draws, one of
         :data:`PRNG_IMPLS` (default :data:`DEFAULT_PRNG`: ``"philox4x32"``,
