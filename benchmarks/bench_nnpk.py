@@ -23,7 +23,7 @@ Usage (from the repository root)::
     python benchmarks/bench_nnpk.py --n-points 2000 --n-networks 50  # reduced CPU run
 
 ``--prng`` lists the PRNG implementations to compare (default: all of
-:data:`infinite_width.kernels.prior_kernel.PRNG_IMPLS`, the library default first).
+:data:`infinite_width.kernels.PRNG_IMPLS`, the library default first).
 
 Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA`` (MNIST idx files).
 """
@@ -43,7 +43,7 @@ import numpy as np
 import infinite_width as iw
 from infinite_width import datasets
 from infinite_width.finite import network
-from infinite_width.kernels.prior_kernel import DEFAULT_PRNG, PRNG_IMPLS, nnpk, plan_memory, sample_keys
+from infinite_width.kernels import DEFAULT_PRNG, PRNG_IMPLS, network_keys, nnpk, plan_memory
 
 
 def _timed(fn) -> float:
@@ -71,11 +71,11 @@ def matmul_reference(x: np.ndarray, layer_shapes, n_networks: int, out_dim: int,
     return run
 
 
-def draws_only(arch, x, width, n_networks, prng, sample_chunk):
+def draws_only(arch, x, width, n_networks, prng, network_chunk):
     """A function drawing the parameters of all networks, chunked as :func:`nnpk` chunks them."""
     net = network(arch, width)
-    chunk = plan_memory(arch, x.shape, width=width, n_samples=n_networks, sample_chunk=sample_chunk).sample_chunk
-    keys = sample_keys(0, n_networks, prng)
+    chunk = plan_memory(arch, x.shape, width=width, networks=n_networks, network_chunk=network_chunk).network_chunk
+    keys = network_keys(0, n_networks, prng)
     draw = jax.jit(functools.partial(net.init_many, input_shape=x.shape[1:]))
     return lambda: [draw(keys[start : start + chunk]) for start in range(0, n_networks, chunk)]
 
@@ -86,7 +86,7 @@ def main():
     parser.add_argument("--n-networks", type=int, default=1_000)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--sample-chunk", type=int, default=None)
+    parser.add_argument("--network-chunk", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prng", nargs="+", choices=PRNG_IMPLS, default=list(PRNG_IMPLS))
@@ -102,7 +102,7 @@ def main():
     arch = iw.mlp(args.depth, "relu", W_std=np.sqrt(2.0), b_std=0.1, out_dim=10)
     k, w, m = arch.out_dim, args.width, args.n_networks
     plan = plan_memory(
-        arch, x.shape, width=w, n_samples=m, sample_chunk=args.sample_chunk, batch_size=args.batch_size
+        arch, x.shape, width=w, networks=m, network_chunk=args.network_chunk, batch_size=args.batch_size
     )
 
     with jax.default_matmul_precision("highest"):  # the precision of nnpk
@@ -110,10 +110,10 @@ def main():
         candidates = {"matmul": matmul_reference(x, layer_shapes, m, k)}
         for prng in args.prng:
             candidates[f"nnpk {prng}"] = functools.partial(
-                nnpk, arch, x, width=w, n_samples=m, key=0, prng=prng,
-                sample_chunk=args.sample_chunk, batch_size=args.batch_size,
+                nnpk, arch, x, width=w, networks=m, key=0, prng=prng,
+                network_chunk=args.network_chunk, batch_size=args.batch_size,
             )
-            candidates[f"draws {prng}"] = draws_only(arch, x, w, m, prng, args.sample_chunk)
+            candidates[f"draws {prng}"] = draws_only(arch, x, w, m, prng, args.network_chunk)
         first = {name: _timed(fn) for name, fn in candidates.items()}  # compiles every shape
         best = dict.fromkeys(candidates, np.inf)
         for _ in range(args.repeats):  # alternate, so that load on a shared machine hits all alike

@@ -1,56 +1,105 @@
-"""A small NNPK ablation on MNIST (Amid, Anil, Kotlowski & Warmuth 2022, Neural Network Prior Kernel).
+"""Random networks as feature extractors (Amid et al. 2022, claim 1): the NNPK ablation on one data set.
 
-Kernel ridge regression with the Monte Carlo NNPK of random 2-hidden-layer
-MLPs (width 512) over activations, initialisations and the number m of
-networks, with the NNGP and NTK of the same architecture as references.
-Results are written (resumably) by :func:`infinite_width.experiments.nnpk_ablation.run`: one
-JSON per grid point, ``summary.json``/``summary.csv`` and ``ablation.png``
-in ``--out``; the Markdown table is printed.
+Kernel ridge regression with the Monte Carlo Neural Network Prior Kernel of
+m random networks, m = 1, 2, 4, ..., up to 1,024 from one streaming pass per
+configuration, one factor at a time around a base configuration:
 
-Usage (from the repository root; about 1.5 minutes on 2 CPU cores, 7 with m = 1024 added)::
+* MLPs (flattened images): base ``mlp2``, ReLU, Gaussian init, width 512;
+  depth 1-4; inits gaussian/orthogonal/uniform; activations relu, erf, gelu,
+  sin and tanh (no closed form); widths 64-1024;
+* conv nets (images average-pooled by ``--conv-pool``, on a smaller subset:
+  a conv net costs far more per network, and its closed-form CNN-GP grows
+  with the square of the pixel count): base ``conv2`` (two 3x3 convolutions,
+  global average pooling), ReLU, Gaussian, width 64; ``myrtle5``,
+  ``conv2-maxpool`` (no closed form) and ``conv2-layernorm``.
 
-    python paper_figures/nnpk_ablation.py --out results/nnpk_ablation
+The ridge is chosen on a validation split of the training set; error bars
+are bootstrap standard errors over test points; the closed-form NNGP / CNN-GP
+is beside every architecture that has one. See
+:mod:`infinite_width.experiments.nnpk_ablation` for the details.
 
-Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA`` (MNIST idx files).
+Writes to ``--out`` (resumable: run the same command again after an
+interruption and finished configurations are read back, not recomputed):
+``points/`` and ``references/`` (one JSON each), ``summary.json``,
+``summary.csv``, ``table.md`` and the figure ``ablation.pdf``/``.png``.
+
+Usage (from the repository root)::
+
+    python paper_figures/nnpk_ablation.py --dataset mnist --data-dir ../shared/datasets --out outputs/nnpk/mnist
+    python paper_figures/nnpk_ablation.py --quick --out /tmp/nnpk_quick     # digits, tiny sizes
+
+Data: ``--data-dir``, or the environment variable ``INFINITE_WIDTH_DATA``
+(digits needs no files).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
+import sys
 
-from infinite_width import datasets
-from infinite_width.experiments import nnpk_ablation
-from infinite_width.problem import Problem
+import infinite_width as iw
+from infinite_width.experiments import nnpk_ablation, scripts
+from infinite_width.experiments.nnpk_ablation import Config, one_factor_grid
+
+#: Sizes per data set, chosen so that each runs in about 30 minutes on an idle 2-core CPU (docs/REPRODUCTION.md).
+SIZES = {
+    "mnist": dict(n_train=2000, n_test=1000, conv_n_train=400, conv_n_test=200, conv_pool=4),
+    "fashion_mnist": dict(n_train=2000, n_test=1000, conv_n_train=400, conv_n_test=200, conv_pool=4),
+    "cifar10": dict(n_train=1000, n_test=500, conv_n_train=300, conv_n_test=200, conv_pool=4),
+    "digits": dict(n_train=1000, n_test=360, conv_n_train=400, conv_n_test=200, conv_pool=1),
+}
+QUICK = dict(dataset="digits", n_train=100, n_test=50, conv_n_train=60, conv_n_test=40, conv_pool=1)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="results/nnpk_ablation")
-    parser.add_argument("--n-train", type=int, default=1000)
-    parser.add_argument("--n-test", type=int, default=500)
-    parser.add_argument("--activations", nargs="+", default=["relu", "erf", "sin"])
-    parser.add_argument("--inits", nargs="+", default=["gaussian", "orthogonal", "uniform"])
-    parser.add_argument("--networks", nargs="+", type=int, default=[16, 64, 256], help="random networks per NNPK")
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--ridge", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=os.environ.get(datasets.DATA_ENV_VAR, "../shared/datasets"))
-    args = parser.parse_args()
+def grids(quick: bool):
+    """The configurations: one factor at a time around each family's base."""
+    if quick:  # one variant per family, one of them without a closed form
+        mlp = one_factor_grid(Config("mlp2", width=16, networks=4), {"activation": ["tanh"]})
+        conv = one_factor_grid(Config("conv2", width=4, networks=4), {"arch": ["conv2-maxpool"]})
+        return mlp + conv
+    mlp = one_factor_grid(
+        Config("mlp2", width=512, networks=1024),
+        {
+            "arch": ["mlp1", "mlp3", "mlp4"],
+            "init": ["orthogonal", "uniform"],
+            "activation": ["erf", "gelu", "sin", "tanh"],
+            "width": [64, 128, 256, 1024],
+        },
+    )
+    conv = one_factor_grid(Config("conv2", width=64, networks=1024),
+                           {"arch": ["myrtle5", "conv2-maxpool", "conv2-layernorm"]})
+    return mlp + conv
 
-    data = datasets.load("mnist", args.data_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
-    problem = Problem.from_dataset(data)
-    grid = {
-        "activation": args.activations,
-        "init": args.inits,
-        "networks": args.networks,
-        "width": [args.width],
-        "depth": [args.depth],
-    }
-    rows = nnpk_ablation.run(problem, grid, args.out, seed=args.seed, ridge=args.ridge, batch_size=500)
-    print(nnpk_ablation.markdown_table(rows))
+
+def parse_args(argv=None):
+    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits, tiny subsets and networks (seconds)")
+    parser.add_argument("--families", nargs="+", default=list(nnpk_ablation.FAMILIES),
+                        choices=list(nnpk_ablation.FAMILIES))
+    parser.add_argument("--batch-size", type=int, default=1000, help="rows per forward pass")
+    return scripts.finish(parser, parser.parse_args(argv), SIZES, QUICK, "nnpk_ablation")
+
+
+def problems(args):
+    """The MLP problem (flattened images) and the conv problem (pooled NHWC images, a smaller subset)."""
+    out = {}
+    if "mlp" in args.families:
+        data = iw.datasets.load(args.dataset, args.data_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+        out["mlp"] = iw.Problem.from_dataset(data)
+    if "conv" in args.families:
+        data = iw.datasets.load(args.dataset, args.data_dir, n_train=args.conv_n_train, n_test=args.conv_n_test,
+                                seed=args.seed, flatten=False)
+        out["conv"] = scripts.pooled_problem(data, args.conv_pool)
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    configs = [c for c in grids(args.quick) if c.family in args.families]
+    records = nnpk_ablation.run(problems(args), configs, args.out, seed=args.seed, batch_size=args.batch_size,
+                                progress=not args.no_progress)
+    figure = nnpk_ablation.figure(records, title=f"NNPK kernel ridge regression, {args.dataset}")
+    scripts.write_outputs(args.out, nnpk_ablation.markdown_table(records), figure, "ablation")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -200,6 +200,19 @@ def test_maxpool_architecture_has_no_closed_form():
             fn(arch, np.ones((2, 4, 4, 1)))
 
 
+def test_tanh_is_for_finite_networks_only():
+    arch = iw.mlp(2, "tanh", out_dim=2)
+    assert "tanh" in iw.NO_CLOSED_FORM_ACTIVATIONS and "tanh" not in iw.ACTIVATIONS
+    assert not arch.has_closed_form and iw.mlp(2, "erf").has_closed_form
+    x = np.linspace(-3, 3, 7)
+    np.testing.assert_allclose(iw.architectures.activation_fn("tanh")(x), np.tanh(x), rtol=1e-6)
+    for fn in (kernels.nngp, kernels.layerwise):
+        with pytest.raises(NotImplementedError, match="no closed-form.*tanh"):
+            fn(arch, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="unknown activation 'tan'.*tanh"):
+        iw.mlp(2, "tan")
+
+
 def test_zero_input_of_bias_free_relu_gives_its_limit_not_nan():
     # x = 0 is 0/0 in the bias-free arc-cosine; the network maps it to f = 0 exactly,
     # so its kernel row is 0, and the other entries are untouched.

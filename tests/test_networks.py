@@ -208,6 +208,32 @@ def test_empirical_nngp_is_the_readout_feature_kernel():
     np.testing.assert_allclose(full, expected[:, :2, None, None] * np.eye(3), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "arch, x",
+    [(iw.mlp(2, "tanh", 1.3, 0.2, 3), X_VEC), (iw.conv(2, "relu", out_dim=3), X_IMG)],
+    ids=["mlp-tanh", "conv-gap"],
+)
+def test_features_are_what_the_readout_reads(arch, x):
+    # In the standard parametrization the stored readout is the effective one.
+    net = finite.network(arch, 7, parametrization="standard")
+    params = net.init(3, x.shape[1:])
+    phi = np.asarray(net.features(params, x))
+    assert phi.shape == (x.shape[0], 7)
+    readout = params[-1]
+    np.testing.assert_allclose(phi @ readout["W"] + readout["b"], net.apply(params, x), rtol=1e-5, atol=1e-5)
+    if arch.input_kind == "image":  # pooled ReLU channels of two SAME 3x3 convolutions
+
+        def conv_relu(z, layer):
+            out = jax.lax.conv_general_dilated(z, layer["W"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return np.maximum(np.asarray(out) + layer["b"], 0.0)
+
+        pooled = conv_relu(conv_relu(x, params[0]), params[1]).mean(axis=(1, 2))
+        np.testing.assert_allclose(phi, pooled, rtol=1e-5, atol=1e-6)
+    else:  # phi(h^2) of an independent numpy forward pass
+        h = np.tanh(x @ params[0]["W"] + params[0]["b"])
+        np.testing.assert_allclose(phi, np.tanh(h @ params[1]["W"] + params[1]["b"]), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_empirical_kernels_converge_to_closed_form_like_inverse_sqrt_width():
     arch = iw.mlp(2, "relu", 1.4, 0.1, 1)

@@ -1,4 +1,5 @@
-"""The NNPK ablation runner: files written, numbers reproduced independently, resumable, bad input."""
+"""The NNPK ablation: one-factor grids, the validation ridge rule and bootstrap checked independently,
+the m-curve from one pass equal to separate NNPKs, files, resuming, bad input."""
 
 import json
 
@@ -6,114 +7,162 @@ import numpy as np
 import pytest
 
 import infinite_width as iw
-from infinite_width import kernels, losses
+from infinite_width import kernels
 from infinite_width.experiments import nnpk_ablation
-from infinite_width.kernels import nnpk
-from infinite_width.limits.baselines import kernel_regression
+from infinite_width.experiments.nnpk_ablation import Config, one_factor_grid
 from infinite_width.problem import Problem
 
 RNG = np.random.RandomState(0)
-X = RNG.randn(36, 5).astype(np.float32)
-Y = np.eye(2, dtype=np.float32)[(X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)]
-PROBLEM = Problem(X[:24], Y[:24], X[24:], Y[24:], name="tiny")
-GRID = {"activation": ["relu", "erf"], "networks": [2, 4], "width": [8], "depth": [1]}
-RIDGE = 1e-3
 
 
-def accuracy_of(K_all):
-    n = PROBLEM.n_train
-    predictions = kernel_regression(K_all[:n, :n], PROBLEM.y_train, K_all[n:, :n], ridge=RIDGE)
-    return float(losses.accuracy(predictions, PROBLEM.y_test))
+def _labels(x):
+    return np.eye(2, dtype=np.float32)[(x.reshape(len(x), -1)[:, :3].sum(1) > 0).astype(int)]
+
+
+X = RNG.randn(40, 5).astype(np.float32)
+IMAGES = RNG.randn(30, 4, 4, 1).astype(np.float32)
+PROBLEMS = {
+    "mlp": Problem(X[:30], _labels(X[:30]), X[30:], _labels(X[30:]), name="tiny vectors"),
+    "conv": Problem(IMAGES[:20], _labels(IMAGES[:20]), IMAGES[20:], _labels(IMAGES[20:]), name="tiny images"),
+}
+# The base and a variant without a closed form, and a conv net without one: three configurations, two references.
+CONFIGS = one_factor_grid(Config("mlp2", width=6, networks=5), {"activation": ["tanh"]}) + [
+    Config("conv2-maxpool", width=3, networks=2)
+]
+RIDGES = (1e-4, 1e-2, 1.0)
+OPTIONS = dict(seed=1, ridges=RIDGES, resamples=200, progress=False)
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ablation")
-    rows = nnpk_ablation.run(PROBLEM, GRID, out, seed=1, ridge=RIDGE, progress=False)
-    return out, rows
+    return out, nnpk_ablation.run(PROBLEMS, CONFIGS, out, **OPTIONS)
 
 
-def test_writes_one_json_per_point_and_summaries(first_run):
-    out, rows = first_run
-    points = nnpk_ablation.grid_points(GRID)
-    assert len(rows) == len(points) == 4
-    files = sorted((out / "points").glob("*.json"))
-    assert [f.stem for f in files] == sorted(nnpk_ablation.point_name(p) for p in points)
-    for row in rows:
-        record = json.loads((out / "points" / f"{nnpk_ablation.point_name(row)}.json").read_text())
-        assert record["result"] == row
-        assert record["settings"]["ridge"] == RIDGE and record["settings"]["n_train"] == 24
-    assert json.loads((out / "summary.json").read_text()) == rows
+def test_one_factor_grid_varies_one_field_at_a_time():
+    base = Config("mlp2")
+    grid = one_factor_grid(base, {"arch": ["mlp1", "mlp2"], "width": [64], "init": ["uniform"]})
+    assert grid[0] == base and len(grid) == 4  # mlp2 is the base's value: skipped
+    for config in grid[1:]:
+        differing = [f for f in ("arch", "activation", "init", "width", "networks")
+                     if getattr(config, f) != getattr(base, f)]
+        assert len(differing) == 1
+    assert [c.family for c in one_factor_grid(Config("conv2"), {"arch": ["myrtle5"]})] == ["conv", "conv"]
+
+
+def test_ridge_is_chosen_on_validation_and_bootstrap_matches_the_binomial_error():
+    # An independent implementation of the rule: numpy solves, the best validation accuracy, ties to the larger ridge.
+    problem = PROBLEMS["mlp"]
+    x_all = np.concatenate([problem.x_train, problem.x_test]).astype(np.float64)
+    K = np.exp(-((x_all[:, None] - x_all[None]) ** 2).sum(-1) / 10) + 0.1  # Gaussian kernel: positive definite
+    result = nnpk_ablation.evaluate_kernel(K, problem, validation_fraction=0.2, ridges=RIDGES, resamples=4000)
+
+    def fit(n_rows, ridge, rows_out):
+        A = K[:n_rows, :n_rows] + ridge * np.mean(np.diag(K[:n_rows, :n_rows])) * np.eye(n_rows)
+        return K[rows_out, :n_rows] @ np.linalg.solve(A, problem.y_train[:n_rows])
+
+    correct = lambda f, y: np.argmax(f, 1) == np.argmax(y, 1)
+    validation = [correct(fit(24, r, slice(24, 30)), problem.y_train[24:]).mean() for r in RIDGES]
+    chosen = max(range(3), key=lambda i: (validation[i], RIDGES[i]))
+    assert result["validation_accuracy"] == pytest.approx(validation)
+    assert result["ridge"] == RIDGES[chosen]
+    hits = correct(fit(30, RIDGES[chosen], slice(30, 40)), problem.y_test)
+    assert result["test_accuracy"] == pytest.approx(hits.mean())
+    # The bootstrap standard error of a mean of 0/1 outcomes is the binomial one, sqrt(p (1 - p) / n).
+    outcomes = np.arange(400) < 300
+    scores = nnpk_ablation.bootstrap_accuracy(outcomes, resamples=4000, seed=3)
+    assert scores["se"] == pytest.approx(np.sqrt(0.75 * 0.25 / 400), rel=0.06)
+    assert scores["low"] < 0.75 < scores["high"] and scores["high"] - scores["low"] == pytest.approx(
+        2 * 1.96 * scores["se"], rel=0.1)
+
+
+def test_curve_from_one_pass_equals_separate_nnpks(first_run):
+    _, records = first_run
+    nnpk_records = [r for r in records if r["kernel"] == "nnpk"]
+    assert [r["arch"] for r in nnpk_records] == ["mlp2", "mlp2", "conv2-maxpool"]
+    assert [r["has_closed_form"] for r in nnpk_records] == [True, False, False]
+    references = [r for r in records if r["kernel"] == "nngp"]
+    assert [(r["arch"], r["activation"]) for r in references] == [("mlp2", "relu")]
+    for config, record in zip(CONFIGS, nnpk_records):
+        assert [p["networks"] for p in record["curve"]] == ([1, 2, 4, 5] if config.networks == 5 else [1, 2])
+        problem = PROBLEMS[config.family]
+        x_all = np.concatenate([problem.x_train, problem.x_test])
+        arch = config.architecture(2)
+        K = kernels.nnpk(arch, x_all, width=config.width, networks=config.networks,
+                         key=nnpk_ablation.point_key(1, config))
+        expected = nnpk_ablation.evaluate_kernel(K, problem, ridges=RIDGES, resamples=200, seed=1)
+        last = record["curve"][-1]
+        assert last["test_accuracy"] == pytest.approx(expected["test_accuracy"])
+        assert last["ridge"] == expected["ridge"]
+        assert record["prng"] == kernels.DEFAULT_PRNG and record["cpu_seconds"] > 0
+    nngp = kernels.nngp(iw.mlp(2, "relu", np.sqrt(2), 0.1, out_dim=2), X)
+    expected = nnpk_ablation.evaluate_kernel(nngp, PROBLEMS["mlp"], ridges=RIDGES, resamples=200, seed=1)
+    assert references[0]["test_accuracy"] == pytest.approx(expected["test_accuracy"])
+    # The linear kernels of the inputs come first, one per family.
+    assert [(r["kernel"], r["family"]) for r in records[:2]] == [("linear", "mlp"), ("linear", "conv")]
+    images = IMAGES.reshape(30, -1).astype(np.float64)
+    expected = nnpk_ablation.evaluate_kernel(images @ images.T, PROBLEMS["conv"], ridges=RIDGES, resamples=200, seed=1)
+    assert records[1]["test_accuracy"] == pytest.approx(expected["test_accuracy"])
+
+
+def test_files_summaries_table_and_figure(first_run):
+    out, records = first_run
+    assert sorted(p.stem for p in (out / "points").glob("*.json")) == sorted(c.name for c in CONFIGS)
+    assert sorted(p.stem for p in (out / "references").glob("*.json")) == ["linear-conv", "linear-mlp", "mlp2-relu"]
+    assert json.loads((out / "summary.json").read_text()) == records
     lines = (out / "summary.csv").read_text().splitlines()
-    assert len(lines) == 5 and lines[0].startswith("activation,init,W_std")
-    assert (out / "ablation.png").stat().st_size > 1000
-    assert not list(out.rglob("*.tmp"))
-    table = nnpk_ablation.markdown_table(rows)
-    assert table.count("\n") == 6 and "nnpk_test_accuracy" in table
+    assert lines[0].startswith("family,arch,activation") and len(lines) == 1 + 2 + 4 + 1 + 4 + 2
+    table = nnpk_ablation.markdown_table(records)
+    assert table.count("\n") == 2 + 3 and "| -- |" in table  # tanh and MaxPool have no closed form
+    figure = nnpk_ablation.figure(records)
+    assert len(figure.legends) == 1
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "tanh (no closed form)" in labels and any(label.startswith("base mlp2") for label in labels)
 
 
-def test_numbers_match_an_independent_computation(first_run):
-    _, rows = first_run
-    x_all = np.concatenate([PROBLEM.x_train, PROBLEM.x_test])
-    for row in rows:
-        arch = iw.mlp(row["depth"], row["activation"], row["W_std"], row["b_std"], out_dim=2)
-        # NNGP reference: our own kernel regression of the closed-form kernel.
-        assert row["nngp_test_accuracy"] == pytest.approx(accuracy_of(kernels.nngp(arch, x_all)))
-        assert row["ntk_test_accuracy"] == pytest.approx(accuracy_of(kernels.ntk(arch, x_all)))
-        K = nnpk(arch, x_all, width=row["width"], n_samples=row["networks"], key=nnpk_ablation.point_key(1, row))
-        assert row["nnpk_test_accuracy"] == pytest.approx(accuracy_of(K))
-        assert 0.0 <= row["nnpk_test_accuracy"] <= 1.0 and -1.0 <= row["alignment_nngp"] <= 1.0
-
-
-def test_rerun_skips_done_points_and_recomputes_deleted_ones_identically(first_run):
-    out, rows = first_run
-    files = sorted((out / "points").glob("*.json"))
+def test_rerun_skips_finished_points_and_recomputes_a_deleted_one_identically(first_run):
+    out, records = first_run
+    files = sorted((out / "points").glob("*.json")) + sorted((out / "references").glob("*.json"))
     mtimes = {f: f.stat().st_mtime_ns for f in files}
-    assert nnpk_ablation.run(PROBLEM, GRID, out, seed=1, ridge=RIDGE, progress=False) == rows
+    assert nnpk_ablation.run(PROBLEMS, CONFIGS, out, **OPTIONS) == records
     assert {f: f.stat().st_mtime_ns for f in files} == mtimes
-    # An interrupted run: one point missing is recomputed, with the same numbers.
     removed = files[0]
     before = json.loads(removed.read_text())["result"]
     removed.unlink()
-    rerun = nnpk_ablation.run(PROBLEM, GRID, out, seed=1, ridge=RIDGE, progress=False, plot=False)
+    nnpk_ablation.run(PROBLEMS, CONFIGS, out, **OPTIONS)
     after = json.loads(removed.read_text())["result"]
-    assert {k: v for k, v in after.items() if k != "seconds"} == {k: v for k, v in before.items() if k != "seconds"}
-    assert {f: f.stat().st_mtime_ns for f in files[1:]} == {f: mtimes[f] for f in files[1:]}
-    assert len(rerun) == 4
-
-
-def test_refuses_to_mix_settings(first_run):
-    out, _ = first_run
+    timing = ("seconds", "cpu_seconds", "load_start", "load_end")
+    assert {k: v for k, v in after.items() if k not in timing} == {k: v for k, v in before.items() if k not in timing}
     with pytest.raises(ValueError, match="other settings"):
-        nnpk_ablation.run(PROBLEM, GRID, out, seed=2, ridge=RIDGE, progress=False)
+        nnpk_ablation.run(PROBLEMS, CONFIGS, out, **{**OPTIONS, "seed": 2})
 
 
 @pytest.mark.parametrize(
-    "grid, error, match",
+    "make, error, match",
     [
-        ({"colour": ["red"]}, ValueError, "unknown grid axes"),
-        ({"activation": ["swish"]}, ValueError, "unknown activation"),
-        ({"init": ["xavier"]}, ValueError, "unknown init"),
-        ({"width": [0]}, ValueError, "width"),
-        ({"networks": []}, ValueError, "empty"),
-        ({"W_std": [float("nan")]}, ValueError, "W_std"),
-        ({"activation": "relu"}, TypeError, "list"),
-        (["relu"], TypeError, "mapping"),
+        (lambda: Config("resnet"), ValueError, "unknown architecture"),
+        (lambda: Config("mlp2", activation="swish"), ValueError, "unknown activation"),
+        (lambda: Config("mlp2", init="xavier"), ValueError, "unknown init"),
+        (lambda: Config("mlp2", width=0), ValueError, "width"),
+        (lambda: Config("mlp2", networks=1.5), ValueError, "networks"),
+        (lambda: one_factor_grid(Config("mlp2"), {"depth": [3]}), ValueError, "unknown Config fields"),
+        (lambda: one_factor_grid(Config("mlp2"), {"init": "uniform"}), TypeError, "list"),
+        (lambda: nnpk_ablation.pool_images(IMAGES, 3), ValueError, "cannot be pooled"),
+        (lambda: nnpk_ablation.pool_images(X, 2), ValueError, "NHWC"),
+        (lambda: nnpk_ablation.run({"mlp": PROBLEMS["conv"]}, CONFIGS[:1], "unused", progress=False),
+         ValueError, "flatten"),
+        (lambda: nnpk_ablation.run({"mlp": PROBLEMS["mlp"]}, CONFIGS, "unused", progress=False), TypeError, "conv"),
+        (lambda: nnpk_ablation.evaluate_kernel(np.eye(5), PROBLEMS["mlp"]), ValueError, "K_all"),
+        (lambda: nnpk_ablation.evaluate_kernel(np.eye(40), PROBLEMS["mlp"], validation_fraction=0.0), ValueError,
+         "validation"),
     ],
 )
-def test_bad_grids(grid, error, match):
+def test_bad_input(make, error, match):
     with pytest.raises(error, match=match):
-        nnpk_ablation.grid_points(grid)
+        make()
 
 
-def test_bad_data_and_settings(tmp_path):
-    with pytest.raises(TypeError, match="Problem"):
-        nnpk_ablation.run(X, GRID, tmp_path, progress=False)
-    images = Problem(RNG.randn(4, 3, 3, 1), Y[:4], RNG.randn(2, 3, 3, 1), Y[:2])
-    with pytest.raises(ValueError, match="flatten"):
-        nnpk_ablation.run(images, GRID, tmp_path, progress=False)
-    with pytest.raises(ValueError, match="ridge"):
-        nnpk_ablation.run(PROBLEM, GRID, tmp_path, ridge=-1.0, progress=False)
-    # Arrays are accepted as a tuple and validated by Problem.
-    with pytest.raises(ValueError, match="samples"):
-        nnpk_ablation.run((X, Y[:3], X, Y), GRID, tmp_path, progress=False)
+def test_pooling_averages_blocks():
+    pooled = nnpk_ablation.pool_images(IMAGES, 2)
+    assert pooled.shape == (30, 2, 2, 1)
+    np.testing.assert_allclose(pooled[3, 1, 0, 0], IMAGES[3, 2:4, 0:2, 0].mean(), rtol=1e-6)

@@ -1,9 +1,11 @@
 """The paper-figure scripts run end to end (tiny sizes) and resume from their saved results."""
 
-import os
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,3 +33,42 @@ def test_adam_closes_the_gap_quick_writes_figure_table_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr
     assert {path: path.stat().st_mtime_ns for path in results} == mtimes  # loaded, not recomputed
     assert (tmp_path / "comparison.csv").read_text().splitlines() == rows
+
+
+@pytest.mark.parametrize(
+    "script, figure, points",
+    [("nnpk_ablation.py", "ablation", ["points", "references"]), ("nnpk_alignment.py", "alignment", ["points"])],
+)
+def test_nnpk_scripts_quick_write_numbers_and_figures_and_resume(tmp_path, script, figure, points):
+    first = _run(script, tmp_path)
+    assert first.returncode == 0, first.stderr
+    for name in ("summary.json", "summary.csv", "table.md", f"{figure}.png", f"{figure}.pdf"):
+        assert (tmp_path / name).stat().st_size > 100, name
+    assert (tmp_path / "table.md").read_text() in first.stdout
+    saved = sorted(path for folder in points for path in (tmp_path / folder).glob("*.json"))
+    assert saved
+    mtimes = {path: path.stat().st_mtime_ns for path in saved}
+    summary = (tmp_path / "summary.json").read_text()
+    second = _run(script, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert {path: path.stat().st_mtime_ns for path in saved} == mtimes  # read back, not recomputed
+    assert (tmp_path / "summary.json").read_text() == summary
+
+
+def _script(name):
+    """A paper_figures script as a module (its main() not run)."""
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), ROOT / "paper_figures" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", ["nnpk_ablation.py", "nnpk_alignment.py"])
+def test_nnpk_scripts_name_the_data_variable_when_no_folder_is_given(script, monkeypatch, capsys):
+    monkeypatch.delenv("INFINITE_WIDTH_DATA", raising=False)
+    with pytest.raises(SystemExit):
+        _script(script).parse_args(["--dataset", "mnist"])
+    assert "INFINITE_WIDTH_DATA" in capsys.readouterr().err
+    monkeypatch.setenv("INFINITE_WIDTH_DATA", str(ROOT / "missing-folder"))
+    with pytest.raises(FileNotFoundError, match="missing-folder"):
+        _script(script).parse_args(["--dataset", "mnist"])

@@ -3,6 +3,7 @@ reproducibility per key, unbiasedness, 1/m variance, convergence to out_dim * NN
 width, alignment, the memory plan, bad input."""
 
 import functools
+import os
 import re
 
 import jax
@@ -13,8 +14,7 @@ import pytest
 import infinite_width as iw
 from infinite_width import kernels, testing
 from infinite_width.finite import network
-from infinite_width.kernels import kernel_alignment, nnpk, nnpk_features
-from infinite_width.kernels.prior_kernel import plan_memory, sample_keys
+from infinite_width.kernels import kernel_alignment, network_keys, nnpk, nnpk_features, nnpk_prefixes, plan_memory
 
 RNG = np.random.RandomState(0)
 X = RNG.randn(7, 4).astype(np.float32)
@@ -55,23 +55,30 @@ def test_streaming_estimate_equals_explicit_loop(arch, x1, x2):
     # padding) must not change anything.
     key = jax.random.PRNGKey(3)
     m = 400
-    per_sample = per_sample_kernels(arch, x1, x1 if x2 is None else x2, 8, sample_keys(key, m))
-    K, stderr = nnpk(arch, x1, x2, width=8, n_samples=m, key=key, sample_chunk=150, batch_size=4, return_stderr=True)
+    per_sample = per_sample_kernels(arch, x1, x1 if x2 is None else x2, 8, network_keys(key, m))
+    options = dict(width=8, networks=m, key=key, network_chunk=150, batch_size=4)
+    K, stderr = nnpk(arch, x1, x2, return_stderr=True, normalize="sum", **options)
     scale = np.abs(per_sample.mean(0)).max()
     np.testing.assert_allclose(K, per_sample.mean(0), atol=1e-5 * scale)
     np.testing.assert_allclose(stderr, per_sample.std(0, ddof=1) / np.sqrt(m), atol=1e-5 * scale)
-    K_mean = nnpk(arch, x1, x2, width=8, n_samples=m, key=key, sample_chunk=150, batch_size=4, normalize="mean")
+    K_mean = nnpk(arch, x1, x2, **options)  # normalize="mean", the default
     np.testing.assert_allclose(K_mean * arch.out_dim, K, rtol=1e-5, atol=1e-6 * scale)
+    # Prefixes inside a chunk, at a chunk's end and across the kernel updates, from one pass.
+    prefixes = [1, 3, 150, 200, 400]
+    streamed = list(nnpk_prefixes(arch, x1, x2, prefixes=prefixes[::-1], **options))
+    assert [count for count, _ in streamed] == prefixes
+    for count, K_prefix in streamed:
+        np.testing.assert_allclose(K_prefix * arch.out_dim, per_sample[:count].mean(0), atol=1e-5 * scale)
     if x2 is None:
         testing.check_symmetric(K)
         testing.check_psd(K)
-        features = nnpk_features(arch, x1, width=8, n_samples=m, key=key, sample_chunk=150, batch_size=4)
+        features = nnpk_features(arch, x1, **options)
         assert features.shape == (x1.shape[0], m * arch.out_dim)
-        np.testing.assert_allclose(features @ features.T, K, atol=1e-5 * scale)
+        np.testing.assert_allclose(features @ features.T, K_mean, atol=1e-5 * scale / arch.out_dim)
 
 
 def test_results_are_reproducible_per_key_and_prng():
-    options = dict(width=8, n_samples=6, return_stderr=True)
+    options = dict(width=8, networks=6, return_stderr=True, normalize="sum")
     K, stderr = nnpk(MLP, X, X2, key=7, **options)
     # An int seed is jax.random.PRNGKey(seed); the same key gives bit-identical results.
     for again in (nnpk(MLP, X, X2, key=jax.random.PRNGKey(7), **options), nnpk(MLP, X, X2, key=7, **options)):
@@ -80,11 +87,15 @@ def test_results_are_reproducible_per_key_and_prng():
     assert not np.allclose(nnpk(MLP, X, X2, key=8, **options)[0], K)
     # The PRNG is part of the result: the default draws with philox4x32, and
     # threefry2x32 (jax's default) gives other networks, those of jax.random.split(key).
-    assert str(jax.random.key_impl(sample_keys(7, 6))) == "philox4x32"
+    # philox4x32 arrived in jax 0.10.2; older jax falls back to threefry2x32.
+    has_philox = jax.__version_info__ >= (0, 10, 2)
+    assert kernels.PRNG_IMPLS == (("philox4x32",) if has_philox else ()) + ("threefry2x32",)
+    assert kernels.DEFAULT_PRNG == kernels.PRNG_IMPLS[0]
+    assert str(jax.random.key_impl(network_keys(7, 6))) == kernels.DEFAULT_PRNG
     K_threefry = nnpk(MLP, X, X2, key=7, prng="threefry2x32", **options)[0]
     assert not np.allclose(K_threefry, K)
     split = jax.random.split(jax.random.PRNGKey(7), 6)
-    np.testing.assert_array_equal(jax.random.key_data(sample_keys(7, 6, "threefry2x32")), split)
+    np.testing.assert_array_equal(jax.random.key_data(network_keys(7, 6, "threefry2x32")), split)
     np.testing.assert_allclose(K_threefry, per_sample_kernels(MLP, X, X2, 8, split).mean(0), rtol=1e-5, atol=1e-6)
     # Keys of any implementation are accepted, and reproducible.
     rbg_key = jax.random.key(7, impl="rbg")
@@ -109,15 +120,15 @@ CONV = iw.Architecture(
     ids=["issue-reproducer", "conv-orthogonal"],
 )
 def test_memory_plan_bounds_what_xla_allocates(arch, x_shape, width, init):
-    plan = plan_memory(arch, x_shape, width=width, n_samples=2000, init=init)
-    assert 1 <= plan.sample_chunk < 2000
-    assert plan.sample_chunk * plan.network_bytes <= 2**26  # the working-set budget of a chunk
+    plan = plan_memory(arch, x_shape, width=width, networks=2000, init=init)
+    assert 1 <= plan.network_chunk < 2000
+    assert plan.network_chunk * plan.network_bytes <= 2**26  # the working-set budget of a chunk
     if arch is REPRODUCER:  # the weights of every network are counted, at least once
         n_params = (784 + 1) * 1024 + (1024 + 1) * 1024 + (1024 + 1) * 10
         assert plan.per_network["weights"] >= 4 * n_params
     # XLA's own accounting of the compiled chunk functions (draw the chunk, run it) stays within the plan.
     net = network(arch, width, init=init)
-    keys = sample_keys(0, plan.sample_chunk)
+    keys = network_keys(0, plan.network_chunk)
     draw = jax.jit(functools.partial(net.init_many, input_shape=x_shape[1:]))
     params = jax.eval_shape(draw, keys)
     run = jax.jit(jax.vmap(net.apply, in_axes=(0, None)))
@@ -134,24 +145,32 @@ def test_memory_errors_say_what_fits_and_a_planned_run_completes():
 
     x = RNG.randn(12, 784)
     with pytest.raises(MemoryError, match="width <=") as error:
-        nnpk(REPRODUCER, x, width=1024, n_samples=2000, key=0, max_memory_bytes=2**24)
-    plan_memory(REPRODUCER, x.shape, width=suggestion(error, "width"), n_samples=2000, max_memory_bytes=2**24)
-    with pytest.raises(MemoryError, match="sample_chunk <=") as error:
-        nnpk(REPRODUCER, x, width=1024, n_samples=2000, key=0, sample_chunk=100, max_memory_bytes=2**28)
-    fitting = suggestion(error, "sample_chunk")
-    plan_memory(REPRODUCER, x.shape, width=1024, n_samples=2000, sample_chunk=fitting, max_memory_bytes=2**28)
-    many_rows = dict(width=1024, n_samples=10, max_memory_bytes=2**28)
+        nnpk(REPRODUCER, x, width=1024, networks=2000, key=0, max_memory_bytes=2**24)
+    plan_memory(REPRODUCER, x.shape, width=suggestion(error, "width"), networks=2000, max_memory_bytes=2**24)
+    with pytest.raises(MemoryError, match="network_chunk <=") as error:
+        nnpk(REPRODUCER, x, width=1024, networks=2000, key=0, network_chunk=100, max_memory_bytes=2**28)
+    fitting = suggestion(error, "network_chunk")
+    plan_memory(REPRODUCER, x.shape, width=1024, networks=2000, network_chunk=fitting, max_memory_bytes=2**28)
+    many_rows = dict(width=1024, networks=10, max_memory_bytes=2**28)
     with pytest.raises(MemoryError, match="batch_size <=") as error:
         plan_memory(REPRODUCER, (20_000, 784), (10, 784), **many_rows)
     plan_memory(REPRODUCER, (20_000, 784), (10, 784), batch_size=suggestion(error, "batch_size"), **many_rows)
     with pytest.raises(MemoryError, match="inputs and result alone"):
         plan_memory(REPRODUCER, (20_000, 784), **many_rows)
     # A real run with memory for two networks at a time draws them two by two.
-    one = plan_memory(REPRODUCER, x.shape, width=1024, n_samples=4)
+    one = plan_memory(REPRODUCER, x.shape, width=1024, networks=4)
     budget = one.fixed_bytes + 2 * one.network_bytes + one.network_bytes // 2
-    assert plan_memory(REPRODUCER, x.shape, width=1024, n_samples=4, max_memory_bytes=budget).sample_chunk == 2
-    K = nnpk(REPRODUCER, x, width=1024, n_samples=4, key=0, max_memory_bytes=budget)
-    np.testing.assert_allclose(K, nnpk(REPRODUCER, x, width=1024, n_samples=4, key=0, sample_chunk=4), rtol=1e-5)
+    assert plan_memory(REPRODUCER, x.shape, width=1024, networks=4, max_memory_bytes=budget).network_chunk == 2
+    K = nnpk(REPRODUCER, x, width=1024, networks=4, key=0, max_memory_bytes=budget)
+    np.testing.assert_allclose(K, nnpk(REPRODUCER, x, width=1024, networks=4, key=0, network_chunk=4), rtol=1e-5)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="MemAvailable is Linux's")
+def test_free_memory_on_the_cpu_is_memavailable_not_memfree():
+    # Page cache counts as available (reclaimable); read /proc/meminfo independently.
+    text = open("/proc/meminfo").read()
+    expected = int(re.search(r"^MemAvailable:\s+(\d+) kB", text, re.M).group(1)) * 1024
+    assert abs(iw.limits.adam_limit.available_memory(jax.devices("cpu")[0]) - expected) < 0.05 * expected
 
 
 def test_mean_over_keys_matches_independent_monte_carlo():
@@ -160,7 +179,7 @@ def test_mean_over_keys_matches_independent_monte_carlo():
     # against 512 other networks, one at a time, drawn with jax's default
     # threefry2x32 (independent of nnpk's philox4x32 draws).
     estimates = np.stack(
-        [nnpk(MLP, X, width=4, n_samples=8, key=k) for k in jax.random.split(jax.random.PRNGKey(0), 64)]
+        [nnpk(MLP, X, width=4, networks=8, key=k, normalize="sum") for k in jax.random.split(jax.random.PRNGKey(0), 64)]
     )
     direct = per_sample_kernels(MLP, X, X, 4, jax.random.split(jax.random.PRNGKey(1), 512))
     difference = estimates.mean(0) - direct.mean(0)
@@ -170,10 +189,10 @@ def test_mean_over_keys_matches_independent_monte_carlo():
 
 def test_exact_expectation_at_any_width_for_one_hidden_layer():
     # With one hidden layer the hidden pre-activations are exactly Gaussian
-    # with covariance K^1 at any width, so E[f f^T] = out_dim * NNGP exactly.
+    # with covariance K^1 at any width, so E[f f^T] / out_dim = NNGP exactly.
     arch = iw.mlp(depth=1, activation="erf", W_std=1.3, b_std=0.3, out_dim=4)
-    K, stderr = nnpk(arch, X, width=3, n_samples=20000, key=jax.random.PRNGKey(5), return_stderr=True)
-    z = (K - arch.out_dim * kernels.nngp(arch, X, dtype="float64")) / stderr
+    K, stderr = nnpk(arch, X, width=3, networks=20000, key=jax.random.PRNGKey(5), return_stderr=True)
+    z = (K - kernels.nngp(arch, X, dtype="float64")) / stderr
     assert np.max(np.abs(z)) < 4.5
 
 
@@ -184,7 +203,7 @@ def test_variance_falls_like_one_over_m_and_stderr_is_calibrated():
     variances, predicted = [], []
     for m in sizes:
         runs = [
-            nnpk(arch, X[:4], width=4, n_samples=m, key=k, return_stderr=True)
+            nnpk(arch, X[:4], width=4, networks=m, key=k, return_stderr=True)
             for k in jax.random.split(jax.random.PRNGKey(m), 300)
         ]
         estimates = np.stack([K for K, _ in runs])
@@ -208,7 +227,7 @@ def test_converges_to_nngp_like_one_over_width():
     biases = []
     for width in widths:
         K, stderr = nnpk(
-            arch, x, width=width, n_samples=100_000, key=jax.random.PRNGKey(width), return_stderr=True,
+            arch, x, width=width, networks=100_000, key=jax.random.PRNGKey(width), return_stderr=True,
             normalize="mean",
         )
         squared_bias = np.sum((K - target) ** 2) - np.sum(stderr**2)
@@ -225,7 +244,7 @@ def test_alignment_with_nngp_tends_to_one(init):
     x = RNG.randn(12, 4)
     target = kernels.nngp(MLP, x)
     misalignment = [
-        1 - kernel_alignment(nnpk(MLP, x, width=w, n_samples=1000, key=jax.random.PRNGKey(w), init=init), target)
+        1 - kernel_alignment(nnpk(MLP, x, width=w, networks=1000, key=jax.random.PRNGKey(w), init=init), target)
         for w in (2, 64)
     ]
     assert misalignment[1] < 0.5 * misalignment[0], misalignment
@@ -236,7 +255,7 @@ def test_layernorm_network_tends_to_its_infinite_width_kernel():
     # Within the Monte Carlo noise (4.5 standard errors, 2.6% of the scale) plus a
     # finite-width bias of 1% of the scale: the bias falls like 1/width, from 7% at width 8.
     target = kernels.nngp(LAYERNORM, X)
-    K, stderr = nnpk(LAYERNORM, X, width=128, n_samples=20_000, key=0, normalize="mean", return_stderr=True)
+    K, stderr = nnpk(LAYERNORM, X, width=128, networks=20_000, key=0, normalize="mean", return_stderr=True)
     testing.check_psd(K)
     assert np.all(np.abs(K - target) <= 4.5 * stderr + 0.01 * np.abs(target).max())
 
@@ -262,15 +281,15 @@ KEY = jax.random.PRNGKey(0)
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(n_samples=0), ValueError, "n_samples"),
-        (dict(n_samples=2.5), ValueError, "n_samples"),
+        (dict(networks=0), ValueError, "networks"),
+        (dict(networks=2.5), ValueError, "networks"),
         (dict(width=0), ValueError, "width"),
         (dict(init="xavier"), ValueError, "init"),
         (dict(normalize="max"), ValueError, "normalize"),
         (dict(parametrization="weird"), ValueError, "parametrization"),
-        (dict(sample_chunk=0), ValueError, "sample_chunk"),
+        (dict(network_chunk=0), ValueError, "network_chunk"),
         (dict(batch_size=-1), ValueError, "batch_size"),
-        (dict(n_samples=1, return_stderr=True), ValueError, "n_samples >= 2"),
+        (dict(networks=1, return_stderr=True), ValueError, "networks >= 2"),
         (dict(key="0"), TypeError, "key"),
         (dict(key=np.zeros(3, np.uint32)), TypeError, "key"),
         (dict(key=np.zeros(2, np.float32)), TypeError, "key"),
@@ -284,18 +303,25 @@ KEY = jax.random.PRNGKey(0)
     ],
 )
 def test_bad_input_to_nnpk(kwargs, error, match):
-    arguments = dict(x1=X, x2=None, width=4, n_samples=2, key=KEY)
+    arguments = dict(x1=X, x2=None, width=4, networks=2, key=KEY)
     arguments.update(kwargs)
     x1, x2 = arguments.pop("x1"), arguments.pop("x2")
     with pytest.raises(error, match=match):
         nnpk(MLP, x1, x2, **arguments)
 
 
-def test_bad_input_to_features_and_alignment():
-    with pytest.raises(ValueError, match="n_samples"):
-        nnpk_features(MLP, X, width=4, n_samples=0, key=KEY)
+def test_bad_input_to_features_prefixes_and_alignment():
+    with pytest.raises(ValueError, match="networks"):
+        nnpk_features(MLP, X, width=4, networks=0, key=KEY)
+    # Checked when called, before any network is drawn (not at the first next()).
+    for prefixes, error, match in [([0, 2], ValueError, "prefixes"), ([5], ValueError, "at most networks=4"),
+                                   ([], ValueError, "empty"), ("1", TypeError, "list")]:
+        with pytest.raises(error, match=match):
+            nnpk_prefixes(MLP, X, width=4, networks=4, key=KEY, prefixes=prefixes)
+    with pytest.raises(ValueError, match="init"):
+        nnpk_prefixes(MLP, X, width=4, networks=4, key=KEY, init="xavier")
     with pytest.raises(TypeError, match="Architecture"):
-        nnpk("mlp", X, width=4, n_samples=2, key=KEY)
+        nnpk("mlp", X, width=4, networks=2, key=KEY)
     K = np.eye(3)
     with pytest.raises(ValueError, match="same shape"):
         kernel_alignment(K, np.eye(4))

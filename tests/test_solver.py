@@ -278,7 +278,7 @@ def test_baselines_match_numpy_kernel_regression_and_gp_posterior(problem):
 def test_nnpk_ridge_is_kernel_regression_with_the_nnpk(problem):
     t = solve(problem, ARCH, iw.KernelRidge("nnpk", ridge=1e-3, width=32, networks=64), key=5, progress=False)
     x_all = np.concatenate([problem.x_train, problem.x_test])
-    k = kernels.nnpk(ARCH, x_all, problem.x_train, width=32, n_samples=64, key=split_run_key(5)[0],
+    k = kernels.nnpk(ARCH, x_all, problem.x_train, width=32, networks=64, key=split_run_key(5)[0],
                      normalize="mean")
     expected = k[20:] @ np.linalg.solve(k[:20] + 1e-3 * np.mean(np.diag(k[:20])) * np.eye(20), problem.y_train)
     np.testing.assert_allclose(t.test_predictions[0, 0], expected, rtol=1e-3, atol=1e-4)

@@ -34,6 +34,7 @@ import importlib
 
 from infinite_width.architectures import (
     ACTIVATIONS,
+    NO_CLOSED_FORM_ACTIVATIONS,
     Activation,
     Architecture,
     AvgPool,
@@ -84,6 +85,7 @@ def __dir__():
 
 __all__ = [
     "ACTIVATIONS",
+    "NO_CLOSED_FORM_ACTIVATIONS",
     "Activation",
     "Architecture",
     "AvgPool",

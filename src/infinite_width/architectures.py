@@ -45,6 +45,7 @@ __all__ = [
     "Flatten",
     "LayerNorm",
     "ACTIVATIONS",
+    "NO_CLOSED_FORM_ACTIVATIONS",
     "WEIGHTED_LAYERS",
     "NO_CLOSED_FORM_LAYERS",
     "activation_fn",
@@ -83,16 +84,28 @@ _ACTIVATION_FNS: dict = {
 #: Activation names with a closed-form infinite-width kernel.
 ACTIVATIONS: Tuple[str, ...] = tuple(_ACTIVATION_FNS)
 
+# Activations of finite networks (and so of the NNPK) without a closed-form kernel in neural-tangents.
+_NO_CLOSED_FORM_ACTIVATION_FNS: dict = {
+    "tanh": jnp.tanh,
+}
+
+#: Activation names without a closed-form kernel: finite networks and the NNPK only.
+NO_CLOSED_FORM_ACTIVATIONS: Tuple[str, ...] = tuple(_NO_CLOSED_FORM_ACTIVATION_FNS)
+
 
 def _check_activation(name: str) -> str:
-    if not isinstance(name, str) or name not in _ACTIVATION_FNS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+    if not isinstance(name, str) or (name not in _ACTIVATION_FNS and name not in _NO_CLOSED_FORM_ACTIVATION_FNS):
+        raise ValueError(
+            f"unknown activation {name!r}; expected one of {ACTIVATIONS} (closed form) "
+            f"or {NO_CLOSED_FORM_ACTIVATIONS} (finite networks and the NNPK only)"
+        )
     return name
 
 
 def activation_fn(name: str) -> Callable:
-    """The elementwise function ``phi`` of the activation ``name``."""
-    return _ACTIVATION_FNS[_check_activation(name)]
+    """The elementwise function ``phi`` of the activation ``name`` (:data:`ACTIVATIONS` or :data:`NO_CLOSED_FORM_ACTIVATIONS`)."""
+    name = _check_activation(name)
+    return _ACTIVATION_FNS.get(name) or _NO_CLOSED_FORM_ACTIVATION_FNS[name]
 
 
 # --------------------------------------------------------------------------
@@ -126,7 +139,7 @@ class Conv:
 
 @dataclasses.dataclass(frozen=True)
 class Activation:
-    """Elementwise nonlinearity, one of :data:`ACTIVATIONS`."""
+    """Elementwise nonlinearity, one of :data:`ACTIVATIONS` or :data:`NO_CLOSED_FORM_ACTIVATIONS`."""
 
     name: str = "relu"
 
@@ -239,8 +252,16 @@ class Architecture:
 
     @property
     def has_closed_form(self) -> bool:
-        """Whether neural-tangents computes its infinite-width kernels exactly."""
-        return not any(isinstance(layer, NO_CLOSED_FORM_LAYERS) for layer in self.layers)
+        """Whether neural-tangents computes its infinite-width kernels exactly.
+
+        False with a layer of :data:`NO_CLOSED_FORM_LAYERS` or an activation of
+        :data:`NO_CLOSED_FORM_ACTIVATIONS`.
+        """
+        return not any(
+            isinstance(layer, NO_CLOSED_FORM_LAYERS)
+            or (isinstance(layer, Activation) and layer.name in NO_CLOSED_FORM_ACTIVATIONS)
+            for layer in self.layers
+        )
 
     @property
     def is_mlp(self) -> bool:

@@ -8,5 +8,7 @@ part of the library's API:
 * :mod:`.memory`: free memory, for the plans that refuse before allocating;
 * :mod:`.rng`: the one derivation of keys and minibatch orders;
 * :mod:`.nt`: the only module that imports neural-tangents, and the architecture -> stax translation;
-* :mod:`.files`: atomic file writes.
+* :mod:`.files`: atomic file writes;
+* :mod:`.memory`: the memory a computation can still allocate (for memory plans);
+* :mod:`.records`: resumable experiment records (one JSON per point, with its settings) and their timing.
 """

@@ -54,6 +54,7 @@ import jax.extend.core
 import jax.interpreters.ad
 
 from infinite_width.architectures import (
+    NO_CLOSED_FORM_ACTIVATIONS,
     NO_CLOSED_FORM_LAYERS,
     Activation,
     Architecture,
@@ -148,6 +149,11 @@ SUPPORTED_IMPLEMENTATIONS = (
 
 def stax_activation(name: str):
     """The neural-tangents layer of the activation ``name`` (one of :data:`infinite_width.ACTIVATIONS`)."""
+    if name in NO_CLOSED_FORM_ACTIVATIONS:
+        raise NotImplementedError(
+            f"activation {name!r} has no closed-form infinite-width kernel; use its finite network or "
+            "infinite_width.kernels.nnpk"
+        )
     return {
         "relu": stax.Relu,
         "erf": stax.Erf,
@@ -197,7 +203,10 @@ def stax_triple(arch: Architecture, width: int = 1, parameterization: str = "ntk
     does not depend on it.
     """
     if not arch.has_closed_form:
-        names = sorted({type(layer).__name__ for layer in arch.layers if isinstance(layer, NO_CLOSED_FORM_LAYERS)})
+        names = sorted(
+            {type(layer).__name__ for layer in arch.layers if isinstance(layer, NO_CLOSED_FORM_LAYERS)}
+            | {name for name in arch.activations if name in NO_CLOSED_FORM_ACTIVATIONS}
+        )
         raise NotImplementedError(
             f"architecture {arch.name!r} has no closed-form infinite-width kernel "
             f"({', '.join(names)}); use its finite network or infinite_width.kernels.nnpk"

@@ -4,9 +4,15 @@
   data set (``python -m infinite_width demo``,
   ``paper_figures/adam_closes_the_gap.py``);
 * :mod:`~infinite_width.experiments.nnpk_ablation`: resumable NNPK ablations
-  (``paper_figures/nnpk_ablation.py``).
+  across architectures, initialisations, activations, widths and numbers of
+  networks (Amid et al. 2022, claim 1; ``paper_figures/nnpk_ablation.py``);
+* :mod:`~infinite_width.experiments.nnpk_alignment`: is the structure of
+  trained networks present at initialization? (claim 2;
+  ``paper_figures/nnpk_alignment.py``);
+* :mod:`~infinite_width.experiments.figures`: the colours and PDF/PNG output
+  of these figures.
 """
 
-from infinite_width.experiments import demo, nnpk_ablation
+from infinite_width.experiments import demo, figures, nnpk_ablation, nnpk_alignment
 
-__all__ = ["demo", "nnpk_ablation"]
+__all__ = ["demo", "figures", "nnpk_ablation", "nnpk_alignment"]

@@ -380,13 +380,32 @@ class Network:
 
     def apply(self, params: Params, x):
         """Network outputs, shape (N, out_dim), for x of shape (N, d) or (N, H, W, C)."""
+        return self._forward(params, x, len(self.arch.layers))
+
+    def features(self, params: Params, x):
+        """The last hidden layer: the input of the readout layer, shape (N, F).
+
+        For an MLP, ``phi(h^L)`` of shape (N, width); for a convolutional net
+        with global average pooling, the pooled channels (N, width); whatever
+        the readout Dense or Conv layer reads, in general (flattened to
+        (N, F) if it has spatial axes). The outputs are
+        ``features(params, x) @ W_eff + b_eff`` of the readout (for a Dense
+        readout that no layer follows), so ``features @ features.T`` is the
+        kernel of the trained (or random) network's learned representation.
+        """
+        readout = max(i for i, layer in enumerate(self.arch.layers) if isinstance(layer, (Dense, Conv)))
+        phi = self._forward(params, x, readout)
+        return phi.reshape(phi.shape[0], -1)
+
+    def _forward(self, params: Params, x, stop: int):
+        """The activations after the first ``stop`` layers of ``arch.layers``."""
         x = jnp.asarray(x)
         input_shape = tuple(x.shape[1:])
         plan = self._plan(input_shape)
         if len(params) != len(plan):
             raise ValueError(f"params has {len(params)} layers, the architecture has {len(plan)} weighted layers")
         scales = {spec.index: (spec, self._layer_scales(spec), p) for spec, p in zip(plan, params)}
-        for i, layer in enumerate(self.arch.layers):
+        for i, layer in enumerate(self.arch.layers[:stop]):
             if i in scales:
                 spec, (sW, sb), p = scales[i]
                 if tuple(p["W"].shape) != spec.W_shape:

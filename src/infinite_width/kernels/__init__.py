@@ -8,8 +8,10 @@
 * :mod:`~infinite_width.kernels.empirical`: the empirical NTK and NNGP of a
   finite network at given parameters;
 * :mod:`~infinite_width.kernels.prior_kernel`: the Monte Carlo Neural Network
-  Prior Kernel (:func:`nnpk`, :func:`nnpk_features`) and
-  :func:`kernel_alignment` (docs/theory.md, section 8);
+  Prior Kernel (:func:`nnpk`, :func:`nnpk_prefixes`, :func:`nnpk_features`),
+  its random networks (:func:`network_keys`, :data:`DEFAULT_PRNG`) and memory
+  plan (:func:`plan_memory`), and :func:`kernel_alignment` (docs/theory.md,
+  section 8);
 * :mod:`~infinite_width.kernels.likelihood`: the GP log marginal likelihood of
   a kernel (:func:`log_marginal_likelihood`) and the fit of ``W_std``,
   ``b_std`` and the noise by gradient ascent (:func:`fit_hyperparameters`,
@@ -26,7 +28,17 @@ from infinite_width.kernels.analytic import max_learning_rate, nngp, nngp_and_nt
 from infinite_width.kernels.empirical import empirical_nngp, empirical_ntk
 from infinite_width.kernels.layer_kernels import LayerwiseKernels, layerwise
 from infinite_width.kernels.likelihood import HyperparameterFit, fit_hyperparameters, log_marginal_likelihood
-from infinite_width.kernels.prior_kernel import kernel_alignment, nnpk, nnpk_features
+from infinite_width.kernels.prior_kernel import (
+    DEFAULT_PRNG,
+    PRNG_IMPLS,
+    MemoryPlan,
+    kernel_alignment,
+    network_keys,
+    nnpk,
+    nnpk_features,
+    nnpk_prefixes,
+    plan_memory,
+)
 
 __all__ = [
     "nngp",
@@ -39,7 +51,13 @@ __all__ = [
     "empirical_ntk",
     "empirical_nngp",
     "nnpk",
+    "nnpk_prefixes",
     "nnpk_features",
+    "network_keys",
+    "plan_memory",
+    "MemoryPlan",
+    "DEFAULT_PRNG",
+    "PRNG_IMPLS",
     "kernel_alignment",
     "log_marginal_likelihood",
     "fit_hyperparameters",

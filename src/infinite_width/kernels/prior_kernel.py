@@ -5,8 +5,8 @@ For an architecture and a distribution ``p0`` of its initial parameters,
     NNPK(x, x') = E_{theta ~ p0}[ f(x; theta)^T f(x'; theta) ],
 
 the expected inner product of the network's outputs (logits) at
-initialisation. :func:`nnpk` estimates it with ``m = n_samples``
-independently initialised finite networks of a given width:
+initialisation (docs/theory.md, section 8). :func:`nnpk` estimates it with
+``m = networks`` independently initialised finite networks of a given width:
 
     K_hat(x, x') = (1/m) sum_{s=1}^{m} f(x; theta_s)^T f(x'; theta_s),
 
@@ -15,23 +15,33 @@ an unbiased estimator of the finite-width NNPK whose variance falls like
 a finite network can be built for, including those without a closed-form
 kernel (``MaxPool``; ``LayerNorm`` at finite width).
 
-Normalization: ``normalize="sum"`` (the default, the paper's definition)
-sums over the ``out_dim`` outputs. With Gaussian initialisation in NTK
-parametrization the outputs are independent, identically distributed
-Gaussian processes as the width grows, so ``K_hat -> out_dim * NNGP``
-(:func:`infinite_width.kernels.nngp` is per output channel).
-``normalize="mean"`` divides by ``out_dim``, so that ``K_hat -> NNGP``.
+Normalization: ``normalize="mean"`` (the default) divides by ``out_dim``,
+so that ``K_hat -> NNGP`` as the width grows (the library's kernels are per
+output channel, :func:`infinite_width.kernels.nngp`): with Gaussian
+initialisation in NTK parametrization the outputs become independent,
+identically distributed Gaussian processes. ``normalize="sum"``, the paper's
+definition, sums over the outputs (``K_hat -> out_dim * NNGP``). Kernel ridge
+regression with a relative ridge and kernel alignment give the same results
+for both.
 
-Randomness: the parameters of network ``s`` are ``net.init(sample_keys(key,
-n_samples, prng)[s], x1.shape[1:])`` for ``net =
+Prefixes: :func:`nnpk_prefixes` streams the same estimate and yields it
+after the first ``m`` networks for chosen ``m``, e.g. every power of two up
+to 1,024, at the cost of one pass over the largest ``m``.
+
+Randomness: the parameters of network ``s`` are ``net.init(network_keys(key,
+networks, prng)[s], x1.shape[1:])`` for ``net =
 infinite_width.finite.network(arch, width, parametrization, init)``: the
 same ``key`` (an int seed or a jax key) gives the same networks in
-:func:`nnpk` and :func:`nnpk_features`, however the work is chunked or
-batched. The parameters are drawn with the PRNG implementation ``prng``
-(:data:`PRNG_IMPLS`), by default :data:`DEFAULT_PRNG` = ``"philox4x32"``,
-which draws Gaussian parameters two to three times faster than jax's default
-``"threefry2x32"`` on CPU (docs/BENCHMARKS.md, NNPK section). Both are
-counter-based, so a vmapped draw equals the draw of each key alone.
+:func:`nnpk`, :func:`nnpk_prefixes` and :func:`nnpk_features`, however the
+work is chunked or batched. The parameters are drawn with the PRNG
+implementation ``prng`` (one of :data:`PRNG_IMPLS`), by default
+:data:`DEFAULT_PRNG`: ``"philox4x32"``, which draws Gaussian parameters two
+to three times faster than jax's default ``"threefry2x32"`` on CPU
+(docs/BENCHMARKS.md, NNPK section). Both are counter-based, so a vmapped draw
+equals the draw of each key alone. jax has philox4x32 since 0.10.2; on older
+jax (the library supports jax >= 0.6) it is missing from :data:`PRNG_IMPLS`
+and the default falls back to ``"threefry2x32"``, so the same seed gives
+other networks there: record ``DEFAULT_PRNG`` (or pass ``prng``) with results.
 
 Memory: networks are drawn and run in chunks whose working set (parameters,
 activations and outputs of every network in the chunk) stays within about
@@ -49,21 +59,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from infinite_width._src.checks import as_key, check_int, check_kernel_matrix as _as_kernel, validate_inputs
+from infinite_width._src.memory import available_memory
 from infinite_width._src.numerics import pad_rows, precision_scope
 from infinite_width.architectures import Architecture
 from infinite_width.finite.networks import INITS, Network, network
 
 __all__ = [
     "nnpk",
+    "nnpk_prefixes",
     "nnpk_features",
-    "sample_keys",
+    "network_keys",
     "plan_memory",
     "MemoryPlan",
     "kernel_alignment",
@@ -75,15 +87,28 @@ __all__ = [
 #: ``"sum"``: sum over outputs (-> out_dim * NNGP); ``"mean"``: mean over outputs (-> NNGP).
 NORMALIZATIONS: Tuple[str, ...] = ("sum", "mean")
 
-#: PRNG implementations (jax names) for the parameter draws. Both are
-#: counter-based with 64-bit keys. Left out: ``"rbg"``/``"unsafe_rbg"``,
-#: whose vmapped draws depend on the first key of the batch only (so results
-#: would change with the chunking), and ``"philox2x32"``, whose 32-bit keys
-#: collide among about 2^16 networks.
-PRNG_IMPLS: Tuple[str, ...] = ("philox4x32", "threefry2x32")
 
-#: The default PRNG of the parameter draws (see the module docstring).
-DEFAULT_PRNG = "philox4x32"
+
+def _has_prng(name: str) -> bool:
+    # Abstract evaluation only: no device is initialised at import.
+    try:
+        jax.eval_shape(lambda: jax.random.key(0, impl=name))
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+#: PRNG implementations (jax names) for the parameter draws, those this jax
+#: has of ``("philox4x32", "threefry2x32")``. Both are counter-based with
+#: 64-bit keys. Left out: ``"rbg"``/``"unsafe_rbg"``, whose vmapped draws
+#: depend on the first key of the batch only (so results would change with the
+#: chunking), and ``"philox2x32"``, whose 32-bit keys collide among about 2^16
+#: networks.
+PRNG_IMPLS: Tuple[str, ...] = tuple(name for name in ("philox4x32", "threefry2x32") if _has_prng(name))
+
+#: The default PRNG of the parameter draws: ``"philox4x32"``, or
+#: ``"threefry2x32"`` on jax < 0.10.2, which lacks philox4x32 (module docstring).
+DEFAULT_PRNG = PRNG_IMPLS[0]
 
 # Working set of one chunk of networks. Large enough to run thousands of
 # small networks at once; small enough that large ones (width 1024 on 2,000
@@ -108,17 +133,18 @@ def _check_options(init, normalize):
         raise ValueError(f"unknown normalize {normalize!r}; expected one of {NORMALIZATIONS}")
 
 
-def sample_keys(key, n_samples: int, prng: str = DEFAULT_PRNG) -> jax.Array:
-    """Keys of the ``n_samples`` random networks of :func:`nnpk`, typed keys of ``prng``, shape (n_samples,).
+def network_keys(key, networks: int, prng: str = DEFAULT_PRNG) -> jax.Array:
+    """Keys of the ``networks`` random networks of :func:`nnpk`, typed keys of ``prng``, shape (networks,).
 
     ``key`` is an int seed, a raw key (``jax.random.PRNGKey``) or a typed key
     (``jax.random.key``). A key of ``prng`` itself is split directly
-    (``jax.random.split(key, n_samples)``); any other key first gives the
+    (``jax.random.split(key, networks)``); any other key first gives the
     data of a ``prng`` key through ``jax.random.bits``.
     """
-    n_samples = check_int("n_samples", n_samples, 1)
+    networks = check_int("networks", networks, 1)
     if prng not in PRNG_IMPLS:
-        raise ValueError(f"unknown prng {prng!r}; expected one of {PRNG_IMPLS}")
+        missing = " (philox4x32 needs jax >= 0.10.2)" if prng == "philox4x32" else ""
+        raise ValueError(f"unknown prng {prng!r}; expected one of {PRNG_IMPLS}{missing}")
     key = as_key(key)
     if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.dtype != jnp.uint32:
@@ -126,15 +152,15 @@ def sample_keys(key, n_samples: int, prng: str = DEFAULT_PRNG) -> jax.Array:
         key = jax.random.wrap_key_data(key)
     if key.shape != ():
         raise ValueError(f"key must be a single PRNG key, got a key array of shape {key.shape}")
-    return _split_as(key, n_samples, prng)
+    return _split_as(key, networks, prng)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
-def _split_as(key, n_samples: int, prng: str):
+def _split_as(key, networks: int, prng: str):
     if str(jax.random.key_impl(key)) != prng:
         data_shape = jax.random.key_data(jax.random.key(0, impl=prng)).shape
         key = jax.random.wrap_key_data(jax.random.bits(key, data_shape, jnp.uint32), impl=prng)
-    return jax.random.split(key, n_samples)
+    return jax.random.split(key, networks)
 
 
 # --------------------------------------------------------------------------
@@ -146,7 +172,7 @@ class MemoryPlan:
     """Bytes of an NNPK computation, and how many networks it runs at once.
 
     Attributes:
-      sample_chunk: networks drawn and run at once (vmapped).
+      network_chunk: networks drawn and run at once (vmapped).
       per_network: bytes per network of a chunk: ``weights`` (four copies of
         its parameters; XLA holds about three at the peak: the draws, the
         stored and the effective parameters), ``activations`` (three copies
@@ -163,7 +189,7 @@ class MemoryPlan:
       available_bytes: the memory the plan had to fit in.
     """
 
-    sample_chunk: int
+    network_chunk: int
     per_network: Dict[str, int]
     fixed: Dict[str, int]
     available_bytes: int
@@ -179,12 +205,12 @@ class MemoryPlan:
     @property
     def total_bytes(self) -> int:
         """Estimated peak of the computation: the fixed part plus one chunk of networks."""
-        return self.fixed_bytes + self.sample_chunk * self.network_bytes
+        return self.fixed_bytes + self.network_chunk * self.network_bytes
 
     def describe(self) -> str:
         detail = lambda parts: ", ".join(f"{name} {value / _GIB:.3g}" for name, value in parts.items())
         return (
-            f"{self.total_bytes / _GIB:.3g} GiB with {self.sample_chunk} network(s) at once (GiB per network: "
+            f"{self.total_bytes / _GIB:.3g} GiB with {self.network_chunk} network(s) at once (GiB per network: "
             f"{detail(self.per_network)}; GiB once: {detail(self.fixed)})"
         )
 
@@ -216,10 +242,10 @@ def _shape(name, shape, arch: Architecture) -> Tuple[int, ...]:
     return shape
 
 
-def _balanced(n_samples: int, most: int) -> int:
+def _balanced(networks: int, most: int) -> int:
     # Equal chunks (the last one is padded): one compilation, little wasted work.
-    n_chunks = -(-n_samples // most)
-    return -(-n_samples // n_chunks)
+    n_chunks = -(-networks // most)
+    return -(-networks // n_chunks)
 
 
 def plan_memory(
@@ -228,11 +254,11 @@ def plan_memory(
     x2_shape=None,
     *,
     width: int,
-    n_samples: int,
+    networks: int,
     init: str = "gaussian",
     parametrization: str = "ntk",
     batch_size: Optional[int] = None,
-    sample_chunk: Optional[int] = None,
+    network_chunk: Optional[int] = None,
     return_stderr: bool = False,
     features: bool = False,
     dtype: str = "float32",
@@ -242,14 +268,14 @@ def plan_memory(
 
     Counts, per network of a chunk, its parameters, its activations on one
     forward pass of ``batch_size`` rows (all rows when None) and its outputs,
-    plus the inputs and the (N1, N2) kernel accumulators. ``sample_chunk=None``
+    plus the inputs and the (N1, N2) kernel accumulators. ``network_chunk=None``
     picks the largest chunk whose working set stays within about 64 MB and
-    the available memory (chunks of equal size); an explicit ``sample_chunk``
+    the available memory (chunks of equal size); an explicit ``network_chunk``
     is kept (balanced to equal chunks of at most that size) if it fits.
 
     Args:
-      arch, width, n_samples, init, parametrization, batch_size,
-        sample_chunk, return_stderr, dtype: as for :func:`nnpk`.
+      arch, width, networks, init, parametrization, batch_size,
+        network_chunk, return_stderr, dtype: as for :func:`nnpk`.
       x1_shape: shape of x1, (N1, d) or (N1, H, W, C).
       x2_shape: shape of x2, or None for x2 = x1.
       features: plan :func:`nnpk_features` (its (N1, m * out_dim) result) instead of the kernel.
@@ -258,26 +284,23 @@ def plan_memory(
 
     Raises:
       MemoryError: not even one network at a time fits, or the explicit
-        ``sample_chunk`` does not; the message says what would fit.
+        ``network_chunk`` does not; the message says what would fit.
     """
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
     width = check_int("width", width, 1)
-    n_samples = check_int("n_samples", n_samples, 1)
+    networks = check_int("networks", networks, 1)
     x1_shape = _shape("x1_shape", x1_shape, arch)
     x2_shape = None if x2_shape is None else _shape("x2_shape", x2_shape, arch)
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, 1)
-    if sample_chunk is not None:
-        sample_chunk = check_int("sample_chunk", sample_chunk, 1)
+    if network_chunk is not None:
+        network_chunk = check_int("network_chunk", network_chunk, 1)
     if max_memory_bytes is not None:
         max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, 1)
-    # Imported on use: the limits package it belongs to imports this module.
-    from infinite_width.limits.adam_limit.memory import available_memory
-
     with precision_scope(dtype) as np_dtype:
         plan_at = functools.partial(
-            _plan, arch, x1_shape, x2_shape, n_samples=n_samples, init=init, parametrization=parametrization,
+            _plan, arch, x1_shape, x2_shape, networks=networks, init=init, parametrization=parametrization,
             return_stderr=return_stderr, features=features, np_dtype=np_dtype,
             available=available_memory(jax.devices()[0]) if max_memory_bytes is None else max_memory_bytes,
         )
@@ -286,22 +309,22 @@ def plan_memory(
         if fitting < 1:
             rows = max(x1_shape[0], (x2_shape or x1_shape)[0], 1 if batch_size is None else 0)
             raise MemoryError(_advice(plan, arch, width, batch_size, min(rows, batch_size or rows), plan_at))
-    if sample_chunk is None:
-        chunk = _balanced(n_samples, max(1, min(fitting, _CHUNK_BUDGET_BYTES // plan.network_bytes, n_samples)))
+    if network_chunk is None:
+        chunk = _balanced(networks, max(1, min(fitting, _CHUNK_BUDGET_BYTES // plan.network_bytes, networks)))
     else:
-        chunk = _balanced(n_samples, min(sample_chunk, n_samples))
+        chunk = _balanced(networks, min(network_chunk, networks))
         if chunk > fitting:
-            plan = dataclasses.replace(plan, sample_chunk=chunk)
+            plan = dataclasses.replace(plan, network_chunk=chunk)
             raise MemoryError(
-                f"the NNPK of {arch.name!r} with sample_chunk={sample_chunk} needs about {plan.describe()}, but "
-                f"only {plan.available_bytes / _GIB:.3g} GiB is available: sample_chunk <= {fitting} fits (None "
+                f"the NNPK of {arch.name!r} with network_chunk={network_chunk} needs about {plan.describe()}, but "
+                f"only {plan.available_bytes / _GIB:.3g} GiB is available: network_chunk <= {fitting} fits (None "
                 f"chooses one), or raise max_memory_bytes if the estimate of free memory is wrong."
             )
-    return dataclasses.replace(plan, sample_chunk=chunk)
+    return dataclasses.replace(plan, network_chunk=chunk)
 
 
 def _plan(
-    arch, x1_shape, x2_shape, *, width, batch_size, n_samples, init, parametrization, return_stderr, features,
+    arch, x1_shape, x2_shape, *, width, batch_size, networks, init, parametrization, return_stderr, features,
     np_dtype, available,
 ) -> MemoryPlan:
     """The bytes of :class:`MemoryPlan` (with a chunk of one network) for checked arguments."""
@@ -324,7 +347,7 @@ def _plan(
     if init == "orthogonal":  # QR temporaries of one network at a time (measured: about 6 copies)
         fixed["orthogonalization"] = 7 * n_params * itemsize
     if features:
-        fixed["features"] = 3 * n1 * n_samples * arch.out_dim * itemsize
+        fixed["features"] = 3 * n1 * networks * arch.out_dim * itemsize
     else:
         fixed["kernel"] = (10 if return_stderr else 6) * n1 * n2 * itemsize
     return MemoryPlan(1, per_network, fixed, available)
@@ -371,7 +394,7 @@ def _advice(plan: MemoryPlan, arch: Architecture, width: int, batch_size: Option
 
 @functools.lru_cache(maxsize=None)
 def _chunk_fns(arch: Architecture, width: int, parametrization: str, init: str, input_shape: Tuple[int, ...]):
-    """Jitted ``init`` and ``apply`` of the finite network, vectorized over samples."""
+    """Jitted ``init`` and ``apply`` of the finite network, vectorized over networks."""
     net = network(arch, width, parametrization=parametrization, init=init)
     init_chunk = jax.jit(functools.partial(net.init_many, input_shape=input_shape))
     apply_chunk = jax.jit(jax.vmap(net.apply, in_axes=(0, None)))
@@ -392,52 +415,75 @@ def _apply_rows(apply_chunk, params, x: jax.Array, n: int, batch_size: Optional[
 
 
 def _network_outputs(
-    arch, x1, x2, *, width, n_samples, key, init, parametrization, batch_size, sample_chunk, normalize, prng,
-    return_stderr, features, dtype, max_memory_bytes, np_dtype,
-):
-    """Validate everything, then yield ``(f1, f2)``, the outputs of group after group of networks.
+    arch, x1, x2, *, width, networks, key, init, parametrization, batch_size, network_chunk, normalize, prng,
+    return_stderr, features, dtype, max_memory_bytes, np_dtype, boundaries=(),
+) -> Iterator[Tuple[jax.Array, jax.Array]]:
+    """Validate everything now; return a generator of ``(f1, f2)``, the outputs of group after group of networks.
 
     Shapes (g, N1, out_dim) and (g, N2, out_dim) (``f2`` is ``f1`` when x2 is
-    None); the groups follow the networks of :func:`sample_keys` in order.
-    A group is one chunk, or several, up to :data:`_GROUP_COLUMNS` outputs.
-    Runs inside ``precision_scope(dtype)``.
+    None); the groups follow the networks of :func:`network_keys` in order.
+    A group is one chunk, or several, up to :data:`_GROUP_COLUMNS` outputs,
+    and is cut so that no group straddles a count of networks in
+    ``boundaries``. Called inside ``precision_scope(dtype)``; the generator
+    enters it again for each group.
     """
     _check_options(init, normalize)
     x1, x2 = validate_inputs(arch, x1, x2, np_dtype)
-    keys = sample_keys(key, n_samples, prng)
+    keys = network_keys(key, networks, prng)
     plan = plan_memory(
-        arch, x1.shape, None if x2 is None else x2.shape, width=width, n_samples=n_samples, init=init,
-        parametrization=parametrization, batch_size=batch_size, sample_chunk=sample_chunk,
+        arch, x1.shape, None if x2 is None else x2.shape, width=width, networks=networks, init=init,
+        parametrization=parametrization, batch_size=batch_size, network_chunk=network_chunk,
         return_stderr=return_stderr, features=features, dtype=dtype, max_memory_bytes=max_memory_bytes,
     )
-    chunk = plan.sample_chunk
+    chunk = plan.network_chunk
     init_chunk, apply_chunk = _chunk_fns(arch, int(width), parametrization, init, tuple(x1.shape[1:]))
     inputs = [(_on_device(x, batch_size), x.shape[0]) for x in ((x1,) if x2 is None else (x1, x2))]
     group = chunk * max(1, -(-_GROUP_COLUMNS // (chunk * arch.out_dim)))
-    pending = []
-    for start in range(0, int(n_samples), chunk):
-        chunk_keys = keys[start : start + chunk]
-        valid = chunk_keys.shape[0]
-        if valid < chunk:  # the last chunk is padded to the common shape, and the extra networks dropped
-            chunk_keys = jnp.concatenate([chunk_keys, jnp.repeat(chunk_keys[:1], chunk - valid)])
-        params = init_chunk(chunk_keys)
-        outputs = [_apply_rows(apply_chunk, params, x, n, batch_size) for x, n in inputs]
-        pending.append(outputs if valid == chunk else [f[:valid] for f in outputs])
-        if len(pending) * chunk >= group or start + chunk >= n_samples:
-            grouped = [jnp.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*pending)]
-            pending = []
-            yield grouped[0], grouped[-1]
+    cuts = sorted(set(boundaries) | {networks})
+
+    def generate():
+        pending, done = [], 0
+        for start in range(0, networks, chunk):
+            with precision_scope(dtype):
+                chunk_keys = keys[start : start + chunk]
+                valid = chunk_keys.shape[0]
+                if valid < chunk:  # the last chunk is padded to the common shape, and the extra networks dropped
+                    chunk_keys = jnp.concatenate([chunk_keys, jnp.repeat(chunk_keys[:1], chunk - valid)])
+                params = init_chunk(chunk_keys)
+                outputs = [_apply_rows(apply_chunk, params, x, n, batch_size) for x, n in inputs]
+                pending.append(outputs if valid == chunk else [f[:valid] for f in outputs])
+                if len(pending) * chunk < group and start + chunk < networks and not _crosses(done, start + valid, cuts):
+                    continue
+                grouped = [jnp.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*pending)]
+                pending = []
+                pieces = []
+                for cut in (c for c in cuts if done < c <= start + valid):
+                    pieces.append([f[: cut - done] for f in grouped])
+                    grouped = [f[cut - done :] for f in grouped]
+                    done = cut
+                if grouped[0].shape[0]:
+                    pieces.append(grouped)
+                    done = start + valid
+            for piece in pieces:
+                yield piece[0], piece[-1]
+
+    return generate()
+
+
+def _crosses(done: int, reached: int, cuts) -> bool:
+    """Whether a count in ``cuts`` lies in (done, reached]: the pending group must be cut there."""
+    return any(done < cut <= reached for cut in cuts)
 
 
 @jax.jit
 def _chunk_mean(f1, f2):
-    # (1/c) sum_s f1_s f2_s^T as one matrix product over (sample, output).
+    # (1/c) sum_s f1_s f2_s^T as one matrix product over (network, output).
     return jnp.einsum("snk,smk->nm", f1, f2) / f1.shape[0]
 
 
 @jax.jit
 def _chunk_sum_sq_dev(f1, f2, mean):
-    # sum_s (f1_s f2_s^T - mean)^2, one sample at a time: memory O(N1 N2).
+    # sum_s (f1_s f2_s^T - mean)^2, one network at a time: memory O(N1 N2).
     def step(total, f):
         return total + (f[0] @ f[1].T - mean) ** 2, None
 
@@ -456,8 +502,59 @@ def _merge(count_a, mean_a, m2_a, count_b, mean_b, m2_b):
     return mean, m2
 
 
+@jax.jit
+def _merge_mean(count_a, mean_a, count_b, mean_b):
+    # The mean part of _merge, without the squared deviations nobody asked for.
+    return mean_a + (mean_b - mean_a) * (count_b / (count_a + count_b))
+
+
+def _running_moments(groups, return_stderr: bool, dtype: str):
+    """``(count, mean, m2)`` after each group of ``(f1, f2)``: networks so far, their kernel mean, squared deviations.
+
+    ``m2`` is None without ``return_stderr``.
+    """
+    count = mean = m2 = None
+    for f1, f2 in groups:
+        with precision_scope(dtype):
+            group_count = f1.shape[0]
+            group_mean = _chunk_mean(f1, f2)
+            group_m2 = _chunk_sum_sq_dev(f1, f2, group_mean) if return_stderr else None
+            if count is None:
+                count, mean, m2 = group_count, group_mean, group_m2
+            else:
+                if return_stderr:
+                    mean, m2 = _merge(float(count), mean, m2, float(group_count), group_mean, group_m2)
+                else:
+                    mean = _merge_mean(float(count), mean, float(group_count), group_mean)
+                count += group_count
+        yield count, mean, m2
+
+
+def _finished(arch: Architecture, mean, normalize: str) -> np.ndarray:
+    """The kernel as a numpy array, scaled for ``normalize``; refuses non-finite entries."""
+    kernel = np.asarray(mean) * _scale(arch, normalize)
+    if not np.all(np.isfinite(kernel)):
+        raise FloatingPointError(f"the NNPK of {arch.name!r} has non-finite entries (overflowing network outputs?)")
+    return kernel
+
+
 def _scale(arch: Architecture, normalize: str) -> float:
     return 1.0 / arch.out_dim if normalize == "mean" else 1.0
+
+
+def _check_prefixes(prefixes, networks) -> Tuple[int, ...]:
+    networks = check_int("networks", networks, 1)
+    if prefixes is None:
+        powers = [2**i for i in range(networks.bit_length()) if 2**i < networks]
+        return tuple(powers + [networks])
+    if isinstance(prefixes, (str, bytes)) or not isinstance(prefixes, Iterable):
+        raise TypeError(f"prefixes must be a list of network counts, got {prefixes!r}")
+    checked = sorted({check_int("prefixes", m, 1) for m in prefixes})
+    if not checked:
+        raise ValueError("prefixes is empty: give at least one count of networks")
+    if checked[-1] > networks:
+        raise ValueError(f"prefixes must be at most networks={networks}, got {checked[-1]}")
+    return tuple(checked)
 
 
 # --------------------------------------------------------------------------
@@ -470,22 +567,22 @@ def nnpk(
     x2=None,
     *,
     width: int,
-    n_samples: int,
+    networks: int,
     key,
     init: str = "gaussian",
     parametrization: str = "ntk",
     batch_size: Optional[int] = None,
-    sample_chunk: Optional[int] = None,
+    network_chunk: Optional[int] = None,
     return_stderr: bool = False,
-    normalize: str = "sum",
+    normalize: str = "mean",
     prng: str = DEFAULT_PRNG,
     dtype: str = "float32",
     max_memory_bytes: Optional[int] = None,
 ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
-    """Monte Carlo Neural Network Prior Kernel of ``n_samples`` random networks, shape (N1, N2).
+    """Monte Carlo Neural Network Prior Kernel of ``networks`` random networks, shape (N1, N2).
 
     ``K[i, j] = (1/m) sum_s f(x1_i; theta_s) . f(x2_j; theta_s)`` over
-    ``m = n_samples`` networks of ``width`` drawn with ``init`` in
+    ``m = networks`` networks of ``width`` drawn with ``init`` in
     ``parametrization`` (see :func:`infinite_width.finite.network`); divided by
     ``out_dim`` when ``normalize="mean"`` (module docstring).
 
@@ -494,21 +591,22 @@ def nnpk(
       x1: inputs, shape (N1, d) or (N1, H, W, C).
       x2: inputs, shape (N2, ...) with the feature shape of ``x1``; None means x1.
       width: hidden width (channels) of the networks, >= 1.
-      n_samples: number of random networks m, >= 1 (>= 2 with ``return_stderr``).
-      key: int seed or jax PRNG key; network s uses ``sample_keys(key, n_samples, prng)[s]``.
+      networks: number of random networks m, >= 1 (>= 2 with ``return_stderr``).
+      key: int seed or jax PRNG key; network s uses ``network_keys(key, networks, prng)[s]``.
       init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"`` (:mod:`infinite_width.finite.networks`).
       parametrization: ``"ntk"``, ``"standard"`` (the same functions at
         initialisation, hence the same NNPK) or ``"mup"``.
       batch_size: rows of x1/x2 per forward pass (None: all rows at once).
-      sample_chunk: at most this many networks drawn and run at once
+      network_chunk: at most this many networks drawn and run at once
         (vmapped); None picks a chunk whose working set stays within about
         64 MB and the free memory (:func:`plan_memory`). Memory of the kernel
-        itself is O(N1 N2) whatever the number of samples.
+        itself is O(N1 N2) whatever the number of networks.
       return_stderr: also return the standard error of each entry,
-        ``std_s(f_s f_s^T) / sqrt(m)`` with the unbiased sample standard deviation.
-      normalize: ``"sum"`` over outputs (-> out_dim * NNGP) or ``"mean"`` (-> NNGP).
+        ``std_s(f_s f_s^T) / sqrt(m)`` with the unbiased (ddof=1) standard deviation over the networks.
+      normalize: ``"mean"`` over outputs (the default, -> NNGP) or ``"sum"`` (-> out_dim * NNGP).
       prng: PRNG implementation of the parameter draws, one of
-        :data:`PRNG_IMPLS` (default :data:`DEFAULT_PRNG`, ``"philox4x32"``).
+        :data:`PRNG_IMPLS` (default :data:`DEFAULT_PRNG`: ``"philox4x32"``,
+        or ``"threefry2x32"`` on jax < 0.10.2).
       dtype: ``"float32"`` or ``"float64"``; matrix products at full precision
         (``jax.default_matmul_precision("highest")``).
       max_memory_bytes: memory available, overriding the free memory of the
@@ -519,35 +617,77 @@ def nnpk(
 
     Raises:
       MemoryError: before allocating, when not even one network at a time
-        fits (or the explicit ``sample_chunk`` does not); says what would fit.
+        fits (or the explicit ``network_chunk`` does not); says what would fit.
     """
-    if return_stderr and isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples < 2:
-        raise ValueError(f"return_stderr needs n_samples >= 2, got {n_samples}")
+    if return_stderr and isinstance(networks, (int, np.integer)) and not isinstance(networks, bool) and networks < 2:
+        raise ValueError(f"return_stderr needs networks >= 2, got {networks}")
     with precision_scope(dtype) as np_dtype:
-        chunks = _network_outputs(
-            arch, x1, x2, width=width, n_samples=n_samples, key=key, init=init, parametrization=parametrization,
-            batch_size=batch_size, sample_chunk=sample_chunk, normalize=normalize, prng=prng,
+        groups = _network_outputs(
+            arch, x1, x2, width=width, networks=networks, key=key, init=init, parametrization=parametrization,
+            batch_size=batch_size, network_chunk=network_chunk, normalize=normalize, prng=prng,
             return_stderr=return_stderr, features=False, dtype=dtype, max_memory_bytes=max_memory_bytes,
             np_dtype=np_dtype,
         )
-        count = mean = m2 = None
-        for f1, f2 in chunks:
-            chunk_count = f1.shape[0]
-            chunk_mean = _chunk_mean(f1, f2)
-            chunk_m2 = _chunk_sum_sq_dev(f1, f2, chunk_mean) if return_stderr else jnp.zeros(())
-            if count is None:
-                count, mean, m2 = chunk_count, chunk_mean, chunk_m2
-            else:
-                mean, m2 = _merge(float(count), mean, m2, float(chunk_count), chunk_mean, chunk_m2)
-                count += chunk_count
-        scale = _scale(arch, normalize)
-        kernel = np.asarray(mean) * scale
-        if not np.all(np.isfinite(kernel)):
-            raise FloatingPointError(f"the NNPK of {arch.name!r} has non-finite entries (overflowing network outputs?)")
+        for count, mean, m2 in _running_moments(groups, return_stderr, dtype):
+            pass
+        kernel = _finished(arch, mean, normalize)
         if not return_stderr:
             return kernel
-        stderr = np.sqrt(np.maximum(np.asarray(m2), 0.0) / (count - 1) / count) * scale
+        stderr = np.sqrt(np.maximum(np.asarray(m2), 0.0) / (count - 1) / count) * _scale(arch, normalize)
         return kernel, stderr
+
+
+def nnpk_prefixes(
+    arch: Architecture,
+    x1,
+    x2=None,
+    *,
+    width: int,
+    networks: int,
+    key,
+    prefixes: Optional[Sequence[int]] = None,
+    init: str = "gaussian",
+    parametrization: str = "ntk",
+    batch_size: Optional[int] = None,
+    network_chunk: Optional[int] = None,
+    normalize: str = "mean",
+    prng: str = DEFAULT_PRNG,
+    dtype: str = "float32",
+    max_memory_bytes: Optional[int] = None,
+) -> Iterator[Tuple[int, np.ndarray]]:
+    """The NNPK of the first ``m`` of ``networks`` random networks, for each ``m`` in ``prefixes``, from one pass.
+
+    Yields ``(m, K_m)`` in increasing ``m``, with ``K_m`` of shape (N1, N2)
+    the average of ``f_s(x1) f_s(x2)^T`` over networks ``s = 0 .. m-1`` of
+    ``network_keys(key, networks, prng)``: the last one equals
+    ``nnpk(..., networks=networks)`` with the same arguments. Draws and runs
+    each network once, so the whole curve of accuracy (or alignment) against
+    ``m`` costs what the largest ``m`` costs. The networks of a prefix are not
+    those of ``nnpk(..., networks=m)``: the keys of ``m`` networks are split
+    from ``key`` for ``networks`` networks.
+
+    Args:
+      prefixes: counts of networks ``1 <= m <= networks`` (any order,
+        duplicates ignored); None means every power of two below ``networks``,
+        and ``networks``.
+      Other arguments: as for :func:`nnpk` (no ``return_stderr``). Arguments
+        are checked, and the memory planned, when this is called, before the
+        first network is drawn.
+    """
+    prefixes = _check_prefixes(prefixes, networks)
+    with precision_scope(dtype) as np_dtype:
+        groups = _network_outputs(
+            arch, x1, x2, width=width, networks=networks, key=key, init=init, parametrization=parametrization,
+            batch_size=batch_size, network_chunk=network_chunk, normalize=normalize, prng=prng,
+            return_stderr=False, features=False, dtype=dtype, max_memory_bytes=max_memory_bytes,
+            np_dtype=np_dtype, boundaries=prefixes,
+        )
+    wanted = set(prefixes)
+    return (
+        (count, _finished(arch, mean, normalize))
+        for count, mean, _ in _running_moments(groups, False, dtype)
+        if count in wanted
+    )
 
 
 def nnpk_features(
@@ -555,13 +695,13 @@ def nnpk_features(
     x,
     *,
     width: int,
-    n_samples: int,
+    networks: int,
     key,
     init: str = "gaussian",
     parametrization: str = "ntk",
     batch_size: Optional[int] = None,
-    sample_chunk: Optional[int] = None,
-    normalize: str = "sum",
+    network_chunk: Optional[int] = None,
+    normalize: str = "mean",
     prng: str = DEFAULT_PRNG,
     dtype: str = "float32",
     max_memory_bytes: Optional[int] = None,
@@ -569,16 +709,16 @@ def nnpk_features(
     """Random features of the NNPK: the logits of the m networks side by side, shape (N, m * out_dim).
 
     Columns ``s * out_dim .. (s + 1) * out_dim - 1`` are the outputs of
-    network ``s``, scaled by ``1/sqrt(m)`` (``1/sqrt(m * out_dim)`` with
-    ``normalize="mean"``), so that ``features(x1) @ features(x2).T`` equals
+    network ``s``, scaled by ``1/sqrt(m * out_dim)`` (``1/sqrt(m)`` with
+    ``normalize="sum"``), so that ``features(x1) @ features(x2).T`` equals
     ``nnpk(arch, x1, x2, ...)`` for the same key and options. A linear
     readout on these features is kernel regression with the estimated NNPK.
     Arguments as for :func:`nnpk`; ``x`` has shape (N, d) or (N, H, W, C).
     """
     with precision_scope(dtype) as np_dtype:
         chunks = _network_outputs(
-            arch, x, None, width=width, n_samples=n_samples, key=key, init=init, parametrization=parametrization,
-            batch_size=batch_size, sample_chunk=sample_chunk, normalize=normalize, prng=prng,
+            arch, x, None, width=width, networks=networks, key=key, init=init, parametrization=parametrization,
+            batch_size=batch_size, network_chunk=network_chunk, normalize=normalize, prng=prng,
             return_stderr=False, features=True, dtype=dtype, max_memory_bytes=max_memory_bytes,
             np_dtype=np_dtype,
         )

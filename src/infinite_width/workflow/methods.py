@@ -386,7 +386,7 @@ class KernelRidge(Method):
     def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
         if self.kernel == "nnpk":
             k_all = kernels.nnpk(arch, _all_points(problem), problem.x_train, width=self.width,
-                                 n_samples=self.networks, key=key, normalize="mean", dtype=self.dtype)
+                                 networks=self.networks, key=key, normalize="mean", dtype=self.dtype)
         else:
             kernel_fn = kernels.ntk if self.kernel == "ntk" else kernels.nngp
             k_all = kernel_fn(arch, _all_points(problem), problem.x_train, dtype=self.dtype)
