@@ -1,0 +1,215 @@
+"""The stored random fields of the Monte Carlo engine, and their values on given points.
+
+Every term of the limit (:mod:`~infinite_width.adam_limit.terms`) is built
+from a few Gaussian fields per sample (docs/theory.md, sections 5 and 7):
+
+* ``h^l ~ GP(0, K^l)``, l = 1..L: ``phi(h^l)`` and ``phi'(h^l)`` both come
+  from it (for piecewise-linear activations ``phi'`` is a sign pattern, so
+  nothing else is stored). ``h^1 = W_std_1 x.w / sqrt(d) + b_std_1 beta``
+  is drawn exactly from the input weights (``K^1`` has rank d + 1); the
+  deeper ``h^l`` from pivoted Cholesky roots of ``K^l``
+  (:mod:`~infinite_width.adam_limit.roots`).
+* ``z^l_c ~ GP(0, W_std_{l+1}^2 B^{l+1})``, l = 1..L-1, from roots of
+  ``W_std_{l+1}^2 B^{l+1}``; ``z^L_c = W_std_{L+1} zeta_c`` is constant over
+  points (``B^{L+1} = 1``): k numbers per sample (``"zeta"``).
+* the input coordinate ``b`` of each sample (``"coordinate"``).
+
+Stored layout, samples last so that a batch of points is a block of
+contiguous rows: ``h<l>`` (P, R, C), ``z<l>`` (P, R, k, C), ``zeta`` (R, k, C)
+float32, ``coordinate`` (R, C) int32 (R replicas of C samples). Storage per
+sample: ``P (L + (L - 1) k)`` numbers plus ``k + 1``.
+
+Every draw is keyed by (field, replica, latent column j) only: the values do
+not depend on the number of devices, on how points are blocked, or on the
+rank of the other columns (a root truncated to r columns reuses the first r
+latent columns of the exact one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from infinite_width.adam_limit.terms import Term
+
+__all__ = ["FieldLayout", "field_layout", "draw_fields", "rows_of_fields", "LayerValues"]
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+#: Field ids in the key derivation (never reuse one for another field).
+_ZETA_ID, _COORDINATE_ID, _Z_OFFSET = 1000, 1001, 100
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldLayout:
+    """Which fields a run stores, and their sizes.
+
+    ``h_layers``: the l whose ``h^l`` is stored; ``z_layers``: the l < L
+    whose ``z^l`` is stored; ``zeta``: whether ``z^L`` is; ``coordinate``:
+    whether the input term is trained.
+    """
+
+    points: int
+    replicas: int
+    per_replica: int
+    out_dim: int
+    depth: int
+    h_layers: Tuple[int, ...]
+    z_layers: Tuple[int, ...]
+    zeta: bool
+    coordinate: bool
+
+    @property
+    def numbers_per_point(self) -> int:
+        """Stored numbers per sample and point."""
+        return len(self.h_layers) + self.out_dim * len(self.z_layers)
+
+
+def field_layout(terms: Tuple[Term, ...], depth: int, out_dim: int, points: int, replicas: int,
+                 per_replica: int) -> FieldLayout:
+    """The fields that ``terms`` read (see the module docstring)."""
+    u_layers = {t.u_layer for t in terms if t.u_layer is not None}
+    v_layers = {t.v for t in terms if isinstance(t.v, int)}
+    return FieldLayout(
+        points=points, replicas=replicas, per_replica=per_replica, out_dim=out_dim, depth=depth,
+        h_layers=tuple(sorted(u_layers | v_layers)),
+        z_layers=tuple(sorted(l for l in u_layers if l < depth)),
+        zeta=depth in u_layers,
+        coordinate=any(t.v == "x" for t in terms),
+    )
+
+
+# --------------------------------------------------------------------------
+# Drawing (once, at setup).
+
+
+def _latent_rows(layout: FieldLayout, ranks: Dict[str, int]):
+    """``((name, field id, rows, inner shape), ...)``: the latent rows (C,) each field draws per replica.
+
+    A root of rank r draws r rows (``h``) or r k rows (``z``, row j k + c
+    for column j and output c); ``zeta`` draws k rows.
+    """
+    k = layout.out_dim
+    plan = [(f"h{l}", l, ranks[f"h{l}"], ()) for l in layout.h_layers]
+    plan += [(f"z{l}", _Z_OFFSET + l, ranks[f"z{l}"] * k, (k,)) for l in layout.z_layers]
+    if layout.zeta:
+        plan.append(("zeta", _ZETA_ID, k, ()))
+    return tuple(plan)
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "per_replica", "input_dim", "sharding"))
+def _replica_latents(key, replica, *, plan, per_replica, input_dim, sharding):
+    """One replica's latent normals (J, C) (row j of field f from ``fold_in(key, f, replica, j)``) and
+    its input coordinates (C,)."""
+    keys = jnp.concatenate([
+        jax.vmap(lambda j, f=field_id: jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, f), replica), j))(
+            jnp.arange(rows))
+        for _, field_id, rows, _ in plan
+    ]) if plan else None
+    latent = jax.vmap(lambda row_key: jax.random.normal(row_key, (per_replica,)))(keys) if plan else None
+    coordinate = jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, _COORDINATE_ID), replica),
+                                    (per_replica,), 0, input_dim)
+    if sharding is not None:
+        latent = None if latent is None else jax.lax.with_sharding_constraint(latent, sharding(2))
+        coordinate = jax.lax.with_sharding_constraint(coordinate, sharding(1))
+    return latent, coordinate
+
+
+@functools.partial(jax.jit, donate_argnums=(0,), static_argnames=("block", "offset", "rows", "inner"))
+def _write_block(store, root, latent, start, replica, *, block, offset, rows, inner):
+    """``store[start:start + block, replica] = root[start:start + block] @ latent rows`` in place."""
+    field_latent = latent[offset:offset + rows].reshape((rows // max(int(np.prod(inner)), 1),) + inner
+                                                        + latent.shape[1:])
+    root_rows = jax.lax.dynamic_slice_in_dim(root, start, block, axis=0)
+    values = jnp.tensordot(root_rows, field_latent, axes=1, precision=HIGHEST)  # (block, C) or (block, k, C)
+    index = (start, replica) + (0,) * (store.ndim - 2)
+    return jax.lax.dynamic_update_slice(store, values[:, None].astype(store.dtype), index)
+
+
+def _block_rows(points: int, numbers_per_row: int, budget_bytes: int) -> int:
+    return int(max(1, min(points, budget_bytes // max(4 * numbers_per_row, 1))))
+
+
+def draw_fields(key, roots: Dict[str, np.ndarray], layout: FieldLayout, dtype, *, input_dim: int,
+                readout_scale: float, sharding=None, block_bytes: int = 1 << 26) -> Dict[str, jax.Array]:
+    """Draw every stored field of ``layout`` from the roots ``{"h<l>": (P, r), "z<l>": (P, r)}``.
+
+    ``key``: the samples key; ``dtype``: storage dtype of the ``h`` and
+    ``z`` fields; ``readout_scale``: ``W_std_{L+1}`` (``z^L = W_std_{L+1}
+    zeta``). ``sharding(ndim)``: the sharding of the sample axis (last) for
+    arrays of that rank, or None. ``block_bytes`` bounds the float32 block of
+    rows computed at once. Transient memory: one replica's latent normals
+    (``sum_fields r C``, times k for ``z`` fields) and one block.
+    """
+    R, C, k, P = layout.replicas, layout.per_replica, layout.out_dim, layout.points
+    plan = _latent_rows(layout, {name: root.shape[1] for name, root in roots.items()})
+    device_roots = {name: jnp.asarray(root, jnp.float32) for name, root in roots.items()}
+    place = (lambda x: jax.device_put(x, sharding(x.ndim))) if sharding is not None else (lambda x: x)
+    stores = {name: place(jnp.zeros((P, R) + inner + (C,), dtype)) for name, _, _, inner in plan if name != "zeta"}
+    zeta, coordinates = [], []
+    for replica in range(R):
+        latent, coordinate = _replica_latents(key, replica, plan=plan, per_replica=C, input_dim=input_dim,
+                                              sharding=sharding)
+        coordinates.append(coordinate)
+        offset = 0
+        for name, _, rows, inner in plan:
+            if name == "zeta":
+                zeta.append(readout_scale * latent[offset:offset + rows])
+            else:
+                block = _block_rows(P, int(np.prod(inner + (C,))), block_bytes)
+                for start in range(0, P, block):
+                    stores[name] = _write_block(stores[name], device_roots[name], latent, min(start, P - block),
+                                                replica, block=block, offset=offset, rows=rows, inner=inner)
+            offset += rows
+        del latent
+    fields = dict(stores)
+    if layout.zeta:
+        fields["zeta"] = place(jnp.stack(zeta))
+    if layout.coordinate:
+        fields["coordinate"] = place(jnp.stack(coordinates))
+    return fields
+
+
+def first_layer_root(x_all: np.ndarray, W_std: float, b_std: float) -> np.ndarray:
+    """The exact root (P, d + 1) of ``K^1 = W_std^2 x.x'/d + b_std^2``: ``[W_std x / sqrt(d), b_std]``."""
+    d = x_all.shape[1]
+    return np.concatenate([W_std * x_all / math.sqrt(d), np.full((x_all.shape[0], 1), b_std)], axis=1)
+
+
+# --------------------------------------------------------------------------
+# Values on given points (every step, on the batch rows).
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerValues:
+    """The fields on b points, float32: ``phi[l]``, ``dphi[l]`` (b, R, C);
+    ``z[l]`` (b, R, k, C) for l < L; ``zeta`` (R, k, C); ``x_b`` (b, R, C)."""
+
+    phi: Dict[int, jax.Array]
+    dphi: Dict[int, jax.Array]
+    z: Dict[int, jax.Array]
+    zeta: Optional[jax.Array]
+    x_b: Optional[jax.Array]
+
+
+def _derivative(phi):
+    return lambda h: jax.jvp(phi, (h,), (jnp.ones_like(h),))[1]
+
+
+def rows_of_fields(fields: Dict[str, jax.Array], layout: FieldLayout, activations, x_all, rows) -> LayerValues:
+    """:class:`LayerValues` on the points ``rows`` (b,) (gathered from the stored fields)."""
+    phi, dphi, z = {}, {}, {}
+    for l in layout.h_layers:
+        h = jnp.take(fields[f"h{l}"], rows, axis=0).astype(jnp.float32)
+        phi[l] = activations[l - 1](h)
+        dphi[l] = _derivative(activations[l - 1])(h)
+    for l in layout.z_layers:
+        z[l] = jnp.take(fields[f"z{l}"], rows, axis=0).astype(jnp.float32)
+    x_b = jnp.take(jnp.take(x_all, rows, axis=0), fields["coordinate"], axis=1) if layout.coordinate else None
+    return LayerValues(phi, dphi, z, fields.get("zeta"), x_b)
