@@ -18,6 +18,7 @@ import pytest
 import infinite_width as iw
 from infinite_width import adam_limit, optim
 from infinite_width.adam_limit import engine
+from infinite_width.adam_limit.fields import widen
 from infinite_width.architectures import Activation, Architecture, Dense, activation_fn
 
 N_TRAIN, N_TEST, DIM = 14, 6, 5
@@ -50,7 +51,7 @@ def _eager_terms(arch, train, linear):
 
 def eager_reference(arch, sampled, x_all, y, f0, optimizer, loss, train, batches):
     """Predictions (R, steps + 1, P, k) of the eager algorithm on the stored fields of ``sampled``."""
-    fields = {name: np.asarray(value) if name == "coordinate" else np.asarray(jnp.asarray(value, jnp.float32), np.float64)
+    fields = {name: np.asarray(value) if name == "coordinate" else np.asarray(widen(value), np.float64)
               for name, value in sampled.fields.items()}
     L, R = arch.depth, sampled.layout.replicas
     h = {l: fields[f"h{l}"] for l in range(1, L + 1) if f"h{l}" in fields}

@@ -38,12 +38,18 @@ import numpy as np
 
 from infinite_width.adam_limit.terms import Term
 
-__all__ = ["FieldLayout", "field_layout", "draw_fields", "rows_of_fields", "LayerValues"]
+__all__ = ["FieldLayout", "field_layout", "draw_fields", "rows_of_fields", "LayerValues", "widen", "narrow",
+           "storage_dtype_of"]
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
 #: Field ids in the key derivation (never reuse one for another field).
 _ZETA_ID, _COORDINATE_ID, _Z_OFFSET = 1000, 1001, 100
+
+
+def field_id(name: str) -> int:
+    """The fixed id of field ``h<l>`` (l) or ``z<l>`` (100 + l) in the key derivation."""
+    return int(name[1:]) + (_Z_OFFSET if name[0] == "z" else 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +92,31 @@ def field_layout(terms: Tuple[Term, ...], depth: int, out_dim: int, points: int,
 
 
 # --------------------------------------------------------------------------
+# Storage dtypes. bfloat16 fields are stored as their raw 16 bits (uint16): XLA's CPU backend widens a
+# bfloat16 operand of a gather to float32 as a whole, which a step loop would hoist and keep (twice the
+# storage); gathering integers and widening the gathered rows avoids that.
+
+
+def storage_dtype_of(dtype):
+    """The array dtype that stores fields of ``dtype`` (float32, or uint16 bits for bfloat16)."""
+    return jnp.uint16 if jnp.dtype(dtype) == jnp.bfloat16 else jnp.dtype(dtype)
+
+
+def narrow(values, dtype):
+    """float32 ``values`` as stored fields of ``dtype`` (rounded to nearest for bfloat16)."""
+    if jnp.dtype(dtype) == jnp.bfloat16:
+        return jax.lax.bitcast_convert_type(values.astype(jnp.bfloat16), jnp.uint16)
+    return values.astype(dtype)
+
+
+def widen(stored):
+    """Stored fields as float32 (bfloat16 bits are the upper half of a float32's: exact)."""
+    if stored.dtype == jnp.uint16:
+        return jax.lax.bitcast_convert_type(stored.astype(jnp.uint32) << 16, jnp.float32)
+    return stored.astype(jnp.float32)
+
+
+# --------------------------------------------------------------------------
 # Drawing (once, at setup).
 
 
@@ -96,27 +127,38 @@ def _latent_rows(layout: FieldLayout, ranks: Dict[str, int]):
     for column j and output c); ``zeta`` draws k rows.
     """
     k = layout.out_dim
-    plan = [(f"h{l}", l, ranks[f"h{l}"], ()) for l in layout.h_layers]
-    plan += [(f"z{l}", _Z_OFFSET + l, ranks[f"z{l}"] * k, (k,)) for l in layout.z_layers]
+    plan = [(f"h{l}", field_id(f"h{l}"), ranks[f"h{l}"], ()) for l in layout.h_layers]
+    plan += [(f"z{l}", field_id(f"z{l}"), ranks[f"z{l}"] * k, (k,)) for l in layout.z_layers]
     if layout.zeta:
         plan.append(("zeta", _ZETA_ID, k, ()))
     return tuple(plan)
 
 
+#: Latent rows drawn at once (bounds the random-number temporaries to a few times this many rows;
+#: memory.LATENT_CHUNK_ROWS counts it).
+LATENT_CHUNK_ROWS = 1024
+
+
 @functools.partial(jax.jit, static_argnames=("plan", "per_replica", "input_dim", "sharding"))
 def _replica_latents(key, replica, *, plan, per_replica, input_dim, sharding):
-    """One replica's latent normals (J, C) (row j of field f from ``fold_in(key, f, replica, j)``) and
-    its input coordinates (C,)."""
+    """One replica's latent normals (J', C), J' >= J rows (row j of field f from ``fold_in(key, f, replica, j)``,
+    drawn in chunks of ``LATENT_CHUNK_ROWS`` rows; the padding rows are never read), and its input
+    coordinates (C,)."""
+    coordinate = jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, _COORDINATE_ID), replica),
+                                    (per_replica,), 0, input_dim)
+    if not plan:
+        return None, coordinate
     keys = jnp.concatenate([
         jax.vmap(lambda j, f=field_id: jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, f), replica), j))(
             jnp.arange(rows))
         for _, field_id, rows, _ in plan
-    ]) if plan else None
-    latent = jax.vmap(lambda row_key: jax.random.normal(row_key, (per_replica,)))(keys) if plan else None
-    coordinate = jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, _COORDINATE_ID), replica),
-                                    (per_replica,), 0, input_dim)
+    ])
+    chunk = min(LATENT_CHUNK_ROWS, keys.shape[0])
+    keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (-keys.shape[0] % chunk,) + keys.shape[1:])])
+    draw = jax.vmap(lambda row_key: jax.random.normal(row_key, (per_replica,)))
+    latent = jax.lax.map(draw, keys.reshape((-1, chunk) + keys.shape[1:])).reshape(-1, per_replica)
     if sharding is not None:
-        latent = None if latent is None else jax.lax.with_sharding_constraint(latent, sharding(2))
+        latent = jax.lax.with_sharding_constraint(latent, sharding(2))
         coordinate = jax.lax.with_sharding_constraint(coordinate, sharding(1))
     return latent, coordinate
 
@@ -128,32 +170,37 @@ def _write_block(store, root, latent, start, replica, *, block, offset, rows, in
                                                         + latent.shape[1:])
     root_rows = jax.lax.dynamic_slice_in_dim(root, start, block, axis=0)
     values = jnp.tensordot(root_rows, field_latent, axes=1, precision=HIGHEST)  # (block, C) or (block, k, C)
+    values = narrow(values, jnp.bfloat16) if store.dtype == jnp.uint16 else values.astype(store.dtype)
     index = (start, replica) + (0,) * (store.ndim - 2)
-    return jax.lax.dynamic_update_slice(store, values[:, None].astype(store.dtype), index)
+    return jax.lax.dynamic_update_slice(store, values[:, None], index)
 
 
 def _block_rows(points: int, numbers_per_row: int, budget_bytes: int) -> int:
     return int(max(1, min(points, budget_bytes // max(4 * numbers_per_row, 1))))
 
 
-def draw_fields(key, roots: Dict[str, np.ndarray], layout: FieldLayout, dtype, *, input_dim: int,
-                readout_scale: float, sharding=None, block_bytes: int = 1 << 26) -> Dict[str, jax.Array]:
-    """Draw every stored field of ``layout`` from the roots ``{"h<l>": (P, r), "z<l>": (P, r)}``.
+def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, readout_scale: float,
+                sharding=None, block_bytes: int = 1 << 26) -> Dict[str, jax.Array]:
+    """Draw every stored field of ``layout``; replica rho's from the roots ``roots_for(rho)``.
 
-    ``key``: the samples key; ``dtype``: storage dtype of the ``h`` and
-    ``z`` fields; ``readout_scale``: ``W_std_{L+1}`` (``z^L = W_std_{L+1}
-    zeta``). ``sharding(ndim)``: the sharding of the sample axis (last) for
-    arrays of that rank, or None. ``block_bytes`` bounds the float32 block of
-    rows computed at once. Transient memory: one replica's latent normals
-    (``sum_fields r C``, times k for ``z`` fields) and one block.
+    ``roots_for(rho)``: ``{"h<l>": (P, r), "z<l>": (P, r)}``, the same widths
+    for every replica. ``key``: the samples key; ``dtype``: storage dtype of
+    the ``h`` and ``z`` fields; ``readout_scale``: ``W_std_{L+1}`` (``z^L =
+    W_std_{L+1} zeta``). ``sharding(ndim)``: the sharding of the sample axis
+    (last) for arrays of that rank, or None. ``block_bytes`` bounds the
+    float32 block of rows computed at once. Transient memory: one replica's
+    roots and latent normals (``sum_fields r C``, times k for ``z`` fields)
+    and one block.
     """
     R, C, k, P = layout.replicas, layout.per_replica, layout.out_dim, layout.points
-    plan = _latent_rows(layout, {name: root.shape[1] for name, root in roots.items()})
-    device_roots = {name: jnp.asarray(root, jnp.float32) for name, root in roots.items()}
     place = (lambda x: jax.device_put(x, sharding(x.ndim))) if sharding is not None else (lambda x: x)
-    stores = {name: place(jnp.zeros((P, R) + inner + (C,), dtype)) for name, _, _, inner in plan if name != "zeta"}
-    zeta, coordinates = [], []
+    stores, zeta, coordinates = None, [], []
     for replica in range(R):
+        roots = {name: jnp.asarray(root, jnp.float32) for name, root in roots_for(replica).items()}
+        plan = _latent_rows(layout, {name: root.shape[1] for name, root in roots.items()})
+        if stores is None:
+            stores = {name: place(jnp.zeros((P, R) + inner + (C,), storage_dtype_of(dtype))) for name, _, _, inner in plan
+                      if name != "zeta"}
         latent, coordinate = _replica_latents(key, replica, plan=plan, per_replica=C, input_dim=input_dim,
                                               sharding=sharding)
         coordinates.append(coordinate)
@@ -164,10 +211,10 @@ def draw_fields(key, roots: Dict[str, np.ndarray], layout: FieldLayout, dtype, *
             else:
                 block = _block_rows(P, int(np.prod(inner + (C,))), block_bytes)
                 for start in range(0, P, block):
-                    stores[name] = _write_block(stores[name], device_roots[name], latent, min(start, P - block),
-                                                replica, block=block, offset=offset, rows=rows, inner=inner)
+                    stores[name] = _write_block(stores[name], roots[name], latent, min(start, P - block), replica,
+                                                block=block, offset=offset, rows=rows, inner=inner)
             offset += rows
-        del latent
+        del latent, roots
     fields = dict(stores)
     if layout.zeta:
         fields["zeta"] = place(jnp.stack(zeta))
@@ -202,14 +249,19 @@ def _derivative(phi):
     return lambda h: jax.jvp(phi, (h,), (jnp.ones_like(h),))[1]
 
 
+def _gather(field, rows):
+    """``field[rows]`` as float32 (gathering the raw bits of bfloat16 fields, see :func:`widen`)."""
+    return widen(jnp.take(field, rows, axis=0))
+
+
 def rows_of_fields(fields: Dict[str, jax.Array], layout: FieldLayout, activations, x_all, rows) -> LayerValues:
     """:class:`LayerValues` on the points ``rows`` (b,) (gathered from the stored fields)."""
     phi, dphi, z = {}, {}, {}
     for l in layout.h_layers:
-        h = jnp.take(fields[f"h{l}"], rows, axis=0).astype(jnp.float32)
+        h = _gather(fields[f"h{l}"], rows)
         phi[l] = activations[l - 1](h)
         dphi[l] = _derivative(activations[l - 1])(h)
     for l in layout.z_layers:
-        z[l] = jnp.take(fields[f"z{l}"], rows, axis=0).astype(jnp.float32)
+        z[l] = _gather(fields[f"z{l}"], rows)
     x_b = jnp.take(jnp.take(x_all, rows, axis=0), fields["coordinate"], axis=1) if layout.coordinate else None
     return LayerValues(phi, dphi, z, fields.get("zeta"), x_b)

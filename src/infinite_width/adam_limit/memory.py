@@ -38,6 +38,10 @@ _FLOAT = 4
 KERNEL_BLOCK_BYTES = 1 << 27
 #: float32 block of rows (bytes) while fields are drawn.
 DRAW_BLOCK_BYTES = 1 << 26
+#: Latent rows drawn at once (fields.LATENT_CHUNK_ROWS).
+LATENT_CHUNK_ROWS = 1024
+#: Compilation and runtime buffers, counted in every phase (measured: tens of MB).
+RUNTIME_BYTES = 1 << 26
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +51,9 @@ class MemoryEstimate:
     Attributes:
       parts: bytes per device of each part: ``storage``, ``roots``,
         ``root_computation`` (phase 1), ``sampling`` (phase 2 transients),
-        ``state`` (accumulators, optimizer state, gradients) and
-        ``step_temporaries`` (phase 3 transients).
+        ``state`` (accumulators, optimizer state, gradients),
+        ``step_temporaries`` (phase 3 transients) and ``runtime``
+        (compilation and runtime buffers, in every phase).
       devices: number of devices the samples are sharded over.
     """
 
@@ -59,9 +64,9 @@ class MemoryEstimate:
     def phases(self) -> Dict[str, int]:
         p = self.parts
         return {
-            "roots": p["root_computation"],
-            "sampling": p["storage"] + p["roots"] + p["sampling"],
-            "steps": p["storage"] + p["state"] + p["step_temporaries"],
+            "roots": p["root_computation"] + p["runtime"],
+            "sampling": p["storage"] + p["roots"] + p["sampling"] + p["runtime"],
+            "steps": p["storage"] + p["state"] + p["step_temporaries"] + p["runtime"],
         }
 
     @property
@@ -74,12 +79,11 @@ class MemoryEstimate:
         return f"{self.peak_bytes / _GIB:.3g} GiB per device at its peak ({detail})"
 
 
-def _field_counts(depth: int, out_dim: int, train: str):
-    """(h fields, z fields, shared terms, stored numbers per point) of a run."""
+def _fields(depth: int, out_dim: int, train: str):
+    """(stored h fields, stored z fields, u layers, root kernels, shared terms) of a run."""
     if train == "readout":
-        return 1, 0, 0, 1
-    h, z = depth, depth - 1
-    return h, z, 2 * depth, h + z * out_dim
+        return 1, 0, 0, (1 if depth >= 2 else 0), 0
+    return depth, depth - 1, depth, 2 * (depth - 1), 2 * depth
 
 
 def estimate_memory(
@@ -91,7 +95,7 @@ def estimate_memory(
     samples: int,
     input_dim: int,
     replicas: int = 1,
-    ranks: Optional[Mapping[str, int]] = None,
+    root_width: Optional[int] = None,
     batch_size: Optional[int] = None,
     block_rows: int = 64,
     storage_dtype: str = "float32",
@@ -101,51 +105,43 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Bytes per device of a solve of an MLP with ``depth`` hidden layers and ``out_dim`` outputs.
 
-    ``ranks``: columns of each root (``{"h2": r, "z1": r, ...}``; default
-    all P, exact roots); ``batch_size``: the minibatch (default full batch);
-    ``block_rows``: points per block in a step; ``optimizer_state``: numbers
-    of optimizer state per gradient entry (Adam 2, momentum 1, SGD/sign 0).
+    ``root_width``: columns of each root of a P x P kernel (default P, exact;
+    with low-rank roots ``rank + features + 1``); ``batch_size``: the
+    minibatch (default full batch); ``block_rows``: points per block in a
+    step; ``optimizer_state``: numbers of optimizer state per gradient entry
+    (Adam 2, momentum 1, SGD and sign 0); ``input_dim``: d.
     """
     if storage_dtype not in _ITEMSIZE:
         raise ValueError(f"unknown storage_dtype {storage_dtype!r}; expected one of {tuple(_ITEMSIZE)}")
     if train not in ("all", "readout"):
         raise ValueError(f"unknown train mode {train!r}; expected 'all' or 'readout'")
     points, k = n_train + n_test, out_dim
+    width = points if root_width is None else min(root_width, points)
     per_device = -(-samples // devices)
-    per_replica_device = -(-per_device // replicas)
-    h_fields, z_fields, shared_terms, stored_per_point = _field_counts(depth, k, train)
-    kernel_names = [f"h{l}" for l in range(2, depth + 1)] + [f"z{l}" for l in range(1, depth)]
-    if train == "readout":
-        kernel_names = [f"h{depth}"] if depth >= 2 else []
-    ranks = {name: points for name in kernel_names} | dict(ranks or {})
-    root_columns = sum(min(ranks.get(name, points), points) for name in kernel_names)
-    first_layer = input_dim + 1 if (train == "all" or depth == 1) else 0
-    kernel_matrices = len(kernel_names)
+    per_replica = -(-per_device // replicas)
+    h_fields, z_fields, u_layers, root_kernels, shared_terms = _fields(depth, k, train)
+    first_layer = input_dim + 1 if 1 <= h_fields and (train == "all" or depth == 1) else 0
+    # Latent normals of one replica: d + 1 for h^1, one row per root column for h^l, k per column for z^l.
+    latent_rows = first_layer + (h_fields - (1 if first_layer else 0)) * width + z_fields * k * width + k
+    truncated = width < points
     parts = {
-        "storage": per_device * (points * stored_per_point * _ITEMSIZE[storage_dtype] + (k + 1) * _FLOAT),
-        "roots": (root_columns + first_layer) * points * _FLOAT,
-        # float64 kernels (factorized in place), one float64 factor and its triangle, the layer-kernel block.
-        "root_computation": kernel_matrices * points * points * 8 + 3 * points * min(points, max(ranks.values(), default=0)) * 8
-        + (3 * KERNEL_BLOCK_BYTES if kernel_matrices else 0),
-        # Latent normals of the widest field of one replica (and their random bits), one block of rows.
-        "sampling": 2 * per_replica_device * max(input_dim + 1, max(
-            [ranks[n] * (k if n[0] == "z" else 1) for n in kernel_names], default=0)) * _FLOAT
-        + 2 * DRAW_BLOCK_BYTES,
-        # Accumulator, optimizer state, gradient, direction and update per entry.
+        "storage": per_device * (points * (h_fields + z_fields * k) * _ITEMSIZE[storage_dtype] + (k + 1) * _FLOAT),
+        # float32 roots on the host (one set per replica when truncated) and on the device.
+        "roots": points * _FLOAT * (first_layer + root_kernels * width) * (2 + (replicas if truncated else 0)),
+        # The float64 field kernels, one float64 exact root, the layer kernels of one block of rows.
+        "root_computation": (root_kernels + 1) * points * points * 8 + (2 * KERNEL_BLOCK_BYTES if root_kernels else 0),
+        # One replica's latent normals (rows padded to whole chunks), the random-number temporaries of one
+        # chunk of rows, one block of rows and its storage-dtype copy.
+        "sampling": (-(-latent_rows // LATENT_CHUNK_ROWS) * LATENT_CHUNK_ROWS + 4 * LATENT_CHUNK_ROWS)
+        * per_replica * _FLOAT + 2 * DRAW_BLOCK_BYTES,
+        # Accumulators, optimizer state, gradients, directions and the updated accumulators.
         "state": per_device * (shared_terms + k) * (optimizer_state + 4) * _FLOAT,
-        "step_temporaries": _step_temporaries(per_device, k, h_fields, z_fields, points, batch_size or n_train,
-                                              block_rows),
+        # One block of rows: gathered fields in float32, phi and phi', sum_c chi_c u_c, weights, x_b.
+        "step_temporaries": min(block_rows, max(batch_size or n_train, points)) * per_device * _FLOAT
+        * (3 * h_fields + 2 * z_fields * k + u_layers + 4),
+        "runtime": RUNTIME_BYTES,
     }
     return MemoryEstimate(parts={name: int(value) for name, value in parts.items()}, devices=devices)
-
-
-def _step_temporaries(per_device: int, k: int, h_fields: int, z_fields: int, points: int, batch: int,
-                      block_rows: int) -> int:
-    """float32 temporaries of one block of rows: gathered fields, phi, phi', the contractions over outputs."""
-    per_row = per_device * (z_fields * 2 * k + h_fields * 3 + 6 + k)
-    block = min(block_rows, max(batch, points)) * per_row
-    predictions = 2 * points * k * _FLOAT * max(1, per_device // max(per_device, 1))
-    return int(block * _FLOAT + predictions)
 
 
 def available_memory(device=None) -> int:

@@ -44,29 +44,37 @@ EXACT_TOLERANCE = 1e-7
 
 @dataclasses.dataclass(frozen=True)
 class Root:
-    """A root ``factor`` (P, r) of a kernel, its columns in pivot order.
+    """The exact pivoted Cholesky root of a kernel, columns in pivot order.
 
     Attributes:
-      factor: (P, r) float64, ``factor @ factor.T`` approximates the kernel.
-      residual: (P,) the variance each point loses, ``diag(K - factor factor^T)`` (>= 0).
-      numerical_rank: columns of the exact factor (r <= numerical_rank).
+      factor: (P, q) float64, ``factor @ factor.T`` equals the kernel up to
+        round-off; q is the numerical rank.
+      pivots: (q,) the point whose remaining variance column j eliminated.
+      variances: (P,) the kernel's diagonal.
       name: the kernel's name, for messages.
     """
 
     factor: np.ndarray
-    residual: np.ndarray
-    numerical_rank: int
+    pivots: np.ndarray
+    variances: np.ndarray
     name: str
 
     @property
-    def rank(self) -> int:
+    def numerical_rank(self) -> int:
         return self.factor.shape[1]
 
-    @property
-    def residual_fraction(self) -> float:
-        """The fraction of the total variance (trace) that truncation dropped."""
-        total = float(np.sum(self.residual) + np.sum(self.factor**2))
-        return float(np.sum(self.residual)) / total if total > 0 else 0.0
+    def leading(self, rank: Optional[int]) -> np.ndarray:
+        """The rank-r pivoted Cholesky approximation's root: the first r columns (all with None)."""
+        return self.factor if rank is None else self.factor[:, : min(int(rank), self.numerical_rank)]
+
+    def residual(self, rank: Optional[int]) -> np.ndarray:
+        """(P,) the variance each point loses when truncated to ``rank`` columns (>= 0)."""
+        return np.maximum(self.variances - np.sum(self.leading(rank) ** 2, axis=1), 0.0)
+
+    def residual_fraction(self, rank: Optional[int]) -> float:
+        """The fraction of the total variance (trace) that truncation to ``rank`` columns drops."""
+        total = float(np.sum(self.variances))
+        return float(np.sum(self.residual(rank))) / total if total > 0 and rank is not None else 0.0
 
 
 def _check_kernel(kernel, name: str) -> np.ndarray:
@@ -80,21 +88,20 @@ def _check_kernel(kernel, name: str) -> np.ndarray:
     return k
 
 
-def pivoted_root(kernel, name: str = "kernel", rank: Optional[int] = None, *, consume: bool = False) -> Root:
-    """The pivoted Cholesky root of a symmetric P x P ``kernel``, exact or truncated to ``rank`` columns.
+def pivoted_root(kernel, name: str = "kernel", *, consume: bool = False) -> Root:
+    """The exact pivoted Cholesky root of a symmetric P x P ``kernel`` (LAPACK ``dpstrf``).
 
-    Only one triangle of ``kernel`` is read. ``rank=None`` keeps the
-    numerical rank (exact). An all-zero kernel gives a (P, 1) zero root.
-    Time O(P^3 / 3) (the factor is computed to the numerical rank, then
-    truncated), memory one float64 copy of the kernel, or none with
-    ``consume=True`` and a C-contiguous float64 kernel (then overwritten).
+    Only one triangle of ``kernel`` is read. An all-zero kernel gives a
+    (P, 1) zero root. Time O(P^3 / 3), memory one float64 copy of the
+    kernel, or none with ``consume=True`` and a C-contiguous float64 kernel
+    (then overwritten).
     """
     k = _check_kernel(kernel, name)
     n = k.shape[0]
     variances = np.diagonal(k).astype(np.float64)
     scale = float(np.max(variances)) if n else 0.0
     if scale == 0.0:
-        return Root(np.zeros((n, 1)), np.zeros(n), 0, name)
+        return Root(np.zeros((n, 1)), np.zeros(1, np.int64), variances, name)
     in_place = consume and k.dtype == np.float64 and k.flags.c_contiguous
     # The transpose of a C-ordered symmetric matrix is the Fortran-ordered same matrix.
     work = k.T if in_place else np.array(k, dtype=np.float64, order="F")
@@ -103,9 +110,10 @@ def pivoted_root(kernel, name: str = "kernel", rank: Optional[int] = None, *, co
     )
     if info < 0:
         raise RuntimeError(f"LAPACK dpstrf rejected argument {-info} while factorizing {name}")
-    kept = numerical_rank if rank is None else min(int(rank), numerical_rank)
-    root = np.zeros((n, kept))
-    root[pivots - 1] = np.tril(factor[:, :kept])
+    for column in range(1, numerical_rank):  # dpstrf leaves the upper triangle untouched
+        factor[:column, column] = 0.0
+    root = np.empty((n, numerical_rank))
+    root[pivots - 1] = factor[:, :numerical_rank]
     del factor, work
     residual = variances - np.sum(root**2, axis=1)
     if residual.min() < -PSD_TOLERANCE * scale:
@@ -115,12 +123,13 @@ def pivoted_root(kernel, name: str = "kernel", rank: Optional[int] = None, *, co
             RuntimeWarning,
             stacklevel=2,
         )
-    return Root(root, np.maximum(residual, 0.0), int(numerical_rank), name)
+    return Root(root, (pivots[:numerical_rank] - 1).astype(np.int64), variances, name)
 
 
 def sampling_root(kernel, name: str = "kernel", rank: Optional[int] = None) -> np.ndarray:
-    """A root ``A`` of shape (P, r) of a symmetric P x P kernel, ``A @ A.T ~= kernel`` (:func:`pivoted_root`)."""
-    return pivoted_root(kernel, name, rank).factor
+    """A root ``A`` (P, r) of a symmetric P x P kernel, ``A @ A.T ~= kernel``: the first ``rank`` columns
+    of its pivoted Cholesky root (:func:`pivoted_root`; all of them by default, exact)."""
+    return np.array(pivoted_root(kernel, name).leading(rank))
 
 
 # --------------------------------------------------------------------------
