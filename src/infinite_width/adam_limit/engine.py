@@ -10,37 +10,49 @@ How (docs/theory.md, section 7):
 
 1. *Fields* (:mod:`~infinite_width.adam_limit.fields`): per sample, the
    pre-activations ``h^l`` of every layer and the backward fields ``z^l_c``
-   (l < L) on all P = N_train + N_test points, drawn once from pivoted
-   Cholesky roots of the layer kernels (:mod:`~infinite_width.adam_limit.roots`;
-   ``h^1`` exactly from input weights, ``z^L`` as k numbers per sample).
+   (l < L) on all P = N_train + N_test points, drawn once. ``h^1`` comes
+   exactly from input weights (``K^1`` has rank d + 1), ``z^L`` is k numbers
+   per sample (``B^{L+1} = 1``), ``phi(h)`` and ``phi'(h)`` both come from
+   the stored ``h``. The other fields come from pivoted Cholesky roots of
+   their P x P kernels (:mod:`~infinite_width.adam_limit.roots`), exact, or,
+   above ``rank + features`` columns, the leading ``rank`` columns plus
+   per-replica random features of the residual, which keep the covariance
+   right in expectation (:mod:`~infinite_width.adam_limit.features`).
 2. *Lazy steps* (:mod:`~infinite_width.adam_limit.step`): the network is
    lazy, so ``f_t = f_0 - sum_terms coef mean_m U V A_m`` with ``A_m`` each
    sample's accumulated update; a step reads the fields on its batch rows
-   only. Predictions on all points are computed at recorded steps.
+   only. Predictions on all points are computed at recorded steps. This is
+   the eager algorithm (every step moving f on all points) reordered: the
+   same draws give the same predictions up to float32 round-off.
 
-Cost model (L hidden layers, k outputs, d inputs, P points, B batch rows,
-M samples, r root rank, T steps, Rec recorded steps; numbers are float32
-unless ``storage_dtype="bfloat16"``):
+Cost model (L hidden layers, k outputs, d inputs, P = N_train + N_test points,
+B batch rows, M samples, r' = min(q, rank + features + 1) columns per root of
+numerical rank q <= P, T steps, T_rec recorded steps; numbers are float32, the
+stored fields bfloat16 with ``storage_dtype="bfloat16"``):
 
-* setup time: kernels O(P^2 (d + L)), roots O(L P^3 / 3) (float64 LAPACK on
-  the host), fields O(M P (d + L r + L k r)) for matrix products plus
-  O(M (d + L r + L k r)) normal draws;
-* step time: O(M B (L k + L)) per step, T steps; O(M P (L k + L)) per
-  recorded step;
-* memory: stored fields ``M P (L + (L-1) k)`` numbers (+ ``M (k + 1)``),
-  roots ``P r`` float32 per field kernel, optimizer state and accumulators
-  O(M (2 L + k)), step temporaries O(M block_rows (k + 8)); while the roots
-  are computed, P^2 float64 per field kernel (2 (L - 1) kernels).
-  :func:`~infinite_width.adam_limit.memory.estimate_memory` counts every part
-  and :func:`solve` refuses a run that does not fit, saying what would.
+* setup time: layer kernels O(P^2 (d + L)); exact roots O((L - 1) P^3 / 3)
+  in float64 LAPACK on the host (2 (L - 1) kernels); features O(R P q n) per
+  truncated root; fields O(M P (d + 1 + (L - 1)(1 + k) r')) for matrix
+  products plus O(M (d + 1 + (L - 1)(1 + k) r')) normal draws;
+* step time: O(M B (L + (L - 1) k + k)) per step, T steps, plus
+  O(M P (L + (L - 1) k + k)) per recorded step (T_rec of them);
+* memory: stored fields ``M P (L + (L - 1) k)`` numbers (+ ``M (k + 1)``),
+  accumulators and optimizer state O(M (2 L + k)), step temporaries
+  O(M block_rows (3 L + 2 (L - 1) k)); while the roots are computed,
+  P^2 float64 per field kernel. :func:`~infinite_width.adam_limit.memory.estimate_memory`
+  counts every part by phase and :func:`solve` refuses a run that does not
+  fit, naming a sample count that does.
 
-Low-rank roots: ``rank`` truncates each root to its first r pivoted Cholesky
-columns; the error is measured, not assumed (docs/BENCHMARKS.md, section
-"Adam-like limit", and ``LimitResult.residual_fractions``).
-
-Samples are sharded over ``devices`` (a one-axis ``Mesh``, also across hosts
-after ``jax.distributed.initialize()``); sums over samples are then
-cross-device reductions.
+Scale-out: the sample axis is sharded over ``devices`` with a one-axis
+``jax.sharding.Mesh`` (fields, accumulators and optimizer state split by
+sample; sums over samples become cross-device reductions); the same key gives
+the same draws on any number of devices. Across several hosts, start every
+process with ``jax.distributed.initialize(coordinator_address, num_processes,
+process_id)`` and call :func:`solve` with the same arguments on each, with
+``devices=jax.devices()`` (all hosts' devices): every process then draws and
+steps its own samples, and the recorded predictions (replicated) are read on
+each host. The host-side parts (layer kernels, LAPACK roots) are repeated on
+every host.
 """
 
 from __future__ import annotations
@@ -95,6 +107,12 @@ class LimitResult:
       devices: number of devices the samples were sharded over.
       memory: the :class:`MemoryEstimate` checked before allocating.
       setup_time_s: kernels, roots and sampling; wall_time_s: the whole call.
+      timings: seconds of each stage: ``roots`` (layer kernels and their
+        pivoted Cholesky factors), ``features`` (per-replica roots),
+        ``fields`` (drawing), ``steps`` (the step loop) and ``predictions``
+        (all points at recorded steps); compilation is in the stage that
+        first runs a shape: ``first_step_block`` is the first call of the
+        step loop (``first_step_block_steps`` steps and the compilation).
       optimizer, loss, train: what was solved.
     """
 
@@ -115,6 +133,7 @@ class LimitResult:
     memory: MemoryEstimate
     setup_time_s: float
     wall_time_s: float
+    timings: Dict[str, float]
     optimizer: Optimizer
     loss: str
     train: str
@@ -219,6 +238,7 @@ class SampledFields:
       layout: their :class:`~infinite_width.adam_limit.fields.FieldLayout`.
       terms, output_coefficient: the limit's terms (:func:`~infinite_width.adam_limit.terms.limit_terms`).
       ranks, residual_fractions: per root field, its rank and the fraction of variance truncation dropped.
+      timings: seconds spent on ``roots``, ``features`` and ``fields``.
     """
 
     fields: Dict[str, jax.Array]
@@ -227,9 +247,10 @@ class SampledFields:
     output_coefficient: float
     ranks: Dict[str, int]
     residual_fractions: Dict[str, float]
+    timings: Dict[str, float]
 
 
-def _exact_roots(arch, x_all, layout):
+def exact_roots(arch, x_all, layout):
     """Exact pivoted Cholesky roots of the field kernels (``{"h<l>": Root, "z<l>": Root}``)."""
     W_std, _ = layer_scales(arch)
     with kernels.precision_scope("float32"):
@@ -250,12 +271,24 @@ def sample_fields(arch: Architecture, x_all, *, key, samples: int, replicas: int
     layout = field_layout(terms, arch.depth, arch.out_dim, x_all.shape[0], replicas, samples // replicas)
     W_std, b_std = layer_scales(arch)
     samples_key = jax.random.fold_in(as_key(key), 1)
-    roots_for = ReplicaRoots(_exact_roots(arch, x_all, layout), first_layer_root(x_all, W_std[0], b_std[0]), rank,
-                             features, W_std, b_std, arch.activations, samples_key, replicas)
+    clock = [time.perf_counter()]
+
+    def lap():
+        clock.append(time.perf_counter())
+        return clock[-1] - clock[-2]
+
+    exact = exact_roots(arch, x_all, layout)
+    timings = {"roots": lap()}
+    roots_for = ReplicaRoots(exact, first_layer_root(x_all, W_std[0], b_std[0]), rank, features, W_std, b_std,
+                             arch.activations, samples_key, replicas)
+    del exact
+    timings["features"] = lap()
     with kernels.precision_scope("float32"):
-        fields = draw_fields(samples_key, roots_for, layout, STORAGE_DTYPES[storage_dtype],
-                             input_dim=x_all.shape[1], readout_scale=W_std[-1], sharding=_shardings(devices)[0])
-    return SampledFields(fields, layout, terms, out_coefficient, roots_for.ranks, roots_for.dropped)
+        fields = jax.block_until_ready(draw_fields(
+            samples_key, roots_for, layout, STORAGE_DTYPES[storage_dtype], input_dim=x_all.shape[1],
+            readout_scale=W_std[-1], sharding=_shardings(devices)[0]))
+    timings["fields"] = lap()
+    return SampledFields(fields, layout, terms, out_coefficient, roots_for.ranks, roots_for.dropped, timings)
 
 
 def _shardings(devices):
@@ -350,6 +383,48 @@ def solve(
       ValueError, TypeError: bad inputs, named.
     """
     wall_start = time.perf_counter()
+    plan = _plan(arch, x_train, y_train, x_test, optimizer, steps, key, loss, train, batch_size, batch_indices, samples,
+                 replicas, rank, features, storage_dtype, f0_train, f0_test, record, devices, max_memory_bytes,
+                 block_rows)
+    problem = plan.problem
+    sampled = sample_fields(arch, problem.x_all, key=plan.key, samples=samples, replicas=replicas, train=train,
+                            linear=not optimizer.adaptive, rank=plan.rank, features=plan.features,
+                            storage_dtype=storage_dtype, devices=plan.devices)
+    field_sharding, replicated = _shardings(plan.devices)
+    put = (lambda x: jax.device_put(x, replicated)) if replicated is not None else jnp.asarray
+    spec = StepSpec(sampled.terms, sampled.output_coefficient, sampled.layout, arch.activations, optimizer, loss,
+                    problem.n_train, problem.full_batch, min(plan.block_rows, problem.x_all.shape[0]))
+    timings = dict(sampled.timings, steps=0.0, predictions=0.0)
+    with kernels.precision_scope("float32"):
+        accumulated, opt_state = initial_state(spec, field_sharding)
+        inputs = (put(problem.x_all), put(problem.f0), put(problem.y_train),
+                  put(problem.rows if problem.rows.shape[0] else np.zeros((1, problem.rows.shape[1]), np.int32)))
+        setup_time = time.perf_counter() - wall_start
+        trajectory = _run(spec, sampled.fields, inputs, accumulated, opt_state, problem.record_steps, steps,
+                          progress, optimizer, timings)
+    return _result(trajectory, plan, sampled, timings, setup_time, wall_start, optimizer, loss, train)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A run's checked arguments and its memory estimate."""
+
+    problem: _Problem
+    key: jax.Array
+    rank: Optional[int]
+    features: int
+    devices: list
+    block_rows: int
+    memory: MemoryEstimate
+    samples: int
+    replicas: int
+    storage_dtype: str
+
+
+def _plan(arch, x_train, y_train, x_test, optimizer, steps, key, loss, train, batch_size, batch_indices, samples,
+          replicas, rank, features, storage_dtype, f0_train, f0_test, record, devices, max_memory_bytes,
+          block_rows) -> _Plan:
+    """Check every argument (errors name the problem) and the memory the run needs."""
     _check_choices(arch, optimizer, loss, train, storage_dtype)
     steps = check_int("steps", steps, 0)
     samples = check_int("samples", samples, 2)
@@ -361,45 +436,26 @@ def solve(
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices is empty")
-    per_replica = samples // replicas
-    if per_replica % len(devices):
-        raise ValueError(f"samples per replica ({per_replica}) must be divisible by the number of devices "
+    if (samples // replicas) % len(devices):
+        raise ValueError(f"samples per replica ({samples // replicas}) must be divisible by the number of devices "
                          f"({len(devices)}) to shard the samples")
     key = as_key(key)
     problem = _problem(arch, x_train, y_train, x_test, f0_train, f0_test, key, steps, batch_size, batch_indices,
                        record)
-    k = arch.out_dim
     points = problem.x_all.shape[0]
-    block_rows = default_block_rows(samples // len(devices), k) if block_rows is None else check_int(
-        "block_rows", block_rows, 1)
+    block_rows = (default_block_rows(samples // len(devices), arch.out_dim) if block_rows is None
+                  else check_int("block_rows", block_rows, 1))
     available = available_memory(devices[0]) if max_memory_bytes is None else int(max_memory_bytes)
     # Roots are at most P wide (exact) or rank + features + 1 (truncated, with features).
     root_width = points if rank is None else min(points, rank + features + 1)
     memory = _plan_memory(arch, problem, samples, replicas, root_width, storage_dtype, train, optimizer,
                           len(devices), block_rows, available)
-
-    sampled = sample_fields(arch, problem.x_all, key=key, samples=samples, replicas=replicas, train=train,
-                            linear=not optimizer.adaptive, rank=rank, features=features, storage_dtype=storage_dtype,
-                            devices=devices)
-    field_sharding, replicated = _shardings(devices)
-    put = (lambda x: jax.device_put(x, replicated)) if replicated is not None else jnp.asarray
-    spec = StepSpec(sampled.terms, sampled.output_coefficient, sampled.layout, arch.activations, optimizer, loss,
-                    problem.n_train, problem.full_batch, min(block_rows, points))
-    with kernels.precision_scope("float32"):
-        accumulated, opt_state = initial_state(spec, field_sharding)
-        inputs = (put(problem.x_all), put(problem.f0), put(problem.y_train),
-                  put(problem.rows if problem.rows.shape[0] else np.zeros((1, problem.rows.shape[1]), np.int32)))
-        jax.block_until_ready(sampled.fields)
-        setup_time = time.perf_counter() - wall_start
-        trajectory = _run(spec, sampled.fields, inputs, accumulated, opt_state, problem.record_steps, steps,
-                          progress, optimizer)
-    ranks, dropped = sampled.ranks, sampled.residual_fractions
-    return _result(trajectory, problem, replicas, samples, block_rows, ranks, dropped, storage_dtype, devices,
-                   memory, setup_time, wall_start, optimizer, loss, train)
+    return _Plan(problem, key, rank, features, devices, block_rows, memory, samples, replicas, storage_dtype)
 
 
-def _run(spec, fields, inputs, accumulated, opt_state, record_steps, steps, progress, optimizer):
-    """Run the compiled step loop; (R, T, P, k) predictions at ``record_steps``."""
+def _run(spec, fields, inputs, accumulated, opt_state, record_steps, steps, progress, optimizer, timings):
+    """Run the compiled step loop; (R, T, P, k) predictions at ``record_steps``. Adds the seconds spent in
+    steps and predictions to ``timings``."""
     x_all, f0, y_train, batch_indices = inputs
     advance, predict = compiled_advance(spec), compiled_predict(spec)
     bad = jnp.asarray(-1, jnp.int32)
@@ -408,17 +464,31 @@ def _run(spec, fields, inputs, accumulated, opt_state, record_steps, steps, prog
     with tqdm(total=steps, disable=not progress, desc="adam limit", unit="step") as bar:
         for stop in _blocks(record_steps, steps, progress):
             if stop > t:
+                start = time.perf_counter()
                 accumulated, opt_state, bad = advance(fields, x_all, f0, y_train, batch_indices, accumulated,
                                                       opt_state, bad, jnp.int32(t), jnp.int32(stop))
-                if int(bad) >= 0:
-                    _diverged(int(bad), optimizer)
+                bad_step = int(_to_host(bad))  # waits for the steps
+                if "first_step_block" not in timings:  # it includes the compilation of the step loop
+                    timings["first_step_block"], timings["first_step_block_steps"] = time.perf_counter() - start, stop - t
+                timings["steps"] += time.perf_counter() - start
+                if bad_step >= 0:
+                    _diverged(bad_step, optimizer)
                 bar.update(stop - t)
                 t = stop
             if stop in record_steps:
-                records[stop] = np.asarray(predict(fields, x_all, f0, accumulated))
+                start = time.perf_counter()
+                records[stop] = _to_host(predict(fields, x_all, f0, accumulated))
+                timings["predictions"] += time.perf_counter() - start
                 if not np.all(np.isfinite(records[stop])):
                     _diverged(stop, optimizer)
     return np.stack([records[s] for s in record_steps], axis=1)
+
+
+def _to_host(array) -> np.ndarray:
+    """A replicated array as numpy, also when it spans the devices of several processes (jax.distributed)."""
+    if not array.is_fully_addressable and array.sharding.is_fully_replicated:
+        return np.asarray(array.addressable_data(0))
+    return np.asarray(array)
 
 
 def _diverged(step, optimizer):
@@ -436,29 +506,30 @@ def _blocks(record_steps, steps, progress):
     return sorted(stops)
 
 
-def _result(trajectory, problem, replicas, samples, block_rows, ranks, dropped, storage_dtype, devices, memory,
-            setup_time, wall_start, optimizer, loss, train) -> LimitResult:
-    n = problem.n_train
+def _result(trajectory, plan: _Plan, sampled: SampledFields, timings, setup_time, wall_start, optimizer, loss,
+            train) -> LimitResult:
+    n = plan.problem.n_train
     mean = trajectory.mean(axis=0)
-    stderr = trajectory.std(axis=0, ddof=1) / math.sqrt(replicas)
+    stderr = trajectory.std(axis=0, ddof=1) / math.sqrt(plan.replicas)
     return LimitResult(
-        steps=problem.record_steps,
+        steps=plan.problem.record_steps,
         train_predictions=mean[:, :n],
         test_predictions=mean[:, n:],
         train_stderr=stderr[:, :n],
         test_stderr=stderr[:, n:],
         replica_train_predictions=trajectory[:, :, :n],
         replica_test_predictions=trajectory[:, :, n:],
-        samples=samples,
-        replicas=replicas,
-        block_rows=block_rows,
-        ranks=ranks,
-        residual_fractions=dropped,
-        storage_dtype=storage_dtype,
-        devices=len(devices),
-        memory=memory,
+        samples=plan.samples,
+        replicas=plan.replicas,
+        block_rows=plan.block_rows,
+        ranks=sampled.ranks,
+        residual_fractions=sampled.residual_fractions,
+        storage_dtype=plan.storage_dtype,
+        devices=len(plan.devices),
+        memory=plan.memory,
         setup_time_s=setup_time,
         wall_time_s=time.perf_counter() - wall_start,
+        timings=timings,
         optimizer=optimizer,
         loss=loss,
         train=train,

@@ -179,6 +179,13 @@ def _block_rows(points: int, numbers_per_row: int, budget_bytes: int) -> int:
     return int(max(1, min(points, budget_bytes // max(4 * numbers_per_row, 1))))
 
 
+def _zeros(shape, dtype, sharding):
+    """Zeros created directly with their sharding (no full copy on one device or host)."""
+    if sharding is None:
+        return jnp.zeros(shape, dtype)
+    return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding(len(shape)))()
+
+
 def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, readout_scale: float,
                 sharding=None, block_bytes: int = 1 << 26) -> Dict[str, jax.Array]:
     """Draw every stored field of ``layout``; replica rho's from the roots ``roots_for(rho)``.
@@ -199,7 +206,7 @@ def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, r
         roots = {name: jnp.asarray(root, jnp.float32) for name, root in roots_for(replica).items()}
         plan = _latent_rows(layout, {name: root.shape[1] for name, root in roots.items()})
         if stores is None:
-            stores = {name: place(jnp.zeros((P, R) + inner + (C,), storage_dtype_of(dtype))) for name, _, _, inner in plan
+            stores = {name: _zeros((P, R) + inner + (C,), storage_dtype_of(dtype), sharding) for name, _, _, inner in plan
                       if name != "zeta"}
         latent, coordinate = _replica_latents(key, replica, plan=plan, per_replica=C, input_dim=input_dim,
                                               sharding=sharding)
