@@ -46,10 +46,10 @@ import infinite_width as iw
 from infinite_width import adam_limit, datasets, optim, training
 
 CONFIGS = {
-    "full-batch": dict(n_train=500, n_test=100, batch_size=None, steps=100, reference=(2, 2**17, 8),
+    "full-batch": dict(n_train=500, n_test=100, batch_size=None, steps=100, reference=(4, 2**16, 8),
                        engine_samples=(512, 1024, 2048, 4096, 8192, 16384, 32768),
                        widths=(128, 256, 512, 1024, 2048, 4096)),
-    "minibatch": dict(n_train=2000, n_test=500, batch_size=100, steps=500, reference=(4, 2**16, 8),
+    "minibatch": dict(n_train=2000, n_test=500, batch_size=100, steps=500, reference=(8, 2**15, 8),
                       engine_samples=(512, 1024, 2048, 4096, 8192, 16384, 32768),
                       widths=(128, 256, 512, 1024, 2048, 4096)),
 }

@@ -295,6 +295,11 @@ def test_roots_are_exact_pivoted_cholesky_factors_and_a_non_psd_kernel_is_named(
     residual = kernel - leading @ leading.T
     np.testing.assert_allclose(residual[np.ix_(root.pivots[:2], root.pivots[:2])], 0, atol=1e-12)
     assert np.linalg.eigvalsh(residual).min() > -1e-12 and root.residual_fraction(2) > 0.01
+    # The greedy partial factorization computes the same leading columns, and completes at the numerical rank.
+    partial = adam_limit.roots.partial_pivoted_root(kernel, "K^2", 2)
+    assert not partial.complete and np.array_equal(partial.pivots, root.pivots[:2])
+    np.testing.assert_allclose(partial.factor, leading, atol=1e-12)
+    assert adam_limit.roots.partial_pivoted_root(kernel, "K^2", 5).complete
     lam, vec = np.linalg.eigh(a @ a.T + np.eye(8))
     lam[0] = -0.05 * lam[-1]
     with pytest.warns(RuntimeWarning, match=r"K\^2 is not positive semi-definite"):

@@ -70,10 +70,10 @@ from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
 from infinite_width._checks import as_key, check_batch_indices, check_int, check_record_list, check_targets
-from infinite_width.adam_limit.features import DEFAULT_FEATURES, DEFAULT_RANK, ReplicaRoots
+from infinite_width.adam_limit.features import DEFAULT_FEATURES, DEFAULT_RANK, ReplicaRoots, feature_sources
 from infinite_width.adam_limit.fields import draw_fields, field_layout, first_layer_root
 from infinite_width.adam_limit.memory import MemoryEstimate, available_memory, check_memory, estimate_memory
-from infinite_width.adam_limit.roots import field_kernels, pivoted_root
+from infinite_width.adam_limit.roots import field_kernels, partial_pivoted_root, pivoted_root
 from infinite_width.adam_limit.step import StepSpec, compiled_advance, compiled_predict, initial_state
 from infinite_width.adam_limit.terms import TRAIN_MODES, layer_scales, limit_terms
 from infinite_width.architectures import Architecture
@@ -250,12 +250,26 @@ class SampledFields:
     timings: Dict[str, float]
 
 
-def exact_roots(arch, x_all, layout):
-    """Exact pivoted Cholesky roots of the field kernels (``{"h<l>": Root, "z<l>": Root}``)."""
+def field_roots(arch, x_all, layout, rank: Optional[int], features: int):
+    """Pivoted Cholesky roots of the field kernels (``{"h<l>": Root, "z<l>": Root}``).
+
+    With ``rank=None`` every root is exact (LAPACK). Otherwise only the first
+    ``rank + features + 1`` columns are computed (O(P r'^2)): enough to tell
+    whether a root is truncated and to draw it; the roots whose exact draws
+    make features (:func:`~infinite_width.adam_limit.features.feature_sources`)
+    are then factorized completely.
+    """
     W_std, _ = layer_scales(arch)
     with kernels.precision_scope("float32"):
         matrices = field_kernels(arch, x_all, layout, W_std)
-    return {name: pivoted_root(matrices.pop(name), name, consume=True) for name in list(matrices)}
+    if rank is None:
+        return {name: pivoted_root(matrices.pop(name), name, consume=True) for name in list(matrices)}
+    roots = {name: partial_pivoted_root(matrix, name, rank + features + 1) for name, matrix in matrices.items()}
+    truncated = {name for name, root in roots.items() if not root.complete}
+    for name in feature_sources(truncated, arch.depth) if features else ():
+        if not roots[name].complete:
+            roots[name] = pivoted_root(matrices.pop(name), name, consume=True)
+    return roots
 
 
 def sample_fields(arch: Architecture, x_all, *, key, samples: int, replicas: int, train: str = "all",
@@ -277,7 +291,7 @@ def sample_fields(arch: Architecture, x_all, *, key, samples: int, replicas: int
         clock.append(time.perf_counter())
         return clock[-1] - clock[-2]
 
-    exact = exact_roots(arch, x_all, layout)
+    exact = field_roots(arch, x_all, layout, rank, features)
     timings = {"roots": lap()}
     roots_for = ReplicaRoots(exact, first_layer_root(x_all, W_std[0], b_std[0]), rank, features, W_std, b_std,
                              arch.activations, samples_key, replicas)

@@ -1,7 +1,7 @@
-"""Exact special cases of the Adam-like infinite-width limit (design note section 4, cases 2 and 3).
+"""Exact special cases of the Adam-like infinite-width limit (docs/theory.md, section 6).
 
 These closed forms pin the Monte Carlo engine down: they are the limit itself,
-computed without sampling (../shared/design/adam-limit.md).
+computed without sampling (docs/theory.md, section 6).
 
 Case 4.2, SignSGD with one training point per step, scalar output. Then
 ``sign(chi u(x) v(x)) = sign(chi) sign(u(x)) sign(v(x))`` and every term of the
@@ -422,7 +422,7 @@ def sign_kernel(
 ) -> np.ndarray:
     """The sign kernel ``Theta_sign(xi, x)`` of SignSGD with one training point per step, shape (N_eval, N_train).
 
-    Exact infinite-width dynamics (design note section 4, case 2) of an MLP
+    Exact infinite-width dynamics (docs/theory.md, section 6) of an MLP
     with scalar output trained by ``dp = -lr * r_grp * sign(G_p)`` on one
     training point ``x_{i_t}`` per step::
 
@@ -676,7 +676,7 @@ def normalized_readout_dynamics(
     f0_eval=None,
     dtype: str = "float64",
 ) -> ExactPredictions:
-    """Exact readout-only sign dynamics with Gaussian readout features (design note section 4, case 3).
+    """Exact readout-only sign dynamics with Gaussian readout features (docs/theory.md, section 6).
 
     Only the readout weights and the output bias train, by sign updates
     (Adam with b1 = b2 = 0, eps = 0); with the last activation the identity

@@ -39,7 +39,7 @@ from infinite_width.adam_limit.fields import field_id
 from infinite_width.adam_limit.roots import Root
 from infinite_width.architectures import activation_fn
 
-__all__ = ["ReplicaRoots"]
+__all__ = ["ReplicaRoots", "feature_sources", "DEFAULT_RANK", "DEFAULT_FEATURES"]
 
 HIGHEST = jax.lax.Precision.HIGHEST
 _FEATURE_OFFSET = 3000
@@ -56,6 +56,17 @@ DEFAULT_RANK = 512
 DEFAULT_FEATURES = 512
 
 
+def feature_sources(truncated, depth: int) -> set:
+    """The fields whose exact draws make the features of the ``truncated`` fields (``h1``, drawn from the
+    input weights, and ``z<L>``, a constant, left out): ``h^{l-1}`` for ``h^l``; ``h^{l+1}`` and ``z^{l+1}``
+    for ``z^l``."""
+    needed = set()
+    for name in truncated:
+        l = int(name[1:])
+        needed |= {f"h{l - 1}"} if name[0] == "h" else {f"h{l + 1}", f"z{l + 1}"}
+    return needed - {"h1", f"z{depth}"}
+
+
 class ReplicaRoots:
     """The roots each replica draws its fields from: ``replica_roots(replica) -> {field: (P, r') float32}``.
 
@@ -66,7 +77,8 @@ class ReplicaRoots:
     the exact roots are not kept.
 
     Args:
-      exact: exact roots of the field kernels (``{"h<l>": Root, "z<l>": Root}``).
+      exact: roots of the field kernels (``{"h<l>": Root, "z<l>": Root}``), complete for those that are
+        truncated or feature sources (:func:`feature_sources`), else at least the leading columns.
       first_layer: (P, d + 1) exact root of ``K^1``.
       rank, features: see above.
       W_std, b_std, activations: the network's scales and activation names.
@@ -102,13 +114,8 @@ class ReplicaRoots:
 
     def _feature_sources(self, exact, truncated, first_layer):
         """Exact roots (float32, on the device) of the fields whose draws make the features."""
-        needed = set()
-        for name in truncated:
-            l = int(name[1:])
-            needed |= {f"h{l - 1}"} if name[0] == "h" else {f"h{l + 1}", f"z{l + 1}"}
-        needed.discard(f"z{self.depth}")  # z^L = W_{L+1} zeta needs no root
         return {name: jnp.asarray(first_layer if name == "h1" else exact[name].factor, jnp.float32)
-                for name in needed}
+                for name in feature_sources(truncated, self.depth) | ({"h1"} if "h2" in truncated else set())}
 
     def _draw(self, name, key, count):
         """``count`` exact draws (P, count) of field ``name`` (``z<L>``: the constant W_{L+1} zeta, (1, count))."""

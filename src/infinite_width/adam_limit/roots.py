@@ -28,7 +28,7 @@ import scipy.linalg.lapack
 
 from infinite_width import kernels
 
-__all__ = ["Root", "pivoted_root", "sampling_root", "field_kernels", "field_kernel_names", "PSD_TOLERANCE",
+__all__ = ["Root", "pivoted_root", "partial_pivoted_root", "sampling_root", "field_kernels", "field_kernel_names", "PSD_TOLERANCE",
            "EXACT_TOLERANCE"]
 
 #: A kernel whose remaining variance after factorization is below
@@ -48,20 +48,24 @@ class Root:
 
     Attributes:
       factor: (P, q) float64, ``factor @ factor.T`` equals the kernel up to
-        round-off; q is the numerical rank.
+        round-off; q is the numerical rank. With ``complete=False`` only
+        the first q columns of that factor (:func:`partial_pivoted_root`).
       pivots: (q,) the point whose remaining variance column j eliminated.
       variances: (P,) the kernel's diagonal.
       name: the kernel's name, for messages.
+      complete: whether ``factor`` is the whole (exact) root.
     """
 
     factor: np.ndarray
     pivots: np.ndarray
     variances: np.ndarray
     name: str
+    complete: bool = True
 
     @property
     def numerical_rank(self) -> int:
-        return self.factor.shape[1]
+        """Columns of the exact root; for an incomplete root, more than its computed columns."""
+        return self.factor.shape[1] + (0 if self.complete else 1)
 
     def leading(self, rank: Optional[int]) -> np.ndarray:
         """The rank-r pivoted Cholesky approximation's root: the first r columns (all with None)."""
@@ -124,6 +128,29 @@ def pivoted_root(kernel, name: str = "kernel", *, consume: bool = False) -> Root
             stacklevel=2,
         )
     return Root(root, (pivots[:numerical_rank] - 1).astype(np.int64), variances, name)
+
+
+def partial_pivoted_root(kernel, name: str, columns: int) -> Root:
+    """The first ``columns`` columns of the pivoted Cholesky root of ``kernel`` (P x P, float64, C-ordered),
+    computed greedily in O(P columns^2) without factorizing the rest; complete (exact) when the numerical
+    rank is reached first. Same pivots and columns as :func:`pivoted_root`, up to round-off."""
+    k = _check_kernel(kernel, name)
+    n = k.shape[0]
+    variances = np.diagonal(k).astype(np.float64)
+    remaining = variances.copy()
+    tolerance = EXACT_TOLERANCE * float(np.max(variances, initial=0.0))
+    rows = np.zeros((min(columns, n), n))  # row j = column j of the root
+    pivots = []
+    for j in range(rows.shape[0]):
+        pivot = int(np.argmax(remaining))
+        if remaining[pivot] <= tolerance:
+            return Root(rows[:j].T.copy(), np.array(pivots, np.int64), variances, name)
+        rows[j] = (k[pivot] - rows[:j, pivot] @ rows[:j]) / np.sqrt(remaining[pivot])
+        remaining -= rows[j] ** 2
+        remaining[pivot] = 0.0
+        pivots.append(pivot)
+    complete = bool(np.max(remaining, initial=0.0) <= tolerance)
+    return Root(rows.T.copy(), np.array(pivots, np.int64), variances, name, complete)
 
 
 def sampling_root(kernel, name: str = "kernel", rank: Optional[int] = None) -> np.ndarray:
