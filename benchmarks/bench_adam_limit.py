@@ -1,38 +1,39 @@
-"""Speed and accuracy-per-cost of the Adam-limit Monte Carlo engine.
+"""Accuracy per cost of the Adam-like limit's engine against finite networks, in one run.
 
-1. Throughput: 3 hidden ReLU layers, MNIST (10 classes), full-batch Adam,
-   M samples. Reports ms/step (from two runs of different lengths with the
-   same shapes after a compiling run, so compilation and sampling cancel) and the fraction of peak
-   memory bandwidth: bytes touched per step (the stored samples read twice,
-   on all P points: once for the normalized gradients, chi being zero-padded
-   off the training rows, once for the update) / time / peak.
-2. Accuracy per cost: relative RMS distance of the test outputs after
-   ``steps`` to a large-M reference run, against wall time (compilation
-   included on both sides), for the engine at growing M and for finite Adam
-   networks (:func:`infinite_width.finite.train`, centered) at growing width.
-3. ``--cost``: the same comparison in steady state. Every point is run twice
-   with the same shapes; the second call is timed (compilation excluded, the
-   engine's sampling and the network's initialisation included) and the
-   difference reported as compile time. The reference's own Monte Carlo error
-   is subtracted in quadrature, ``distance^2 - reference_error^2``, both sides
-   are fitted as ``distance ~ time^slope`` and the times needed to reach a
-   common distance compared.
+Both sides model the same limit: the engine estimates it with M samples (its
+distance falls like M^-1/2), a finite Adam network (centred, per-group scales,
+:func:`infinite_width.training.train`) approaches it as its width n grows.
+For each engine sample count and each width this measures, after ``steps``:
+
+* the relative RMS distance of the test predictions to a reference (the
+  engine's mean over many independent replicas), with the reference's own
+  Monte Carlo error removed in quadrature, ``sqrt(d^2 - e_ref^2)``;
+* the wall time of one call, compilation excluded (every point runs twice with
+  the same shapes; the second call is timed), the engine's kernels, roots,
+  features and fields and the network's initialisation included. An engine
+  point is one call with 2 replicas of M / 2 samples (its estimate is their mean).
+
+Both sides are fitted as ``distance ~ time^slope``; the script reports the time
+each fit needs to reach ``--target`` (0.08), their ratio and where the fits
+cross. Configurations (MNIST, ``mlp(2, "relu", sqrt 2, 0.1, 10)``, Adam(lr 0.01,
+b1 0.9, b2 0.99), MSE):
+
+* ``full-batch``: 500 train + 100 test, full batch, 100 steps;
+* ``minibatch``: 2,000 train + 500 test, batches of 100, 500 steps.
 
 Usage (from the repository root)::
 
-    python benchmarks/bench_adam_limit.py                    # the issue's configuration (accelerator)
-    python benchmarks/bench_adam_limit.py --cpu-small        # reduced run for a CPU, a few minutes
-    python benchmarks/bench_adam_limit.py --cpu-small --cost # steady-state cost comparison on a CPU, ~8 minutes
+    python benchmarks/bench_adam_limit.py --config full-batch
+    python benchmarks/bench_adam_limit.py --config minibatch
 
-Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA`` (MNIST idx files).
-Writes a JSON summary and a PNG plot to ``--out`` (default docs/).
+Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA``. Writes
+``bench_adam_limit_cost_<config>.json`` and ``.png`` under ``--out`` (default docs/).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import json
 import os
 import platform
@@ -42,20 +43,18 @@ import jax
 import numpy as np
 
 import infinite_width as iw
-from infinite_width import datasets, finite, optim
+from infinite_width import datasets, optim
+from infinite_width.finite import training
 from infinite_width.limits import adam_limit
 
-
-def measure_copy_bandwidth(n_bytes: int = 2**28) -> float:
-    """Bytes per second of a large in-memory copy on this machine (read + write counted)."""
-    source = np.ones(n_bytes // 4, np.float32)
-    target = np.empty_like(source)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        np.copyto(target, source)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n_bytes / best
+CONFIGS = {
+    "full-batch": dict(n_train=500, n_test=100, batch_size=None, steps=100, reference=(4, 2**16, 8),
+                       engine_samples=(512, 1024, 2048, 4096, 8192, 16384, 32768),
+                       widths=(128, 256, 512, 1024, 2048, 4096)),
+    "minibatch": dict(n_train=2000, n_test=500, batch_size=100, steps=500, reference=(8, 2**15, 8),
+                      engine_samples=(512, 1024, 2048, 4096, 8192, 16384, 32768),
+                      widths=(128, 256, 512, 1024, 2048, 4096)),
+}
 
 
 def relative_distance(outputs, reference):
@@ -73,163 +72,98 @@ def time_to_reach(distance, slope, intercept):
     return float(np.exp((np.log(distance) - intercept) / slope))
 
 
-def cost_comparison(arch, data, adam, config, replicas):
-    """Steady-state accuracy per cost of the engine and of finite networks (mode 3 of the module docstring)."""
-    steps = config["steps"]
-    solve = functools.partial(adam_limit.solve, arch, data.x_train, data.y_train, data.x_test, adam)
+def reference_run(solve, steps, solves, samples, replicas):
+    """The limit's test predictions from ``solves`` independent calls (pooled replicas) and their relative error."""
     start = time.perf_counter()
-    reference = solve(steps, record=[steps], key=123, samples=replicas * config["reference_samples"], replicas=replicas)
-    reference_seconds = time.perf_counter() - start
-    target = reference.test_predictions[-1]
-    reference_error = float(np.sqrt(np.mean(reference.test_stderr[-1] ** 2) / np.mean(target**2)))
-    print(f"reference: {reference_seconds:.1f} s, relative MC error {reference_error:.4f}")
+    pooled = np.concatenate([solve(steps, key=100 + i, samples=samples, replicas=replicas,
+                                   record=[steps]).replica_test_predictions[:, -1] for i in range(solves)])
+    mean = pooled.mean(axis=0)
+    stderr = pooled.std(axis=0, ddof=1) / np.sqrt(pooled.shape[0])
+    error = float(np.sqrt(np.mean(stderr**2) / np.mean(mean**2)))
+    print(f"reference: {pooled.shape[0]} replicas, {time.perf_counter() - start:.0f} s, relative MC error {error:.4f}",
+          flush=True)
+    return mean, dict(replicas=int(pooled.shape[0]), samples=solves * samples, mc_error=error)
 
-    def corrected(distance):
-        # The reference's error is independent of the run's: it adds in quadrature.
-        return float(np.sqrt(max(distance**2 - reference_error**2, 0.0)))
 
-    engine_points = []
+def timed_twice(call):
+    """(result, seconds of the second call, seconds of the first minus the second: compilation)."""
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        result = call()
+        seconds.append(time.perf_counter() - start)
+    return result, seconds[1], seconds[0] - seconds[1]
+
+
+def measure(arch, data, adam, config):
+    """Reference, engine points and finite points of one configuration (see the module docstring)."""
+    steps = config["steps"]
+    solve = lambda steps, **kw: adam_limit.solve(arch, data.x_train, data.y_train, data.x_test, adam, steps,  # noqa
+                                                 batch_size=config["batch_size"], **kw)
+    target, reference = reference_run(solve, steps, *config["reference"])
+
+    def corrected(distance):  # the reference's error is independent of the point's: it adds in quadrature
+        return float(np.sqrt(max(distance**2 - reference["mc_error"] ** 2, 0.0)))
+
+    engine = []
     for samples in config["engine_samples"]:
-        # The step loop takes the step range as arguments: a 1-step call compiles everything for these shapes.
-        # The engine needs at least 2 replicas: each point is one replica of M samples (the mean distance of
-        # both) and half the call's time.
-        warm_up = solve(1, record=[1], key=0, samples=2 * samples, replicas=2)
-        run = solve(steps, record=[steps], key=1, samples=2 * samples, replicas=2)
-        distance = float(np.mean([relative_distance(r[-1], target) for r in run.replica_test_predictions]))
-        engine_points.append(dict(samples=samples, seconds=run.wall_time_s / 2, setup_seconds=run.setup_time_s / 2,
-                                  compile_seconds=warm_up.wall_time_s - run.setup_time_s - run.wall_time_s / steps,
-                                  distance=distance, corrected_distance=corrected(distance)))
-        print("engine", engine_points[-1])
-    finite_points = []
+        result, seconds, compile_seconds = timed_twice(
+            lambda: solve(steps, key=1, samples=samples, replicas=2, record=[steps]))
+        distance = relative_distance(result.test_predictions[-1], target)
+        engine.append(dict(samples=samples, seconds=seconds, compile_seconds=compile_seconds,
+                           setup_seconds=result.setup_time_s, timings=result.timings, ranks=result.ranks,
+                           distance=distance, corrected_distance=corrected(distance)))
+        print("engine", json.dumps(engine[-1]), flush=True)
+    finite = []
     for width in config["widths"]:
-        net = finite.network(arch, width)
-        calls = []
-        for _ in range(2):  # the first call compiles; the second, with the same shapes, is the steady cost
-            start = time.perf_counter()
-            trained = finite.train(net, data.x_train, data.y_train, adam, steps, centered=True, key=2, seeds=1,
-                                   record=[steps], x_test=data.x_test)
-            calls.append(time.perf_counter() - start)
-        distance = relative_distance(trained.test[0, -1], target)
-        finite_points.append(dict(width=width, seconds=calls[1], compile_seconds=calls[0] - calls[1],
-                                  distance=distance, corrected_distance=corrected(distance)))
-        print("finite", finite_points[-1])
+        net = arch.network(width)
+        result, seconds, compile_seconds = timed_twice(lambda: training.train(
+            net, data.x_train, data.y_train, adam, steps, centred=True, key=2, seeds=1, record=[steps],
+            x_test=data.x_test, batch_size=config["batch_size"]))
+        distance = relative_distance(np.asarray(result.test_predictions)[0, -1], target)
+        finite.append(dict(width=width, seconds=seconds, compile_seconds=compile_seconds, distance=distance,
+                           corrected_distance=corrected(distance)))
+        print("finite", json.dumps(finite[-1]), flush=True)
+    return reference, engine, finite
 
+
+def compare(engine, finite, target):
+    """Power-law fits of both sides, the time each needs to reach ``target`` and where the fits cross."""
     fits = {}
-    for side, points in (("engine", engine_points), ("finite", finite_points)):
+    for side, points in (("engine", engine), ("finite", finite)):
         usable = [p for p in points if p["corrected_distance"] > 0]
         fits[side] = fit_power_law([p["seconds"] for p in usable], [p["corrected_distance"] for p in usable])
-    # The common distance: the geometric middle of the range both sides reached.
-    reached = [[p["corrected_distance"] for p in points if p["corrected_distance"] > 0]
-               for points in (engine_points, finite_points)]
-    low, high = max(min(r) for r in reached), min(max(r) for r in reached)
-    common = float(np.sqrt(low * high)) if low <= high else float(min(max(r) for r in reached))
-    seconds_at_common = {side: time_to_reach(common, *fit) for side, fit in fits.items()}
-    comparison = dict(
-        common_distance=common, overlap=[float(low), float(high)],
-        engine_slope=fits["engine"][0], finite_slope=fits["finite"][0],
-        engine_seconds=seconds_at_common["engine"], finite_seconds=seconds_at_common["finite"],
-        finite_over_engine=seconds_at_common["finite"] / seconds_at_common["engine"],
-    )
-    print("comparison", comparison)
-    return dict(reference=dict(samples_per_replica=config["reference_samples"], replicas=replicas,
-                               seconds=reference_seconds, mc_error=reference_error),
-                engine=engine_points, finite=finite_points, fits=fits, comparison=comparison)
+    seconds = {side: time_to_reach(target, *fit) for side, fit in fits.items()}
+    (se, ie), (sf, i_f) = fits["engine"], fits["finite"]
+    crossing = float(np.exp((i_f - ie) / (se - sf))) if se != sf else float("nan")
+    return dict(fits=fits, target=target, engine_seconds=seconds["engine"], finite_seconds=seconds["finite"],
+                finite_over_engine=seconds["finite"] / seconds["engine"], crossing_seconds=crossing,
+                crossing_distance=float(np.exp(ie + se * np.log(crossing))) if np.isfinite(crossing) else None)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cpu-small", action="store_true", help="reduced configuration for a CPU")
-    parser.add_argument("--cost", action="store_true",
-                        help="only the steady-state accuracy-per-cost comparison (compilation excluded)")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="full-batch")
+    parser.add_argument("--target", type=float, default=0.08, help="distance to the limit to compare times at")
     parser.add_argument("--data-dir", default=os.environ.get("INFINITE_WIDTH_DATA", "../shared/datasets"))
     parser.add_argument("--out", default="docs")
-    parser.add_argument("--peak-gbps", type=float, default=None,
-                        help="peak memory bandwidth in GB/s (default: 3350 on GPU, a measured copy on CPU)")
     args = parser.parse_args()
-    if args.cpu_small and args.cost:
-        config = dict(n_train=500, n_test=100, depth=2, steps=100, reference_samples=8192,
-                      engine_samples=(256, 512, 1024, 2048, 4096), widths=(64, 128, 256, 512, 1024))
-    elif args.cost:
-        config = dict(n_train=10000, n_test=2000, depth=3, steps=1000, reference_samples=262144,
-                      engine_samples=(4096, 16384, 65536, 262144), widths=(256, 1024, 4096, 8192))
-    elif args.cpu_small:
-        config = dict(n_train=500, n_test=100, steps=10, samples=2048, timing_steps=(2, 22),
-                      engine_samples=(512, 1024, 2048, 4096), reference_samples=8192, widths=(64, 128, 256, 512))
-    else:
-        config = dict(n_train=10000, n_test=2000, steps=1000, samples=65536, timing_steps=(10, 60),
-                      engine_samples=(4096, 16384, 65536), reference_samples=262144, widths=(256, 1024, 4096))
+    config = CONFIGS[args.config]
     data = datasets.load("mnist", args.data_dir, n_train=config["n_train"], n_test=config["n_test"], seed=0)
-    arch = iw.mlp(config.get("depth", 3), "relu", 2**0.5, 0.1, 10)
+    arch = iw.mlp(2, "relu", 2**0.5, 0.1, 10)
     adam = optim.adam(0.01, b1=0.9, b2=0.99)
-    common = dict(replicas=8 if not args.cpu_small else 4, record=None)
-    device = jax.devices()[0]
-    on_cpu = device.platform == "cpu"
-    if args.cost:
-        summary = dict(date=datetime.date.today().isoformat(), machine=machine_summary(device), jax=jax.__version__,
-                       config=config, **cost_comparison(arch, data, adam, config, common["replicas"]))
-        tag = "cost_cpu" if args.cpu_small else "cost"
-        write_summary(summary, args.out, tag, "wall time (s, compilation excluded)",
-                      f"MNIST {config['n_train']}+{config['n_test']}, {config['depth']}x ReLU, Adam, "
-                      f"{config['steps']} steps", distance_key="corrected_distance",
-                      ylabel="relative RMS distance to the limit\n(reference MC error removed)")
-        return
-    peak = args.peak_gbps * 1e9 if args.peak_gbps else (measure_copy_bandwidth() if on_cpu else 3350e9)
-
-    # 1. Throughput.
-    times = []
-    # Compile first (the step loop is cached across calls of the same shapes), then time both lengths.
-    adam_limit.solve(arch, data.x_train, data.y_train, data.x_test, adam, 1, key=0,
-                     samples=config["samples"], replicas=common["replicas"], record=[1])
-    for steps in config["timing_steps"]:
-        result = adam_limit.solve(arch, data.x_train, data.y_train, data.x_test, adam, steps, key=0,
-                                  samples=config["samples"], replicas=common["replicas"], record=[steps])
-        times.append(result.wall_time_s - result.setup_time_s)
-    short, long = config["timing_steps"]
-    seconds_per_step = (times[1] - times[0]) / (long - short)
-    storage = result.memory.parts["storage"] * result.devices
-    bytes_per_step = 2 * storage
-    throughput = dict(ms_per_step=1e3 * seconds_per_step, bytes_per_step=bytes_per_step,
-                      bandwidth_fraction=bytes_per_step / seconds_per_step / peak, peak_bytes_per_s=peak)
-    print("throughput", throughput)
-
-    # 2. Accuracy per cost.
-    reference = adam_limit.solve(arch, data.x_train, data.y_train, data.x_test, adam, config["steps"], key=123,
-                                 samples=config["reference_samples"], record=[config["steps"]], replicas=common["replicas"])
-    target = reference.test_predictions[-1]
-    engine_points = []
-    for samples in config["engine_samples"]:
-        run = adam_limit.solve(arch, data.x_train, data.y_train, data.x_test, adam, config["steps"], key=1,
-                               samples=samples, record=[config["steps"]], replicas=common["replicas"])
-        # One replica (samples / R) against the reference, and its time share.
-        distance = np.mean([relative_distance(r[-1], target) for r in run.replica_test_predictions])
-        engine_points.append(dict(samples=samples // run.replicas, seconds=run.wall_time_s / run.replicas,
-                                  distance=float(distance)))
-        print("engine", engine_points[-1])
-    finite_points = []
-    for width in config["widths"]:
-        start = time.perf_counter()
-        trained = finite.train(finite.network(arch, width), data.x_train, data.y_train, adam, config["steps"],
-                               centered=True, key=2, seeds=1, record=[config["steps"]], x_test=data.x_test)
-        seconds = time.perf_counter() - start
-        distance = relative_distance(trained.test[0, -1], target)
-        finite_points.append(dict(width=width, seconds=seconds, distance=distance))
-        print("finite", finite_points[-1])
-
-    summary = dict(
-        date=datetime.date.today().isoformat(), machine=machine_summary(device), jax=jax.__version__, config=config,
-        reference_mc_error=float(np.sqrt(np.mean(reference.test_stderr[-1] ** 2) / np.mean(target**2))),
-        throughput=throughput, engine=engine_points, finite=finite_points,
-    )
-    write_summary(summary, args.out, "cpu_small" if args.cpu_small else "full", "wall time (s, compilation included)",
-                  f"MNIST {config['n_train']}+{config['n_test']}, 3x ReLU, Adam, {config['steps']} steps")
+    load_before = os.getloadavg()
+    reference, engine, finite = measure(arch, data, adam, config)
+    summary = dict(date=datetime.date.today().isoformat(), jax=jax.__version__,
+                   machine=f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}",
+                   load_average_before=load_before, load_average_after=os.getloadavg(),
+                   config=dict(config, name=args.config), reference=reference, engine=engine, finite=finite,
+                   comparison=compare(engine, finite, args.target))
+    print(json.dumps(summary["comparison"], indent=2))
+    write_summary(summary, args.out, f"cost_{args.config}")
 
 
-def machine_summary(device) -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {device.device_kind}"
-
-
-def write_summary(summary, out, tag, xlabel, title, distance_key="distance",
-                  ylabel="relative RMS distance to the limit"):
+def write_summary(summary, out, tag):
     """Write ``bench_adam_limit_{tag}.json`` and a log-log plot of distance against time, ``.png``, under ``out``."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"bench_adam_limit_{tag}.json"), "w") as handle:
@@ -240,23 +174,28 @@ def write_summary(summary, out, tag, xlabel, title, distance_key="distance",
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(5, 3.6))
-    for points, size, marker, label in ((summary["engine"], "samples", "o-", "Monte Carlo engine (M samples)"),
-                                        (summary["finite"], "width", "s-", "finite Adam network (width n)")):
-        points = [p for p in points if p[distance_key] > 0]
-        axis.loglog([p["seconds"] for p in points], [p[distance_key] for p in points], marker, label=label)
+    comparison = summary["comparison"]
+    for side, size, marker, label in (("engine", "samples", "o", "Monte Carlo engine (M samples)"),
+                                      ("finite", "width", "s", "finite Adam network (width n)")):
+        points = [p for p in summary[side] if p["corrected_distance"] > 0]
+        seconds = np.array([p["seconds"] for p in points])
+        axis.loglog(seconds, [p["corrected_distance"] for p in points], marker, label=label)
+        slope, intercept = comparison["fits"][side]
+        grid = np.geomspace(seconds.min() / 2, seconds.max() * 2, 50)
+        axis.loglog(grid, np.exp(intercept) * grid**slope, "-", lw=0.8, color=axis.lines[-1].get_color())
         for p in points:
-            axis.annotate(f"{'M' if size == 'samples' else 'n'}={p[size]}", (p["seconds"], p[distance_key]),
-                          fontsize=7)
-    if "comparison" in summary:
-        axis.axhline(summary["comparison"]["common_distance"], color="grey", lw=0.8, ls=":",
-                     label=f"common distance: finite/engine time = {summary['comparison']['finite_over_engine']:.1f}")
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel(ylabel)
-    axis.set_title(title, fontsize=9)
+            axis.annotate(f"{'M' if size == 'samples' else 'n'}={p[size]}", (p["seconds"], p["corrected_distance"]),
+                          fontsize=6)
+    axis.axhline(comparison["target"], color="grey", lw=0.8, ls=":",
+                 label=f"distance {comparison['target']}: finite/engine time = {comparison['finite_over_engine']:.2g}")
+    config = summary["config"]
+    axis.set_xlabel("wall time (s, compilation excluded)")
+    axis.set_ylabel("relative RMS distance to the limit\n(reference MC error removed)")
+    axis.set_title(f"MNIST {config['n_train']}+{config['n_test']}, {config['name']}, {config['steps']} steps",
+                   fontsize=9)
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(os.path.join(out, f"bench_adam_limit_{tag}.png"), dpi=120)
-    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

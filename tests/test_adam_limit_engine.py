@@ -18,9 +18,9 @@ import pytest
 
 import infinite_width as iw
 from infinite_width import kernels, optim
+from infinite_width.limits import adam_limit
 from infinite_width._src.nt import predict
 from infinite_width._src.rng import batch_indices_for
-from infinite_width.limits import adam_limit
 
 N_TRAIN, N_TEST, DIM = 24, 12, 6
 
@@ -212,46 +212,19 @@ def test_same_key_same_result_and_error_bars_cover_a_larger_run():
     assert 2.5 < ratio < 6.5
 
 
-def test_bfloat16_storage_and_chunking_agree_with_float32():
+def test_bfloat16_storage_rounds_the_same_draws_and_blocks_do_not_matter():
     base = _adam_run(jax.random.PRNGKey(0), 2**12)
-    chunked = _adam_run(jax.random.PRNGKey(0), 2**12, chunk_size=128)
+    blocked = _adam_run(jax.random.PRNGKey(0), 2**12, block_rows=5)
     half = _adam_run(jax.random.PRNGKey(0), 2**12, storage_dtype="bfloat16")
-    assert chunked.chunk_size == 128 and base.chunk_size == 512
-    # Chunks change the draw order but not the law: agreement within the error bars.
-    for other in (chunked, half):
-        gap = np.abs(other.test_predictions[-1] - base.test_predictions[-1])
-        assert np.all(gap <= 4 * np.sqrt(other.test_stderr[-1] ** 2 + base.test_stderr[-1] ** 2) + 1e-6)
-    # bfloat16 rounds the same samples (8 bits of mantissa): close to float32, not equal.
-    relative = np.abs(half.test_predictions[-1] - base.test_predictions[-1]) / np.abs(base.test_predictions[-1]).max()
-    assert 0 < relative.max() < 0.02
-    assert half.memory.parts["storage"] * 2 == base.memory.parts["storage"]
-
-
-def test_gathered_batch_rows_equal_zero_padded_chi(monkeypatch):
-    """The two ways a step restricts the gradient to the batch give the same run (repeated rows included)."""
-    from infinite_width.limits.adam_limit import engine
-
-    x_train, y, x_test = _data(2, seed=5)
-    rows = np.random.default_rng(0).integers(0, N_TRAIN, size=(6, 10))  # repeats within a batch
-    runs = []
-    for gather in (True, False):
-        monkeypatch.setattr(engine, "_gathers_rows", lambda batch, points, gather=gather: gather)
-        runs.append(adam_limit.solve(iw.mlp(2, "relu", 1.3, 0.2, 2), x_train, y, x_test, ADAM, 6,
-                                     key=jax.random.PRNGKey(7), batch_indices=rows, samples=1024, replicas=4))
-    gathered, padded = (np.concatenate([r.replica_train_predictions, r.replica_test_predictions], 2) for r in runs)
-    assert np.abs(gathered[:, -1]).max() > 0.05
-    np.testing.assert_allclose(gathered, padded, rtol=0, atol=1e-5)
-
-
-def test_default_is_one_chunk_split_only_to_fit_memory():
-    one_chunk = _adam_run(jax.random.PRNGKey(0), 2**12, replicas=4)
-    assert one_chunk.chunk_size == 2**10
-    # Room for the storage but not for one chunk's step temporaries: the default halves the chunk until it fits.
-    tight = one_chunk.memory.total_bytes - one_chunk.memory.parts["step_temporaries"] // 2
-    split = _adam_run(jax.random.PRNGKey(0), 2**12, replicas=4, max_memory_bytes=tight)
-    assert split.chunk_size < 2**10 and split.memory.total_bytes <= tight
-    gap = np.abs(split.test_predictions[-1] - one_chunk.test_predictions[-1])
-    assert np.all(gap <= 4 * np.sqrt(split.test_stderr[-1] ** 2 + one_chunk.test_stderr[-1] ** 2) + 1e-6)
+    assert base.block_rows > 36 and blocked.block_rows == 5
+    # Blocks of points change only the summation order.
+    np.testing.assert_allclose(blocked.replica_test_predictions, base.replica_test_predictions, rtol=0, atol=1e-5)
+    # bfloat16 rounds the same samples (8 bits of mantissa): close to float32, not equal, well within the error bars.
+    gap = np.abs(half.test_predictions[-1] - base.test_predictions[-1])
+    assert 0 < gap.max() < 0.02 * np.abs(base.test_predictions[-1]).max()
+    assert np.sqrt(np.mean(gap**2)) < 0.5 * np.sqrt(np.mean(base.test_stderr[-1] ** 2))
+    # Half the bytes of h^1, h^2 and z^1 (k = 2): 4 numbers per sample and point.
+    assert base.memory.parts["storage"] - half.memory.parts["storage"] == 2**12 * 36 * 4 * 2
 
 
 @pytest.mark.slow
@@ -268,8 +241,8 @@ def test_sharded_over_four_devices_equals_one_device():
         y = rng.normal(size=(14, 2)).astype(np.float32)
         arch = iw.mlp(2, "relu", 1.3, 0.2, 2)
         runs = [adam_limit.solve(arch, x[:14], y, x[14:], optim.adam(0.05, 0.9, 0.99), 8,
-                                 key=jax.random.PRNGKey(3), samples=4096, replicas=4, chunk_size=512,
-                                 devices=devices, record=[8])
+                                 key=jax.random.PRNGKey(3), samples=4096, replicas=4, devices=devices,
+                                 batch_size=5, record=[8])
                 for devices in (jax.devices()[:1], jax.devices())]
         assert runs[1].devices == 4
         a, b = runs[0].replica_test_predictions, runs[1].replica_test_predictions
@@ -288,34 +261,51 @@ def test_sharded_over_four_devices_equals_one_device():
 # Bad input.
 
 
-def test_memory_refusal_says_what_is_needed_and_what_to_change():
+def test_memory_refusal_names_a_sample_count_that_fits():
     x_train, y, x_test = _data()
-    with pytest.raises(MemoryError, match=r"needs about .* GiB.*available.*Reduce samples.*bfloat16"):
-        adam_limit.solve(iw.mlp(2), x_train, y, x_test, ADAM, 3, key=jax.random.PRNGKey(0),
-                         samples=2**20, max_memory_bytes=10 * 2**20)
-    small = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**10)
-    large = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**12)
+    arguments = dict(arch=iw.mlp(2), x_train=x_train, y_train=y, x_test=x_test, optimizer=ADAM, steps=3,
+                     key=jax.random.PRNGKey(0), replicas=8, block_rows=36, record=[3])
+    # Room for 2^18 samples: the message names the largest multiple of the 8 replicas that fits.
+    budget = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**18, input_dim=DIM, replicas=8,
+                                        block_rows=36, optimizer_state=2).peak_bytes
+    with pytest.raises(MemoryError, match=r"needs about .* GiB.*available.*samples=\d+ would fit") as refusal:
+        adam_limit.solve(**arguments, samples=2**20, max_memory_bytes=budget)
+    fitting = int(refusal.value.args[0].split("samples=")[1].split()[0])
+    assert fitting % 8 == 0 and fitting == 2**18
+    with pytest.raises(MemoryError, match="no sample count fits"):
+        adam_limit.solve(**arguments, samples=2**12, max_memory_bytes=2**20)
+    small = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**10, input_dim=DIM)
+    large = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**12, input_dim=DIM)
     assert large.parts["storage"] == 4 * small.parts["storage"]
-    assert large.parts["storage"] == 2**12 * (N_TRAIN + N_TEST) * (2 * 1 + 2 + 1) * 4
-    sharded = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**12, devices=4)
+    # h^1, h^2 and z^1 (k = 1) per sample and point, plus zeta (k) and the input coordinate per sample.
+    assert large.parts["storage"] == 2**12 * ((N_TRAIN + N_TEST) * 3 + 2) * 4
+    sharded = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**12, input_dim=DIM, devices=4)
     assert sharded.parts["storage"] * 4 == large.parts["storage"]
 
 
-def test_non_psd_kernel_is_repaired_with_a_warning_naming_the_jitter():
+def test_roots_are_exact_pivoted_cholesky_factors_and_a_non_psd_kernel_is_named():
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(6, 6))
-    kernel = a @ a.T
-    lam, vec = np.linalg.eigh(kernel)
-    lam[0] = -0.05 * lam[-1]
-    broken = (vec * lam) @ vec.T
-    with pytest.warns(RuntimeWarning, match=r"not positive semi-definite.*jitter of"):
-        root = adam_limit.sampling_root(broken, "K^2")
-    np.testing.assert_allclose(root @ root.T, broken - lam[0] * np.eye(6), atol=1e-9 * lam[-1])
+    a = rng.normal(size=(8, 3))
+    kernel = a @ a.T + np.outer(a[:, 0], a[:, 0])  # rank 3
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a PSD, rank-deficient kernel is sampled silently at its rank
-        low_rank = adam_limit.sampling_root(np.ones((5, 5)), "B")
-    assert low_rank.shape == (5, 1)
-    np.testing.assert_allclose(low_rank @ low_rank.T, np.ones((5, 5)), atol=1e-12)
+        warnings.simplefilter("error")  # a PSD, rank-deficient kernel is factorized silently at its rank
+        root = adam_limit.pivoted_root(kernel, "K^2")
+    assert root.numerical_rank == 3
+    np.testing.assert_allclose(root.factor @ root.factor.T, kernel, atol=1e-12 * np.abs(kernel).max())
+    # The leading columns are the greedy pivoted Cholesky approximation: exact at the pivots, PSD residual.
+    leading = root.leading(2)
+    residual = kernel - leading @ leading.T
+    np.testing.assert_allclose(residual[np.ix_(root.pivots[:2], root.pivots[:2])], 0, atol=1e-12)
+    assert np.linalg.eigvalsh(residual).min() > -1e-12 and root.residual_fraction(2) > 0.01
+    # The greedy partial factorization computes the same leading columns, and completes at the numerical rank.
+    partial = adam_limit.roots.partial_pivoted_root(kernel, "K^2", 2)
+    assert not partial.complete and np.array_equal(partial.pivots, root.pivots[:2])
+    np.testing.assert_allclose(partial.factor, leading, atol=1e-12)
+    assert adam_limit.roots.partial_pivoted_root(kernel, "K^2", 5).complete
+    lam, vec = np.linalg.eigh(a @ a.T + np.eye(8))
+    lam[0] = -0.05 * lam[-1]
+    with pytest.warns(RuntimeWarning, match=r"K\^2 is not positive semi-definite"):
+        adam_limit.sampling_root((vec * lam) @ vec.T, "K^2")
 
 
 def test_nan_stops_the_run_naming_the_step():
@@ -343,7 +333,10 @@ def test_nan_stops_the_run_naming_the_step():
         (dict(batch_indices=np.full((4, 3), N_TRAIN)), ValueError, "batch_indices must lie"),
         (dict(batch_indices=np.zeros((2, 3), int)), ValueError, r"shape \(steps=4"),
         (dict(samples=100, replicas=3), ValueError, "multiple of replicas"),
-        (dict(chunk_size=3), ValueError, "chunk_size"),
+        (dict(block_rows=0), ValueError, "block_rows"),
+        (dict(rank=0), ValueError, "rank"),
+        (dict(features=-1), ValueError, "features"),
+        (dict(samples=63, replicas=3, devices=jax.devices() * 2), ValueError, "divisible by the number of devices"),
         (dict(replicas=1, samples=64), ValueError, "replicas must be"),
         (dict(record=[5]), ValueError, r"record steps must lie in \[0, 4\]"),
         (dict(key="seed"), TypeError, "PRNG key"),

@@ -140,7 +140,7 @@ def test_methods_check_their_options_when_built():
         (lambda: iw.KernelDynamics(dtype="float16"), ValueError, "dtype"),
         (lambda: iw.AdamLimit(samples=3, replicas=2), ValueError, r"multiple of replicas \(2\), e.g. 2"),
         (lambda: iw.AdamLimit(replicas=1), ValueError, "replicas must be an integer >= 2"),
-        (lambda: iw.AdamLimit(samples=64, replicas=2, chunk_size=5), ValueError, "chunk_size"),
+        (lambda: iw.AdamLimit(samples=64, replicas=2, block_rows=0), ValueError, "block_rows"),
         (lambda: iw.AdamLimit(storage_dtype="int8"), ValueError, "storage_dtype"),
         (lambda: iw.Posterior(ridge=-1.0), ValueError, "ridge"),
         (lambda: iw.KernelRidge("rbf"), ValueError, "kernel must be one of"),

@@ -233,13 +233,19 @@ class AdamLimit(Method):
       samples: total Monte Carlo samples M (a multiple of ``replicas``).
       replicas: independent replicas R >= 2 (the error bars).
       storage_dtype: ``"float32"`` or ``"bfloat16"`` for the stored fields.
-      chunk_size: samples per replica processed at once (None: as memory allows).
+      rank, features: low-rank roots of the P x P layer kernels: ``rank``
+        pivoted Cholesky columns plus ``features`` random features of the
+        residual per replica (unbiased; ``rank=None``: exact roots). See
+        :func:`infinite_width.limits.adam_limit.solve` for the measured bias.
+      block_rows: points per block in a step (None: from a 256 MiB budget).
     """
 
     samples: int = 65536
     replicas: int = 8
     storage_dtype: str = "float32"
-    chunk_size: Optional[int] = None
+    rank: Optional[int] = adam_limit.DEFAULT_RANK
+    features: int = adam_limit.DEFAULT_FEATURES
+    block_rows: Optional[int] = None
 
     def __post_init__(self):
         replicas = check_int("replicas", self.replicas, 2)
@@ -249,11 +255,11 @@ class AdamLimit(Method):
                 f"samples ({samples}) must be a multiple of replicas ({replicas}), e.g. {samples - samples % replicas}"
             )
         _check_choice("storage_dtype", self.storage_dtype, adam_limit.STORAGE_DTYPES)
-        if self.chunk_size is not None:
-            chunk_size = check_int("chunk_size", self.chunk_size, 1)
-            if (samples // replicas) % chunk_size:
-                raise ValueError(f"chunk_size ({chunk_size}) must divide samples / replicas ({samples // replicas})")
-            object.__setattr__(self, "chunk_size", chunk_size)
+        if self.rank is not None:
+            object.__setattr__(self, "rank", check_int("rank", self.rank, 1))
+        object.__setattr__(self, "features", check_int("features", self.features, 0))
+        if self.block_rows is not None:
+            object.__setattr__(self, "block_rows", check_int("block_rows", self.block_rows, 1))
         object.__setattr__(self, "samples", samples)
         object.__setattr__(self, "replicas", replicas)
 
@@ -275,16 +281,18 @@ class AdamLimit(Method):
         result = adam_limit.solve(
             arch, problem.x_train, problem.y_train, problem.x_test, optimizer, steps,
             key=key, loss=problem.loss, train=_layers(readout_only), batch_indices=batch_indices,
-            samples=self.samples, replicas=self.replicas, chunk_size=self.chunk_size,
-            storage_dtype=self.storage_dtype, record=record, progress=progress,
+            samples=self.samples, replicas=self.replicas, rank=self.rank, features=self.features,
+            block_rows=self.block_rows, storage_dtype=self.storage_dtype, record=record, progress=progress,
         )
         return Predictions.deterministic(
             result.steps, result.train_predictions, result.test_predictions,
             train_stderr=result.train_stderr, test_stderr=result.test_stderr,
             extras={"replica_train": result.replica_train_predictions, "replica_test": result.replica_test_predictions},
-            info={"samples": result.samples, "replicas": result.replicas, "chunk_size": result.chunk_size,
+            info={"samples": result.samples, "replicas": result.replicas, "block_rows": result.block_rows,
+                  "ranks": dict(result.ranks), "residual_fractions": dict(result.residual_fractions),
                   "storage_dtype": result.storage_dtype, "devices": result.devices,
-                  "memory_bytes": dict(result.memory.parts), "setup_time_s": result.setup_time_s},
+                  "memory_bytes": dict(result.memory.parts), "setup_time_s": result.setup_time_s,
+                  "timings_s": dict(result.timings)},
         )
 
 

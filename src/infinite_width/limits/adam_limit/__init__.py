@@ -1,16 +1,19 @@
-"""The Adam-like infinite-width limit (docs/theory.md, sections 5 to 7).
+"""The Adam-like infinite-width limit (docs/theory.md, sections 5-7).
 
 * :func:`solve` — Monte Carlo engine for MLPs, any optimizer of
   :mod:`infinite_width.optim`, any loss, full batch or minibatches
-  (:mod:`infinite_width.limits.adam_limit.engine`);
+  (:mod:`infinite_width.limits.adam_limit.engine`; lazy steps that read only the
+  batch rows, :mod:`~infinite_width.limits.adam_limit.step`);
 * :func:`estimate_memory` — bytes a configuration needs, checked before allocating;
-* :func:`sampling_root` — square root of a layer kernel, used to draw the fields;
-* exact special cases (section 6, :mod:`infinite_width.limits.adam_limit.exact`):
+* :func:`sampling_root`, :func:`pivoted_root` — (truncated) pivoted Cholesky
+  roots of layer kernels, used to draw the fields;
+* exact special cases (docs/theory.md, section 6, :mod:`infinite_width.limits.adam_limit.exact`):
   :func:`sign_kernel`, :func:`sign_dynamics`, :func:`sign_sgd_dynamics`,
   :func:`normalized_readout_dynamics` and their Gaussian integrals.
 """
 
-from infinite_width.limits.adam_limit.engine import STORAGE_DTYPES, TRAIN_MODES, LimitResult, solve
+from infinite_width.limits.adam_limit.engine import STORAGE_DTYPES, LimitResult, solve
+from infinite_width.limits.adam_limit.features import DEFAULT_FEATURES, DEFAULT_RANK
 from infinite_width.limits.adam_limit.exact import (
     activation_sign_expectation,
     derivative_sign_expectation,
@@ -22,7 +25,8 @@ from infinite_width.limits.adam_limit.exact import (
     sign_sgd_dynamics,
 )
 from infinite_width.limits.adam_limit.memory import MemoryEstimate, available_memory, estimate_memory
-from infinite_width.limits.adam_limit.sampling import sampling_root
+from infinite_width.limits.adam_limit.roots import Root, pivoted_root, sampling_root
+from infinite_width.limits.adam_limit.terms import TRAIN_MODES
 
 __all__ = [
     "solve",
@@ -31,8 +35,12 @@ __all__ = [
     "available_memory",
     "MemoryEstimate",
     "sampling_root",
+    "pivoted_root",
+    "Root",
     "TRAIN_MODES",
     "STORAGE_DTYPES",
+    "DEFAULT_RANK",
+    "DEFAULT_FEATURES",
     "gaussian_expectation_2d",
     "linear_sign_expectation",
     "derivative_sign_expectation",

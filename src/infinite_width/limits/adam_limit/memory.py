@@ -1,13 +1,23 @@
-"""Memory planning for the Monte Carlo engine: estimate before allocating, refuse clearly.
+"""Memory planning for the Monte Carlo engine: estimate every part before allocating, refuse clearly.
 
-The engine stores, per sample and per point, ``L * k`` backward products
-``u^l_c``, ``L`` activations ``phi(h^l)`` and one input column ``x_b``
-(``train="all"``), or only ``phi(h^L)`` (``train="readout"``): storage is
-``M * P * (L k + L + 1)`` numbers
-(M samples, P points, L hidden layers, k outputs). On top come the float32
-temporaries of drawing one layer's fields, the optimizer state per sample
-and term, and the per-chunk temporaries of one step (a single chunk, the default,
-reads the stored fields in place).
+A run goes through three phases (docs/theory.md, section 7); its peak is the
+largest of them:
+
+1. *roots*: the P x P float64 kernels of the fields drawn from roots
+   (``K^l``, l >= 2, and ``W_std_{l+1}^2 B^{l+1}``, l < L), the float32
+   layer kernels of one block of rows while they are computed, and the
+   float64 factors;
+2. *sampling*: the stored fields, the roots (float32), and the transients
+   of drawing one replica: its latent normals (r C numbers per field, k r C
+   for a ``z`` field, plus their random bits) and one block of rows;
+3. *steps*: the stored fields, the accumulators and optimizer state per
+   sample and term, the gradients and directions of a step, and the
+   temporaries of one block of rows (gathered fields, ``phi``, ``phi'``,
+   the contractions), or of the predictions on all points at a record.
+
+Storage is ``M P (L + (L - 1) k)`` numbers (``h^l`` for every layer, ``z^l_c``
+below the last) plus ``M (k + 1)``; ``train="readout"`` stores ``h^L``
+only (and ``h^1 .. h^{L-1}`` are then not needed for L = 1 only).
 """
 
 from __future__ import annotations
@@ -15,23 +25,35 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Optional
 
+
 from infinite_width._src.memory import available_memory
 
-__all__ = ["MemoryEstimate", "estimate_memory", "available_memory", "check_memory"]
+__all__ = ["MemoryEstimate", "estimate_memory", "available_memory", "check_memory", "largest_fitting_samples"]
 
 _ITEMSIZE = {"float32": 4, "bfloat16": 2}
 _GIB = 2.0**30
+_FLOAT = 4
+
+#: float32 layer-kernel block (bytes) while the field kernels are computed.
+KERNEL_BLOCK_BYTES = 1 << 27
+#: float32 block of rows (bytes) while fields are drawn.
+DRAW_BLOCK_BYTES = 1 << 26
+#: Latent rows drawn at once (fields.LATENT_CHUNK_ROWS).
+LATENT_CHUNK_ROWS = 1024
+#: Compilation and runtime buffers, counted in every phase (measured: tens of MB).
+RUNTIME_BYTES = 1 << 26
 
 
 @dataclasses.dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes one solve needs, per device (samples are split over ``devices``).
+    """Bytes one solve needs per device (samples are split over ``devices``).
 
     Attributes:
-      parts: bytes per device of each part (``storage``, ``sampling``,
-        ``optimizer_state``, ``step_temporaries``, ``roots``).
-      total_bytes: their sum (the peak is below it: sampling temporaries and
-        step temporaries never coexist, counted both to keep a margin).
+      parts: bytes per device of each part: ``storage``, ``roots``,
+        ``root_computation`` (phase 1), ``sampling`` (phase 2 transients),
+        ``state`` (accumulators, optimizer state, gradients),
+        ``step_temporaries`` (phase 3 transients) and ``runtime``
+        (compilation and runtime buffers, in every phase).
       devices: number of devices the samples are sharded over.
     """
 
@@ -39,12 +61,29 @@ class MemoryEstimate:
     devices: int
 
     @property
-    def total_bytes(self) -> int:
-        return int(sum(self.parts.values()))
+    def phases(self) -> Dict[str, int]:
+        p = self.parts
+        return {
+            "roots": p["root_computation"] + p["runtime"],
+            "sampling": p["storage"] + p["roots"] + p["sampling"] + p["runtime"],
+            "steps": p["storage"] + p["state"] + p["step_temporaries"] + p["runtime"],
+        }
+
+    @property
+    def peak_bytes(self) -> int:
+        """The largest phase: what must fit."""
+        return int(max(self.phases.values()))
 
     def describe(self) -> str:
         detail = ", ".join(f"{name} {value / _GIB:.3g} GiB" for name, value in self.parts.items())
-        return f"{self.total_bytes / _GIB:.3g} GiB per device ({detail})"
+        return f"{self.peak_bytes / _GIB:.3g} GiB per device at its peak ({detail})"
+
+
+def _fields(depth: int, out_dim: int, train: str):
+    """(stored h fields, stored z fields, u layers, root kernels, shared terms) of a run."""
+    if train == "readout":
+        return 1, 0, 0, (1 if depth >= 2 else 0), 0
+    return depth, depth - 1, depth, 2 * (depth - 1), 2 * depth
 
 
 def estimate_memory(
@@ -54,60 +93,85 @@ def estimate_memory(
     n_test: int,
     *,
     samples: int,
+    input_dim: int,
     replicas: int = 1,
-    chunk_size: Optional[int] = None,
+    root_width: Optional[int] = None,
     batch_size: Optional[int] = None,
+    block_rows: int = 64,
     storage_dtype: str = "float32",
     train: str = "all",
+    optimizer_state: int = 2,
     devices: int = 1,
 ) -> MemoryEstimate:
-    """Bytes per device for a solve of an MLP with ``depth`` hidden layers and ``out_dim`` outputs.
+    """Bytes per device of a solve of an MLP with ``depth`` hidden layers and ``out_dim`` outputs.
 
-    ``chunk_size`` is the number of samples per replica processed at once in
-    a step (default: all of them); ``batch_size`` the minibatch (default: full
-    batch).
+    ``root_width``: columns of each root of a P x P kernel (default P, exact;
+    with low-rank roots ``rank + features + 1``); ``batch_size``: the
+    minibatch (default full batch); ``block_rows``: points per block in a
+    step; ``optimizer_state``: numbers of optimizer state per gradient entry
+    (Adam 2, momentum 1, SGD and sign 0); ``input_dim``: d.
     """
     if storage_dtype not in _ITEMSIZE:
         raise ValueError(f"unknown storage_dtype {storage_dtype!r}; expected one of {tuple(_ITEMSIZE)}")
     if train not in ("all", "readout"):
         raise ValueError(f"unknown train mode {train!r}; expected 'all' or 'readout'")
-    points = n_train + n_test
-    k = out_dim
+    points, k = n_train + n_test, out_dim
+    width = points if root_width is None else min(root_width, points)
     per_device = -(-samples // devices)
-    chunk_total = per_device if chunk_size is None else -(-chunk_size * replicas // devices)
-    batch = n_train if batch_size is None else batch_size
-    if train == "all":
-        stored_per_point = depth * k + depth + 1  # u^l_c, phi(h^l) and the input column x_b
-        sampled_per_point = 2 * (k + 1)  # h, z and their float32 products for one layer
-        state_per_sample = 3 * (2 * depth + k)  # g, m, v of each shared term and the readout rows
-    else:
-        stored_per_point = 1
-        sampled_per_point = 2
-        state_per_sample = 3 * k
-    roots = (2 * depth if train == "all" else 1) * points * points * 4
+    per_replica = -(-per_device // replicas)
+    h_fields, z_fields, u_layers, root_kernels, shared_terms = _fields(depth, k, train)
+    first_layer = input_dim + 1 if 1 <= h_fields and (train == "all" or depth == 1) else 0
+    # Latent normals of one replica: d + 1 for h^1, one row per root column for h^l, k per column for z^l.
+    latent_rows = first_layer + (h_fields - (1 if first_layer else 0)) * width + z_fields * k * width + k
+    truncated = width < points
     parts = {
-        "storage": per_device * points * stored_per_point * _ITEMSIZE[storage_dtype],
-        "sampling": per_device * points * sampled_per_point * 4,
-        "optimizer_state": per_device * state_per_sample * 4,
-        # float32 per chunk sample: sum_c u_c chi_c and sum coef V Q on all points (P each), the batch
-        # rows of u, v gathered for small minibatches (B (k + 2)), and, with several chunks, the copy
-        # of the chunk's stored fields that the chunk loop reads.
-        "step_temporaries": chunk_total * (2 * points + batch * (k + 2)) * 4
-        + (chunk_total * points * stored_per_point * _ITEMSIZE[storage_dtype] if chunk_total < per_device else 0),
-        "roots": roots,
+        "storage": per_device * (points * (h_fields + z_fields * k) * _ITEMSIZE[storage_dtype] + (k + 1) * _FLOAT),
+        # float32 roots on the host (one set per replica when truncated) and on the device.
+        "roots": points * _FLOAT * (first_layer + root_kernels * width) * (2 + (replicas if truncated else 0)),
+        # The float64 field kernels, one float64 exact root, the layer kernels of one block of rows.
+        "root_computation": (root_kernels + 1) * points * points * 8 + (2 * KERNEL_BLOCK_BYTES if root_kernels else 0),
+        # One replica's latent normals (rows padded to whole chunks), the random-number temporaries of one
+        # chunk of rows, one block of rows and its storage-dtype copy.
+        "sampling": (-(-latent_rows // LATENT_CHUNK_ROWS) * LATENT_CHUNK_ROWS + 4 * LATENT_CHUNK_ROWS)
+        * per_replica * _FLOAT + 2 * DRAW_BLOCK_BYTES,
+        # Accumulators, optimizer state, gradients, directions and the updated accumulators.
+        "state": per_device * (shared_terms + k) * (optimizer_state + 4) * _FLOAT,
+        # One block of rows: gathered fields in float32, phi and phi', sum_c chi_c u_c, weights, x_b.
+        "step_temporaries": min(block_rows, max(batch_size or n_train, points)) * per_device * _FLOAT
+        * (3 * h_fields + 2 * z_fields * k + u_layers + 4),
+        "runtime": RUNTIME_BYTES,
     }
     return MemoryEstimate(parts={name: int(value) for name, value in parts.items()}, devices=devices)
 
 
-def check_memory(estimate: MemoryEstimate, available: int, samples: int) -> None:
-    """Raise ``MemoryError`` when ``estimate`` exceeds ``available`` bytes, saying what to change."""
-    if estimate.total_bytes <= available:
+def largest_fitting_samples(estimate_for, available: int, replicas: int, devices: int, samples: int) -> int:
+    """The largest multiple of ``replicas * devices`` up to ``samples`` whose estimate fits (0 if none).
+
+    ``estimate_for(m)``: the :class:`MemoryEstimate` of ``m`` samples (its
+    peak grows with m).
+    """
+    unit = replicas * devices
+    low, high = 0, samples // unit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if estimate_for(middle * unit).peak_bytes <= available:
+            low = middle
+        else:
+            high = middle - 1
+    return low * unit
+
+
+def check_memory(estimate: MemoryEstimate, available: int, fitting_samples: int, unit: int) -> None:
+    """Raise ``MemoryError`` when ``estimate`` exceeds ``available`` bytes, saying what would fit."""
+    if estimate.peak_bytes <= available:
         return
-    fraction = available / max(estimate.total_bytes, 1)
-    fitting = int(samples * fraction * 0.9)
+    if fitting_samples > 0:
+        advice = f"samples={fitting_samples} would fit (a multiple of replicas x devices = {unit})"
+    else:
+        advice = (f"no sample count fits: even {unit} samples (replicas x devices) need more; "
+                  "use fewer points or a smaller rank")
     raise MemoryError(
-        f"the Adam-limit engine needs about {estimate.describe()}, but only "
-        f"{available / _GIB:.3g} GiB is available per device. Reduce samples "
-        f"(about {fitting} would fit), use storage_dtype='bfloat16', a smaller chunk_size, "
-        f"more devices, or raise max_memory_bytes if the estimate of free memory is wrong."
+        f"the Adam-limit engine needs about {estimate.describe()}, but only {available / _GIB:.3g} GiB is "
+        f"available per device. {advice}; or use storage_dtype='bfloat16', a smaller rank, more devices, "
+        "or raise max_memory_bytes if the estimate of free memory is wrong."
     )

@@ -1,0 +1,274 @@
+"""The stored random fields of the Monte Carlo engine, and their values on given points.
+
+Every term of the limit (:mod:`~infinite_width.limits.adam_limit.terms`) is built
+from a few Gaussian fields per sample (docs/theory.md, sections 5 and 7):
+
+* ``h^l ~ GP(0, K^l)``, l = 1..L: ``phi(h^l)`` and ``phi'(h^l)`` both come
+  from it (for piecewise-linear activations ``phi'`` is a sign pattern, so
+  nothing else is stored). ``h^1 = W_std_1 x.w / sqrt(d) + b_std_1 beta``
+  is drawn exactly from the input weights (``K^1`` has rank d + 1); the
+  deeper ``h^l`` from pivoted Cholesky roots of ``K^l``
+  (:mod:`~infinite_width.limits.adam_limit.roots`).
+* ``z^l_c ~ GP(0, W_std_{l+1}^2 B^{l+1})``, l = 1..L-1, from roots of
+  ``W_std_{l+1}^2 B^{l+1}``; ``z^L_c = W_std_{L+1} zeta_c`` is constant over
+  points (``B^{L+1} = 1``): k numbers per sample (``"zeta"``).
+* the input coordinate ``b`` of each sample (``"coordinate"``).
+
+Stored layout, samples last so that a batch of points is a block of
+contiguous rows: ``h<l>`` (P, R, C), ``z<l>`` (P, R, k, C), ``zeta`` (R, k, C)
+float32, ``coordinate`` (R, C) int32 (R replicas of C samples). Storage per
+sample: ``P (L + (L - 1) k)`` numbers plus ``k + 1``.
+
+Every draw is keyed by (field, replica, latent column j) only: the values do
+not depend on the number of devices, on how points are blocked, or on the
+rank of the other columns (a root truncated to r columns reuses the first r
+latent columns of the exact one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from infinite_width.limits.adam_limit.terms import Term
+
+__all__ = ["FieldLayout", "field_layout", "draw_fields", "rows_of_fields", "LayerValues", "widen", "narrow",
+           "storage_dtype_of"]
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+#: Field ids in the key derivation (never reuse one for another field).
+_ZETA_ID, _COORDINATE_ID, _Z_OFFSET = 1000, 1001, 100
+
+
+def field_id(name: str) -> int:
+    """The fixed id of field ``h<l>`` (l) or ``z<l>`` (100 + l) in the key derivation."""
+    return int(name[1:]) + (_Z_OFFSET if name[0] == "z" else 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldLayout:
+    """Which fields a run stores, and their sizes.
+
+    ``h_layers``: the l whose ``h^l`` is stored; ``z_layers``: the l < L
+    whose ``z^l`` is stored; ``zeta``: whether ``z^L`` is; ``coordinate``:
+    whether the input term is trained.
+    """
+
+    points: int
+    replicas: int
+    per_replica: int
+    out_dim: int
+    depth: int
+    h_layers: Tuple[int, ...]
+    z_layers: Tuple[int, ...]
+    zeta: bool
+    coordinate: bool
+
+    @property
+    def numbers_per_point(self) -> int:
+        """Stored numbers per sample and point."""
+        return len(self.h_layers) + self.out_dim * len(self.z_layers)
+
+
+def field_layout(terms: Tuple[Term, ...], depth: int, out_dim: int, points: int, replicas: int,
+                 per_replica: int) -> FieldLayout:
+    """The fields that ``terms`` read (see the module docstring)."""
+    u_layers = {t.u_layer for t in terms if t.u_layer is not None}
+    v_layers = {t.v for t in terms if isinstance(t.v, int)}
+    return FieldLayout(
+        points=points, replicas=replicas, per_replica=per_replica, out_dim=out_dim, depth=depth,
+        h_layers=tuple(sorted(u_layers | v_layers)),
+        z_layers=tuple(sorted(l for l in u_layers if l < depth)),
+        zeta=depth in u_layers,
+        coordinate=any(t.v == "x" for t in terms),
+    )
+
+
+# --------------------------------------------------------------------------
+# Storage dtypes. bfloat16 fields are stored as their raw 16 bits (uint16): XLA's CPU backend widens a
+# bfloat16 operand of a gather to float32 as a whole, which a step loop would hoist and keep (twice the
+# storage); gathering integers and widening the gathered rows avoids that.
+
+
+def storage_dtype_of(dtype):
+    """The array dtype that stores fields of ``dtype`` (float32, or uint16 bits for bfloat16)."""
+    return jnp.uint16 if jnp.dtype(dtype) == jnp.bfloat16 else jnp.dtype(dtype)
+
+
+def narrow(values, dtype):
+    """float32 ``values`` as stored fields of ``dtype`` (rounded to nearest for bfloat16)."""
+    if jnp.dtype(dtype) == jnp.bfloat16:
+        return jax.lax.bitcast_convert_type(values.astype(jnp.bfloat16), jnp.uint16)
+    return values.astype(dtype)
+
+
+def widen(stored):
+    """Stored fields as float32 (bfloat16 bits are the upper half of a float32's: exact)."""
+    if stored.dtype == jnp.uint16:
+        return jax.lax.bitcast_convert_type(stored.astype(jnp.uint32) << 16, jnp.float32)
+    return stored.astype(jnp.float32)
+
+
+# --------------------------------------------------------------------------
+# Drawing (once, at setup).
+
+
+def _latent_rows(layout: FieldLayout, ranks: Dict[str, int]):
+    """``((name, field id, rows, inner shape), ...)``: the latent rows (C,) each field draws per replica.
+
+    A root of rank r draws r rows (``h``) or r k rows (``z``, row j k + c
+    for column j and output c); ``zeta`` draws k rows.
+    """
+    k = layout.out_dim
+    plan = [(f"h{l}", field_id(f"h{l}"), ranks[f"h{l}"], ()) for l in layout.h_layers]
+    plan += [(f"z{l}", field_id(f"z{l}"), ranks[f"z{l}"] * k, (k,)) for l in layout.z_layers]
+    if layout.zeta:
+        plan.append(("zeta", _ZETA_ID, k, ()))
+    return tuple(plan)
+
+
+#: Latent rows drawn at once (bounds the random-number temporaries to a few times this many rows;
+#: memory.LATENT_CHUNK_ROWS counts it).
+LATENT_CHUNK_ROWS = 1024
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "per_replica", "input_dim", "sharding"))
+def _replica_latents(key, replica, *, plan, per_replica, input_dim, sharding):
+    """One replica's latent normals (J', C), J' >= J rows (row j of field f from ``fold_in(key, f, replica, j)``,
+    drawn in chunks of ``LATENT_CHUNK_ROWS`` rows; the padding rows are never read), and its input
+    coordinates (C,)."""
+    coordinate = jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, _COORDINATE_ID), replica),
+                                    (per_replica,), 0, input_dim)
+    if not plan:
+        return None, coordinate
+    keys = jnp.concatenate([
+        jax.vmap(lambda j, f=field_id: jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, f), replica), j))(
+            jnp.arange(rows))
+        for _, field_id, rows, _ in plan
+    ])
+    chunk = min(LATENT_CHUNK_ROWS, keys.shape[0])
+    keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (-keys.shape[0] % chunk,) + keys.shape[1:])])
+    draw = jax.vmap(lambda row_key: jax.random.normal(row_key, (per_replica,)))
+    latent = jax.lax.map(draw, keys.reshape((-1, chunk) + keys.shape[1:])).reshape(-1, per_replica)
+    if sharding is not None:
+        latent = jax.lax.with_sharding_constraint(latent, sharding(2))
+        coordinate = jax.lax.with_sharding_constraint(coordinate, sharding(1))
+    return latent, coordinate
+
+
+@functools.partial(jax.jit, donate_argnums=(0,), static_argnames=("block", "offset", "rows", "inner"))
+def _write_block(store, root, latent, start, replica, *, block, offset, rows, inner):
+    """``store[start:start + block, replica] = root[start:start + block] @ latent rows`` in place."""
+    field_latent = latent[offset:offset + rows].reshape((rows // max(int(np.prod(inner)), 1),) + inner
+                                                        + latent.shape[1:])
+    root_rows = jax.lax.dynamic_slice_in_dim(root, start, block, axis=0)
+    values = jnp.tensordot(root_rows, field_latent, axes=1, precision=HIGHEST)  # (block, C) or (block, k, C)
+    values = narrow(values, jnp.bfloat16) if store.dtype == jnp.uint16 else values.astype(store.dtype)
+    index = (start, replica) + (0,) * (store.ndim - 2)
+    return jax.lax.dynamic_update_slice(store, values[:, None], index)
+
+
+def _block_rows(points: int, numbers_per_row: int, budget_bytes: int) -> int:
+    return int(max(1, min(points, budget_bytes // max(4 * numbers_per_row, 1))))
+
+
+def _zeros(shape, dtype, sharding):
+    """Zeros created directly with their sharding (no full copy on one device or host)."""
+    if sharding is None:
+        return jnp.zeros(shape, dtype)
+    return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding(len(shape)))()
+
+
+def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, readout_scale: float,
+                sharding=None, block_bytes: int = 1 << 26) -> Dict[str, jax.Array]:
+    """Draw every stored field of ``layout``; replica rho's from the roots ``roots_for(rho)``.
+
+    ``roots_for(rho)``: ``{"h<l>": (P, r), "z<l>": (P, r)}``, the same widths
+    for every replica. ``key``: the samples key; ``dtype``: storage dtype of
+    the ``h`` and ``z`` fields; ``readout_scale``: ``W_std_{L+1}`` (``z^L =
+    W_std_{L+1} zeta``). ``sharding(ndim)``: the sharding of the sample axis
+    (last) for arrays of that rank, or None. ``block_bytes`` bounds the
+    float32 block of rows computed at once. Transient memory: one replica's
+    roots and latent normals (``sum_fields r C``, times k for ``z`` fields)
+    and one block.
+    """
+    R, C, k, P = layout.replicas, layout.per_replica, layout.out_dim, layout.points
+    place = (lambda x: jax.device_put(x, sharding(x.ndim))) if sharding is not None else (lambda x: x)
+    stores, zeta, coordinates = None, [], []
+    for replica in range(R):
+        roots = {name: jnp.asarray(root, jnp.float32) for name, root in roots_for(replica).items()}
+        plan = _latent_rows(layout, {name: root.shape[1] for name, root in roots.items()})
+        if stores is None:
+            stores = {name: _zeros((P, R) + inner + (C,), storage_dtype_of(dtype), sharding) for name, _, _, inner in plan
+                      if name != "zeta"}
+        latent, coordinate = _replica_latents(key, replica, plan=plan, per_replica=C, input_dim=input_dim,
+                                              sharding=sharding)
+        coordinates.append(coordinate)
+        offset = 0
+        for name, _, rows, inner in plan:
+            if name == "zeta":
+                zeta.append(readout_scale * latent[offset:offset + rows])
+            else:
+                block = _block_rows(P, int(np.prod(inner + (C,))), block_bytes)
+                for start in range(0, P, block):
+                    stores[name] = _write_block(stores[name], roots[name], latent, min(start, P - block), replica,
+                                                block=block, offset=offset, rows=rows, inner=inner)
+            offset += rows
+        del latent, roots
+    fields = dict(stores)
+    if layout.zeta:
+        fields["zeta"] = place(jnp.stack(zeta))
+    if layout.coordinate:
+        fields["coordinate"] = place(jnp.stack(coordinates))
+    return fields
+
+
+def first_layer_root(x_all: np.ndarray, W_std: float, b_std: float) -> np.ndarray:
+    """The exact root (P, d + 1) of ``K^1 = W_std^2 x.x'/d + b_std^2``: ``[W_std x / sqrt(d), b_std]``."""
+    d = x_all.shape[1]
+    return np.concatenate([W_std * x_all / math.sqrt(d), np.full((x_all.shape[0], 1), b_std)], axis=1)
+
+
+# --------------------------------------------------------------------------
+# Values on given points (every step, on the batch rows).
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerValues:
+    """The fields on b points, float32: ``phi[l]``, ``dphi[l]`` (b, R, C);
+    ``z[l]`` (b, R, k, C) for l < L; ``zeta`` (R, k, C); ``x_b`` (b, R, C)."""
+
+    phi: Dict[int, jax.Array]
+    dphi: Dict[int, jax.Array]
+    z: Dict[int, jax.Array]
+    zeta: Optional[jax.Array]
+    x_b: Optional[jax.Array]
+
+
+def _derivative(phi):
+    return lambda h: jax.jvp(phi, (h,), (jnp.ones_like(h),))[1]
+
+
+def _gather(field, rows):
+    """``field[rows]`` as float32 (gathering the raw bits of bfloat16 fields, see :func:`widen`)."""
+    return widen(jnp.take(field, rows, axis=0))
+
+
+def rows_of_fields(fields: Dict[str, jax.Array], layout: FieldLayout, activations, x_all, rows) -> LayerValues:
+    """:class:`LayerValues` on the points ``rows`` (b,) (gathered from the stored fields)."""
+    phi, dphi, z = {}, {}, {}
+    for l in layout.h_layers:
+        h = _gather(fields[f"h{l}"], rows)
+        phi[l] = activations[l - 1](h)
+        dphi[l] = _derivative(activations[l - 1])(h)
+    for l in layout.z_layers:
+        z[l] = _gather(fields[f"z{l}"], rows)
+    x_b = jnp.take(jnp.take(x_all, rows, axis=0), fields["coordinate"], axis=1) if layout.coordinate else None
+    return LayerValues(phi, dphi, z, fields.get("zeta"), x_b)

@@ -1,0 +1,234 @@
+"""The compiled step loop of the lazy Monte Carlo engine (docs/theory.md, section 7).
+
+The network is lazy, so the function after t steps is
+
+    f_t(x) = f_0(x) - sum_terms coef * (1/C) sum_m U_m,c(x) V_m(x) A_{t,m}
+                    - b_std_{L+1} A^out_t
+
+with ``A_{t,m} = sum_{s<t} lr_s Q_s(g_m)`` each sample's accumulated update
+(one per shared term, one per output for the readout) and ``A^out`` the
+output bias's. A step therefore needs the fields on its batch rows only:
+
+1. ``f_t`` on the batch rows (from the accumulators),
+2. ``chi = dloss/df`` there, and the normalized gradients ``g`` of every
+   sample (sums over the batch rows),
+3. ``Q_t = direction(g)`` (the optimizer's optax direction, state per sample),
+   ``A += lr_t Q_t``.
+
+Both passes run over blocks of ``block_rows`` batch rows (a ``lax.scan``),
+which bounds the temporaries to ``block_rows * M * (k + a few)`` numbers.
+Predictions on all P points are computed only at recorded steps, by the same
+function over blocks of all points. Per-step time O(M B (L k + L)), memory
+traffic the batch rows of the stored fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from infinite_width import losses
+from infinite_width.limits.adam_limit.fields import FieldLayout, LayerValues, rows_of_fields
+from infinite_width.limits.adam_limit.terms import Term
+from infinite_width.architectures import activation_fn
+from infinite_width.optim import Optimizer
+
+__all__ = ["StepSpec", "compiled_advance", "compiled_predict", "initial_state"]
+
+HIGHEST = jax.lax.Precision.HIGHEST
+OUTPUT_BIAS = "output_bias"
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    """Everything static about a run's step (hashable: one compilation per spec and shapes)."""
+
+    terms: Tuple[Term, ...]
+    output_coefficient: float
+    layout: FieldLayout
+    activations: Tuple[str, ...]
+    optimizer: Optimizer
+    loss: str
+    n_train: int
+    full_batch: bool
+    block_rows: int
+
+    def by_u_layer(self):
+        """The shared terms grouped by their ``u`` layer: ((l, (term, ...)), ...)."""
+        groups: Dict[int, list] = {}
+        for term in self.terms:
+            if not term.per_output:
+                groups.setdefault(term.u_layer, []).append(term)
+        return tuple((layer, tuple(group)) for layer, group in groups.items())
+
+    @property
+    def readout_terms(self):
+        return tuple(t for t in self.terms if t.per_output)
+
+
+def _contract(spec, *operands):
+    return jnp.einsum(spec, *operands, precision=HIGHEST)
+
+
+def _v(values: LayerValues, term: Term):
+    if term.v == "x":
+        return values.x_b
+    return 1.0 if term.v is None else values.phi[term.v]
+
+
+def _backward(spec: StepSpec, values: LayerValues, layer: int, weights, outputs_last: str):
+    """``sum_c u^l_c (.)``-style contraction with ``z^l`` (b, R, k, C) or the constant ``zeta`` (R, k, C)."""
+    if layer < spec.layout.depth:
+        return _contract(f"brkc,{outputs_last}", values.z[layer], weights)
+    return _contract(f"rkc,{outputs_last}", values.zeta, weights)
+
+
+def _function_sums(spec: StepSpec, values: LayerValues, accumulated) -> jax.Array:
+    """``sum_terms coef sum_m U_c V A_m`` on the block's points, (b, R, k)."""
+    total = 0.0
+    for layer, group in spec.by_u_layer():
+        weight = sum(term.coefficient * _v(values, term) * accumulated[term.name][None] for term in group)
+        total = total + _backward(spec, values, layer, values.dphi[layer] * weight, "brc->brk")
+    for term in spec.readout_terms:
+        total = total + term.coefficient * _contract("brc,rkc->brk", values.phi[term.v], accumulated[term.name])
+    return total
+
+
+def _gradient_sums(spec: StepSpec, values: LayerValues, chi) -> Dict[str, jax.Array]:
+    """The block's share of every normalized gradient: (R, C) shared, (R, k, C) readout."""
+    grads = {}
+    for layer, group in spec.by_u_layer():
+        weighted = values.dphi[layer] * _backward(spec, values, layer, chi, "brk->brc")  # sum_c chi_c u_c
+        for term in group:
+            v = _v(values, term)
+            grads[term.name] = jnp.sum(weighted, axis=0) if term.v is None else _contract("brc,brc->rc", weighted, v)
+    for term in spec.readout_terms:
+        grads[term.name] = _contract("brc,brk->rkc", values.phi[term.v], chi)
+    return grads
+
+
+def _blocks(rows, block: int):
+    """``rows`` (n,) as (nb, block) blocks, the last padded with row ``rows[0]``."""
+    n = rows.shape[0]
+    padded = -(-n // block) * block
+    return jnp.concatenate([rows, jnp.broadcast_to(rows[:1], (padded - n,))]).reshape(-1, block)
+
+
+def _activations(spec):
+    return tuple(activation_fn(name) for name in spec.activations)
+
+
+def _predict_rows(spec: StepSpec, fields, x_all, f0, accumulated, rows):
+    """``f_t`` on ``rows`` (n,): (R, n, k)."""
+    block_rows = _blocks(rows, min(spec.block_rows, rows.shape[0]))
+    activations = _activations(spec)
+
+    def block_sums(block):
+        return _function_sums(spec, rows_of_fields(fields, spec.layout, activations, x_all, block), accumulated)
+
+    sums = jax.lax.map(block_sums, block_rows) if block_rows.shape[0] > 1 else block_sums(block_rows[0])[None]
+    sums = sums.reshape((-1,) + sums.shape[2:])[: rows.shape[0]]  # (n, R, k)
+    f = f0[rows][None] - jnp.moveaxis(sums, 0, 1) / spec.layout.per_replica
+    if OUTPUT_BIAS in accumulated:
+        f = f - spec.output_coefficient * accumulated[OUTPUT_BIAS][:, None, :]
+    return f
+
+
+def _gradients(spec: StepSpec, fields, x_all, rows, chi):
+    """Normalized gradients of every sample for the batch ``rows`` (B,) and ``chi`` (R, B, k)."""
+    block = min(spec.block_rows, rows.shape[0])
+    block_rows = _blocks(rows, block)
+    chi_blocks = _blocks_of(jnp.moveaxis(chi, 1, 0), block)  # zero on the padding rows
+    activations = _activations(spec)
+
+    def block_grads(block_and_chi):
+        block, block_chi = block_and_chi
+        return _gradient_sums(spec, rows_of_fields(fields, spec.layout, activations, x_all, block), block_chi)
+
+    if block_rows.shape[0] == 1:
+        return block_grads((block_rows[0], chi_blocks[0]))
+
+    def accumulate(total, block_and_chi):
+        return jax.tree_util.tree_map(jnp.add, total, block_grads(block_and_chi)), None
+
+    first = block_grads((block_rows[0], chi_blocks[0]))
+    return jax.lax.scan(accumulate, first, (block_rows[1:], chi_blocks[1:]))[0]
+
+
+def _blocks_of(values, block: int):
+    """(n, ...) values as (nb, block, ...) with zero padding."""
+    n = values.shape[0]
+    padded = -(-n // block) * block
+    values = jnp.concatenate([values, jnp.zeros((padded - n,) + values.shape[1:], values.dtype)])
+    return values.reshape((-1, block) + values.shape[1:])
+
+
+def initial_state(spec: StepSpec, state_sharding=None):
+    """Zero accumulators ``{term: (R, C) or (R, k, C), "output_bias": (R, k)}`` and the optimizer state."""
+    R, C, k = spec.layout.replicas, spec.layout.per_replica, spec.layout.out_dim
+    place = (lambda x: jax.device_put(x, state_sharding(x.ndim))) if state_sharding is not None else (lambda x: x)
+    accumulated = {t.name: place(jnp.zeros((R, k, C) if t.per_output else (R, C), jnp.float32)) for t in spec.terms}
+    if spec.output_coefficient != 0.0:
+        accumulated[OUTPUT_BIAS] = jnp.zeros((R, k), jnp.float32)
+    # optax's state mirrors the gradients (shapes and shardings).
+    return accumulated, spec.optimizer.direction(eps_scale=1.0).init(accumulated)
+
+
+def _step(spec: StepSpec, t, accumulated, opt_state, fields, x_all, f0, y_train, batch_indices):
+    rows = jnp.arange(spec.n_train) if spec.full_batch else batch_indices[t]
+    f_rows = _predict_rows(spec, fields, x_all, f0, accumulated, rows)
+    chi = jax.vmap(lambda f: losses.chi(spec.loss, f, y_train[rows]))(f_rows)
+    grads = _gradients(spec, fields, x_all, rows, chi)
+    if spec.output_coefficient != 0.0:
+        grads[OUTPUT_BIAS] = jnp.sum(chi, axis=1)
+    directions, opt_state = spec.optimizer.direction(eps_scale=1.0).update(grads, opt_state)
+    rate = spec.optimizer.lr  # a schedule (issue 13) makes this lr_t: A_t = sum_s lr_s Q_s
+    accumulated = {name: accumulated[name] + rate * directions[name] for name in accumulated}
+    return accumulated, opt_state, jnp.all(jnp.isfinite(f_rows))
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_advance(spec: StepSpec):
+    """``advance(fields, x_all, f0, y, batch_indices, accumulated, opt_state, bad, start, stop)``.
+
+    Runs steps [start, stop) in a ``lax.while_loop``, stopping at the first
+    step whose batch predictions are not finite (``bad`` is then that step).
+    """
+
+    def advance(fields, x_all, f0, y_train, batch_indices, accumulated, opt_state, bad, start, stop):
+        def running(carry):
+            t, _, _, bad = carry
+            return (t < stop) & (bad < 0)
+
+        def body(carry):
+            t, accumulated, opt_state, bad = carry
+            new_accumulated, new_state, finite = _step(spec, t, accumulated, opt_state, fields, x_all, f0, y_train,
+                                                       batch_indices)
+            # Keep the carry's dtypes: with x64 enabled, float64 targets or rates would promote it.
+            same = functools.partial(jax.tree_util.tree_map, lambda new, old: new.astype(old.dtype))
+            return t + 1, same(new_accumulated, accumulated), same(new_state, opt_state), jnp.where(finite, bad, t)
+
+        _, accumulated, opt_state, bad = jax.lax.while_loop(running, body, (start, accumulated, opt_state, bad))
+        return accumulated, opt_state, bad
+
+    return jax.jit(advance, donate_argnums=(5, 6))
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_predict(spec: StepSpec):
+    """``predict(fields, x_all, f0, accumulated)``: ``f_t`` on all P points, (R, P, k)."""
+
+    def predict(fields, x_all, f0, accumulated):
+        return _predict_rows(spec, fields, x_all, f0, accumulated, jnp.arange(spec.layout.points))
+
+    return jax.jit(predict)
+
+
+def optimizer_state_numbers(optimizer: Optimizer) -> int:
+    """Numbers of optimizer state per gradient entry (optax: Adam's mu and nu, momentum's trace)."""
+    return {"sgd": 0, "momentum": 1, "adam": 2, "sign": 0}[optimizer.name]
+
