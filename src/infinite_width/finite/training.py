@@ -20,6 +20,9 @@ group ``grp`` moves by ``dp = -lr * rate_grp * Q_t(G_p)``. With
   (for an ntk MLP: ``1/n`` hidden weights, ``1/sqrt(n d)`` input weights,
   ``1/sqrt(n)`` hidden biases and readout weights, ``1`` output bias).
 
+A learning-rate schedule (``optimizer.schedule``) multiplies step ``t``'s
+update by its factor, after the direction (``optax.scale_by_schedule``).
+
 With ``rates="global"`` (the practitioner's optax optimizer) every optimizer
 uses ``rate_grp = 1`` and Adam's ``eps`` as given, for every leaf: plain
 ``optax.adam(lr, b1, b2, eps)``. This has no width-independent limit
@@ -104,6 +107,9 @@ def _transformation(optimizer: Optimizer, readout_only: bool, scales: List[dict]
                     rates: str) -> optax.GradientTransformation:
     """One transformation per leaf: its direction, rate and (for Adam) epsilon."""
     per_group = optimizer.adaptive and rates == "per_group"
+    # A schedule multiplies step t's update by factor(t), after the direction (docs/theory.md, section 3).
+    schedule = optimizer.schedule
+    scheduled = () if schedule.is_constant else (optax.scale_by_schedule(schedule.optax_schedule()),)
     transforms, labels = {}, []
     for i, layer in enumerate(scales):
         layer_labels = {}
@@ -114,10 +120,10 @@ def _transformation(optimizer: Optimizer, readout_only: bool, scales: List[dict]
             )
             if frozen:
                 transforms[label] = optax.set_to_zero()
-            elif per_group:
-                transforms[label] = optax.chain(optimizer.direction(eps_scale=scale.s), optax.scale(-optimizer.lr * scale.r))
             else:
-                transforms[label] = optax.chain(optimizer.direction(), optax.scale(-optimizer.lr))
+                direction = optimizer.direction(eps_scale=scale.s if per_group else 1.0)
+                rate = -optimizer.lr * (scale.r if per_group else 1.0)
+                transforms[label] = optax.chain(direction, *scheduled, optax.scale(rate))
             layer_labels[name] = label
         labels.append(layer_labels)
     return optax.multi_transform(transforms, labels)
