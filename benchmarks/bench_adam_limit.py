@@ -1,7 +1,7 @@
 """Accuracy per cost of the Adam-like limit's engine against finite networks, in one run.
 
 Both sides model the same limit: the engine estimates it with M samples (its
-distance falls like M^-1/2), a finite Adam network (centred, per-group scales,
+distance falls like M^-1/2), a finite Adam network (centered, per-group scales,
 :func:`infinite_width.training.train`) approaches it as its width n grows.
 For each engine sample count and each width this measures, after ``steps``:
 
@@ -116,11 +116,11 @@ def measure(arch, data, adam, config):
         print("engine", json.dumps(engine[-1]), flush=True)
     finite = []
     for width in config["widths"]:
-        net = arch.network(width)
+        net = iw.finite.network(arch, width)
         result, seconds, compile_seconds = timed_twice(lambda: training.train(
-            net, data.x_train, data.y_train, adam, steps, centred=True, key=2, seeds=1, record=[steps],
+            net, data.x_train, data.y_train, adam, steps, centered=True, key=2, seeds=1, record=[steps],
             x_test=data.x_test, batch_size=config["batch_size"]))
-        distance = relative_distance(np.asarray(result.test_predictions)[0, -1], target)
+        distance = relative_distance(result.test[0, -1], target)
         finite.append(dict(width=width, seconds=seconds, compile_seconds=compile_seconds, distance=distance,
                            corrected_distance=corrected(distance)))
         print("finite", json.dumps(finite[-1]), flush=True)

@@ -2,7 +2,7 @@
 
 Trains ReLU MLPs (widths 64, 256, 1024) and conv nets (``conv2``, widths 16
 and 64) with plain Adam, several seeds each, and compares on held-out test
-points the centred kernel alignment (CKA) of their output and
+points the centered kernel alignment (CKA) of their output and
 last-hidden-layer feature kernels with the NNPK of the same architecture at
 initialization, and with baselines: the closed-form NNGP / CNN-GP, the NNPK of
 a mismatched architecture or activation, the input kernel and the network's
