@@ -228,6 +228,8 @@ def solve(
     method = _resolve_method(method, width, optimizer)
     if not isinstance(readout_only, (bool, np.bool_)):
         raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"label must be a string or None, got {label!r} of type {type(label).__name__}")
     if readout_only and not arch.has_linear_readout:
         raise ValueError(
             f"readout_only=True needs a readout layer: the output of {arch.name!r} is not linear in its last "
