@@ -218,10 +218,11 @@ def solve(
       hyper-parameters, ``readout_only``, the wall time, versions and device.
 
     Raises:
-      TypeError / ValueError naming the problem: not exactly one of
-      ``method`` and ``width``, a method that cannot run this architecture or
-      optimizer, ``readout_only`` without a readout layer, an out_dim or input
-      layout that does not match the problem, bad record/steps/batch_size.
+      TypeError: an argument of the wrong kind (named in the message).
+      ValueError: naming the problem: not exactly one of ``method`` and
+        ``width``, a method that cannot run this architecture or optimizer,
+        ``readout_only`` without a readout layer, an out_dim or input layout
+        that does not match the problem, bad record/steps/batch_size.
       MemoryError: the method does not fit in memory (checked before allocating).
     """
     _check_problem_and_arch(problem, arch)
