@@ -17,15 +17,17 @@ the parts it finished:
 3. ``nnpk``: the Neural Network Prior Kernel of many random networks, and the
    fraction of matmul throughput (``bench_nnpk.matmul_reference``, the same
    FLOPs as plain matrix products).
-4. ``adam_limit``: the Monte Carlo engine through
-   ``iw.solve(problem, arch, iw.AdamLimit(...), adam, ...)`` on full MNIST with
-   minibatches: setup time, ms per step (after the first step, which holds the
-   compilation), and the fraction of HBM bandwidth, taking a step's traffic as
-   the stored fields of its batch rows read twice (the function and the
-   gradient pass); then accuracy per cost against finite networks: the time
-   each needs to reach a relative distance of ``--target`` (0.05) to a
-   reference run of the limit (``bench_adam_limit.compare``). It runs last
-   because its setup at P = 70,000 points is the largest and least predictable.
+4. ``adam_limit_cost``: accuracy per cost of the Adam-like limit's engine
+   (``iw.solve(problem, arch, iw.AdamLimit(...), adam, ...)``) against finite
+   networks (``iw.Finite``): the time each needs to reach a relative distance
+   of ``--target`` (0.05) to a reference run of the limit, from power-law fits
+   of distance against time (``bench_adam_limit.compare``).
+5. ``adam_limit``: the engine on full MNIST (P = 70,000 points) with
+   minibatches: setup time, ms per step (after the first step, which holds
+   the compilation), and the fraction of HBM bandwidth, taking a step's
+   traffic as the stored fields of its batch rows read twice (the function
+   and the gradient pass). It runs last because its setup is the largest and
+   least predictable.
 
 Each part has a time budget; a part stops its loop when its budget is spent
 (what was left out is listed in its ``skipped``), and a part whose turn comes
@@ -66,7 +68,7 @@ from bench_training import best_times, plain_adam_loop
 from infinite_width import datasets, optim
 
 SCHEMA = "infinite_width.accelerator/1"
-PARTS = ("kernels", "training", "nnpk", "adam_limit")
+PARTS = ("kernels", "training", "nnpk", "adam_limit_cost", "adam_limit")
 STATUSES = ("ok", "failed", "skipped")
 #: Peak HBM bandwidth of an H200 (bytes/s), the denominator of ``hbm_fraction``.
 HBM_BYTES_PER_S = 4.8e12
@@ -77,25 +79,23 @@ CONFIGS = {
         kernels=dict(budget_s=60, n=20_000, n_batched=40_000, block=5_000, n_precision=2_000, depth=3, repeats=3),
         training=dict(budget_s=120, widths=(256, 512, 1024, 2048, 4096, 8192), n_train=10_000, steps=50, repeats=2),
         nnpk=dict(budget_s=60, n_points=10_000, networks=1_000, width=1024, depth=3, repeats=2),
-        adam_limit=dict(
-            budget_s=200, n_train=None, n_test=None, batch_size=128, steps=200, samples=16_384, replicas=8,
-            cost=dict(n_train=2_000, n_test=500, batch_size=100, steps=200, reference=(2, 32_768, 8),
-                      engine_samples=(1_024, 4_096, 16_384), widths=(256, 1_024, 4_096)),
-        ),
+        adam_limit_cost=dict(budget_s=90, n_train=2_000, n_test=500, batch_size=100, steps=200,
+                             reference=(2, 32_768, 8), engine_samples=(1_024, 4_096, 16_384),
+                             widths=(256, 1_024, 4_096)),
+        adam_limit=dict(budget_s=120, n_train=None, n_test=None, batch_size=128, steps=200, samples=16_384,
+                        replicas=8),
     ),
     # Budgets far above the sizes' needs: every measurement runs, also on a loaded CI machine.
     "tiny": dict(
         budget_s=600,
-        kernels=dict(budget_s=120, n=100, n_batched=200, block=50, n_precision=50, depth=3, repeats=2),
-        training=dict(budget_s=120, widths=(16,), n_train=50, steps=5, repeats=2),
-        nnpk=dict(budget_s=120, n_points=40, networks=8, width=32, depth=2, repeats=2),
-        adam_limit=dict(
-            budget_s=240, n_train=40, n_test=10, batch_size=10, steps=6, samples=32, replicas=2,
-            # The main run's shapes again (M = 32 in 2 replicas, the reference's M = 64 in 2 replicas
-            # like the second point): compiled programs are reused, only finite widths compile anew.
-            cost=dict(n_train=40, n_test=10, batch_size=10, steps=6, reference=(1, 64, 2),
-                      engine_samples=(32, 64), widths=(16, 32)),
-        ),
+        kernels=dict(budget_s=120, n=100, n_batched=200, block=50, n_precision=50, depth=3, repeats=1),
+        training=dict(budget_s=120, widths=(16,), n_train=50, steps=5, repeats=1),
+        nnpk=dict(budget_s=120, n_points=40, networks=8, width=32, depth=2, repeats=1),
+        # The same shapes in both Adam-limit parts (M = 32 and 64 in 2 replicas, the reference like the
+        # second point): compiled programs are reused, only finite widths compile anew.
+        adam_limit_cost=dict(budget_s=240, n_train=40, n_test=10, batch_size=10, steps=6, reference=(1, 64, 2),
+                             engine_samples=(32, 64), widths=(16, 32)),
+        adam_limit=dict(budget_s=120, n_train=40, n_test=10, batch_size=10, steps=6, samples=32, replicas=2),
     ),
 }
 
@@ -105,8 +105,8 @@ REQUIRED_RESULTS = {
                 "max_rel_error_nngp", "max_rel_error_ntk"),
     "training": ("rows",),  # list of {width, ours_ms_per_step, plain_ms_per_step, ours_over_plain}
     "nnpk": ("nnpk_s", "matmul_s", "fraction_of_matmul", "tflops"),
-    "adam_limit": ("setup_s", "ms_per_step", "hbm_bytes_per_step", "hbm_fraction", "test_accuracy",
-                   "accuracy_per_cost"),
+    "adam_limit_cost": ("engine", "finite", "comparison"),  # lists of points, the fits' dict
+    "adam_limit": ("setup_s", "ms_per_step", "hbm_bytes_per_step", "hbm_fraction", "test_accuracy"),
 }
 
 
@@ -136,7 +136,7 @@ def check_report(report: dict) -> None:
         results = part.get("results", {})
         for key in REQUIRED_RESULTS.get(name, ()):
             value = results.get(key)
-            if key in ("rows", "accuracy_per_cost"):
+            if key in ("rows", "engine", "finite", "comparison"):
                 if not value:
                     problems.append(f"parts.{name}.results.{key}: missing or empty")
             elif not (isinstance(value, (int, float)) and math.isfinite(value)):
@@ -250,9 +250,15 @@ def _timed_second_call(call):
     return result, time.perf_counter() - start
 
 
-def accuracy_per_cost(config, data_dir, arch, adam, target, budget):
+def _limit_setting():
+    """The architecture and optimizer of both Adam-limit parts."""
+    return _mlp(2), optim.adam(0.01, b1=0.9, b2=0.99)
+
+
+def part_adam_limit_cost(config, data_dir, budget, target):
     """Engine (samples M) and finite networks (width n) against a reference run of the limit:
     distance to it against wall time, fitted as power laws, and the time each needs to reach ``target``."""
+    arch, adam = _limit_setting()
     data = _mnist(data_dir, config["n_train"], config["n_test"])
     problem = iw.Problem.from_dataset(data)
     steps, batch_size = config["steps"], config["batch_size"]
@@ -285,17 +291,18 @@ def accuracy_per_cost(config, data_dir, arch, adam, target, budget):
             record=[steps], key=2, progress=False))
         finite.append(point(width=width, seconds=seconds,
                             distance=relative_distance(result.test_predictions[0, -1], target_predictions)))
-    usable = all(sum(p["corrected_distance"] > 0 for p in side) >= 2 for side in (engine, finite))
-    return dict(config={key: value for key, value in config.items()}, reference_mc_error=mc_error, engine=engine, finite=finite,
-                comparison=compare(engine, finite, target) if usable else None), skipped
+    if not all(sum(p["corrected_distance"] > 0 for p in side) >= 2 for side in (engine, finite)):
+        raise ValueError(f"a power law needs two points with a positive distance on each side: engine {engine}, "
+                         f"finite {finite}")
+    return dict(reference_mc_error=mc_error, engine=engine, finite=finite,
+                comparison=compare(engine, finite, target)), skipped
 
 
-def part_adam_limit(config, data_dir, budget, target):
-    """Setup, ms/step and HBM fraction of the engine on full MNIST with minibatches; then accuracy per cost."""
+def part_adam_limit(config, data_dir, budget):
+    """Setup, ms/step and HBM fraction of the engine on full MNIST with minibatches."""
     data = _mnist(data_dir, config["n_train"], config["n_test"])
     problem = iw.Problem.from_dataset(data)
-    arch = _mlp(2)
-    adam = optim.adam(0.01, b1=0.9, b2=0.99)
+    arch, adam = _limit_setting()
     steps, batch_size = config["steps"], config["batch_size"]
     start = time.perf_counter()
     # Recording step 1 makes the first step block a single step: it holds the compilation, the rest is steady.
@@ -316,12 +323,7 @@ def part_adam_limit(config, data_dir, budget, target):
         test_accuracy=float(result.test_accuracy[0, -1]),
         test_mc_error=float(np.sqrt(np.mean(result.test_stderr[-1] ** 2) / np.mean(result.test_predictions[0, -1] ** 2))),
     )
-    print(f"  adam limit: setup {results['setup_s']:.1f} s, {results['ms_per_step']:.2f} ms/step", flush=True)
-    if budget.spent:
-        results["accuracy_per_cost"] = None
-        return results, ["accuracy_per_cost"]
-    results["accuracy_per_cost"], skipped = accuracy_per_cost(config["cost"], data_dir, arch, adam, target, budget)
-    return results, skipped
+    return results, []
 
 
 def _environment(mode, argv, budget_s):
@@ -371,7 +373,8 @@ def main(argv=None):
     total = Budget(config["budget_s"])
     started = time.perf_counter()
     runners = dict(kernels=part_kernels, training=part_training, nnpk=part_nnpk,
-                   adam_limit=functools.partial(part_adam_limit, target=args.target))
+                   adam_limit_cost=functools.partial(part_adam_limit_cost, target=args.target),
+                   adam_limit=part_adam_limit)
     with jax.default_matmul_precision("highest"):
         for name in PARTS:
             part_config = config[name]
