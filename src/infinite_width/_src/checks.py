@@ -250,7 +250,9 @@ def check_kernel_matrix(name: str, k, square: bool = False) -> np.ndarray:
     except (TypeError, ValueError) as error:  # ragged nested lists
         raise TypeError(f"{name} must be a real matrix: {error}") from error
     # Not cast blindly: complex parts would be dropped with a warning, strings parsed, bools taken as 0 and 1.
-    if not np.issubdtype(k.dtype, np.number) or np.iscomplexobj(k):
+    # (jax's bfloat16 is no numpy number but is real: it is accepted.)
+    real = np.issubdtype(k.dtype, np.number) or k.dtype == jnp.bfloat16
+    if not real or np.iscomplexobj(k):
         raise TypeError(f"{name} must be a real matrix, got dtype {k.dtype}")
     k = k.astype(np.float64)
     if k.ndim != 2:
