@@ -86,6 +86,18 @@ def check_decay(name: str, value) -> float:
     return _check_real(name, value, "a number in [0, 1)", lambda number: 0 <= number < 1)
 
 
+def check_choice(name: str, value, choices):
+    """``value`` if it is one of ``choices``, else ``ValueError`` naming ``name`` and the choices.
+
+    Compared by equality against a tuple, so an unhashable value (a list) is an
+    error naming the argument too, not a bare ``TypeError: unhashable type``.
+    """
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
 def as_key(key):
     """A jax PRNG key from ``key`` (a key, raw or typed, or an int seed); ``TypeError`` otherwise."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
@@ -93,7 +105,7 @@ def as_key(key):
     message = f"key must be a jax PRNG key (e.g. jax.random.PRNGKey(0)) or an int seed, got {key!r}"
     try:
         array = jnp.asarray(key)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # jnp.asarray(None) is a ValueError
         raise TypeError(message) from error
     if not (jnp.issubdtype(array.dtype, jax.dtypes.prng_key) or array.shape == (2,)):
         raise TypeError(message)
@@ -234,9 +246,15 @@ def validate_inputs(arch, x1, x2=None, dtype=np.float32, names=("x1", "x2")):
 def check_kernel_matrix(name: str, k, square: bool = False) -> np.ndarray:
     """A kernel matrix as a finite non-empty float64 (N1, N2) array (square if ``square``)."""
     try:
-        k = np.asarray(k, dtype=np.float64)
-    except (TypeError, ValueError) as error:
+        k = np.asarray(k)
+    except (TypeError, ValueError) as error:  # ragged nested lists
         raise TypeError(f"{name} must be a real matrix: {error}") from error
+    # Not cast blindly: complex parts would be dropped with a warning, strings parsed, bools taken as 0 and 1.
+    # (jax's bfloat16 is no numpy number but is real: it is accepted.)
+    real = np.issubdtype(k.dtype, np.number) or k.dtype == jnp.bfloat16
+    if not real or np.iscomplexobj(k):
+        raise TypeError(f"{name} must be a real matrix, got dtype {k.dtype}")
+    k = k.astype(np.float64)
     if k.ndim != 2:
         raise ValueError(f"{name} must be a matrix (2-D), got shape {k.shape}")
     if square and k.shape[0] != k.shape[1]:

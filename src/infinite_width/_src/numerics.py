@@ -18,6 +18,8 @@ import contextlib
 import jax
 import numpy as np
 
+from infinite_width._src.checks import check_choice
+
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -53,8 +55,7 @@ def precision_scope(dtype: str = "float32", *, traced: bool = False):
     switched on inside a transformation, so ``dtype="float64"`` then needs it
     on already, and a ``ValueError`` says how.
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; expected 'float32' or 'float64'")
+    check_choice("dtype", dtype, DTYPES)
     if traced and dtype == "float64" and not x64_enabled():
         raise ValueError(
             "dtype='float64' inside jax.jit/grad/vmap needs JAX's x64 mode on around the transformation "

@@ -213,9 +213,10 @@ def load(
         ``"fashion_mnist"`` or ``"cifar10"``.
       data_dir: the data folder (see the module docstring); default: the
         environment variable ``INFINITE_WIDTH_DATA``. Unused for digits.
-      n_train, n_test: class-balanced random subsets of this many examples
+      n_train: a class-balanced random subset of this many training examples
         (a multiple of the number of classes: equal count per class), in a
         random order drawn from ``seed``. ``None``: every example, in file order.
+      n_test: the same for the test examples.
       seed: the subsets' seed (train and test subsets are drawn independently).
       classes: original class ids to keep, e.g. ``(0, 1)`` for a binary
         problem; labels are renumbered ``0..k-1`` in this order.

@@ -267,7 +267,8 @@ def evaluate_kernel(
       validation_fraction: the last ``round(validation_fraction * N_train)``
         training points are the validation split; the rest fit the model.
       ridges: relative ridges to try (:func:`infinite_width.limits.baselines.kernel_regression`).
-      resamples, seed: of the bootstrap over test points (:func:`bootstrap_accuracy`).
+      resamples: bootstrap resamples over test points (:func:`bootstrap_accuracy`).
+      seed: the seed of that bootstrap.
 
     Returns:
       ``ridge`` (chosen), ``validation_accuracy`` (at each ridge, NaN where the
@@ -359,7 +360,9 @@ def run(
       configs: the configurations (e.g. from :func:`one_factor_grid`).
       out_dir: folder of the per-configuration JSON files and summaries.
       seed: base seed of every configuration's key (:func:`point_key`).
-      validation_fraction, ridges, resamples: of :func:`evaluate_kernel`.
+      validation_fraction: as for :func:`evaluate_kernel`.
+      ridges: as for :func:`evaluate_kernel`.
+      resamples: as for :func:`evaluate_kernel`.
       batch_size: rows per forward pass of the networks (None: all at once).
       image_kernel_batch_size: rows per block of the closed-form kernels of
         image architectures, whose memory grows with the square of the pixel

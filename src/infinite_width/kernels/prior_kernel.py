@@ -273,9 +273,11 @@ def plan_memory(
     the available memory (chunks of equal size); an explicit ``network_chunk``
     is kept (balanced to equal chunks of at most that size) if it fits.
 
+    ``arch``, ``width``, ``networks``, ``init``, ``parametrization``,
+    ``batch_size``, ``network_chunk``, ``return_stderr`` and ``dtype`` are as
+    for :func:`nnpk`.
+
     Args:
-      arch, width, networks, init, parametrization, batch_size,
-        network_chunk, return_stderr, dtype: as for :func:`nnpk`.
       x1_shape: shape of x1, (N1, d) or (N1, H, W, C).
       x2_shape: shape of x2, or None for x2 = x1.
       features: plan :func:`nnpk_features` (its (N1, m * out_dim) result) instead of the kernel.
@@ -670,9 +672,10 @@ def nnpk_prefixes(
       prefixes: counts of networks ``1 <= m <= networks`` (any order,
         duplicates ignored); None means every power of two below ``networks``,
         and ``networks``.
-      Other arguments: as for :func:`nnpk` (no ``return_stderr``). Arguments
-        are checked, and the memory planned, when this is called, before the
-        first network is drawn.
+
+    The other arguments are as for :func:`nnpk` (no ``return_stderr``). They
+    are checked, and the memory planned, when this is called, before the
+    first network is drawn.
     """
     prefixes = _check_prefixes(prefixes, networks)
     with precision_scope(dtype) as np_dtype:

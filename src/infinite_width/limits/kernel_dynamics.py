@@ -114,9 +114,13 @@ def mse_closed_form(
     (the second factor tends to ``a t`` as ``lam -> 0``). Computed in float64.
 
     Args:
-      k_train_train: (N, N) kernel. k_test_train: (Nt, N) or None.
-      y_train: (N, k) targets. lr: learning rate. steps: (R,) increasing steps.
-      f0_train, f0_test: outputs at step 0 ((N, k), (Nt, k)); None means 0.
+      k_train_train: (N, N) kernel.
+      k_test_train: (Nt, N) kernel, or None.
+      y_train: (N, k) targets.
+      lr: learning rate.
+      steps: (R,) increasing steps.
+      f0_train: (N, k) outputs at step 0; None means 0.
+      f0_test: (Nt, k) outputs at step 0; None means 0.
 
     Returns:
       :class:`~infinite_width.Predictions` in float64.
@@ -191,14 +195,19 @@ def kernel_descent(
         f_{s+1} = f_s - lr_s * u_s
 
     Args:
-      k_train_train: (N, N). k_test_train: (Nt, N) or None. y_train: (N, k).
-      lr: learning rate. steps: (R,) increasing steps to record.
-      loss: ``"mse"`` or ``"cross_entropy"``. momentum: heavy-ball ``beta``.
+      k_train_train: (N, N) kernel.
+      k_test_train: (Nt, N) kernel, or None.
+      y_train: (N, k) targets.
+      lr: learning rate.
+      steps: (R,) increasing steps to record.
+      loss: ``"mse"`` or ``"cross_entropy"``.
+      momentum: heavy-ball ``beta``.
       batch_indices: (steps, B) int rows per step (e.g. the order
         ``infinite_width.finite.train`` uses for the same key); None = full batch.
       rate_factors: (steps,) a schedule's factors
         (:meth:`infinite_width.optim.Optimizer.rate_factors`); None = all 1.
-      f0_train, f0_test: outputs at step 0; None means 0.
+      f0_train: (N, k) outputs at step 0; None means 0.
+      f0_test: (Nt, k) outputs at step 0; None means 0.
       dtype: ``"float32"`` (full-precision matmuls) or ``"float64"``.
       progress: show a tqdm bar of the steps (updated at each recorded step).
 
@@ -331,7 +340,9 @@ def run(
     :func:`infinite_width.kernels.max_learning_rate`.
 
     Args:
-      k_train_train: (N, N). k_test_train: (Nt, N) or None. y_train: (N, k).
+      k_train_train: (N, N) kernel.
+      k_test_train: (Nt, N) kernel, or None.
+      y_train: (N, k) targets.
       optimizer: :func:`infinite_width.optim.sgd` or ``momentum``.
       steps: (R,) increasing steps to record.
       loss: a loss of :mod:`infinite_width.losses`.

@@ -47,9 +47,9 @@ class Record:
             try:
                 at = np.asarray(self.at)
             except Exception as error:
-                raise TypeError(f"at must be a sequence of integer steps: {error}") from error
+                raise TypeError(f"record steps (Record.at) must be a sequence of integer steps: {error}") from error
             if at.ndim != 1 or at.size == 0 or not np.issubdtype(at.dtype, np.integer):
-                raise TypeError(f"at must be a non-empty sequence of integer steps, got {self.at!r}")
+                raise TypeError(f"record steps (Record.at) must be a non-empty sequence of integer steps, got {self.at!r}")
             if at.min() < 0:
                 raise ValueError(f"recorded steps must be >= 0, got {at.min()}")
             object.__setattr__(self, "at", tuple(int(s) for s in np.unique(at)))

@@ -221,16 +221,19 @@ def solve(
       hyper-parameters, ``readout_only``, the wall time, versions and device.
 
     Raises:
-      TypeError / ValueError naming the problem: not exactly one of
-      ``method`` and ``width``, a method that cannot run this architecture or
-      optimizer, ``readout_only`` without a readout layer, an out_dim or input
-      layout that does not match the problem, bad record/steps/batch_size.
+      TypeError: an argument of the wrong kind (named in the message).
+      ValueError: naming the problem: not exactly one of ``method`` and
+        ``width``, a method that cannot run this architecture or optimizer,
+        ``readout_only`` without a readout layer, an out_dim or input layout
+        that does not match the problem, bad record/steps/batch_size.
       MemoryError: the method does not fit in memory (checked before allocating).
     """
     _check_problem_and_arch(problem, arch)
     method = _resolve_method(method, width, optimizer)
     if not isinstance(readout_only, (bool, np.bool_)):
         raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"label must be a string or None, got {label!r} of type {type(label).__name__}")
     if readout_only and not arch.has_linear_readout:
         raise ValueError(
             f"readout_only=True needs a readout layer: the output of {arch.name!r} is not linear in its last "

@@ -103,9 +103,10 @@ def sweep(jobs: Mapping[str, Mapping], out_dir, *, progress: bool = True) -> Dic
       was interrupted and resumed.
 
     Raises:
-      TypeError / ValueError naming a bad job or job name, and
-      ``PermissionError`` (or another ``OSError``) naming ``out_dir`` when it
-      cannot be written, before any job runs.
+      TypeError: a job or job name of the wrong kind (named), before any job runs.
+      ValueError: a bad job or job name (named), before any job runs.
+      OSError: ``PermissionError`` (or another ``OSError``) naming ``out_dir``
+        when it cannot be written, before any job runs.
     """
     started = time.time()
     if not isinstance(jobs, Mapping):

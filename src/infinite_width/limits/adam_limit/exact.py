@@ -188,15 +188,19 @@ def gaussian_expectation_2d(
     """``E[f(a) g(b)]`` for ``(a, b) ~ N(0, [[var_a, cov], [cov, var_b]])``, by quadrature.
 
     Args:
-      f, g: elementwise functions taking and returning float64 numpy arrays
-        of any shape.
-      var_a, var_b, cov: arrays broadcastable to a common shape S (one
-        integral per entry).
+      f: elementwise function of ``a`` taking and returning float64 numpy
+        arrays of any shape.
+      g: the same for ``b``.
+      var_a: variance of ``a``, an array broadcastable with ``var_b`` and
+        ``cov`` to a common shape S (one integral per entry).
+      var_b: variance of ``b``.
+      cov: covariance of ``a`` and ``b``.
       order: quadrature nodes per panel and dimension.
-      a_breaks, b_breaks: points (in the units of ``a`` and ``b``) where
-        ``f``, resp. ``g``, is not smooth (kinks, jumps such as those of
-        ``sign``). The integration ranges are split there, since
-        Gauss-Hermite quadrature converges only slowly on step functions.
+      a_breaks: points (in the units of ``a``) where ``f`` is not smooth
+        (kinks, jumps such as those of ``sign``). The integration ranges are
+        split there, since Gauss-Hermite quadrature converges only slowly on
+        step functions.
+      b_breaks: the same for ``g`` (in the units of ``b``).
 
     Returns:
       array of shape S.
@@ -561,8 +565,8 @@ def sign_dynamics(
         :func:`infinite_width.finite.train` draws from the same key).
       loss: a loss of :mod:`infinite_width.losses`; ``chi_t`` is its gradient
         at ``f_t(x_{i_t})`` (for ``"mse"``, ``sign(chi) = sign(f - y)``).
-      f0_train, f0_eval: initial predictions (N_train,), (N_eval,); zeros
-        (the centered model) by default.
+      f0_train: (N_train,) initial predictions; zeros (the centered model) by default.
+      f0_eval: (N_eval,) initial predictions; zeros by default.
       dtype: ``"float64"`` or ``"float32"``.
 
     Returns:
@@ -687,14 +691,17 @@ def normalized_readout_dynamics(
     Args:
       arch: MLP with ``depth >= 1`` whose last activation is ``"identity"``
         (earlier layers may use any activation), ``out_dim = k``.
-      x_train: (N_train, d); y_train: (N_train, k); x_eval: (N_eval, d).
-      lr: learning rate; steps: number of steps.
+      x_train: (N_train, d) training inputs.
+      y_train: (N_train, k) targets.
+      x_eval: (N_eval, d) evaluation inputs.
+      lr: learning rate.
+      steps: number of steps.
       loss: ``"mse"`` or ``"cross_entropy"`` (:mod:`infinite_width.losses`).
       batch_indices: (steps, batch) training rows per step (e.g. the order
         :func:`infinite_width.finite.train` draws from the same key); None means
         full batch.
-      f0_train, f0_eval: initial predictions (N_train, k), (N_eval, k);
-        zeros (the centered model) by default.
+      f0_train: (N_train, k) initial predictions; zeros (the centered model) by default.
+      f0_eval: (N_eval, k) initial predictions; zeros by default.
       dtype: precision of kernels and dynamics.
 
     Returns:

@@ -80,8 +80,11 @@ class ReplicaRoots:
       exact: roots of the field kernels (``{"h<l>": Root, "z<l>": Root}``), complete for those that are
         truncated or feature sources (:func:`feature_sources`), else at least the leading columns.
       first_layer: (P, d + 1) exact root of ``K^1``.
-      rank, features: see above.
-      W_std, b_std, activations: the network's scales and activation names.
+      rank: leading pivoted Cholesky columns kept (see above).
+      features: random features of the residual per replica (see above).
+      W_std: the network's weight scales.
+      b_std: the network's bias scales.
+      activations: the network's activation names.
       key: the samples key (features of field f in replica rho come from their own key).
       replicas: number of replicas.
     """
