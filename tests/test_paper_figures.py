@@ -93,3 +93,14 @@ def test_nnpk_ablation_reduced_grid_is_a_capped_subset_of_the_full_grid():
         grids(grid="small")
     with pytest.raises(ValueError, match="max_networks"):
         grids(max_networks=0)
+
+
+def test_nnpk_alignment_models_option(monkeypatch, capsys):
+    parse_args = _script("nnpk_alignment.py").parse_args
+    monkeypatch.delenv("INFINITE_WIDTH_DATA", raising=False)
+    args = parse_args(["--dataset", "digits", "--models", "conv2:16", "mlp2:64"])
+    assert args.models == [("conv2", 16), ("mlp2", 64)]
+    for bad in ("mlp9:64", "mlp2", "mlp2:0"):
+        with pytest.raises(SystemExit):
+            parse_args(["--dataset", "digits", "--models", bad])
+        assert "ARCH:WIDTH" in capsys.readouterr().err
