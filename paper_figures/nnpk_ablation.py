@@ -112,6 +112,8 @@ def parse_args(argv=None):
                         help="'reduced': fewer variants per factor (REDUCED_VARIATIONS)")
     parser.add_argument("--max-networks", type=int, default=None,
                         help="cap on every configuration's largest number of networks m (default: 1024)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="compute nothing: table and figure of the configurations already in --out")
     args = parser.parse_args(argv)
     if args.max_networks is not None and args.max_networks < 1:
         parser.error(f"--max-networks must be >= 1, got {args.max_networks}")
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     configs = [c for c in grids(args.quick, args.grid, args.max_networks) if c.family in args.families]
     records = nnpk_ablation.run(problems(args), configs, args.out, seed=args.seed, batch_size=args.batch_size,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, finished_only=args.finished_only)
     figure = nnpk_ablation.figure(records, title=f"NNPK kernel ridge regression, {args.dataset}")
     scripts.write_outputs(args.out, nnpk_ablation.markdown_table(records), figure, "ablation")
     return 0

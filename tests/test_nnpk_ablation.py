@@ -129,6 +129,11 @@ def test_rerun_skips_finished_points_and_recomputes_a_deleted_one_identically(fi
     removed = files[0]
     before = json.loads(removed.read_text())["result"]
     removed.unlink()
+    # finished_only reports the rest and computes nothing
+    name = lambda r: (r["kernel"], r["arch"], r["activation"], r.get("width"))
+    partial = nnpk_ablation.run(PROBLEMS, CONFIGS, out, **OPTIONS, finished_only=True)
+    assert not removed.exists()
+    assert [name(r) for r in partial] == [name(r) for r in records if name(r) != name(before)]
     nnpk_ablation.run(PROBLEMS, CONFIGS, out, **OPTIONS)
     after = json.loads(removed.read_text())["result"]
     timing = ("seconds", "cpu_seconds", "load_start", "load_end")

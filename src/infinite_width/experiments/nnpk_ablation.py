@@ -350,6 +350,7 @@ def run(
     batch_size: Optional[int] = None,
     image_kernel_batch_size: Optional[int] = 100,
     progress: bool = True,
+    finished_only: bool = False,
 ) -> List[Dict[str, object]]:
     """Run (or resume) an NNPK ablation; return one record per configuration and per reference.
 
@@ -366,6 +367,9 @@ def run(
         count (None: all at once). MLP kernels are computed at once.
       progress: a tqdm progress bar over configurations, and one over the
         networks of each.
+      finished_only: compute nothing: return (and summarize) the records
+        already in ``out_dir``, skipping the configurations and references
+        not computed yet (a report on a run that was stopped).
 
     Each configuration record holds its fields, ``family``,
     ``has_closed_form``, ``prng``, ``curve`` (one :func:`evaluate_kernel`
@@ -403,7 +407,7 @@ def run(
         """The record of a reference kernel, read back or computed and stored in references/<name>.json."""
         path = out_dir / "references" / f"{name}.json"
         record = read_record(path, settings_of[family])
-        if record is None:
+        if record is None and not finished_only:
             with Clock() as clock:
                 record = {**fields, "family": family,
                           **evaluate_kernel(compute_kernel(), problems[family], **evaluation)}
@@ -415,11 +419,12 @@ def run(
         return np.concatenate([problem.x_train, problem.x_test])
 
     # The linear kernel of the inputs: what ridge regression on the raw pixels gets, without any network.
-    records = [
+    found = [
         reference(f"linear-{family}", family, {"arch": "input", "activation": "linear", "kernel": "linear"},
                   lambda x=inputs(problems[family]).reshape(len(inputs(problems[family])), -1): x @ x.T)
         for family in FAMILIES if family in {config.family for config in configs}
     ]
+    records = [record for record in found if record is not None]
     bar = tqdm(configs, desc="NNPK ablation", disable=not progress)
     for config in bar:
         bar.set_postfix_str(config.name)
@@ -431,10 +436,12 @@ def run(
             record = reference(config.reference_name, config.family,
                                {"arch": config.arch, "activation": config.activation, "kernel": "nngp"},
                                lambda: kernels.nngp(arch, x_all, batch_size=blocks))
-            if record not in records:
+            if record is not None and record not in records:
                 records.append(record)
         path = out_dir / "points" / f"{config.name}.json"
         record = read_record(path, settings)
+        if record is None and finished_only:
+            continue
         if record is None:
             with Clock() as clock:
                 curve = []
