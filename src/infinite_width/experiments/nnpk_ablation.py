@@ -529,7 +529,8 @@ def markdown_table(records: Sequence[Mapping]) -> str:
 
 
 def _panels(records: Sequence[Mapping]) -> List[Tuple[str, Mapping, List[Mapping]]]:
-    """``(title, base, members)`` per family and varied field: the base and its one-factor variants along it."""
+    """``(title, base, members)`` per family and varied field: the base and its one-factor variants along it
+    (the base alone if it has none yet)."""
     panels = []
     nnpk_records = [r for r in records if r["kernel"] == "nnpk"]
     for family in FAMILIES:
@@ -545,6 +546,8 @@ def _panels(records: Sequence[Mapping]) -> List[Tuple[str, Mapping, List[Mapping
             ]
             if members:
                 panels.append((f"{family.upper() if family == 'mlp' else 'conv'}: {field}", base, [base] + members))
+        if not any(panel_base is base for _, panel_base, _ in panels):  # a run stopped after its base
+            panels.append((f"{family.upper() if family == 'mlp' else 'conv'}: base", base, [base]))
     return panels
 
 
