@@ -602,7 +602,7 @@ def figure(records: Sequence[Mapping], title: str = ""):
         ax.set_ylabel("test accuracy")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    figures.figure_legend(fig, axes.flat, columns=5,
+    figures.figure_legend(fig, axes.flat, columns=min(5, 2 * columns - 1),  # narrower figures, fewer columns
                           extra=[figures.reference_line("closed-form NNGP / CNN-GP (dashed, ± s.e. band)"),
                                  figures.reference_line("linear kernel of the inputs (dotted)", linestyle=":")])
     if title:
