@@ -70,6 +70,7 @@ from infinite_width.problem import Problem
 __all__ = [
     "Training",
     "MODELS",
+    "ARCHITECTURES",
     "CANDIDATES",
     "TARGETS",
     "train_adam",
@@ -86,6 +87,8 @@ CANDIDATES: Tuple[str, ...] = ("nnpk", "nngp", "nnpk_other_arch", "nnpk_other_ac
 #: Kernels of the trained networks.
 TARGETS: Tuple[str, ...] = ("output", "features")
 _OTHER_ARCH = {"mlp2": "conv2", "conv2": "mlp2"}
+#: Architectures that can be trained and compared.
+ARCHITECTURES: Tuple[str, ...] = tuple(_OTHER_ARCH)
 # Width of the mismatched NNPKs (they do not depend on the trained width).
 _BASELINE_WIDTH = {"mlp2": 512, "conv2": 64}
 _FORMAT_VERSION = 1
