@@ -25,23 +25,34 @@ How (docs/theory.md, section 7):
    the eager algorithm (every step moving f on all points) reordered: the
    same draws give the same predictions up to float32 round-off.
 
-Cost model (L hidden layers, k outputs, d inputs, P = N_train + N_test points,
-B batch rows, M samples, r' = min(q, rank + features + 1) columns per root of
-numerical rank q <= P, T steps, T_rec recorded steps; numbers are float32, the
-stored fields bfloat16 with ``storage_dtype="bfloat16"``):
+Cost model (docs/theory.md, section 7; L hidden layers, k outputs, d inputs,
+P = N_train + N_test points, B batch rows, M samples in R replicas, T steps
+of which T_rec recorded, r = ``rank``, n = ``features``, r' = min(q, r + n + 1)
+columns per root of numerical rank q <= P, s optimizer-state numbers per entry
+(Adam 2, momentum 1, SGD and sign 0); numbers are float32, the stored fields
+bfloat16 with ``storage_dtype="bfloat16"``):
 
-* setup time: layer kernels O(P^2 (d + L)); exact roots O((L - 1) P^3 / 3)
-  in float64 LAPACK on the host (2 (L - 1) kernels); features O(R P q n) per
-  truncated root; fields O(M P (d + 1 + (L - 1)(1 + k) r')) for matrix
-  products plus O(M (d + 1 + (L - 1)(1 + k) r')) normal draws;
-* step time: O(M B (L + (L - 1) k + k)) per step, T steps, plus
-  O(M P (L + (L - 1) k + k)) per recorded step (T_rec of them);
-* memory: stored fields ``M P (L + (L - 1) k)`` numbers (+ ``M (k + 1)``),
-  accumulators and optimizer state O(M (2 L + k)), step temporaries
-  O(M block_rows (3 L + 2 (L - 1) k)); while the roots are computed,
-  P^2 float64 per field kernel. :func:`~infinite_width.limits.adam_limit.memory.estimate_memory`
-  counts every part by phase and :func:`simulate` refuses a run that does not
-  fit, naming a sample count that does.
+* setup time: layer kernels O(P^2 (d + L)); roots (float64 LAPACK on the
+  host, 2 (L - 1) kernels): exact O(P^3 / 3) each, truncated O(P r'^2) each
+  plus one complete O(P^3 / 3) factor per feature source; features
+  O(R P (q + r) n) per truncated root; fields O(M P (d + 1 + (L - 1)(1 + k) r'))
+  multiply-adds plus O(M (d + 1 + (L - 1)(1 + k) r')) normal draws;
+* time of the T steps: O(T M B (L + (L - 1) k + k)), plus
+  O(T_rec M P (L + (L - 1) k + k)) for the predictions on all points;
+* memory (the largest of three phases, see
+  :mod:`~infinite_width.limits.adam_limit.memory`): stored fields
+  ``M P (L + (L - 1) k)`` numbers (+ ``M (k + 1)``), accumulators and
+  optimizer state O(M (2 L + k)(s + 4)), step temporaries
+  O(M block_rows (3 L + 2 (L - 1) k)); float32 roots O(P r' (L - 1))
+  (R copies when truncated); while the roots are computed, P^2 float64 per
+  field kernel (O(P^2 L)); while the fields are drawn, one replica's latent
+  normals O((d + 1 + (L - 1)(1 + k) r') M / R).
+  :func:`~infinite_width.limits.adam_limit.memory.estimate_memory` counts
+  every part and :func:`simulate` refuses a run that does not fit, naming a
+  sample count that does.
+
+Measured (docs/BENCHMARKS.md, CPU, MNIST 10,000 + 2,000, L = 2, k = 10,
+M = 16,384, B = 128, T = 1,000): see the section "Adam-like limit".
 
 Scale-out: the sample axis is sharded over ``devices`` with a one-axis
 ``jax.sharding.Mesh`` (fields, accumulators and optimizer state split by
