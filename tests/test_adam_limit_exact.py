@@ -23,7 +23,6 @@ from infinite_width.limits.adam_limit.exact import (
     sign_kernel,
     sign_sgd_dynamics,
 )
-from infinite_width.architectures import activation_fn
 from infinite_width._src.rng import minibatch_indices
 from infinite_width.kernels import layerwise, stax
 

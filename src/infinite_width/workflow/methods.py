@@ -268,7 +268,7 @@ class AdamLimit(Method):
       rank, features: low-rank roots of the P x P layer kernels: ``rank``
         pivoted Cholesky columns plus ``features`` random features of the
         residual per replica (unbiased; ``rank=None``: exact roots). See
-        :func:`infinite_width.limits.adam_limit.solve` for the measured bias.
+        :func:`infinite_width.limits.adam_limit.simulate` for the measured bias.
       block_rows: points per block in a step (None: from a 256 MiB budget).
     """
 
@@ -310,9 +310,9 @@ class AdamLimit(Method):
             )
 
     def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
-        result = adam_limit.solve(
+        result = adam_limit.simulate(
             arch, problem.x_train, problem.y_train, problem.x_test, optimizer, steps,
-            key=key, loss=problem.loss, train=_layers(readout_only), batch_indices=batch_indices,
+            key=key, loss=problem.loss, readout_only=readout_only, batch_indices=batch_indices,
             samples=self.samples, replicas=self.replicas, rank=self.rank, features=self.features,
             block_rows=self.block_rows, storage_dtype=self.storage_dtype, record=record, progress=progress,
         )
