@@ -346,22 +346,21 @@ def test_traditional_network_learns_where_limit_matched_rates_stay_at_chance():
     assert learned.metadata["method"]["rates"] == "global"
 
 
-def _slope_problem():
+SLOPE_WIDTHS = (64, 256, 1024)
+
+
+def _distances_to_limit(optimizer, limit_method, variants, steps=30):
+    """{variant: relative RMS distances (per seed, averaged) of Finite(width, seeds=6, **variant) to the limit}."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(36, 6))
     y = np.tanh(x @ rng.normal(size=6) / 2)[:, None]
-    return Problem(x[:24], y[:24], x[24:], y[24:]), iw.mlp(2, "relu", W_std=1.3, b_std=0.2, out_dim=1)
-
-
-def _distances_to_limit(optimizer, limit_method, variants, widths=(64, 256, 1024), steps=30):
-    """{variant: relative RMS distances (per seed, averaged) of Finite(width, seeds=6, **variant) to the limit}."""
-    p, arch = _slope_problem()
+    p, arch = Problem(x[:24], y[:24], x[24:], y[24:]), iw.mlp(2, "relu", W_std=1.3, b_std=0.2, out_dim=1)
     limit = solve(p, arch, limit_method, optimizer, steps=steps, record=[0, steps], progress=False)
     reference = limit.test_predictions[0, -1]
     distances = {}
     for name, options in variants.items():
         distances[name] = []
-        for width in widths:
+        for width in SLOPE_WIDTHS:
             finite = solve(p, arch, iw.Finite(width, seeds=6, **options), optimizer, steps=steps, record=[0, steps],
                            key=1, progress=False)
             per_seed = np.sqrt(np.mean((finite.test_predictions[:, -1] - reference) ** 2, axis=(1, 2)))
@@ -369,8 +368,8 @@ def _distances_to_limit(optimizer, limit_method, variants, widths=(64, 256, 1024
     return distances
 
 
-def _assert_inverse_sqrt_width(distances, widths=(64, 256, 1024)):
-    slopes = {name: fit_slope(widths, values)[0] for name, values in distances.items()}
+def _assert_inverse_sqrt_width(distances):
+    slopes = {name: fit_slope(SLOPE_WIDTHS, values)[0] for name, values in distances.items()}
     for name, values in distances.items():
         assert values[-1] < 0.5 * values[0], (name, values)
         assert -0.8 < slopes[name] < -0.3, (slopes, distances)
