@@ -348,7 +348,8 @@ def part_adam_limit(config, data_dir, budget):
         setup_s=info["setup_time_s"], ms_per_step=1e3 * seconds_per_step, hbm_bytes_per_step=bytes_per_step,
         hbm_fraction=bytes_per_step / seconds_per_step / HBM_BYTES_PER_S,
         test_accuracy=float(result.test_accuracy[0, -1]),
-        test_mc_error=float(np.sqrt(np.mean(result.test_stderr[-1] ** 2) / np.mean(result.test_predictions[0, -1] ** 2))),
+        test_mc_error=float(np.sqrt(np.mean(result.test_stderr[-1] ** 2)
+                                    / np.mean(result.test_predictions[0, -1] ** 2))),
     )
     return results, []
 
