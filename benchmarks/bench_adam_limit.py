@@ -1,8 +1,8 @@
 """Accuracy per cost of the Adam-like limit's engine against finite networks, in one run.
 
 Both sides model the same limit: the engine estimates it with M samples (its
-distance falls like M^-1/2), a finite Adam network (centred, per-group scales,
-:func:`infinite_width.training.train`) approaches it as its width n grows.
+distance falls like M^-1/2), a finite Adam network (centered, per-group scales,
+:func:`infinite_width.finite.train`) approaches it as its width n grows.
 For each engine sample count and each width this measures, after ``steps``:
 
 * the relative RMS distance of the test predictions to a reference (the
@@ -15,8 +15,10 @@ For each engine sample count and each width this measures, after ``steps``:
 
 Both sides are fitted as ``distance ~ time^slope``; the script reports the time
 each fit needs to reach ``--target`` (0.08), their ratio and where the fits
-cross. Configurations (MNIST, ``mlp(2, "relu", sqrt 2, 0.1, 10)``, Adam(lr 0.01,
-b1 0.9, b2 0.99), MSE):
+cross, once with wall times and once with CPU times (``comparison_cpu``: the
+process's CPU seconds, which other jobs on a shared machine do not inflate).
+Configurations (MNIST, ``mlp(2, "relu", sqrt 2, 0.1, 10)``, Adam(lr 0.01, b1
+0.9, b2 0.99), MSE):
 
 * ``full-batch``: 500 train + 100 test, full batch, 100 steps;
 * ``minibatch``: 2,000 train + 500 test, batches of 100, 500 steps.
@@ -24,7 +26,10 @@ b1 0.9, b2 0.99), MSE):
 Usage (from the repository root)::
 
     python benchmarks/bench_adam_limit.py --config full-batch
-    python benchmarks/bench_adam_limit.py --config minibatch
+    python benchmarks/bench_adam_limit.py --config minibatch --widths 128 256 512 1024
+
+An interrupted run resumes from ``bench_adam_limit_cost_<config>.partial.json``
+under ``--out`` (same configuration and grids).
 
 Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA``. Writes
 ``bench_adam_limit_cost_<config>.json`` and ``.png`` under ``--out`` (default docs/).
@@ -43,8 +48,7 @@ import jax
 import numpy as np
 
 import infinite_width as iw
-from infinite_width import datasets, optim
-from infinite_width.finite import training
+from infinite_width import datasets, finite, optim
 from infinite_width.limits import adam_limit
 
 CONFIGS = {
@@ -72,67 +76,107 @@ def time_to_reach(distance, slope, intercept):
     return float(np.exp((np.log(distance) - intercept) / slope))
 
 
-def reference_run(solve, steps, solves, samples, replicas):
-    """The limit's test predictions from ``solves`` independent calls (pooled replicas) and their relative error."""
+def reference_run(simulate, steps, calls, samples, replicas):
+    """The limit's test predictions from ``calls`` independent calls (pooled replicas) and their relative error."""
     start = time.perf_counter()
-    pooled = np.concatenate([solve(steps, key=100 + i, samples=samples, replicas=replicas,
-                                   record=[steps]).replica_test_predictions[:, -1] for i in range(solves)])
+    pooled = np.concatenate([simulate(steps, key=100 + i, samples=samples, replicas=replicas,
+                                   record=[steps]).replica_test_predictions[:, -1] for i in range(calls)])
     mean = pooled.mean(axis=0)
     stderr = pooled.std(axis=0, ddof=1) / np.sqrt(pooled.shape[0])
     error = float(np.sqrt(np.mean(stderr**2) / np.mean(mean**2)))
     print(f"reference: {pooled.shape[0]} replicas, {time.perf_counter() - start:.0f} s, relative MC error {error:.4f}",
           flush=True)
-    return mean, dict(replicas=int(pooled.shape[0]), samples=solves * samples, mc_error=error)
+    return mean, dict(replicas=int(pooled.shape[0]), samples=calls * samples, mc_error=error,
+                      seconds=time.perf_counter() - start)
 
 
 def timed_twice(call):
-    """(result, seconds of the second call, seconds of the first minus the second: compilation)."""
+    """(result, seconds of the second call, seconds of the first minus the second: compilation, CPU seconds of
+    the second call). The CPU time (all threads of the process) does not grow with other jobs' load as the wall
+    time does."""
     seconds = []
     for _ in range(2):
-        start = time.perf_counter()
+        cpu_start, start = os.times(), time.perf_counter()
         result = call()
         seconds.append(time.perf_counter() - start)
-    return result, seconds[1], seconds[0] - seconds[1]
+        cpu_end = os.times()
+    cpu = (cpu_end.user + cpu_end.system) - (cpu_start.user + cpu_start.system)
+    return result, seconds[1], seconds[0] - seconds[1], cpu
 
 
-def measure(arch, data, adam, config):
+class Progress:
+    """Partial results of one configuration in a JSON file, so that an interrupted run resumes where it stopped
+    (points of another configuration or reference are discarded)."""
+
+    def __init__(self, path, config):
+        self.path, self.config = path, config
+        saved = {}
+        if os.path.exists(path):
+            with open(path) as handle:
+                saved = json.load(handle)
+        if saved.get("config") != config:
+            saved = dict(config=config)
+        self.saved = saved
+
+    def get(self, name):
+        return self.saved.get(name)
+
+    def put(self, name, value):
+        self.saved[name] = value
+        with open(self.path + ".tmp", "w") as handle:
+            json.dump(self.saved, handle)
+        os.replace(self.path + ".tmp", self.path)
+
+
+def measure(arch, data, adam, config, progress: Progress):
     """Reference, engine points and finite points of one configuration (see the module docstring)."""
     steps = config["steps"]
-    solve = lambda steps, **kw: adam_limit.solve(arch, data.x_train, data.y_train, data.x_test, adam, steps,  # noqa
-                                                 batch_size=config["batch_size"], **kw)
-    target, reference = reference_run(solve, steps, *config["reference"])
+    simulate = lambda steps, **kw: adam_limit.simulate(arch, data.x_train, data.y_train, data.x_test, adam,  # noqa
+                                                       steps, batch_size=config["batch_size"], **kw)
+    if progress.get("reference") is None:
+        target, reference = reference_run(simulate, steps, *config["reference"])
+        progress.put("reference", dict(reference, target=target.tolist()))
+    reference = dict(progress.get("reference"))
+    target = np.asarray(reference.pop("target"))
 
     def corrected(distance):  # the reference's error is independent of the point's: it adds in quadrature
         return float(np.sqrt(max(distance**2 - reference["mc_error"] ** 2, 0.0)))
 
-    engine = []
     for samples in config["engine_samples"]:
-        result, seconds, compile_seconds = timed_twice(
-            lambda: solve(steps, key=1, samples=samples, replicas=2, record=[steps]))
-        distance = relative_distance(result.test_predictions[-1], target)
-        engine.append(dict(samples=samples, seconds=seconds, compile_seconds=compile_seconds,
-                           setup_seconds=result.setup_time_s, timings=result.timings, ranks=result.ranks,
-                           distance=distance, corrected_distance=corrected(distance)))
-        print("engine", json.dumps(engine[-1]), flush=True)
-    finite = []
+        if progress.get(f"engine {samples}") is None:
+            result, seconds, compile_seconds, cpu_seconds = timed_twice(
+                lambda: simulate(steps, key=1, samples=samples, replicas=2, record=[steps]))
+            distance = relative_distance(result.test_predictions[-1], target)
+            progress.put(f"engine {samples}", dict(
+                samples=samples, seconds=seconds, compile_seconds=compile_seconds, cpu_seconds=cpu_seconds,
+                setup_seconds=result.setup_time_s, timings=result.timings, ranks=result.ranks, distance=distance,
+                corrected_distance=corrected(distance), load_average=os.getloadavg()))
+        print("engine", json.dumps(progress.get(f"engine {samples}")), flush=True)
     for width in config["widths"]:
-        net = arch.network(width)
-        result, seconds, compile_seconds = timed_twice(lambda: training.train(
-            net, data.x_train, data.y_train, adam, steps, centred=True, key=2, seeds=1, record=[steps],
-            x_test=data.x_test, batch_size=config["batch_size"]))
-        distance = relative_distance(np.asarray(result.test_predictions)[0, -1], target)
-        finite.append(dict(width=width, seconds=seconds, compile_seconds=compile_seconds, distance=distance,
-                           corrected_distance=corrected(distance)))
-        print("finite", json.dumps(finite[-1]), flush=True)
-    return reference, engine, finite
+        if progress.get(f"finite {width}") is None:
+            net = finite.network(arch, width)
+            result, seconds, compile_seconds, cpu_seconds = timed_twice(lambda: finite.train(
+                net, data.x_train, data.y_train, adam, steps, centered=True, key=2, seeds=1, record=[steps],
+                x_test=data.x_test, batch_size=config["batch_size"]))
+            distance = relative_distance(result.test[0, -1], target)
+            progress.put(f"finite {width}", dict(
+                width=width, seconds=seconds, compile_seconds=compile_seconds, cpu_seconds=cpu_seconds,
+                distance=distance, corrected_distance=corrected(distance), load_average=os.getloadavg()))
+        print("finite", json.dumps(progress.get(f"finite {width}")), flush=True)
+    engine = [progress.get(f"engine {samples}") for samples in config["engine_samples"]]
+    networks = [progress.get(f"finite {width}") for width in config["widths"]]
+    return reference, engine, networks
 
 
-def compare(engine, finite, target):
-    """Power-law fits of both sides, the time each needs to reach ``target`` and where the fits cross."""
+def compare(engine, networks, target, clock="seconds"):
+    """Power-law fits of both sides, the time each needs to reach ``target`` and where the fits cross.
+
+    ``clock``: ``"seconds"`` (wall time) or ``"cpu_seconds"`` (CPU time of the process, which other jobs'
+    load does not inflate)."""
     fits = {}
-    for side, points in (("engine", engine), ("finite", finite)):
+    for side, points in (("engine", engine), ("finite", networks)):
         usable = [p for p in points if p["corrected_distance"] > 0]
-        fits[side] = fit_power_law([p["seconds"] for p in usable], [p["corrected_distance"] for p in usable])
+        fits[side] = fit_power_law([p[clock] for p in usable], [p["corrected_distance"] for p in usable])
     seconds = {side: time_to_reach(target, *fit) for side, fit in fits.items()}
     (se, ie), (sf, i_f) = fits["engine"], fits["finite"]
     crossing = float(np.exp((i_f - ie) / (se - sf))) if se != sf else float("nan")
@@ -147,20 +191,32 @@ def main():
     parser.add_argument("--target", type=float, default=0.08, help="distance to the limit to compare times at")
     parser.add_argument("--data-dir", default=os.environ.get("INFINITE_WIDTH_DATA", "../shared/datasets"))
     parser.add_argument("--out", default="docs")
+    parser.add_argument("--engine-samples", type=int, nargs="+", help="engine sample counts (default: the config's)")
+    parser.add_argument("--widths", type=int, nargs="+", help="finite widths (default: the config's)")
+    parser.add_argument("--reference", type=int, nargs=3, metavar=("CALLS", "SAMPLES", "REPLICAS"),
+                        help="reference: independent calls, samples and replicas per call (default: the config's)")
     args = parser.parse_args()
-    config = CONFIGS[args.config]
+    config = dict(CONFIGS[args.config], name=args.config)
+    for option in ("engine_samples", "widths", "reference"):
+        if getattr(args, option) is not None:
+            config[option] = list(getattr(args, option))
+    config = json.loads(json.dumps(config))  # tuples as lists, as the partial-results file stores them
     data = datasets.load("mnist", args.data_dir, n_train=config["n_train"], n_test=config["n_test"], seed=0)
     arch = iw.mlp(2, "relu", 2**0.5, 0.1, 10)
     adam = optim.adam(0.01, b1=0.9, b2=0.99)
     load_before = os.getloadavg()
-    reference, engine, finite = measure(arch, data, adam, config)
+    os.makedirs(args.out, exist_ok=True)
+    progress = Progress(os.path.join(args.out, f"bench_adam_limit_cost_{args.config}.partial.json"), config)
+    reference, engine, networks = measure(arch, data, adam, config, progress)
     summary = dict(date=datetime.date.today().isoformat(), jax=jax.__version__,
                    machine=f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}",
                    load_average_before=load_before, load_average_after=os.getloadavg(),
-                   config=dict(config, name=args.config), reference=reference, engine=engine, finite=finite,
-                   comparison=compare(engine, finite, args.target))
-    print(json.dumps(summary["comparison"], indent=2))
+                   config=config, reference=reference, engine=engine, finite=networks,
+                   comparison=compare(engine, networks, args.target),
+                   comparison_cpu=compare(engine, networks, args.target, clock="cpu_seconds"))
+    print(json.dumps(dict(wall=summary["comparison"], cpu=summary["comparison_cpu"]), indent=2))
     write_summary(summary, args.out, f"cost_{args.config}")
+    os.remove(progress.path)
 
 
 def write_summary(summary, out, tag):

@@ -94,7 +94,7 @@ def main():
 
     def run(rank, features):
         start = time.perf_counter()
-        result = adam_limit.solve(arch, data.x_train, data.y_train, data.x_test, adam, args.steps, key=7,
+        result = adam_limit.simulate(arch, data.x_train, data.y_train, data.x_test, adam, args.steps, key=7,
                                   batch_size=args.batch_size, samples=args.samples, replicas=args.replicas,
                                   rank=rank, features=features, record=record)
         print(f"rank {rank}, features {features}: ranks {result.ranks}, dropped {result.residual_fractions}, "

@@ -11,14 +11,18 @@ Reports the wall time, its stages (``LimitResult.timings``), the time per step
 resident memory of the process (sampled every 20 ms, and ``ru_maxrss``) against
 the engine's estimate, and the Monte Carlo error of the test predictions
 (relative RMS of the standard error over the RMS prediction) with the test
-accuracy. For the choice between storing the fields and regenerating them
+accuracy. The replica test predictions at the last step are saved beside the
+JSON (``.npy``, not for the repository); when the other storage dtype's file
+is there (same key, so the same draws), the effect of bfloat16 storage is
+reported as the relative RMS difference of the two runs' test predictions and
+its ratio to the Monte Carlo standard error. For the choice between storing the fields and regenerating them
 every step, it also times the product that regenerating the batch rows of the
 ``z`` field would cost per step.
 
 Usage (from the repository root; targets: under 10 minutes and 12 GB)::
 
     python benchmarks/bench_adam_limit_scale.py
-    python benchmarks/bench_adam_limit_scale.py --storage-dtype bfloat16
+    python benchmarks/bench_adam_limit_scale.py --storage-dtype bfloat16   # then compared with float32
 
 Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA``. Writes
 ``bench_adam_limit_scale_<dtype>.json`` under ``--out`` (default docs/).
@@ -82,6 +86,26 @@ def regeneration_ms_per_step(batch: int, width: int, out_dim: int, samples: int,
     return 2e3 * best
 
 
+def compare_storage(replica_test, storage_dtype: str, out: str):
+    """Save this run's (R, Nt, k) replica test predictions under ``out``; if the run with the other storage dtype
+    saved its own, the relative RMS difference of the two means and its ratio to the RMS standard error (None
+    otherwise)."""
+    os.makedirs(out, exist_ok=True)
+    np.save(os.path.join(out, f"bench_adam_limit_scale_{storage_dtype}_test.npy"), replica_test)
+    other = "float32" if storage_dtype == "bfloat16" else "bfloat16"
+    other_path = os.path.join(out, f"bench_adam_limit_scale_{other}_test.npy")
+    if not os.path.exists(other_path):
+        return None
+    other_test = np.load(other_path)
+    if other_test.shape != replica_test.shape:
+        return None
+    mean, other_mean = replica_test.mean(0), other_test.mean(0)
+    stderr = replica_test.std(0, ddof=1) / np.sqrt(replica_test.shape[0])
+    difference = float(np.sqrt(np.mean((mean - other_mean) ** 2)))
+    return dict(other=other, relative_rms_difference=difference / float(np.sqrt(np.mean(other_mean**2))),
+                difference_over_stderr=difference / float(np.sqrt(np.mean(stderr**2))))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-train", type=int, default=10000)
@@ -99,11 +123,13 @@ def main():
     adam = optim.adam(0.01, b1=0.9, b2=0.99)
     load_before = os.getloadavg()
     baseline = PeakMemory.rss()
+    cpu_before = os.times()
     with PeakMemory() as memory:
-        result = adam_limit.solve(arch, data.x_train, data.y_train, data.x_test, adam, args.steps, key=0,
+        result = adam_limit.simulate(arch, data.x_train, data.y_train, data.x_test, adam, args.steps, key=0,
                                   batch_size=args.batch_size, samples=args.samples, replicas=args.replicas,
                                   storage_dtype=args.storage_dtype, record=[0, 10, args.steps // 2, args.steps],
                                   progress=True)
+    cpu_after = os.times()
     timings = result.timings
     later_steps = args.steps - timings["first_step_block_steps"]
     seconds_per_step = (timings["steps"] - timings["first_step_block"]) / later_steps
@@ -114,6 +140,8 @@ def main():
         load_average_before=load_before, load_average_after=os.getloadavg(),
         config=vars(args) | dict(arch="mlp(2, relu, sqrt 2, 0.1, 10)", optimizer=adam.describe()),
         wall_seconds=result.wall_time_s, setup_seconds=result.setup_time_s, timings=timings,
+        # CPU time of the process (all threads): on a shared machine, wall time grows with the load, this does not
+        cpu_seconds=(cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
         ms_per_step=1e3 * seconds_per_step,
         compile_seconds_estimate=timings["first_step_block"] - timings["first_step_block_steps"] * seconds_per_step,
         ranks=result.ranks, residual_fractions=result.residual_fractions,
@@ -125,6 +153,8 @@ def main():
         test_accuracy=float(np.mean(np.argmax(test, 1) == np.argmax(data.y_test, 1))),
         train_accuracy=float(np.mean(np.argmax(result.train_predictions[-1], 1) == np.argmax(data.y_train, 1))),
     )
+    summary["storage_comparison"] = compare_storage(result.replica_test_predictions[:, -1], args.storage_dtype,
+                                                    args.out)
     width = max(result.ranks.values()) + 512 + 1  # leading columns, features and the bias column
     summary["regenerate_z_ms_per_step"] = regeneration_ms_per_step(args.batch_size, width, 10, args.samples)
     print(json.dumps(summary, indent=2))

@@ -2,7 +2,7 @@
 
 Trains ReLU MLPs (widths 64, 256, 1024) and conv nets (``conv2``, widths 16
 and 64) with plain Adam, several seeds each, and compares on held-out test
-points the centred kernel alignment (CKA) of their output and
+points the centered kernel alignment (CKA) of their output and
 last-hidden-layer feature kernels with the NNPK of the same architecture at
 initialization, and with baselines: the closed-form NNGP / CNN-GP, the NNPK of
 a mismatched architecture or activation, the input kernel and the network's
@@ -19,6 +19,7 @@ Writes to ``--out`` (resumable per trained model): ``points/``, ``kernels/``,
 Usage (from the repository root)::
 
     python paper_figures/nnpk_alignment.py --dataset mnist --data-dir ../shared/datasets --out outputs/nnpk_alignment/mnist
+    python paper_figures/nnpk_alignment.py --dataset mnist --models mlp2:64 conv2:16 --networks 256   # less CPU
     python paper_figures/nnpk_alignment.py --quick --out /tmp/alignment_quick   # digits, tiny sizes
 
 Data: ``--data-dir``, or the environment variable ``INFINITE_WIDTH_DATA``
@@ -27,6 +28,7 @@ Data: ``--data-dir``, or the environment variable ``INFINITE_WIDTH_DATA``
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import infinite_width as iw
@@ -42,13 +44,24 @@ QUICK = dict(dataset="digits", n_train=80, n_test=40, pool=1, seeds=2, steps=20,
              models=[("mlp2", 16), ("conv2", 4)])
 
 
+def _model(text: str):
+    """``"mlp2:256"`` -> ``("mlp2", 256)``."""
+    arch, _, width = text.partition(":")
+    if arch not in nnpk_alignment.ARCHITECTURES or not width.isdigit() or int(width) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected ARCH:WIDTH with ARCH one of {nnpk_alignment.ARCHITECTURES} and WIDTH >= 1, got {text!r}")
+    return arch, int(width)
+
+
 def parse_args(argv=None):
     parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits, tiny networks and few steps (seconds)")
     parser.add_argument("--seeds", type=int, default=3, help="trained networks per model")
     parser.add_argument("--steps", type=int, default=1000, help="Adam steps (minibatches of 128)")
     parser.add_argument("--networks", type=int, default=1024, help="random networks of each NNPK")
     parser.add_argument("--batch-size", type=int, default=500, help="rows per forward pass of the NNPK")
-    parser.set_defaults(models=list(nnpk_alignment.MODELS))
+    parser.add_argument("--models", nargs="+", type=_model, default=list(nnpk_alignment.MODELS),
+                        metavar="ARCH:WIDTH", help="trained models, e.g. mlp2:256 conv2:16 (default: "
+                        + " ".join(f"{arch}:{width}" for arch, width in nnpk_alignment.MODELS) + ")")
     return scripts.finish(parser, parser.parse_args(argv), SIZES, QUICK, "nnpk_alignment")
 
 

@@ -55,7 +55,7 @@ def test_sign_sgd_one_point_per_step_converges_to_the_sign_kernel():
     exact_all = np.concatenate([closed.train[0], closed.test[0]], axis=1)
 
     def run(samples):
-        return adam_limit.solve(arch, x_train, y, x_test, optim.sign(lr), steps, key=jax.random.PRNGKey(4),
+        return adam_limit.simulate(arch, x_train, y, x_test, optim.sign(lr), steps, key=jax.random.PRNGKey(4),
                                 batch_size=1, samples=samples, replicas=REPLICAS, record=[4, 8, 12])
 
     errors, slope = _replica_errors(run, exact_all)
@@ -76,8 +76,8 @@ def test_readout_sign_converges_to_normalized_kernel_descent():
     exact_all = np.concatenate([closed.train[0], closed.test[0]], axis=1)
 
     def run(samples):
-        return adam_limit.solve(arch, x_train, y, x_test, optim.sign(lr), steps, key=jax.random.PRNGKey(5),
-                                train="readout", samples=samples, replicas=REPLICAS, record=[5, 10])
+        return adam_limit.simulate(arch, x_train, y, x_test, optim.sign(lr), steps, key=jax.random.PRNGKey(5),
+                                readout_only=True, samples=samples, replicas=REPLICAS, record=[5, 10])
 
     errors, slope = _replica_errors(run, exact_all)
     print("normalized readout: relative errors", errors, "slope", slope)
@@ -93,7 +93,7 @@ def test_finite_width_adam_converges_to_the_limit_with_two_outputs():
     arch = iw.mlp(2, "relu", 1.3, 0.2, 2)
     adam = optim.adam(0.05, b1=0.9, b2=0.99)
     steps = 30
-    limit = adam_limit.solve(arch, x_train, y, x_test, adam, steps, key=jax.random.PRNGKey(0),
+    limit = adam_limit.simulate(arch, x_train, y, x_test, adam, steps, key=jax.random.PRNGKey(0),
                              samples=4 * 65536, replicas=4, record=[steps])
     reference = limit.test_predictions[-1]
     mc_error = np.sqrt(np.mean(limit.test_stderr[-1] ** 2) / np.mean(reference**2))

@@ -100,7 +100,7 @@ def test_sgd_monte_carlo_converges_to_ntk_descent_like_inverse_sqrt_samples():
     per_replica = np.array([128, 512, 2048, 8192])
     errors = []
     for m in per_replica:
-        result = adam_limit.solve(
+        result = adam_limit.simulate(
             arch, x_train, y, x_test, optim.sgd(lr), steps, key=jax.random.PRNGKey(1),
             samples=int(m) * replicas, replicas=replicas, record=[steps],
         )
@@ -114,31 +114,31 @@ def test_sgd_monte_carlo_converges_to_ntk_descent_like_inverse_sqrt_samples():
 
 
 CASES = {
-    # name: (arch, optimizer, loss, out_dim, train, batch_size, f0)
-    "sgd-relu-depth1": (iw.mlp(1, "relu", 1.5, 0.3, 1), optim.sgd(0.5), "mse", 1, "all", None, False),
-    "momentum-erf-depth3-k2": (iw.mlp(3, "erf", 1.4, 0.1, 2), optim.momentum(0.2, 0.8), "mse", 2, "all", None, False),
-    "sgd-minibatch-f0": (iw.mlp(2, "gelu", 1.3, 0.2, 1), optim.sgd(0.5), "mse", 1, "all", 8, True),
-    "sgd-cross-entropy-k3": (iw.mlp(2, "relu", 1.3, 0.2, 3), optim.sgd(2.0), "cross_entropy", 3, "all", None, False),
+    # name: (arch, optimizer, loss, out_dim, readout_only, batch_size, f0)
+    "sgd-relu-depth1": (iw.mlp(1, "relu", 1.5, 0.3, 1), optim.sgd(0.5), "mse", 1, False, None, False),
+    "momentum-erf-depth3-k2": (iw.mlp(3, "erf", 1.4, 0.1, 2), optim.momentum(0.2, 0.8), "mse", 2, False, None, False),
+    "sgd-minibatch-f0": (iw.mlp(2, "gelu", 1.3, 0.2, 1), optim.sgd(0.5), "mse", 1, False, 8, True),
+    "sgd-cross-entropy-k3": (iw.mlp(2, "relu", 1.3, 0.2, 3), optim.sgd(2.0), "cross_entropy", 3, False, None, False),
     "sgd-readout-nngp": (iw.mlp(2, "sin", 1.2, 0.3, 1), optim.sgd(0.5),
-                         "mse", 1, "readout", None, False),
+                         "mse", 1, True, None, False),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_linear_optimizers_match_kernel_descent(name):
-    arch, optimizer, loss, out_dim, train, batch_size, with_f0 = CASES[name]
+    arch, optimizer, loss, out_dim, readout_only, batch_size, with_f0 = CASES[name]
     x_train, y, x_test = _data(out_dim, seed=3, classes=loss == "cross_entropy")
     x_all = np.concatenate([x_train, x_test])
     steps = 12
     key = jax.random.PRNGKey(7)
     rows = batch_indices_for(key, N_TRAIN, batch_size, steps)  # the finite trainer's order
     f0 = np.random.default_rng(5).normal(size=(N_TRAIN + N_TEST, out_dim)).astype(np.float32) if with_f0 else None
-    kernel = kernels.nngp(arch, x_all, x_train) if train == "readout" else kernels.ntk(arch, x_all, x_train)
+    kernel = kernels.nngp(arch, x_all, x_train) if readout_only else kernels.ntk(arch, x_all, x_train)
     reference = kernel_descent(
         [(np.asarray(kernel, np.float64), optimizer.lr)], y, steps, rows, loss=loss, beta=optimizer.beta, f0=f0
     )
-    result = adam_limit.solve(
-        arch, x_train, y, x_test, optimizer, steps, key=key, loss=loss, train=train, batch_size=batch_size,
+    result = adam_limit.simulate(
+        arch, x_train, y, x_test, optimizer, steps, key=key, loss=loss, readout_only=readout_only, batch_size=batch_size,
         samples=2**15, replicas=8,
         f0_train=None if f0 is None else f0[:N_TRAIN], f0_test=None if f0 is None else f0[N_TRAIN:],
     )
@@ -165,7 +165,7 @@ def test_adam_with_huge_eps_is_groupwise_kernel_descent():
         kernel_rates.append((layer.B[l] * b_std**2, lr / (eps * b_std)))
     kernel_rates = [(np.asarray(k, np.float64), rate) for k, rate in kernel_rates]
     reference = kernel_descent(kernel_rates, y, steps, np.tile(np.arange(N_TRAIN), (steps, 1)))
-    result = adam_limit.solve(
+    result = adam_limit.simulate(
         arch, x_train, y, x_test, optim.adam(lr, b1=0.0, b2=0.99, eps=eps), steps,
         key=jax.random.PRNGKey(2), samples=2**15, replicas=8,
     )
@@ -184,7 +184,7 @@ ADAM = optim.adam(0.05, b1=0.9, b2=0.99)
 
 def _adam_run(key, samples, replicas=8, **kwargs):
     x_train, y, x_test = _data(2, seed=4)
-    return adam_limit.solve(
+    return adam_limit.simulate(
         iw.mlp(2, "relu", 1.3, 0.2, 2), x_train, y, x_test, ADAM, 10, key=key,
         samples=samples, replicas=replicas, record=[0, 5, 10], **kwargs,
     )
@@ -240,7 +240,7 @@ def test_sharded_over_four_devices_equals_one_device():
         x = rng.normal(size=(20, 5)).astype(np.float32)
         y = rng.normal(size=(14, 2)).astype(np.float32)
         arch = iw.mlp(2, "relu", 1.3, 0.2, 2)
-        runs = [adam_limit.solve(arch, x[:14], y, x[14:], optim.adam(0.05, 0.9, 0.99), 8,
+        runs = [adam_limit.simulate(arch, x[:14], y, x[14:], optim.adam(0.05, 0.9, 0.99), 8,
                                  key=jax.random.PRNGKey(3), samples=4096, replicas=4, devices=devices,
                                  batch_size=5, record=[8])
                 for devices in (jax.devices()[:1], jax.devices())]
@@ -269,11 +269,11 @@ def test_memory_refusal_names_a_sample_count_that_fits():
     budget = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**18, input_dim=DIM, replicas=8,
                                         block_rows=36, optimizer_state=2).peak_bytes
     with pytest.raises(MemoryError, match=r"needs about .* GiB.*available.*samples=\d+ would fit") as refusal:
-        adam_limit.solve(**arguments, samples=2**20, max_memory_bytes=budget)
+        adam_limit.simulate(**arguments, samples=2**20, max_memory_bytes=budget)
     fitting = int(refusal.value.args[0].split("samples=")[1].split()[0])
     assert fitting % 8 == 0 and fitting == 2**18
     with pytest.raises(MemoryError, match="no sample count fits"):
-        adam_limit.solve(**arguments, samples=2**12, max_memory_bytes=2**20)
+        adam_limit.simulate(**arguments, samples=2**12, max_memory_bytes=2**20)
     small = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**10, input_dim=DIM)
     large = adam_limit.estimate_memory(2, 1, N_TRAIN, N_TEST, samples=2**12, input_dim=DIM)
     assert large.parts["storage"] == 4 * small.parts["storage"]
@@ -311,7 +311,7 @@ def test_roots_are_exact_pivoted_cholesky_factors_and_a_non_psd_kernel_is_named(
 def test_nan_stops_the_run_naming_the_step():
     x_train, y, x_test = _data()
     with pytest.raises(FloatingPointError, match=r"NaN or Inf at step \d+"):
-        adam_limit.solve(iw.mlp(2), x_train, 1e30 * y, x_test, optim.sgd(1e10), 50, key=jax.random.PRNGKey(0),
+        adam_limit.simulate(iw.mlp(2), x_train, 1e30 * y, x_test, optim.sgd(1e10), 50, key=jax.random.PRNGKey(0),
                          samples=256, replicas=2, record=[50])
 
 
@@ -323,7 +323,7 @@ def test_nan_stops_the_run_naming_the_step():
         (dict(arch="mlp"), TypeError, "Architecture"),
         (dict(optimizer="adam"), TypeError, "unknown optimizer"),
         (dict(loss="hinge"), ValueError, "unknown loss"),
-        (dict(train="hidden"), ValueError, "unknown train mode"),
+        (dict(readout_only="readout"), TypeError, "readout_only must be True or False"),
         (dict(storage_dtype="float16"), ValueError, "unknown storage_dtype"),
         (dict(y_train=np.zeros((N_TRAIN, 2))), ValueError, r"y_train must have shape \(24, 1\)"),
         (dict(y_train=np.full((N_TRAIN, 1), np.nan)), ValueError, "NaN"),
@@ -349,4 +349,4 @@ def test_bad_input_is_named(change, error, message):
                      key=jax.random.PRNGKey(0), samples=64, replicas=2)
     arguments.update(change)
     with pytest.raises(error, match=message):
-        adam_limit.solve(**arguments)
+        adam_limit.simulate(**arguments)

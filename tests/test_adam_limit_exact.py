@@ -23,7 +23,6 @@ from infinite_width.limits.adam_limit.exact import (
     sign_kernel,
     sign_sgd_dynamics,
 )
-from infinite_width.architectures import activation_fn
 from infinite_width._src.rng import minibatch_indices
 from infinite_width.kernels import layerwise, stax
 
@@ -83,7 +82,7 @@ def _mean_and_stderr(samples, axis=0):
 
 
 def _gp_samples(rng, kernel, m):
-    """m samples of a centred Gaussian vector with covariance ``kernel`` (P, P), shape (m, P)."""
+    """m samples of a centered Gaussian vector with covariance ``kernel`` (P, P), shape (m, P)."""
     eigenvalues, vectors = np.linalg.eigh(np.asarray(kernel, dtype=np.float64))
     root = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
     # (P, P) @ (P, m): a (m, P) @ (P, P) product with tiny P is much slower in BLAS.
@@ -332,7 +331,7 @@ def test_sign_dynamics_moves_nothing_at_zero_error():
 
 
 def test_wide_finite_network_with_sign_updates_approaches_sign_dynamics():
-    """Pure sign updates with the per-group rates r_grp, one point per step, centred model f - f0."""
+    """Pure sign updates with the per-group rates r_grp, one point per step, centered model f - f0."""
     d, steps, lr = 4, 40, 0.05
     x = _points(12, 10, d)
     x_train, x_eval = x[:6], x[6:]

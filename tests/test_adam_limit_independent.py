@@ -133,7 +133,7 @@ def test_engine_matches_an_independent_monte_carlo_of_adam_to_a_third_of_a_perce
     replicas, reference_samples = 8, 2**13
     rng = np.random.default_rng(11)
     reference = np.stack([reference_replica(x, y, rng, reference_samples) for _ in range(replicas)])[:, -1]
-    result = adam_limit.solve(ARCH, x[:N_TRAIN], y, x[N_TRAIN:], ADAM, STEPS, key=5, samples=2**17,
+    result = adam_limit.simulate(ARCH, x[:N_TRAIN], y, x[N_TRAIN:], ADAM, STEPS, key=5, samples=2**17,
                               replicas=replicas, record=[STEPS])
     engine = np.concatenate([result.replica_train_predictions, result.replica_test_predictions], axis=2)[:, 0]
     s, s_error = _scale_and_error(engine, reference)

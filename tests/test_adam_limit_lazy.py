@@ -1,6 +1,6 @@
 """The lazy engine equals an eager evaluation of the limit on the same random draws.
 
-The engine (``adam_limit.solve``) never updates the function on all points:
+The engine (``adam_limit.simulate``) never updates the function on all points:
 it keeps each sample's accumulated update and evaluates ``f_t`` on the batch
 rows only (docs/theory.md, section 7). The reference below is the eager
 algorithm, written here: every step it computes the normalized gradients and
@@ -38,19 +38,19 @@ def _derivative(name, h):
     return np.asarray(jax.vmap(jax.grad(lambda s: fn(s)))(jnp.asarray(h.ravel()))).reshape(h.shape)
 
 
-def _eager_terms(arch, train, linear):
+def _eager_terms(arch, readout_only, linear):
     """(name, coef, u layer or None, v: "x" | None | layer) from the architecture: docs/theory.md, section 5."""
     W = [float(layer.W_std) ** (2 if linear else 1) for layer in arch.layers[::2]]
     b = [float(layer.b_std) ** (2 if linear else 1) for layer in arch.layers[::2]]
     L = arch.depth
     terms = [("readout", W[L], None, L)]
-    if train == "all":
+    if not readout_only:
         terms += [("input", W[0], 1, "x")] + [(f"w{l}", W[l - 1], l, l - 1) for l in range(2, L + 1)]
         terms += [(f"b{l}", b[l - 1], l, None) for l in range(1, L + 1)]
     return terms, b[L]
 
 
-def eager_reference(arch, sampled, x_all, y, f0, optimizer, loss, train, batches):
+def eager_reference(arch, sampled, x_all, y, f0, optimizer, loss, readout_only, batches):
     """Predictions (R, steps + 1, P, k) of the eager algorithm on the stored fields of ``sampled``."""
     fields = {name: np.asarray(value) if name == "coordinate" else np.asarray(widen(value), np.float64)
               for name, value in sampled.fields.items()}
@@ -69,7 +69,7 @@ def eager_reference(arch, sampled, x_all, y, f0, optimizer, loss, train, batches
             return x_all[:, fields["coordinate"]]  # (P, R, C)
         return ones if v is None else phi[v]
 
-    terms, out_coef = _eager_terms(arch, train, not optimizer.adaptive)
+    terms, out_coef = _eager_terms(arch, readout_only, not optimizer.adaptive)
     direction = optimizer.direction(eps_scale=1.0)
     state = direction.init({name: jnp.zeros((R, arch.out_dim) + ones.shape[2:] if u_l is None else ones.shape[1:],
                                             jnp.float32) for name, _, u_l, _ in terms} | {"out": jnp.zeros((R, arch.out_dim))})
@@ -102,21 +102,21 @@ def _mixed_mlp(out_dim):
 
 
 CASES = {
-    # name: (arch, optimizer, loss, train, batches ("full" or (B, repeats)), storage, block_rows, f0)
-    "adam-full-batch-mse-f0": (iw.mlp(2, "relu", 1.3, 0.2, 2), optim.adam(0.05, 0.9, 0.99), "mse", "all", "full",
+    # name: (arch, optimizer, loss, readout_only, batches ("full" or (B, repeats)), storage, block_rows, f0)
+    "adam-full-batch-mse-f0": (iw.mlp(2, "relu", 1.3, 0.2, 2), optim.adam(0.05, 0.9, 0.99), "mse", False, "full",
                                "float32", None, True),
     "sign-readout-minibatch-repeats-ce": (iw.mlp(2, "relu", 1.2, 0.3, 3), optim.sign(0.03), "cross_entropy",
-                                          "readout", 5, "float32", None, False),
-    "momentum-minibatch-mixed-depth3-blocks-bf16": (_mixed_mlp(2), optim.momentum(0.3, 0.8), "mse", "all", 6,
+                                          True, 5, "float32", None, False),
+    "momentum-minibatch-mixed-depth3-blocks-bf16": (_mixed_mlp(2), optim.momentum(0.3, 0.8), "mse", False, 6,
                                                     "bfloat16", 2, False),
-    "sgd-full-batch-ce-depth1": (iw.mlp(1, "erf", 1.5, 0.4, 2), optim.sgd(1.0), "cross_entropy", "all", "full",
+    "sgd-full-batch-ce-depth1": (iw.mlp(1, "erf", 1.5, 0.4, 2), optim.sgd(1.0), "cross_entropy", False, "full",
                                  "float32", 3, False),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_lazy_engine_equals_eager_evaluation_on_the_same_draws(name):
-    arch, optimizer, loss, train, batch, storage, block_rows, with_f0 = CASES[name]
+    arch, optimizer, loss, readout_only, batch, storage, block_rows, with_f0 = CASES[name]
     rng = np.random.default_rng(1)
     x = rng.normal(size=(N_TRAIN + N_TEST, DIM)).astype(np.float32)
     k = arch.out_dim
@@ -126,15 +126,15 @@ def test_lazy_engine_equals_eager_evaluation_on_the_same_draws(name):
     steps, samples, replicas, key = 7, 96, 3, jax.random.PRNGKey(4)
     batches = (np.tile(np.arange(N_TRAIN), (steps, 1)) if batch == "full"
                else rng.integers(0, N_TRAIN, size=(steps, batch)))  # minibatches with repeated rows
-    result = adam_limit.solve(
-        arch, x[:N_TRAIN], y, x[N_TRAIN:], optimizer, steps, key=key, loss=loss, train=train,
+    result = adam_limit.simulate(
+        arch, x[:N_TRAIN], y, x[N_TRAIN:], optimizer, steps, key=key, loss=loss, readout_only=readout_only,
         batch_indices=None if batch == "full" else batches, samples=samples, replicas=replicas,
         storage_dtype=storage, block_rows=block_rows,
         f0_train=f0[:N_TRAIN] if with_f0 else None, f0_test=f0[N_TRAIN:] if with_f0 else None,
     )
-    sampled = engine.sample_fields(arch, x, key=key, samples=samples, replicas=replicas, train=train,
+    sampled = engine.sample_fields(arch, x, key=key, samples=samples, replicas=replicas, readout_only=readout_only,
                                    linear=not optimizer.adaptive, storage_dtype=storage)
-    reference = eager_reference(arch, sampled, x.astype(np.float64), y, f0, optimizer, loss, train, batches)
+    reference = eager_reference(arch, sampled, x.astype(np.float64), y, f0, optimizer, loss, readout_only, batches)
     lazy = np.concatenate([result.replica_train_predictions, result.replica_test_predictions], axis=2)
     moved = np.abs(reference[:, -1] - reference[:, 0]).max()
     print(name, "max |lazy - eager|", np.abs(lazy - reference).max(), "moved", moved)

@@ -27,9 +27,9 @@ SCRIPT = textwrap.dedent(
     x = rng.normal(size=(1200, 20)).astype(np.float32)
     y = rng.normal(size=(1080, 10)).astype(np.float32)
     arch, adam = iw.mlp(2, "relu", 1.4, 0.1, 10), optim.adam(0.01, 0.9, 0.99)
-    adam_limit.solve(arch, x[:40], y[:40], x[40:50], adam, 2, key=0, samples=64, replicas=2, batch_size=8)
+    adam_limit.simulate(arch, x[:40], y[:40], x[40:50], adam, 2, key=0, samples=64, replicas=2, batch_size=8)
     before = resident()
-    result = adam_limit.solve(arch, x[:1080], y, x[1080:], adam, 3, key=1, samples=16384, replicas=4, rank=32,
+    result = adam_limit.simulate(arch, x[:1080], y, x[1080:], adam, 3, key=1, samples=16384, replicas=4, rank=32,
                               features=32, batch_size=64, record=[3])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print("MEMORY", result.memory.peak_bytes, peak - before, result.memory.parts["storage"])

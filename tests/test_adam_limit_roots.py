@@ -67,7 +67,7 @@ def test_truncation_bias_is_within_the_documented_bound_and_plain_truncation_is_
     replicas, samples = 16, 2**16
 
     def run(rank, features):
-        result = adam_limit.solve(arch, x[:150], y, x[150:], optim.adam(0.05, 0.9, 0.99), 8, key=3, batch_size=25,
+        result = adam_limit.simulate(arch, x[:150], y, x[150:], optim.adam(0.05, 0.9, 0.99), 8, key=3, batch_size=25,
                                   samples=samples, replicas=replicas, rank=rank, features=features, record=[8])
         return result, np.concatenate([result.replica_train_predictions, result.replica_test_predictions], 2)
 

@@ -167,13 +167,13 @@ def test_flatten_is_nhwc_reshape():
     np.testing.assert_array_equal(flat.x_train, images.x_train.reshape(1437, -1))
 
 
-def test_targets_one_hot_and_centred():
+def test_targets_one_hot_and_centered():
     plain = D.load("digits", n_train=50, n_test=20)
-    centred = D.load("digits", n_train=50, n_test=20, center_targets=True)
+    centered = D.load("digits", n_train=50, n_test=20, center_targets=True)
     np.testing.assert_array_equal(plain.y_train, np.eye(10, dtype=np.float32)[plain.labels_train])
-    np.testing.assert_allclose(centred.y_test, np.eye(10)[centred.labels_test] - 0.1, atol=1e-7)
-    np.testing.assert_allclose(centred.y_train.sum(axis=1), 0.0, atol=1e-6)
-    assert centred.y_train.dtype == np.float32
+    np.testing.assert_allclose(centered.y_test, np.eye(10)[centered.labels_test] - 0.1, atol=1e-7)
+    np.testing.assert_allclose(centered.y_train.sum(axis=1), 0.0, atol=1e-6)
+    assert centered.y_train.dtype == np.float32
 
 
 def test_arrays_are_read_only():

@@ -26,7 +26,7 @@ import infinite_width
 after_import = "tensorflow" in sys.modules
 # Every subpackage is an attribute right after the import, without loading neural-tangents.
 reached = [
-    infinite_width.limits.adam_limit.solve, infinite_width.limits.kernel_dynamics.kernel_descent,
+    infinite_width.limits.adam_limit.simulate, infinite_width.limits.kernel_dynamics.kernel_descent,
     infinite_width.limits.baselines.kernel_ridge, infinite_width.kernels.layerwise, infinite_width.finite.train,
     infinite_width.workflow.plotting.learning_curves, infinite_width.experiments.demo.run,
     infinite_width.experiments.nnpk_ablation.run, infinite_width.datasets.load, infinite_width.optim.adam,

@@ -118,6 +118,8 @@ def test_files_summaries_table_and_figure(first_run):
     assert len(figure.legends) == 1
     labels = [t.get_text() for t in figure.legends[0].get_texts()]
     assert "tanh (no closed form)" in labels and any(label.startswith("base mlp2") for label in labels)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
+    assert titles == ["MLP: activation", "conv: base"]  # a family without variants (yet) still gets its panel
 
 
 def test_rerun_skips_finished_points_and_recomputes_a_deleted_one_identically(first_run):
@@ -129,6 +131,11 @@ def test_rerun_skips_finished_points_and_recomputes_a_deleted_one_identically(fi
     removed = files[0]
     before = json.loads(removed.read_text())["result"]
     removed.unlink()
+    # finished_only reports the rest and computes nothing
+    name = lambda r: (r["kernel"], r["arch"], r["activation"], r.get("width"))
+    partial = nnpk_ablation.run(PROBLEMS, CONFIGS, out, **OPTIONS, finished_only=True)
+    assert not removed.exists()
+    assert [name(r) for r in partial] == [name(r) for r in records if name(r) != name(before)]
     nnpk_ablation.run(PROBLEMS, CONFIGS, out, **OPTIONS)
     after = json.loads(removed.read_text())["result"]
     timing = ("seconds", "cpu_seconds", "load_start", "load_end")

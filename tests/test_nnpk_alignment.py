@@ -25,7 +25,7 @@ def first_run(tmp_path_factory):
 
 
 def cka(K1, K2):
-    """Centred kernel alignment from its definition, in numpy."""
+    """Centered kernel alignment from its definition, in numpy."""
     H = np.eye(len(K1)) - 1.0 / len(K1)
     A, B = H @ K1 @ H, H @ K2 @ H
     return np.sum(A * B) / np.sqrt(np.sum(A * A) * np.sum(B * B))

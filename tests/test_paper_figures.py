@@ -1,5 +1,6 @@
 """The paper-figure scripts run end to end (tiny sizes) and resume from their saved results."""
 
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -36,20 +37,25 @@ def test_adam_closes_the_gap_quick_writes_figure_table_and_resumes(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "script, figure, points",
-    [("nnpk_ablation.py", "ablation", ["points", "references"]), ("nnpk_alignment.py", "alignment", ["points"])],
+    "script, figure, points, extra",
+    [
+        ("nnpk_ablation.py", "ablation", ["points", "references"], ["--grid", "reduced", "--max-networks", "2"]),
+        ("nnpk_alignment.py", "alignment", ["points"], []),
+    ],
 )
-def test_nnpk_scripts_quick_write_numbers_and_figures_and_resume(tmp_path, script, figure, points):
-    first = _run(script, tmp_path)
+def test_nnpk_scripts_quick_write_numbers_and_figures_and_resume(tmp_path, script, figure, points, extra):
+    first = _run(script, tmp_path, *extra)
     assert first.returncode == 0, first.stderr
     for name in ("summary.json", "summary.csv", "table.md", f"{figure}.png", f"{figure}.pdf"):
         assert (tmp_path / name).stat().st_size > 100, name
     assert (tmp_path / "table.md").read_text() in first.stdout
     saved = sorted(path for folder in points for path in (tmp_path / folder).glob("*.json"))
     assert saved
+    if "--max-networks" in extra:  # every m-curve stops at the cap
+        assert all(path.name.endswith("-m2.json") for path in (tmp_path / "points").glob("*.json"))
     mtimes = {path: path.stat().st_mtime_ns for path in saved}
     summary = (tmp_path / "summary.json").read_text()
-    second = _run(script, tmp_path)
+    second = _run(script, tmp_path, *extra)
     assert second.returncode == 0, second.stderr
     assert {path: path.stat().st_mtime_ns for path in saved} == mtimes  # read back, not recomputed
     assert (tmp_path / "summary.json").read_text() == summary
@@ -72,3 +78,29 @@ def test_nnpk_scripts_name_the_data_variable_when_no_folder_is_given(script, mon
     monkeypatch.setenv("INFINITE_WIDTH_DATA", str(ROOT / "missing-folder"))
     with pytest.raises(FileNotFoundError, match="missing-folder"):
         _script(script).parse_args(["--dataset", "mnist"])
+
+
+def test_nnpk_ablation_reduced_grid_is_a_capped_subset_of_the_full_grid():
+    grids = _script("nnpk_ablation.py").grids
+    full, reduced = grids(), grids(grid="reduced", max_networks=256)
+    assert {c.networks for c in full} == {1024} and {c.networks for c in reduced} == {256}
+    uncapped = {dataclasses.replace(c, networks=1024) for c in reduced}
+    assert uncapped < set(full)
+    # each factor keeps both ends of its range, and the variants without a closed form
+    assert {"mlp1", "mlp4", "conv2-maxpool", "conv2-layernorm"} <= {c.arch for c in reduced}
+    assert {64, 1024} <= {c.width for c in reduced} and "tanh" in {c.activation for c in reduced}
+    with pytest.raises(ValueError, match="unknown grid"):
+        grids(grid="small")
+    with pytest.raises(ValueError, match="max_networks"):
+        grids(max_networks=0)
+
+
+def test_nnpk_alignment_models_option(monkeypatch, capsys):
+    parse_args = _script("nnpk_alignment.py").parse_args
+    monkeypatch.delenv("INFINITE_WIDTH_DATA", raising=False)
+    args = parse_args(["--dataset", "digits", "--models", "conv2:16", "mlp2:64"])
+    assert args.models == [("conv2", 16), ("mlp2", 64)]
+    for bad in ("mlp9:64", "mlp2", "mlp2:0"):
+        with pytest.raises(SystemExit):
+            parse_args(["--dataset", "digits", "--models", bad])
+        assert "ARCH:WIDTH" in capsys.readouterr().err

@@ -136,6 +136,8 @@ def test_methods_check_their_options_when_built():
         (lambda: iw.Finite(8, parametrization="sp"), ValueError, "parametrization must be one of"),
         (lambda: iw.Finite(8, init="zeros"), ValueError, "init must be one of"),
         (lambda: iw.Finite(8, centered="yes"), TypeError, "centered"),
+        (lambda: iw.Finite(8, rates="adam"), ValueError, "rates must be one of"),
+        (lambda: iw.Finite(8, linearized=1), TypeError, "linearized"),
         (lambda: iw.KernelDynamics(time="euler"), ValueError, "time must be one of"),
         (lambda: iw.KernelDynamics(dtype="float16"), ValueError, "dtype"),
         (lambda: iw.AdamLimit(samples=3, replicas=2), ValueError, r"multiple of replicas \(2\), e.g. 2"),
@@ -164,7 +166,8 @@ def test_width_shortcut_routes_to_the_method_objects(problem):
     explicit = solve(problem, ARCH, iw.Finite(8), optim.sgd(1.0), steps=3, key=2, progress=False)
     np.testing.assert_array_equal(short.test_predictions, explicit.test_predictions)
     assert short.metadata["method"] == {"name": "Finite", "width": 8, "seeds": 1, "parametrization": "ntk",
-                                        "init": "gaussian", "centered": True}
+                                        "init": "gaussian", "centered": True, "rates": "per_group",
+                                        "linearized": False}
     assert short.metadata["optimizer"] == {"name": "sgd", "lr": 1.0} and short.metadata["readout_only"] is False
 
 
@@ -320,33 +323,71 @@ def test_every_dynamical_route_has_one_layout_and_same_key_same_trajectory(probl
     assert a.metadata["versions"]["jax"] == jax.__version__
 
 
-def test_uncentred_finite_networks_start_at_their_initial_outputs(problem):
+def test_uncentered_finite_networks_start_at_their_initial_outputs(problem):
     t = solve(problem, ARCH, iw.Finite(32, centered=False), optim.sgd(1.0), steps=2, progress=False)
     assert np.abs(t.test_predictions[0, 0]).max() > 0.1
 
 
-@pytest.mark.slow
-def test_finite_networks_approach_their_limits_like_width_to_the_minus_half():
-    """Relative RMS distance (per seed, averaged) to the NTK (SGD) and Adam-like (Adam) limits, fitted slope."""
+def test_traditional_network_learns_where_limit_matched_rates_stay_at_chance():
+    """Issue 13's reproducer, reduced: standard parametrization, adam(1e-3), not centered, cross-entropy.
+
+    With one global optax rate (the practitioner's network) it learns; with the per-group rates of
+    the Adam-like limit the same lr barely moves a wide network (test accuracy near chance, 0.1).
+    """
+    p = Problem.from_dataset(iw.datasets.load("digits", n_train=200, n_test=200), loss="cross_entropy")
+    arch = iw.mlp(2, "relu", out_dim=10)
+    traditional = iw.Finite.traditional(128, seeds=1)
+    assert (traditional.parametrization, traditional.rates, traditional.centered) == ("standard", "global", False)
+    kwargs = dict(steps=30, record=[30], progress=False)
+    learned = solve(p, arch, traditional, optim.adam(1e-3), **kwargs)
+    matched = solve(p, arch, iw.Finite(128, parametrization="standard", centered=False), optim.adam(1e-3), **kwargs)
+    assert learned.final("test_accuracy")[0] > 0.6, learned.final("test_accuracy")
+    assert matched.final("test_accuracy")[0] < 0.3, matched.final("test_accuracy")
+    assert learned.metadata["method"]["rates"] == "global"
+
+
+def _slope_problem():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(36, 6))
     y = np.tanh(x @ rng.normal(size=6) / 2)[:, None]
-    p = Problem(x[:24], y[:24], x[24:], y[24:])
-    arch = iw.mlp(2, "relu", W_std=1.3, b_std=0.2, out_dim=1)
-    widths = [64, 256, 1024]
-    slopes = {}
-    for opt, method in ((optim.sgd(1.0), iw.KernelDynamics()), (optim.adam(0.05, 0.9, 0.99), iw.AdamLimit(65536, 4))):
-        limit = solve(p, arch, method, opt, steps=30, record=[0, 30], progress=False)
-        reference = limit.test_predictions[0, -1]
-        distances = []
+    return Problem(x[:24], y[:24], x[24:], y[24:]), iw.mlp(2, "relu", W_std=1.3, b_std=0.2, out_dim=1)
+
+
+def _distances_to_limit(optimizer, limit_method, variants, widths=(64, 256, 1024), steps=30):
+    """{variant: relative RMS distances (per seed, averaged) of Finite(width, seeds=6, **variant) to the limit}."""
+    p, arch = _slope_problem()
+    limit = solve(p, arch, limit_method, optimizer, steps=steps, record=[0, steps], progress=False)
+    reference = limit.test_predictions[0, -1]
+    distances = {}
+    for name, options in variants.items():
+        distances[name] = []
         for width in widths:
-            finite = solve(p, arch, iw.Finite(width, seeds=6), opt, steps=30, record=[0, 30], key=1, progress=False)
+            finite = solve(p, arch, iw.Finite(width, seeds=6, **options), optimizer, steps=steps, record=[0, steps],
+                           key=1, progress=False)
             per_seed = np.sqrt(np.mean((finite.test_predictions[:, -1] - reference) ** 2, axis=(1, 2)))
-            distances.append(np.sqrt(np.mean(per_seed**2)) / np.sqrt(np.mean(reference**2)))
-        slopes[opt.name] = fit_slope(widths, distances)[0]
-        assert distances[-1] < 0.5 * distances[0], (opt.name, distances)
-    for name, slope in slopes.items():
-        assert -0.8 < slope < -0.3, slopes
+            distances[name].append(np.sqrt(np.mean(per_seed**2)) / np.sqrt(np.mean(reference**2)))
+    return distances
+
+
+def _assert_inverse_sqrt_width(distances, widths=(64, 256, 1024)):
+    slopes = {name: fit_slope(widths, values)[0] for name, values in distances.items()}
+    for name, values in distances.items():
+        assert values[-1] < 0.5 * values[0], (name, values)
+        assert -0.8 < slopes[name] < -0.3, (slopes, distances)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer, limit_method", [
+    (optim.sgd(1.0, schedule=optim.warmup_cosine(5, 30)), iw.KernelDynamics()),
+    (optim.adam(0.05, 0.9, 0.99, schedule=optim.warmup_cosine(5, 30)), iw.AdamLimit(65536, 4)),
+])
+def test_trained_and_linearized_networks_approach_their_limits_under_a_schedule(optimizer, limit_method):
+    """Relative RMS distance to the NTK (SGD) and Adam-like (Adam) limits under the same warmup-cosine
+    schedule (factor 0 at steps 0 and 30), fitted slope about -1/2, for trained networks and for their
+    linearizations (feature learning disabled in every layer). Without a schedule: test_training's and
+    test_adam_limit_contract's slope tests."""
+    _assert_inverse_sqrt_width(_distances_to_limit(optimizer, limit_method,
+                                                   {"trained": {}, "linearized": {"linearized": True}}))
 
 
 # ---------------------------------------------------------------- saving, comparing, plotting

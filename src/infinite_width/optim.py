@@ -36,20 +36,116 @@ input dimension)::
 and Adam's epsilon acts on the normalized gradient ``g``: group ``grp`` uses
 ``eps_grp = eps * s_grp``, so Adam and sign are exactly invariant to the scale
 ``s_grp`` and the same spec means the same function-space dynamics at every
-width.
+width. (``infinite_width.Finite(rates="global")`` instead uses ``lr`` and
+``eps`` for every group: the practitioner's optax optimizer.)
+
+Learning-rate schedules (docs/theory.md, section 3): ``schedule=`` multiplies
+step ``t``'s update by ``factor(t)``, ``lr_t = lr * factor(t)``, after the
+direction (Adam's moments are unchanged), in every regime: the finite
+trainer, kernel dynamics and the Adam-like limit. :func:`constant` (the
+default), :func:`warmup_cosine` and :func:`step_decay` build the
+:class:`Schedule` specs (hashable, described as JSON by
+:meth:`Schedule.describe`); :meth:`Optimizer.rate_factors` gives the factors
+of a run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional, Sequence, Tuple
 
+import jax.numpy as jnp
+import numpy as np
 import optax
 
-from infinite_width._src.checks import check_decay, check_nonnegative, check_positive
+from infinite_width._src.checks import check_decay, check_int, check_nonnegative, check_positive
 
-__all__ = ["Optimizer", "sgd", "momentum", "adam", "sign", "OPTIMIZERS"]
+__all__ = ["Optimizer", "sgd", "momentum", "adam", "sign", "OPTIMIZERS", "Schedule", "SCHEDULES", "constant",
+           "warmup_cosine", "step_decay"]
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "sign")
+SCHEDULES = ("constant", "warmup_cosine", "step_decay")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule: step ``t`` (from 0) moves by ``lr * factor(t)``; build one with
+    :func:`constant`, :func:`warmup_cosine` or :func:`step_decay`.
+
+    Calling it, ``schedule(t)``, gives ``factor(t)`` for an int or an integer
+    jax array (traceable, an optax schedule); :meth:`factors` the (steps,)
+    factors of a run.
+    """
+
+    name: str = "constant"
+    warmup: int = 0
+    total: int = 0
+    final: float = 0.0
+    boundaries: Tuple[int, ...] = ()
+    factor: float = 1.0
+
+    def __post_init__(self):
+        if self.name not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.name!r}; expected one of {SCHEDULES}")
+        if self.name == "warmup_cosine":
+            object.__setattr__(self, "warmup", check_int("warmup", self.warmup, 0))
+            object.__setattr__(self, "total", check_int("total", self.total, self.warmup + 1))
+            object.__setattr__(self, "final", check_nonnegative("final", self.final))
+        if self.name == "step_decay":
+            boundaries = tuple(check_int("boundaries", b, 1) for b in np.atleast_1d(self.boundaries).tolist())
+            if not boundaries or any(b >= c for b, c in zip(boundaries, boundaries[1:])):
+                raise ValueError(f"boundaries must be a non-empty increasing sequence of steps >= 1, got {boundaries}")
+            object.__setattr__(self, "boundaries", boundaries)
+            object.__setattr__(self, "factor", check_positive("factor", self.factor))
+
+    @property
+    def is_constant(self) -> bool:
+        """True for :func:`constant`: every factor is 1 (closed forms of constant-rate dynamics apply)."""
+        return self.name == "constant"
+
+    def optax_schedule(self) -> optax.Schedule:
+        """The optax schedule ``t -> factor(t)``."""
+        if self.name == "warmup_cosine":
+            return optax.warmup_cosine_decay_schedule(0.0, 1.0, self.warmup, self.total, end_value=self.final)
+        if self.name == "step_decay":
+            return optax.piecewise_constant_schedule(1.0, {b: self.factor for b in self.boundaries})
+        return optax.constant_schedule(1.0)
+
+    def __call__(self, t):
+        return self.optax_schedule()(t)
+
+    def factors(self, steps: int) -> np.ndarray:
+        """``factor(t)`` for ``t = 0 .. steps - 1``, shape (steps,), float64."""
+        steps = check_int("steps", steps, 0)
+        return np.broadcast_to(np.asarray(self(jnp.arange(steps)), dtype=np.float64), (steps,)).copy()
+
+    def describe(self) -> dict:
+        """The schedule as a JSON-able dict (only the fields its kind uses)."""
+        used = {"constant": (), "warmup_cosine": ("warmup", "total", "final"),
+                "step_decay": ("boundaries", "factor")}[self.name]
+        fields = {name: getattr(self, name) for name in used}
+        if "boundaries" in fields:
+            fields["boundaries"] = list(fields["boundaries"])
+        return {"name": self.name, **fields}
+
+
+def constant() -> Schedule:
+    """Factor 1 at every step (the default)."""
+    return Schedule()
+
+
+def warmup_cosine(warmup: int, total: int, final: float = 0.0) -> Schedule:
+    """Linear warmup from 0 to 1 over ``warmup`` steps, then cosine decay to ``final`` at step ``total``
+    (optax's ``warmup_cosine_decay_schedule(0, 1, warmup, total, final)``; ``total`` counts the warmup).
+
+    Step 0 has factor 0 when ``warmup > 0``; after ``total`` the factor stays ``final``.
+    """
+    return Schedule("warmup_cosine", warmup=warmup, total=total, final=final)
+
+
+def step_decay(boundaries: Sequence[int], factor: float = 0.1) -> Schedule:
+    """Factor 1, multiplied by ``factor`` at each step of ``boundaries`` (optax's piecewise constant schedule)."""
+    return Schedule("step_decay", boundaries=tuple(np.atleast_1d(boundaries).tolist()), factor=factor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +164,7 @@ class Optimizer:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
+    schedule: Schedule = Schedule()
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -77,6 +174,15 @@ class Optimizer:
         for field in ("beta", "b1", "b2"):
             object.__setattr__(self, field, check_decay(field, getattr(self, field)))
         object.__setattr__(self, "eps", check_nonnegative("eps", self.eps))
+        if not isinstance(self.schedule, Schedule):
+            raise TypeError(
+                "schedule must be an infinite_width.optim.Schedule (constant(), warmup_cosine(...), step_decay(...)), "
+                f"got {self.schedule!r}"
+            )
+
+    def rate_factors(self, steps: int) -> np.ndarray:
+        """The schedule's factors of steps ``0 .. steps - 1``, shape (steps,): step t moves by ``lr * factors[t]``."""
+        return self.schedule.factors(steps)
 
     @property
     def adaptive(self) -> bool:
@@ -100,29 +206,39 @@ class Optimizer:
 
     def describe(self) -> str:
         if self.name == "sgd":
-            return f"sgd(lr={self.lr:g})"
-        if self.name == "momentum":
-            return f"momentum(lr={self.lr:g}, beta={self.beta:g})"
-        if self.name == "adam":
-            return f"adam(lr={self.lr:g}, b1={self.b1:g}, b2={self.b2:g}, eps={self.eps:g})"
-        return f"sign(lr={self.lr:g})"
+            text = f"sgd(lr={self.lr:g}"
+        elif self.name == "momentum":
+            text = f"momentum(lr={self.lr:g}, beta={self.beta:g}"
+        elif self.name == "adam":
+            text = f"adam(lr={self.lr:g}, b1={self.b1:g}, b2={self.b2:g}, eps={self.eps:g}"
+        else:
+            text = f"sign(lr={self.lr:g}"
+        if not self.schedule.is_constant:
+            options = ", ".join(f"{k}={v}" for k, v in self.schedule.describe().items() if k != "name")
+            text += f", schedule={self.schedule.name}({options})"
+        return text + ")"
 
 
-def sgd(lr: float) -> Optimizer:
+def _schedule(schedule: Optional[Schedule]) -> Schedule:
+    return constant() if schedule is None else schedule
+
+
+def sgd(lr: float, *, schedule: Optional[Schedule] = None) -> Optimizer:
     """Plain gradient descent with one global learning rate (its limit is NTK gradient descent)."""
-    return Optimizer("sgd", lr)
+    return Optimizer("sgd", lr, schedule=_schedule(schedule))
 
 
-def momentum(lr: float, beta: float = 0.9) -> Optimizer:
+def momentum(lr: float, beta: float = 0.9, *, schedule: Optional[Schedule] = None) -> Optimizer:
     """Heavy-ball momentum ``m_t = beta m_{t-1} + G``, ``dp = -lr m_t``, one global rate."""
-    return Optimizer("momentum", lr, beta=beta)
+    return Optimizer("momentum", lr, beta=beta, schedule=_schedule(schedule))
 
 
-def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
+         schedule: Optional[Schedule] = None) -> Optimizer:
     """Adam (bias-corrected) with per-group rates ``lr * r_grp`` and epsilons ``eps * s_grp``."""
-    return Optimizer("adam", lr, b1=b1, b2=b2, eps=eps)
+    return Optimizer("adam", lr, b1=b1, b2=b2, eps=eps, schedule=_schedule(schedule))
 
 
-def sign(lr: float) -> Optimizer:
+def sign(lr: float, *, schedule: Optional[Schedule] = None) -> Optimizer:
     """SignSGD, ``dp = -lr * r_grp * sign(G)`` (Adam with b1 = b2 = 0 and eps = 0)."""
-    return Optimizer("sign", lr, b1=0.0, b2=0.0, eps=0.0)
+    return Optimizer("sign", lr, b1=0.0, b2=0.0, eps=0.0, schedule=_schedule(schedule))

@@ -351,6 +351,7 @@ def run(
     batch_size: Optional[int] = None,
     image_kernel_batch_size: Optional[int] = 100,
     progress: bool = True,
+    finished_only: bool = False,
 ) -> List[Dict[str, object]]:
     """Run (or resume) an NNPK ablation; return one record per configuration and per reference.
 
@@ -369,6 +370,9 @@ def run(
         count (None: all at once). MLP kernels are computed at once.
       progress: a tqdm progress bar over configurations, and one over the
         networks of each.
+      finished_only: compute nothing: return (and summarize) the records
+        already in ``out_dir``, skipping the configurations and references
+        not computed yet (a report on a run that was stopped).
 
     Each configuration record holds its fields, ``family``,
     ``has_closed_form``, ``prng``, ``curve`` (one :func:`evaluate_kernel`
@@ -406,7 +410,7 @@ def run(
         """The record of a reference kernel, read back or computed and stored in references/<name>.json."""
         path = out_dir / "references" / f"{name}.json"
         record = read_record(path, settings_of[family])
-        if record is None:
+        if record is None and not finished_only:
             with Clock() as clock:
                 record = {**fields, "family": family,
                           **evaluate_kernel(compute_kernel(), problems[family], **evaluation)}
@@ -418,11 +422,12 @@ def run(
         return np.concatenate([problem.x_train, problem.x_test])
 
     # The linear kernel of the inputs: what ridge regression on the raw pixels gets, without any network.
-    records = [
+    found = [
         reference(f"linear-{family}", family, {"arch": "input", "activation": "linear", "kernel": "linear"},
                   lambda x=inputs(problems[family]).reshape(len(inputs(problems[family])), -1): x @ x.T)
         for family in FAMILIES if family in {config.family for config in configs}
     ]
+    records = [record for record in found if record is not None]
     bar = tqdm(configs, desc="NNPK ablation", disable=not progress)
     for config in bar:
         bar.set_postfix_str(config.name)
@@ -434,10 +439,12 @@ def run(
             record = reference(config.reference_name, config.family,
                                {"arch": config.arch, "activation": config.activation, "kernel": "nngp"},
                                lambda: kernels.nngp(arch, x_all, batch_size=blocks))
-            if record not in records:
+            if record is not None and record not in records:
                 records.append(record)
         path = out_dir / "points" / f"{config.name}.json"
         record = read_record(path, settings)
+        if record is None and finished_only:
+            continue
         if record is None:
             with Clock() as clock:
                 curve = []
@@ -525,7 +532,8 @@ def markdown_table(records: Sequence[Mapping]) -> str:
 
 
 def _panels(records: Sequence[Mapping]) -> List[Tuple[str, Mapping, List[Mapping]]]:
-    """``(title, base, members)`` per family and varied field: the base and its one-factor variants along it."""
+    """``(title, base, members)`` per family and varied field: the base and its one-factor variants along it
+    (the base alone if it has none yet)."""
     panels = []
     nnpk_records = [r for r in records if r["kernel"] == "nnpk"]
     for family in FAMILIES:
@@ -541,6 +549,8 @@ def _panels(records: Sequence[Mapping]) -> List[Tuple[str, Mapping, List[Mapping
             ]
             if members:
                 panels.append((f"{family.upper() if family == 'mlp' else 'conv'}: {field}", base, [base] + members))
+        if not any(panel_base is base for _, panel_base, _ in panels):  # a run stopped after its base
+            panels.append((f"{family.upper() if family == 'mlp' else 'conv'}: base", base, [base]))
     return panels
 
 
@@ -595,7 +605,7 @@ def figure(records: Sequence[Mapping], title: str = ""):
         ax.set_ylabel("test accuracy")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    figures.figure_legend(fig, axes.flat, columns=5,
+    figures.figure_legend(fig, axes.flat, columns=min(5, 2 * columns - 1),  # narrower figures, fewer columns
                           extra=[figures.reference_line("closed-form NNGP / CNN-GP (dashed, ± s.e. band)"),
                                  figures.reference_line("linear kernel of the inputs (dotted)", linestyle=":")])
     if title:

@@ -1,7 +1,7 @@
 """Is the structure of a trained network present at initialization? (Amid et al. 2022, claim 2), resumable.
 
 Claim 2 of Amid et al.: structures that manifest in a trained model are
-already present at initialization. :func:`run` measures it with the centred
+already present at initialization. :func:`run` measures it with the centered
 kernel alignment (CKA, :func:`infinite_width.kernels.kernel_alignment`) on
 held-out points between
 
@@ -70,6 +70,7 @@ from infinite_width.problem import Problem
 __all__ = [
     "Training",
     "MODELS",
+    "ARCHITECTURES",
     "CANDIDATES",
     "TARGETS",
     "train_adam",
@@ -86,6 +87,8 @@ CANDIDATES: Tuple[str, ...] = ("nnpk", "nngp", "nnpk_other_arch", "nnpk_other_ac
 #: Kernels of the trained networks.
 TARGETS: Tuple[str, ...] = ("output", "features")
 _OTHER_ARCH = {"mlp2": "conv2", "conv2": "mlp2"}
+#: Architectures that can be trained and compared.
+ARCHITECTURES: Tuple[str, ...] = tuple(_OTHER_ARCH)
 # Width of the mismatched NNPKs (they do not depend on the trained width).
 _BASELINE_WIDTH = {"mlp2": 512, "conv2": 64}
 _FORMAT_VERSION = 1
@@ -412,7 +415,7 @@ def figure(records: Sequence[Mapping], title: str = ""):
         ax.set_xticks(positions, models, rotation=30, ha="right", fontsize=8)
         ax.set_ylim(0, 1)
         ax.grid(axis="y", alpha=0.3, linewidth=0.5)
-    axes[0][0].set_ylabel("centred kernel alignment")
+    axes[0][0].set_ylabel("centered kernel alignment")
     ax = axes[0][3]
     for j, r in enumerate(records):
         curve = r["nnpk_curve"]

@@ -16,6 +16,11 @@ and ``chi = d loss / d f`` (:func:`infinite_width.losses.chi`):
 * momentum, discrete time: ``u_t = beta u_{t-1} + K chi_t``,
   ``f_{t+1} = f_t - lr u_t`` (optax ``trace``, the heavy ball of
   :func:`infinite_width.optim.momentum`).
+* a learning-rate schedule (:mod:`infinite_width.optim`) replaces ``lr`` by
+  ``lr_s = lr * factor(s)`` at step ``s`` in the recursions; the closed form
+  needs a constant rate, so a scheduled full-batch MSE run takes the
+  recursion. In continuous time gradient flow is reparametrized exactly:
+  step ``t`` is flow time ``lr * sum_{s<t} factor(s)``.
 * continuous time (neural-tangents ``predict``): gradient flow
   ``df/dt = -K chi(f)`` evaluated at ``t = lr * step``
   (``predict.gradient_descent_mse`` for MSE, ``predict.gradient_descent``
@@ -150,14 +155,14 @@ def mse_closed_form(
 def _advance_fn(loss: str):
     chi_fn = functools.partial(losses.chi, loss)
 
-    def advance(state, k_all_train, y_train, batch_indices, start, stop, lr, beta):
-        # state = (f_all (P, k), u_all (P, k)); rows 0..N-1 of f_all are the training set.
+    def advance(state, k_all_train, y_train, batch_indices, rates, start, stop, beta):
+        # state = (f_all (P, k), u_all (P, k)); rows 0..N-1 of f_all are the training set; rates (steps,) = lr_s.
         def body(step, carry):
             f_all, u_all = carry
             batch = batch_indices[step]
             chi = chi_fn(f_all[batch], y_train[batch])  # (B, k)
             u_all = beta * u_all + k_all_train[:, batch] @ chi
-            return f_all - lr * u_all, u_all
+            return f_all - rates[step] * u_all, u_all
 
         return jax.lax.fori_loop(start, stop, body, state)
 
@@ -174,6 +179,7 @@ def kernel_descent(
     loss: str = "mse",
     momentum: float = 0.0,
     batch_indices=None,
+    rate_factors=None,
     f0_train=None,
     f0_test=None,
     dtype: str = "float32",
@@ -183,10 +189,10 @@ def kernel_descent(
 
     Step ``s`` uses the training rows ``batch_indices[s]`` and the loss
     averaged over that batch (so ``chi`` is :func:`infinite_width.losses.chi`
-    of the batch)::
+    of the batch), and the rate ``lr_s = lr * rate_factors[s]``::
 
         u_s = momentum * u_{s-1} + K(., batch_s) chi(f_s[batch_s], y[batch_s])
-        f_{s+1} = f_s - lr * u_s
+        f_{s+1} = f_s - lr_s * u_s
 
     Args:
       k_train_train: (N, N) kernel.
@@ -198,6 +204,8 @@ def kernel_descent(
       momentum: heavy-ball ``beta``.
       batch_indices: (steps, B) int rows per step (e.g. the order
         ``infinite_width.finite.train`` uses for the same key); None = full batch.
+      rate_factors: (steps,) a schedule's factors
+        (:meth:`infinite_width.optim.Optimizer.rate_factors`); None = all 1.
       f0_train: (N, k) outputs at step 0; None means 0.
       f0_test: (Nt, k) outputs at step 0; None means 0.
       dtype: ``"float32"`` (full-precision matmuls) or ``"float64"``.
@@ -216,6 +224,9 @@ def kernel_descent(
     batch_indices = np.asarray(batch_indices)
     if batch_indices.ndim != 2 or batch_indices.shape[0] < total:
         raise ValueError(f"batch_indices must have shape (steps >= {total}, B), got {batch_indices.shape}")
+    rate_factors = np.ones(max(total, 1)) if rate_factors is None else np.asarray(rate_factors, np.float64)
+    if rate_factors.ndim != 1 or rate_factors.shape[0] < total:
+        raise ValueError(f"rate_factors must have shape (steps >= {total},), got {rate_factors.shape}")
     k_all_train = k_train_train if k_test_train is None else np.concatenate([k_train_train, k_test_train])
     f0 = _initial(f0_train, (n, k))
     if k_test_train is not None:
@@ -225,10 +236,11 @@ def kernel_descent(
     bar = tqdm.tqdm(total=total, desc="kernel dynamics", unit="step", disable=not progress, leave=False)
     with bar, precision_scope(dtype) as np_dtype:
         state = (jnp.asarray(f0, np_dtype), jnp.zeros(f0.shape, np_dtype))
-        args = (jnp.asarray(k_all_train, np_dtype), jnp.asarray(y_train, np_dtype), jnp.asarray(batch_indices))
+        args = (jnp.asarray(k_all_train, np_dtype), jnp.asarray(y_train, np_dtype), jnp.asarray(batch_indices),
+                jnp.asarray(lr * rate_factors, np_dtype))
         current = 0
         for step in steps:
-            state = advance(state, *args, current, int(step), np_dtype(lr), np_dtype(momentum))
+            state = advance(state, *args, current, int(step), np_dtype(momentum))
             bar.update(int(step) - current)
             current = int(step)
             recorded.append(np.asarray(state[0]))
@@ -245,10 +257,14 @@ def kernel_flow(
     *,
     loss: str = "mse",
     momentum: Optional[float] = None,
+    rate_factors=None,
     f0_train=None,
     f0_test=None,
 ) -> Predictions:
     """Continuous-time kernel dynamics from neural-tangents ``predict``, at ``t = lr * step``.
+
+    With ``rate_factors`` (steps,) (a schedule, no momentum) step ``t`` is
+    flow time ``lr * sum_{s<t} rate_factors[s]``, the exact reparametrization.
 
     MSE without momentum: ``predict.gradient_descent_mse`` (closed form of
     ``df/dt = -K (f - y) / (N k)``). Otherwise ``predict.gradient_descent``
@@ -262,12 +278,21 @@ def kernel_flow(
     steps = _check_steps(steps)
     n, k = y_train.shape
     f0_train = _initial(f0_train, (n, k))
+    times = steps.astype(np.float64)
+    if rate_factors is not None:
+        if momentum is not None:
+            raise ValueError("a learning-rate schedule has no exact continuous-time form with momentum; use "
+                             "time='discrete'")
+        rate_factors = np.asarray(rate_factors, np.float64)
+        if rate_factors.ndim != 1 or rate_factors.shape[0] < steps[-1]:
+            raise ValueError(f"rate_factors must have shape (steps >= {steps[-1]},), got {rate_factors.shape}")
+        times = np.concatenate([[0.0], np.cumsum(rate_factors)])[steps]
     with precision_scope("float64"):
         k_tt = jnp.asarray(k_train_train)
         y = jnp.asarray(y_train)
         k_te = None if k_test_train is None else jnp.asarray(k_test_train)
         f0_test = None if k_te is None else jnp.asarray(_initial(f0_test, (k_te.shape[0], k)))
-        t = jnp.asarray(steps, jnp.float64)
+        t = jnp.asarray(times, jnp.float64)
         if loss == "mse" and momentum is None:
             predict_fn = predict.gradient_descent_mse(k_tt, y, learning_rate=lr)
         else:
@@ -308,8 +333,11 @@ def run(
     * full-batch MSE with SGD: :func:`mse_closed_form`;
     * otherwise (cross-entropy, momentum, minibatches): :func:`kernel_descent`.
 
-    Full-batch MSE in discrete time warns (``RuntimeWarning``) when the rate
-    exceeds :func:`infinite_width.kernels.max_learning_rate`.
+    A schedule on ``optimizer`` scales step ``s`` by its factor: the
+    recursion (and the continuous time) apply it exactly, the closed form is
+    used only for the constant schedule. Full-batch MSE in discrete time warns
+    (``RuntimeWarning``) when the largest rate exceeds
+    :func:`infinite_width.kernels.max_learning_rate`.
 
     Args:
       k_train_train: (N, N) kernel.
@@ -331,14 +359,17 @@ def run(
     if time not in TIMES:
         raise ValueError(f"time must be one of {TIMES}, got {time!r}")
     beta = optimizer.beta if optimizer.name == "momentum" else 0.0
+    total = int(np.max(steps, initial=0))
+    factors = None if optimizer.schedule.is_constant else optimizer.rate_factors(total)
     if time == "continuous":
         if batch_indices is not None:
             raise ValueError("time='continuous' is gradient flow on the full batch; pass batch_indices=None")
         return kernel_flow(k_train_train, k_test_train, y_train, optimizer.lr, steps, loss=loss,
-                           momentum=beta if optimizer.name == "momentum" else None)
+                           momentum=beta if optimizer.name == "momentum" else None, rate_factors=factors)
     if loss == "mse" and batch_indices is None:
-        _warn_if_unstable(k_train_train, optimizer.lr, np.shape(y_train)[1], beta)
-        if beta == 0.0:
+        largest = optimizer.lr * (1.0 if factors is None else float(np.max(factors, initial=0.0)))
+        _warn_if_unstable(k_train_train, largest, np.shape(y_train)[1], beta)
+        if beta == 0.0 and factors is None:
             return mse_closed_form(k_train_train, k_test_train, y_train, optimizer.lr, steps)
     return kernel_descent(k_train_train, k_test_train, y_train, optimizer.lr, steps, loss=loss, momentum=beta,
-                          batch_indices=batch_indices, dtype=dtype, progress=progress)
+                          batch_indices=batch_indices, rate_factors=factors, dtype=dtype, progress=progress)

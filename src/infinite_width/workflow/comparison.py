@@ -48,7 +48,7 @@ def distance(a: Trajectory, b: Trajectory, split: str = "test", relative: bool =
 
     ``||f_a - f_b|| / sqrt(N k)`` (root mean square over the N x k outputs of
     ``split``), divided by the RMS of ``f_b`` when ``relative`` (step 0 of
-    centred runs, where ``f_b = 0``, is then NaN). ``b`` is the reference,
+    centered runs, where ``f_b = 0``, is then NaN). ``b`` is the reference,
     e.g. a limit. Returns ``(steps (R,), distances (R,))``.
     """
     if not isinstance(a, Trajectory) or not isinstance(b, Trajectory):

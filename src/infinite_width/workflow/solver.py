@@ -125,11 +125,14 @@ def environment() -> dict:
 
 
 def _optimizer_fields(optimizer: Optional[Optimizer]) -> Optional[dict]:
-    """The optimizer's name and the hyper-parameters it uses, as a dict."""
+    """The optimizer's name and the hyper-parameters it uses, as a dict (with its schedule unless constant)."""
     if optimizer is None:
         return None
     used = {"sgd": (), "momentum": ("beta",), "adam": ("b1", "b2", "eps"), "sign": ()}[optimizer.name]
-    return {"name": optimizer.name, "lr": optimizer.lr, **{field: getattr(optimizer, field) for field in used}}
+    fields = {"name": optimizer.name, "lr": optimizer.lr, **{field: getattr(optimizer, field) for field in used}}
+    if not optimizer.schedule.is_constant:
+        fields["schedule"] = optimizer.schedule.describe()
+    return fields
 
 
 def _key_description(key):

@@ -1,6 +1,6 @@
 """The Adam-like infinite-width limit (docs/theory.md, sections 5-7).
 
-* :func:`solve` — Monte Carlo engine for MLPs, any optimizer of
+* :func:`simulate` — Monte Carlo engine for MLPs, any optimizer of
   :mod:`infinite_width.optim`, any loss, full batch or minibatches
   (:mod:`infinite_width.limits.adam_limit.engine`; lazy steps that read only the
   batch rows, :mod:`~infinite_width.limits.adam_limit.step`);
@@ -12,7 +12,7 @@
   :func:`normalized_readout_dynamics` and their Gaussian integrals.
 """
 
-from infinite_width.limits.adam_limit.engine import STORAGE_DTYPES, LimitResult, solve
+from infinite_width.limits.adam_limit.engine import STORAGE_DTYPES, LimitResult, simulate
 from infinite_width.limits.adam_limit.features import DEFAULT_FEATURES, DEFAULT_RANK
 from infinite_width.limits.adam_limit.exact import (
     activation_sign_expectation,
@@ -26,10 +26,9 @@ from infinite_width.limits.adam_limit.exact import (
 )
 from infinite_width.limits.adam_limit.memory import MemoryEstimate, available_memory, estimate_memory
 from infinite_width.limits.adam_limit.roots import Root, pivoted_root, sampling_root
-from infinite_width.limits.adam_limit.terms import TRAIN_MODES
 
 __all__ = [
-    "solve",
+    "simulate",
     "LimitResult",
     "estimate_memory",
     "available_memory",
@@ -37,7 +36,6 @@ __all__ = [
     "sampling_root",
     "pivoted_root",
     "Root",
-    "TRAIN_MODES",
     "STORAGE_DTYPES",
     "DEFAULT_RANK",
     "DEFAULT_FEATURES",

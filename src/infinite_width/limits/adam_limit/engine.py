@@ -1,6 +1,6 @@
 """Monte Carlo engine of the Adam-like infinite-width limit of MLPs (docs/theory.md, sections 5 and 7).
 
-:func:`solve` trains the limit with any optimizer of :mod:`infinite_width.optim`
+:func:`simulate` trains the limit with any optimizer of :mod:`infinite_width.optim`
 and any loss of :mod:`infinite_width.losses`, full batch or minibatches. The
 terms it estimates are those of :mod:`~infinite_width.limits.adam_limit.terms`; M
 samples are split into R independent replicas of C = M / R samples (each a
@@ -25,30 +25,41 @@ How (docs/theory.md, section 7):
    the eager algorithm (every step moving f on all points) reordered: the
    same draws give the same predictions up to float32 round-off.
 
-Cost model (L hidden layers, k outputs, d inputs, P = N_train + N_test points,
-B batch rows, M samples, r' = min(q, rank + features + 1) columns per root of
-numerical rank q <= P, T steps, T_rec recorded steps; numbers are float32, the
-stored fields bfloat16 with ``storage_dtype="bfloat16"``):
+Cost model (docs/theory.md, section 7; L hidden layers, k outputs, d inputs,
+P = N_train + N_test points, B batch rows, M samples in R replicas, T steps
+of which T_rec recorded, r = ``rank``, n = ``features``, r' = min(q, r + n + 1)
+columns per root of numerical rank q <= P, s optimizer-state numbers per entry
+(Adam 2, momentum 1, SGD and sign 0); numbers are float32, the stored fields
+bfloat16 with ``storage_dtype="bfloat16"``):
 
-* setup time: layer kernels O(P^2 (d + L)); exact roots O((L - 1) P^3 / 3)
-  in float64 LAPACK on the host (2 (L - 1) kernels); features O(R P q n) per
-  truncated root; fields O(M P (d + 1 + (L - 1)(1 + k) r')) for matrix
-  products plus O(M (d + 1 + (L - 1)(1 + k) r')) normal draws;
-* step time: O(M B (L + (L - 1) k + k)) per step, T steps, plus
-  O(M P (L + (L - 1) k + k)) per recorded step (T_rec of them);
-* memory: stored fields ``M P (L + (L - 1) k)`` numbers (+ ``M (k + 1)``),
-  accumulators and optimizer state O(M (2 L + k)), step temporaries
-  O(M block_rows (3 L + 2 (L - 1) k)); while the roots are computed,
-  P^2 float64 per field kernel. :func:`~infinite_width.limits.adam_limit.memory.estimate_memory`
-  counts every part by phase and :func:`solve` refuses a run that does not
-  fit, naming a sample count that does.
+* setup time: layer kernels O(P^2 (d + L)); roots (float64 LAPACK on the
+  host, 2 (L - 1) kernels): exact O(P^3 / 3) each, truncated O(P r'^2) each
+  plus one complete O(P^3 / 3) factor per feature source; features
+  O(R P (q + r) n) per truncated root; fields O(M P (d + 1 + (L - 1)(1 + k) r'))
+  multiply-adds plus O(M (d + 1 + (L - 1)(1 + k) r')) normal draws;
+* time of the T steps: O(T M B (L + (L - 1) k + k)), plus
+  O(T_rec M P (L + (L - 1) k + k)) for the predictions on all points;
+* memory (the largest of three phases, see
+  :mod:`~infinite_width.limits.adam_limit.memory`): stored fields
+  ``M P (L + (L - 1) k)`` numbers (+ ``M (k + 1)``), accumulators and
+  optimizer state O(M (2 L + k)(s + 4)), step temporaries
+  O(M block_rows (3 L + 2 (L - 1) k)); float32 roots O(P r' (L - 1))
+  (R copies when truncated); while the roots are computed, P^2 float64 per
+  field kernel (O(P^2 L)); while the fields are drawn, one replica's latent
+  normals O((d + 1 + (L - 1)(1 + k) r') M / R).
+  :func:`~infinite_width.limits.adam_limit.memory.estimate_memory` counts
+  every part and :func:`simulate` refuses a run that does not fit, naming a
+  sample count that does.
+
+Measured (docs/BENCHMARKS.md, CPU, MNIST 10,000 + 2,000, L = 2, k = 10,
+M = 16,384, B = 128, T = 1,000): see the section "Adam-like limit".
 
 Scale-out: the sample axis is sharded over ``devices`` with a one-axis
 ``jax.sharding.Mesh`` (fields, accumulators and optimizer state split by
 sample; sums over samples become cross-device reductions); the same key gives
 the same draws on any number of devices. Across several hosts, start every
 process with ``jax.distributed.initialize(coordinator_address, num_processes,
-process_id)`` and call :func:`solve` with the same arguments on each, with
+process_id)`` and call :func:`simulate` with the same arguments on each, with
 ``devices=jax.devices()`` (all hosts' devices): every process then draws and
 steps its own samples, and the recorded predictions (replicated) are read on
 each host. The host-side parts (layer kernels, LAPACK roots) are repeated on
@@ -85,10 +96,10 @@ from infinite_width.limits.adam_limit.fields import draw_fields, field_layout, f
 from infinite_width.limits.adam_limit.memory import MemoryEstimate, available_memory, check_memory, estimate_memory
 from infinite_width.limits.adam_limit.roots import field_kernels, partial_pivoted_root, pivoted_root
 from infinite_width.limits.adam_limit.step import StepSpec, compiled_advance, compiled_predict, initial_state
-from infinite_width.limits.adam_limit.terms import TRAIN_MODES, layer_scales, limit_terms
+from infinite_width.limits.adam_limit.terms import layer_scales, limit_terms
 from infinite_width.optim import Optimizer
 
-__all__ = ["solve", "LimitResult", "TRAIN_MODES", "STORAGE_DTYPES"]
+__all__ = ["simulate", "LimitResult", "STORAGE_DTYPES"]
 
 STORAGE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _SAMPLES_AXIS = "samples"
@@ -121,7 +132,7 @@ class LimitResult:
         (all points at recorded steps); compilation is in the stage that
         first runs a shape: ``first_step_block`` is the first call of the
         step loop (``first_step_block_steps`` steps and the compilation).
-      optimizer, loss, train: what was solved.
+      optimizer, loss, readout_only: what was simulated.
     """
 
     steps: np.ndarray
@@ -144,7 +155,7 @@ class LimitResult:
     timings: Dict[str, float]
     optimizer: Optimizer
     loss: str
-    train: str
+    readout_only: bool
 
 
 # --------------------------------------------------------------------------
@@ -164,7 +175,7 @@ class _Problem:
     record_steps: np.ndarray
 
 
-def _check_choices(arch, optimizer, loss, train, storage_dtype):
+def _check_choices(arch, optimizer, loss, readout_only, storage_dtype):
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
     if not arch.is_mlp or arch.depth < 1:
@@ -175,8 +186,8 @@ def _check_choices(arch, optimizer, loss, train, storage_dtype):
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"unknown optimizer {optimizer!r}; build one with infinite_width.optim (sgd, momentum, adam, sign)")
     losses.get(loss)
-    if train not in TRAIN_MODES:
-        raise ValueError(f"unknown train mode {train!r}; expected one of {TRAIN_MODES}")
+    if not isinstance(readout_only, (bool, np.bool_)):
+        raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
     if storage_dtype not in STORAGE_DTYPES:
         raise ValueError(f"unknown storage_dtype {storage_dtype!r}; expected one of {tuple(STORAGE_DTYPES)}")
 
@@ -210,8 +221,8 @@ def default_block_rows(per_device_samples: int, out_dim: int, budget_bytes: int 
     return int(max(1, min(1024, budget_bytes // (4 * per_device_samples * (2 * out_dim + 12)))))
 
 
-def _plan_memory(arch, problem, samples, replicas, root_width, storage_dtype, train, optimizer, devices, block_rows,
-                 available):
+def _plan_memory(arch, problem, samples, replicas, root_width, storage_dtype, readout_only, optimizer, devices,
+                 block_rows, available):
     """The memory estimate of the run, checked against ``available`` (``MemoryError`` naming what fits)."""
     from infinite_width.limits.adam_limit.memory import largest_fitting_samples
     from infinite_width.limits.adam_limit.step import optimizer_state_numbers
@@ -221,7 +232,7 @@ def _plan_memory(arch, problem, samples, replicas, root_width, storage_dtype, tr
             arch.depth, arch.out_dim, problem.n_train, problem.x_all.shape[0] - problem.n_train, samples=m,
             input_dim=problem.x_all.shape[1], replicas=replicas, root_width=root_width,
             batch_size=problem.rows.shape[1],
-            block_rows=block_rows, storage_dtype=storage_dtype, train=train,
+            block_rows=block_rows, storage_dtype=storage_dtype, readout_only=readout_only,
             optimizer_state=optimizer_state_numbers(optimizer), devices=devices,
         )
 
@@ -280,16 +291,16 @@ def field_roots(arch, x_all, layout, rank: Optional[int], features: int):
     return roots
 
 
-def sample_fields(arch: Architecture, x_all, *, key, samples: int, replicas: int, train: str = "all",
+def sample_fields(arch: Architecture, x_all, *, key, samples: int, replicas: int, readout_only: bool = False,
                   linear: bool = False, rank: Optional[int] = DEFAULT_RANK, features: int = DEFAULT_FEATURES,
                   storage_dtype: str = "float32", devices=None) -> SampledFields:
-    """The fields :func:`solve` draws for the same arguments (``x_all`` (P, d): train rows, then test rows).
+    """The fields :func:`simulate` draws for the same arguments (``x_all`` (P, d): train rows, then test rows).
 
-    ``key`` is :func:`solve`'s key; ``linear``: an SGD or momentum optimizer.
+    ``key`` is :func:`simulate`'s key; ``linear``: an SGD or momentum optimizer.
     """
     devices = list(jax.devices() if devices is None else devices)
     x_all = np.asarray(x_all, np.float32)
-    terms, out_coefficient = limit_terms(arch, train, linear=linear)
+    terms, out_coefficient = limit_terms(arch, readout_only, linear=linear)
     layout = field_layout(terms, arch.depth, arch.out_dim, x_all.shape[0], replicas, samples // replicas)
     W_std, b_std = layer_scales(arch)
     samples_key = jax.random.fold_in(as_key(key), 1)
@@ -326,7 +337,7 @@ def _shardings(devices):
 # Public entry point.
 
 
-def solve(
+def simulate(
     arch: Architecture,
     x_train,
     y_train,
@@ -336,7 +347,7 @@ def solve(
     *,
     key,
     loss: str = "mse",
-    train: str = "all",
+    readout_only: bool = False,
     batch_size: Optional[int] = None,
     batch_indices=None,
     samples: int = 65536,
@@ -362,11 +373,11 @@ def solve(
       steps: number of training steps.
       key: jax PRNG key (or int seed). It draws the samples and, with
         ``batch_size``, the minibatch order
-        :func:`infinite_width.minibatches.batch_indices_for`, the order
-        :func:`infinite_width.training.train` uses for the same key.
+        :func:`infinite_width._src.rng.batch_indices_for`, the order
+        :func:`infinite_width.finite.train` uses for the same key.
       loss: a name of :mod:`infinite_width.losses`; only ``chi = dloss/df`` enters.
-      train: ``"all"`` (every group) or ``"readout"`` (readout weights and
-        output bias only: "feature learning disabled").
+      readout_only: train only the readout weights and the output bias
+        ("feature learning disabled"); default: every layer.
       batch_size, batch_indices: minibatches; ``batch_indices`` (steps, B)
         overrides ``batch_size``. Default: full batch.
       samples: total Monte Carlo samples M per term, split into ``replicas``
@@ -385,7 +396,7 @@ def solve(
       storage_dtype: ``"float32"`` or ``"bfloat16"`` (half the memory of
         the stored fields; arithmetic stays float32).
       f0_train, f0_test: (N, k), (Nt, k) initial outputs (default zero: the
-        centred model f - f_0).
+        centered model f - f_0).
       record: step numbers in [0, steps] to record (default every step).
       progress: show a tqdm progress bar.
       devices: jax devices to shard the samples over (default all of
@@ -405,32 +416,31 @@ def solve(
       ValueError, TypeError: bad inputs, named.
     """
     wall_start = time.perf_counter()
-    plan = _plan(arch, x_train, y_train, x_test, optimizer, steps, key, loss, train, batch_size, batch_indices, samples,
-                 replicas, rank, features, storage_dtype, f0_train, f0_test, record, devices, max_memory_bytes,
-                 block_rows)
-    problem = plan.problem
-    sampled = sample_fields(arch, problem.x_all, key=plan.key, samples=samples, replicas=replicas, train=train,
-                            linear=not optimizer.adaptive, rank=plan.rank, features=plan.features,
-                            storage_dtype=storage_dtype, devices=plan.devices)
-    field_sharding, replicated = _shardings(plan.devices)
-    put = (lambda x: jax.device_put(x, replicated)) if replicated is not None else jnp.asarray
-    spec = StepSpec(sampled.terms, sampled.output_coefficient, sampled.layout, arch.activations, optimizer, loss,
-                    problem.n_train, problem.full_batch, min(plan.block_rows, problem.x_all.shape[0]))
+    plan = _plan(arch, x_train, y_train, x_test, optimizer, steps, key=key, loss=loss, readout_only=readout_only,
+                 batch_size=batch_size, batch_indices=batch_indices, samples=samples, replicas=replicas, rank=rank,
+                 features=features, storage_dtype=storage_dtype, f0_train=f0_train, f0_test=f0_test, record=record,
+                 devices=devices, max_memory_bytes=max_memory_bytes, block_rows=block_rows)
+    sampled = sample_fields(arch, plan.problem.x_all, key=plan.key, samples=plan.samples, replicas=plan.replicas,
+                            readout_only=plan.readout_only, linear=not optimizer.adaptive, rank=plan.rank,
+                            features=plan.features, storage_dtype=plan.storage_dtype, devices=plan.devices)
     timings = dict(sampled.timings, steps=0.0, predictions=0.0)
     with precision_scope("float32"):
-        accumulated, opt_state = initial_state(spec, field_sharding)
-        inputs = (put(problem.x_all), put(problem.f0), put(problem.y_train),
-                  put(problem.rows if problem.rows.shape[0] else np.zeros((1, problem.rows.shape[1]), np.int32)))
+        spec, inputs, accumulated, opt_state = _step_start(plan, sampled)
         setup_time = time.perf_counter() - wall_start
-        trajectory = _run(spec, sampled.fields, inputs, accumulated, opt_state, problem.record_steps, steps,
-                          progress, optimizer, timings)
-    return _result(trajectory, plan, sampled, timings, setup_time, wall_start, optimizer, loss, train)
+        trajectory = _run(spec, sampled.fields, inputs, accumulated, opt_state, plan.problem.record_steps,
+                          plan.steps, progress, optimizer, timings)
+    return _result(trajectory, plan, sampled, timings, setup_time, wall_start)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
     """A run's checked arguments and its memory estimate."""
 
+    arch: Architecture
+    optimizer: Optimizer
+    loss: str
+    readout_only: bool
+    steps: int
     problem: _Problem
     key: jax.Array
     rank: Optional[int]
@@ -443,11 +453,11 @@ class _Plan:
     storage_dtype: str
 
 
-def _plan(arch, x_train, y_train, x_test, optimizer, steps, key, loss, train, batch_size, batch_indices, samples,
-          replicas, rank, features, storage_dtype, f0_train, f0_test, record, devices, max_memory_bytes,
+def _plan(arch, x_train, y_train, x_test, optimizer, steps, *, key, loss, readout_only, batch_size, batch_indices,
+          samples, replicas, rank, features, storage_dtype, f0_train, f0_test, record, devices, max_memory_bytes,
           block_rows) -> _Plan:
-    """Check every argument (errors name the problem) and the memory the run needs."""
-    _check_choices(arch, optimizer, loss, train, storage_dtype)
+    """Check every argument of :func:`simulate` (errors name the problem) and the memory the run needs."""
+    _check_choices(arch, optimizer, loss, readout_only, storage_dtype)
     steps = check_int("steps", steps, 0)
     samples = check_int("samples", samples, 2)
     replicas = check_int("replicas", replicas, 2)
@@ -470,9 +480,25 @@ def _plan(arch, x_train, y_train, x_test, optimizer, steps, key, loss, train, ba
     available = available_memory(devices[0]) if max_memory_bytes is None else int(max_memory_bytes)
     # Roots are at most P wide (exact) or rank + features + 1 (truncated, with features).
     root_width = points if rank is None else min(points, rank + features + 1)
-    memory = _plan_memory(arch, problem, samples, replicas, root_width, storage_dtype, train, optimizer,
+    memory = _plan_memory(arch, problem, samples, replicas, root_width, storage_dtype, bool(readout_only), optimizer,
                           len(devices), block_rows, available)
-    return _Plan(problem, key, rank, features, devices, block_rows, memory, samples, replicas, storage_dtype)
+    return _Plan(arch, optimizer, loss, bool(readout_only), steps, problem, key, rank, features, devices, block_rows,
+                 memory, samples, replicas, storage_dtype)
+
+
+def _step_start(plan: _Plan, sampled: SampledFields):
+    """What the step loop starts from: its static :class:`StepSpec`, the problem's arrays on the devices
+    (x_all, f_0, y_train, batch rows; replicated) and the zero accumulators and optimizer state (sharded)."""
+    problem = plan.problem
+    field_sharding, replicated = _shardings(plan.devices)
+    put = (lambda x: jax.device_put(x, replicated)) if replicated is not None else jnp.asarray
+    spec = StepSpec(sampled.terms, sampled.output_coefficient, sampled.layout, plan.arch.activations, plan.optimizer,
+                    plan.loss, problem.n_train, problem.full_batch, min(plan.block_rows, problem.x_all.shape[0]))
+    accumulated, opt_state = initial_state(spec, field_sharding)
+    # With no steps there are no batch rows; the loop still takes a (1, B) array.
+    rows = problem.rows if problem.rows.shape[0] else np.zeros((1, problem.rows.shape[1]), np.int32)
+    inputs = (put(problem.x_all), put(problem.f0), put(problem.y_train), put(rows))
+    return spec, inputs, accumulated, opt_state
 
 
 def _run(spec, fields, inputs, accumulated, opt_state, record_steps, steps, progress, optimizer, timings):
@@ -528,8 +554,9 @@ def _blocks(record_steps, steps, progress):
     return sorted(stops)
 
 
-def _result(trajectory, plan: _Plan, sampled: SampledFields, timings, setup_time, wall_start, optimizer, loss,
-            train) -> LimitResult:
+def _result(trajectory, plan: _Plan, sampled: SampledFields, timings, setup_time, wall_start) -> LimitResult:
+    """The :class:`LimitResult` of the (R, T, P, k) replica predictions ``trajectory``: mean and standard error
+    over replicas, split into train and test rows, with what the run was."""
     n = plan.problem.n_train
     mean = trajectory.mean(axis=0)
     stderr = trajectory.std(axis=0, ddof=1) / math.sqrt(plan.replicas)
@@ -552,7 +579,7 @@ def _result(trajectory, plan: _Plan, sampled: SampledFields, timings, setup_time
         setup_time_s=setup_time,
         wall_time_s=time.perf_counter() - wall_start,
         timings=timings,
-        optimizer=optimizer,
-        loss=loss,
-        train=train,
+        optimizer=plan.optimizer,
+        loss=plan.loss,
+        readout_only=plan.readout_only,
     )

@@ -199,7 +199,7 @@ def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, r
     roots and latent normals (``sum_fields r C``, times k for ``z`` fields)
     and one block.
     """
-    R, C, k, P = layout.replicas, layout.per_replica, layout.out_dim, layout.points
+    R, C, P = layout.replicas, layout.per_replica, layout.points
     place = (lambda x: jax.device_put(x, sharding(x.ndim))) if sharding is not None else (lambda x: x)
     stores, zeta, coordinates = None, [], []
     for replica in range(R):

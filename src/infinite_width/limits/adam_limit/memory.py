@@ -16,7 +16,7 @@ largest of them:
    the contractions), or of the predictions on all points at a record.
 
 Storage is ``M P (L + (L - 1) k)`` numbers (``h^l`` for every layer, ``z^l_c``
-below the last) plus ``M (k + 1)``; ``train="readout"`` stores ``h^L``
+below the last) plus ``M (k + 1)``; ``readout_only=True`` stores ``h^L``
 only (and ``h^1 .. h^{L-1}`` are then not needed for L = 1 only).
 """
 
@@ -46,7 +46,7 @@ RUNTIME_BYTES = 1 << 26
 
 @dataclasses.dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes one solve needs per device (samples are split over ``devices``).
+    """Bytes one run of the engine needs per device (samples are split over ``devices``).
 
     Attributes:
       parts: bytes per device of each part: ``storage``, ``roots``,
@@ -79,9 +79,9 @@ class MemoryEstimate:
         return f"{self.peak_bytes / _GIB:.3g} GiB per device at its peak ({detail})"
 
 
-def _fields(depth: int, out_dim: int, train: str):
+def _fields(depth: int, out_dim: int, readout_only: bool):
     """(stored h fields, stored z fields, u layers, root kernels, shared terms) of a run."""
-    if train == "readout":
+    if readout_only:
         return 1, 0, 0, (1 if depth >= 2 else 0), 0
     return depth, depth - 1, depth, 2 * (depth - 1), 2 * depth
 
@@ -99,11 +99,11 @@ def estimate_memory(
     batch_size: Optional[int] = None,
     block_rows: int = 64,
     storage_dtype: str = "float32",
-    train: str = "all",
+    readout_only: bool = False,
     optimizer_state: int = 2,
     devices: int = 1,
 ) -> MemoryEstimate:
-    """Bytes per device of a solve of an MLP with ``depth`` hidden layers and ``out_dim`` outputs.
+    """Bytes per device of a run of the engine on an MLP with ``depth`` hidden layers and ``out_dim`` outputs.
 
     ``root_width``: columns of each root of a P x P kernel (default P, exact;
     with low-rank roots ``rank + features + 1``); ``batch_size``: the
@@ -113,14 +113,12 @@ def estimate_memory(
     """
     if storage_dtype not in _ITEMSIZE:
         raise ValueError(f"unknown storage_dtype {storage_dtype!r}; expected one of {tuple(_ITEMSIZE)}")
-    if train not in ("all", "readout"):
-        raise ValueError(f"unknown train mode {train!r}; expected 'all' or 'readout'")
     points, k = n_train + n_test, out_dim
     width = points if root_width is None else min(root_width, points)
     per_device = -(-samples // devices)
     per_replica = -(-per_device // replicas)
-    h_fields, z_fields, u_layers, root_kernels, shared_terms = _fields(depth, k, train)
-    first_layer = input_dim + 1 if 1 <= h_fields and (train == "all" or depth == 1) else 0
+    h_fields, z_fields, u_layers, root_kernels, shared_terms = _fields(depth, k, readout_only)
+    first_layer = input_dim + 1 if 1 <= h_fields and (not readout_only or depth == 1) else 0
     # Latent normals of one replica: d + 1 for h^1, one row per root column for h^l, k per column for z^l.
     latent_rows = first_layer + (h_fields - (1 if first_layer else 0)) * width + z_fields * k * width + k
     truncated = width < points

@@ -13,7 +13,8 @@ output bias's. A step therefore needs the fields on its batch rows only:
 2. ``chi = dloss/df`` there, and the normalized gradients ``g`` of every
    sample (sums over the batch rows),
 3. ``Q_t = direction(g)`` (the optimizer's optax direction, state per sample),
-   ``A += lr_t Q_t``.
+   ``A += lr_t Q_t`` with ``lr_t = lr * factor(t)`` under a learning-rate
+   schedule (the optimizer's :class:`~infinite_width.optim.Schedule`).
 
 Both passes run over blocks of ``block_rows`` batch rows (a ``lax.scan``),
 which bounds the temporaries to ``block_rows * M * (k + a few)`` numbers.
@@ -186,7 +187,9 @@ def _step(spec: StepSpec, t, accumulated, opt_state, fields, x_all, f0, y_train,
     if spec.output_coefficient != 0.0:
         grads[OUTPUT_BIAS] = jnp.sum(chi, axis=1)
     directions, opt_state = spec.optimizer.direction(eps_scale=1.0).update(grads, opt_state)
-    rate = spec.optimizer.lr  # a schedule (issue 13) makes this lr_t: A_t = sum_s lr_s Q_s
+    # A_t = sum_s lr_s Q_s: a schedule scales step t's update by its factor (docs/theory.md, section 3).
+    schedule = spec.optimizer.schedule
+    rate = spec.optimizer.lr if schedule.is_constant else spec.optimizer.lr * schedule(t)
     accumulated = {name: accumulated[name] + rate * directions[name] for name in accumulated}
     return accumulated, opt_state, jnp.all(jnp.isfinite(f_rows))
 

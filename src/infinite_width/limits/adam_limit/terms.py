@@ -35,9 +35,7 @@ from typing import Optional, Tuple
 
 from infinite_width.architectures import Architecture
 
-__all__ = ["Term", "limit_terms", "layer_scales", "TRAIN_MODES"]
-
-TRAIN_MODES = ("all", "readout")
+__all__ = ["Term", "limit_terms", "layer_scales"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +61,10 @@ def layer_scales(arch: Architecture) -> Tuple[Tuple[float, ...], Tuple[float, ..
     return tuple(float(layer.W_std) for layer in dense), tuple(float(layer.b_std) for layer in dense)
 
 
-def limit_terms(arch: Architecture, train: str, linear: bool) -> Tuple[Tuple[Term, ...], float]:
+def limit_terms(arch: Architecture, readout_only: bool, linear: bool) -> Tuple[Tuple[Term, ...], float]:
     """The Monte Carlo terms of ``arch`` and the coefficient of the exact output-bias term.
 
+    ``readout_only``: only the readout weights and the output bias train.
     ``linear``: SGD or momentum (squared coefficients). Groups with a zero
     scale have zero gradient and no effect (and 0/0 in Adam with eps = 0),
     so they are left out.
@@ -76,7 +75,7 @@ def limit_terms(arch: Architecture, train: str, linear: bool) -> Tuple[Tuple[Ter
     b = [s**power for s in bias_scales]
     depth = arch.depth
     terms = []
-    if train == "all":
+    if not readout_only:
         terms.append(Term("input_weight", W[0], 1, "x"))
         terms += [Term(f"hidden_weight{l}", W[l - 1], l, l - 1) for l in range(2, depth + 1)]
         terms += [Term(f"hidden_bias{l}", b[l - 1], l, None) for l in range(1, depth + 1)]
