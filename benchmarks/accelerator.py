@@ -22,7 +22,8 @@ the parts it finished:
    networks (``iw.Finite``): the time each needs to reach a relative distance
    of ``--target`` (0.05) to a reference run of the limit, from power-law fits
    of distance against time (``bench_adam_limit.compare``).
-5. ``adam_limit``: the engine on full MNIST (P = 70,000 points) with
+5. ``adam_limit``: the engine on full MNIST (P = 70,000 points), or the
+   largest training set whose float64 field kernels fit in the host's memory, with
    minibatches: setup time, ms per step (after the first step, which holds
    the compilation), and the fraction of HBM bandwidth, taking a step's
    traffic as the stored fields of its batch rows read twice (the function
@@ -82,8 +83,10 @@ CONFIGS = {
         adam_limit_cost=dict(budget_s=90, n_train=2_000, n_test=500, batch_size=100, steps=200,
                              reference=(2, 32_768, 8), engine_samples=(1_024, 4_096, 16_384),
                              widths=(256, 1_024, 4_096)),
-        adam_limit=dict(budget_s=120, n_train=None, n_test=None, batch_size=128, steps=200, samples=16_384,
-                        replicas=8),
+        # Full MNIST if the host can hold the float64 P x P field kernels (about 110 GiB at P = 70,000,
+        # beside 128 GiB on the H200 machine), else the largest of these training sets that fits.
+        adam_limit=dict(budget_s=120, n_train=(60_000, 50_000, 40_000, 30_000, 20_000), n_test=10_000,
+                        batch_size=128, steps=200, samples=16_384, replicas=8),
     ),
     # Budgets far above the sizes' needs: every measurement runs, also on a loaded CI machine.
     "tiny": dict(
@@ -95,7 +98,7 @@ CONFIGS = {
         # second point): compiled programs are reused, only finite widths compile anew.
         adam_limit_cost=dict(budget_s=240, n_train=40, n_test=10, batch_size=10, steps=6, reference=(1, 64, 2),
                              engine_samples=(32, 64), widths=(16, 32)),
-        adam_limit=dict(budget_s=120, n_train=40, n_test=10, batch_size=10, steps=6, samples=32, replicas=2),
+        adam_limit=dict(budget_s=120, n_train=(40,), n_test=10, batch_size=10, steps=6, samples=32, replicas=2),
     ),
 }
 
@@ -298,9 +301,32 @@ def part_adam_limit_cost(config, data_dir, budget, target):
                 comparison=compare(engine, finite, target)), skipped
 
 
+def _fitting_train_points(config, input_dim, host_bytes):
+    """The first of ``config["n_train"]`` whose host-side root computation (the engine's estimate) fits in
+    80% of ``host_bytes``; None if none does."""
+    from infinite_width.limits import adam_limit
+
+    for n_train in config["n_train"]:
+        estimate = adam_limit.estimate_memory(
+            2, 10, n_train, config["n_test"], samples=config["samples"], input_dim=input_dim,
+            replicas=config["replicas"], root_width=adam_limit.DEFAULT_RANK + adam_limit.DEFAULT_FEATURES + 1,
+            batch_size=config["batch_size"])
+        if estimate.parts["root_computation"] + estimate.parts["roots"] <= 0.8 * host_bytes:
+            return n_train
+    return None
+
+
 def part_adam_limit(config, data_dir, budget):
-    """Setup, ms/step and HBM fraction of the engine on full MNIST with minibatches."""
-    data = _mnist(data_dir, config["n_train"], config["n_test"])
+    """Setup, ms/step and HBM fraction of the engine on full MNIST (or the largest part that fits) with
+    minibatches."""
+    from infinite_width.limits import adam_limit
+
+    host_bytes = adam_limit.available_memory()
+    n_train = _fitting_train_points(config, 784, host_bytes)
+    if n_train is None:
+        raise MemoryError(f"the root computation of none of n_train = {config['n_train']} fits in 80% of the "
+                          f"host's {host_bytes / 2**30:.1f} GiB")
+    data = _mnist(data_dir, n_train, config["n_test"])
     problem = iw.Problem.from_dataset(data)
     arch, adam = _limit_setting()
     steps, batch_size = config["steps"], config["batch_size"]
@@ -315,13 +341,15 @@ def part_adam_limit(config, data_dir, budget):
     points = problem.n_train + problem.n_test
     bytes_per_step = 2 * info["memory_bytes"]["storage"] * batch_size / points
     results = dict(
-        n_train=problem.n_train, n_test=problem.n_test, batch_size=batch_size, steps=steps,
+        n_train=problem.n_train, n_test=problem.n_test, host_available_gib=host_bytes / 2**30,
+        batch_size=batch_size, steps=steps,
         samples=info["samples"], replicas=info["replicas"], storage_bytes=info["memory_bytes"]["storage"],
         memory_bytes=info["memory_bytes"], ranks=info["ranks"], timings_s=timings, wall_s=wall_s,
         setup_s=info["setup_time_s"], ms_per_step=1e3 * seconds_per_step, hbm_bytes_per_step=bytes_per_step,
         hbm_fraction=bytes_per_step / seconds_per_step / HBM_BYTES_PER_S,
         test_accuracy=float(result.test_accuracy[0, -1]),
-        test_mc_error=float(np.sqrt(np.mean(result.test_stderr[-1] ** 2) / np.mean(result.test_predictions[0, -1] ** 2))),
+        test_mc_error=float(np.sqrt(np.mean(result.test_stderr[-1] ** 2)
+                                    / np.mean(result.test_predictions[0, -1] ** 2))),
     )
     return results, []
 
