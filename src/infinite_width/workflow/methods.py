@@ -39,7 +39,7 @@ from typing import ClassVar, Optional
 import numpy as np
 
 from infinite_width import kernels, losses
-from infinite_width._src.checks import check_int, check_nonnegative
+from infinite_width._src.checks import check_choice, check_int, check_nonnegative
 from infinite_width._src.numerics import DTYPES
 from infinite_width._src.rng import ensemble_keys, minibatch_indices
 from infinite_width.architectures import Architecture
@@ -55,11 +55,6 @@ __all__ = ["Method", "Finite", "KernelDynamics", "AdamLimit", "Posterior", "Kern
 
 #: ``KernelRidge.kernel``: the NTK, the NNGP kernel, or the Neural Network Prior Kernel.
 RIDGE_KERNELS = ("ntk", "nngp", "nnpk")
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
 def _check_bool(name: str, value) -> None:
@@ -168,10 +163,10 @@ class Finite(Method):
     def __post_init__(self):
         object.__setattr__(self, "width", check_int("width", self.width, 1))
         object.__setattr__(self, "seeds", check_int("seeds", self.seeds, 1))
-        _check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
-        _check_choice("init", self.init, INITS)
+        check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
+        check_choice("init", self.init, INITS)
         _check_bool("centered", self.centered)
-        _check_choice("rates", self.rates, RATES)
+        check_choice("rates", self.rates, RATES)
         _check_bool("linearized", self.linearized)
 
     @classmethod
@@ -224,8 +219,8 @@ class KernelDynamics(Method):
     dtype: str = "float32"
 
     def __post_init__(self):
-        _check_choice("time", self.time, kernel_dynamics.TIMES)
-        _check_choice("dtype", self.dtype, DTYPES)
+        check_choice("time", self.time, kernel_dynamics.TIMES)
+        check_choice("dtype", self.dtype, DTYPES)
 
     def regime(self, readout_only):
         return "nngp" if readout_only else "ntk"
@@ -286,7 +281,7 @@ class AdamLimit(Method):
             raise ValueError(
                 f"samples ({samples}) must be a multiple of replicas ({replicas}), e.g. {samples - samples % replicas}"
             )
-        _check_choice("storage_dtype", self.storage_dtype, adam_limit.STORAGE_DTYPES)
+        check_choice("storage_dtype", self.storage_dtype, adam_limit.STORAGE_DTYPES)
         if self.rank is not None:
             object.__setattr__(self, "rank", check_int("rank", self.rank, 1))
         object.__setattr__(self, "features", check_int("features", self.features, 0))
@@ -354,7 +349,7 @@ class Posterior(Method):
 
     def __post_init__(self):
         object.__setattr__(self, "ridge", _check_ridge(self.ridge))
-        _check_choice("dtype", self.dtype, DTYPES)
+        check_choice("dtype", self.dtype, DTYPES)
 
     def regime(self, readout_only):
         return "nngp_posterior"
@@ -401,7 +396,7 @@ class KernelRidge(Method):
     dtype: str = "float32"
 
     def __post_init__(self):
-        _check_choice("kernel", self.kernel, RIDGE_KERNELS)
+        check_choice("kernel", self.kernel, RIDGE_KERNELS)
         object.__setattr__(self, "ridge", _check_ridge(self.ridge))
         object.__setattr__(self, "networks", check_int("networks", self.networks, 1))
         if self.kernel == "nnpk":
@@ -410,7 +405,7 @@ class KernelRidge(Method):
             object.__setattr__(self, "width", check_int("width", self.width, 1))
         elif self.width is not None:
             raise ValueError(f"width is the width of the NNPK's networks; KernelRidge(kernel={self.kernel!r}) has none")
-        _check_choice("dtype", self.dtype, DTYPES)
+        check_choice("dtype", self.dtype, DTYPES)
 
     def regime(self, readout_only):
         return f"{self.kernel}_ridge"
