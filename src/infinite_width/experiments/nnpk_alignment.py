@@ -156,6 +156,65 @@ def _cached_kernel(path: Path, compute) -> np.ndarray:
     return kernel
 
 
+def _check_arguments(problem, models, seeds, held_out):
+    """Refuse, naming the argument, what :func:`run` cannot use."""
+    if not isinstance(problem, Problem) or problem.input_kind != "image":
+        raise ValueError("problem must be an infinite_width.Problem with NHWC image inputs (N, H, W, C)")
+    for arch_name, width in models:
+        if arch_name not in _OTHER_ARCH:
+            raise ValueError(f"unknown trained architecture {arch_name!r}; expected one of {tuple(_OTHER_ARCH)}")
+        if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+            raise ValueError(f"model widths must be integers >= 1, got {width!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    if isinstance(held_out, bool) or not isinstance(held_out, int) or not 2 < held_out <= problem.n_test:
+        raise ValueError(f"held_out must be an integer in [3, n_test={problem.n_test}], got {held_out!r}")
+
+
+def _cka(a, b):
+    return kernels.kernel_alignment(a, b)
+
+
+def _train_and_measure(net, arch_name, problem, x_eval, *, keys, training, progress):
+    """Train one network per key; return their output and feature kernels (trained and initial) on
+    ``x_eval`` (one dict per network) and their test accuracies."""
+    x_train = _inputs_for(arch_name, problem.x_train)
+    trained: List[Dict[str, np.ndarray]] = []
+    test_accuracy = []
+    for key in tqdm(keys, desc="training", disable=not progress, leave=False):
+        initial, params = train_adam(net, x_train, problem.y_train, key=key, training=training)
+        with precision_scope("float32"):
+            outputs = np.asarray(net.apply(params, _inputs_for(arch_name, problem.x_test)))
+            kernels_of = {}
+            for when, p in (("trained", params), ("init", initial)):
+                f = np.asarray(net.apply(p, x_eval), np.float64)
+                phi = np.asarray(net.features(p, x_eval), np.float64)
+                kernels_of[f"{when}_output"], kernels_of[f"{when}_features"] = f @ f.T, phi @ phi.T
+        test_accuracy.append(float(np.mean(np.argmax(outputs, 1) == np.argmax(problem.y_test, 1))))
+        trained.append(kernels_of)
+    return trained, test_accuracy
+
+
+def _alignments(trained, nnpk_kernel, baselines, label):
+    """CKA of every trained kernel with every candidate, and of every kernel with the labels."""
+    alignment = {
+        target: {
+            "nnpk": [_cka(t[f"trained_{target}"], nnpk_kernel) for t in trained],
+            **{name: [_cka(t[f"trained_{target}"], baselines[name]) for t in trained]
+               for name in ("nngp", "nnpk_other_arch", "nnpk_other_activation", "input")},
+            "init": [_cka(t[f"trained_{target}"], t[f"init_{target}"]) for t in trained],
+        }
+        for target in TARGETS
+    }
+    label_alignment = {
+        **{name: _cka(kernel, label) for name, kernel in baselines.items()},
+        "nnpk": _cka(nnpk_kernel, label),
+        **{f"{when}_{target}": [_cka(t[f"{when}_{target}"], label) for t in trained]
+           for when in ("trained", "init") for target in TARGETS},
+    }
+    return alignment, label_alignment
+
+
 def run(
     problem: Problem,
     out_dir: Union[str, os.PathLike],
@@ -195,17 +254,7 @@ def run(
     kernels, one value for the fixed ones), ``nnpk_vs_nngp`` (CKA of the two),
     ``nnpk_curve`` (alignments against m) and the timing.
     """
-    if not isinstance(problem, Problem) or problem.input_kind != "image":
-        raise ValueError("problem must be an infinite_width.Problem with NHWC image inputs (N, H, W, C)")
-    for arch_name, width in models:
-        if arch_name not in _OTHER_ARCH:
-            raise ValueError(f"unknown trained architecture {arch_name!r}; expected one of {tuple(_OTHER_ARCH)}")
-        if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-            raise ValueError(f"model widths must be integers >= 1, got {width!r}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
-    if isinstance(held_out, bool) or not isinstance(held_out, int) or not 2 < held_out <= problem.n_test:
-        raise ValueError(f"held_out must be an integer in [3, n_test={problem.n_test}], got {held_out!r}")
+    _check_arguments(problem, models, seeds, held_out)
     out_dir = Path(out_dir)
     settings = {
         "format": _FORMAT_VERSION,
@@ -254,56 +303,26 @@ def run(
                 "input": (lambda z: z @ z.T)(x_held.reshape(held_out, -1).astype(np.float64)),
             }
             net = network(arch, int(width), parametrization="standard")
-            x_train = _inputs_for(arch_name, problem.x_train)
             x_eval = _inputs_for(arch_name, x_held)
-            trained: List[Dict[str, np.ndarray]] = []
-            test_accuracy = []
-            for replica in tqdm(range(seeds), desc="training", disable=not progress, leave=False):
-                initial, params = train_adam(net, x_train, problem.y_train, key=model_key(seed, arch_name, width, replica),
-                                             training=training)
-                with precision_scope("float32"):
-                    outputs = np.asarray(net.apply(params, _inputs_for(arch_name, problem.x_test)))
-                    kernels_of = {}
-                    for when, p in (("trained", params), ("init", initial)):
-                        f = np.asarray(net.apply(p, x_eval), np.float64)
-                        phi = np.asarray(net.features(p, x_eval), np.float64)
-                        kernels_of[f"{when}_output"], kernels_of[f"{when}_features"] = f @ f.T, phi @ phi.T
-                test_accuracy.append(float(np.mean(np.argmax(outputs, 1) == np.argmax(problem.y_test, 1))))
-                trained.append(kernels_of)
-
-            def cka(a, b):
-                return kernels.kernel_alignment(a, b)
-
+            keys = [model_key(seed, arch_name, width, replica) for replica in range(seeds)]
+            trained, test_accuracy = _train_and_measure(net, arch_name, problem, x_eval, keys=keys,
+                                                        training=training, progress=progress)
             curve = []
             stream = kernels.nnpk_prefixes(arch, x_eval, width=int(width), networks=networks, key=seed,
                                            batch_size=batch_size)
             for m, K in stream:
                 curve.append({
                     "networks": m,
-                    **{f"{target}": [cka(t[f"trained_{target}"], K) for t in trained] for target in TARGETS},
-                    "label": cka(K, label),
-                    "nngp": cka(K, baselines["nngp"]),
+                    **{f"{target}": [_cka(t[f"trained_{target}"], K) for t in trained] for target in TARGETS},
+                    "label": _cka(K, label),
+                    "nngp": _cka(K, baselines["nngp"]),
                 })
             nnpk_kernel = K
-            alignment = {
-                target: {
-                    "nnpk": [cka(t[f"trained_{target}"], nnpk_kernel) for t in trained],
-                    **{name: [cka(t[f"trained_{target}"], baselines[name]) for t in trained]
-                       for name in ("nngp", "nnpk_other_arch", "nnpk_other_activation", "input")},
-                    "init": [cka(t[f"trained_{target}"], t[f"init_{target}"]) for t in trained],
-                }
-                for target in TARGETS
-            }
-            label_alignment = {
-                **{name: cka(kernel, label) for name, kernel in baselines.items()},
-                "nnpk": cka(nnpk_kernel, label),
-                **{f"{when}_{target}": [cka(t[f"{when}_{target}"], label) for t in trained]
-                   for when in ("trained", "init") for target in TARGETS},
-            }
+            alignment, label_alignment = _alignments(trained, nnpk_kernel, baselines, label)
         record = {
             "arch": arch_name, "width": int(width), "seeds": seeds, "test_accuracy": test_accuracy,
             "alignment": alignment, "label_alignment": label_alignment,
-            "nnpk_vs_nngp": cka(nnpk_kernel, baselines["nngp"]), "nnpk_curve": curve, "prng": kernels.DEFAULT_PRNG,
+            "nnpk_vs_nngp": _cka(nnpk_kernel, baselines["nngp"]), "nnpk_curve": curve, "prng": kernels.DEFAULT_PRNG,
             **clock.record(),
         }
         write_record(path, settings, record)
