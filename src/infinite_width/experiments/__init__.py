@@ -13,6 +13,6 @@
   of these figures.
 """
 
-from infinite_width.experiments import demo, figures, nnpk_ablation, nnpk_alignment
+from infinite_width.experiments import demo, figures, nnpk_ablation, nnpk_alignment, sernau
 
-__all__ = ["demo", "figures", "nnpk_ablation", "nnpk_alignment"]
+__all__ = ["demo", "figures", "nnpk_ablation", "nnpk_alignment", "sernau"]
