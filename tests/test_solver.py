@@ -136,6 +136,7 @@ def test_methods_check_their_options_when_built():
         (lambda: iw.Finite(8, parametrization="sp"), ValueError, "parametrization must be one of"),
         (lambda: iw.Finite(8, init="zeros"), ValueError, "init must be one of"),
         (lambda: iw.Finite(8, centered="yes"), TypeError, "centered"),
+        (lambda: iw.Finite(8, rates="adam"), ValueError, "rates must be one of"),
         (lambda: iw.KernelDynamics(time="euler"), ValueError, "time must be one of"),
         (lambda: iw.KernelDynamics(dtype="float16"), ValueError, "dtype"),
         (lambda: iw.AdamLimit(samples=3, replicas=2), ValueError, r"multiple of replicas \(2\), e.g. 2"),
@@ -164,7 +165,7 @@ def test_width_shortcut_routes_to_the_method_objects(problem):
     explicit = solve(problem, ARCH, iw.Finite(8), optim.sgd(1.0), steps=3, key=2, progress=False)
     np.testing.assert_array_equal(short.test_predictions, explicit.test_predictions)
     assert short.metadata["method"] == {"name": "Finite", "width": 8, "seeds": 1, "parametrization": "ntk",
-                                        "init": "gaussian", "centered": True}
+                                        "init": "gaussian", "centered": True, "rates": "per_group"}
     assert short.metadata["optimizer"] == {"name": "sgd", "lr": 1.0} and short.metadata["readout_only"] is False
 
 
@@ -323,6 +324,24 @@ def test_every_dynamical_route_has_one_layout_and_same_key_same_trajectory(probl
 def test_uncentred_finite_networks_start_at_their_initial_outputs(problem):
     t = solve(problem, ARCH, iw.Finite(32, centered=False), optim.sgd(1.0), steps=2, progress=False)
     assert np.abs(t.test_predictions[0, 0]).max() > 0.1
+
+
+def test_traditional_network_learns_where_limit_matched_rates_stay_at_chance():
+    """Issue 13's reproducer, reduced: standard parametrization, adam(1e-3), not centered, cross-entropy.
+
+    With one global optax rate (the practitioner's network) it learns; with the per-group rates of
+    the Adam-like limit the same lr barely moves a wide network (test accuracy near chance, 0.1).
+    """
+    p = Problem.from_dataset(iw.datasets.load("digits", n_train=200, n_test=200), loss="cross_entropy")
+    arch = iw.mlp(2, "relu", out_dim=10)
+    traditional = iw.Finite.traditional(128, seeds=1)
+    assert (traditional.parametrization, traditional.rates, traditional.centered) == ("standard", "global", False)
+    kwargs = dict(steps=30, record=[30], progress=False)
+    learned = solve(p, arch, traditional, optim.adam(1e-3), **kwargs)
+    matched = solve(p, arch, iw.Finite(128, parametrization="standard", centered=False), optim.adam(1e-3), **kwargs)
+    assert learned.final("test_accuracy")[0] > 0.6, learned.final("test_accuracy")
+    assert matched.final("test_accuracy")[0] < 0.3, matched.final("test_accuracy")
+    assert learned.metadata["method"]["rates"] == "global"
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ import re
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 import infinite_width as iw
@@ -166,6 +167,21 @@ def test_standard_parametrization_gives_the_ntk_adam_trajectory():
     np.testing.assert_allclose(std.test, ntk.test, rtol=1e-3, atol=1e-4)
 
 
+def test_global_rates_are_plain_optax_adam_on_the_stored_parameters():
+    """rates="global": one optax.adam(lr, eps) for every leaf, checked against a hand-written optax loop."""
+    net, opt, steps = finite.network(ARCH, 32, "standard"), optim.adam(0.01, eps=1e-8), 4
+    result, params = finite.train(net, X, Y, opt, steps, rates="global", key=4, record=[steps], return_params=True)
+    current = jax.tree_util.tree_map(lambda a: a[0], params.initial_params)
+    tx = optax.adam(0.01, b1=0.9, b2=0.999, eps=1e-8)
+    state = tx.init(current)
+    for _ in range(steps):
+        updates, state = tx.update(grad_of_loss(net, current, X, Y), state)
+        current = optax.apply_updates(current, updates)
+    np.testing.assert_allclose(result.train[0, -1], net.apply(current, X), rtol=1e-4, atol=1e-5)
+    per_group = finite.train(net, X, Y, opt, steps, key=4, record=[steps])
+    assert not np.allclose(per_group.train, result.train, atol=1e-3)  # the limit-matched rates differ
+
+
 def test_centered_outputs_start_at_zero_and_uncentered_at_the_network():
     centered = finite.train(NET, X, Y, SGD, 3, centered=True, key=1, x_test=X_TEST, record=[0, 1, 2, 3])
     plain, params = finite.train(NET, X, Y, SGD, 3, key=1, x_test=X_TEST, record=[0, 2, 3], return_params=True)
@@ -305,6 +321,7 @@ def test_width_sweep_trains_every_width():
         (dict(loss=3), TypeError, "loss"),
         (dict(readout_only="readout"), TypeError, "readout_only"),
         (dict(on_nonfinite="ignore"), ValueError, "on_nonfinite"),
+        (dict(rates="layerwise"), ValueError, "rates"),
         (dict(optimizer="adam"), TypeError, "Optimizer"),
         (dict(net=ARCH), TypeError, "Network"),
         (dict(steps=-1), ValueError, "steps"),

@@ -11,7 +11,7 @@
 """
 
 from infinite_width.finite.networks import GROUPS, INITS, PARAMETRIZATIONS, LeafScale, Network, network
-from infinite_width.finite.training import FiniteState, train, train_checked, width_sweep
+from infinite_width.finite.training import RATES, FiniteState, train, train_checked, width_sweep
 
 __all__ = [
     "network",
@@ -20,6 +20,7 @@ __all__ = [
     "PARAMETRIZATIONS",
     "INITS",
     "GROUPS",
+    "RATES",
     "train",
     "train_checked",
     "FiniteState",

@@ -9,7 +9,8 @@ them by :func:`infinite_width.solve`, once, for every method alike).
 
 Learning rates (see :mod:`infinite_width.optim` and
 docs/theory.md, section 3): every stored parameter ``p`` of
-group ``grp`` moves by ``dp = -lr * rate_grp * Q_t(G_p)`` where
+group ``grp`` moves by ``dp = -lr * rate_grp * Q_t(G_p)``. With
+``rates="per_group"`` (the default, matched to the infinite-width limit):
 
 * ``sgd`` and ``momentum``: ``rate_grp = 1`` (one global rate ``lr``; the
   limit is NTK gradient descent for the ntk parametrization);
@@ -19,9 +20,14 @@ group ``grp`` moves by ``dp = -lr * rate_grp * Q_t(G_p)`` where
   (for an ntk MLP: ``1/n`` hidden weights, ``1/sqrt(n d)`` input weights,
   ``1/sqrt(n)`` hidden biases and readout weights, ``1`` output bias).
 
+With ``rates="global"`` (the practitioner's optax optimizer) every optimizer
+uses ``rate_grp = 1`` and Adam's ``eps`` as given, for every leaf: plain
+``optax.adam(lr, b1, b2, eps)``. This has no width-independent limit
+(docs/theory.md, section 3, "Contrast: the practitioner's Adam").
+
 Leaves that do not train get a zero update: all but the readout weight and
-output bias with ``readout_only=True``, and leaves with ``m r = 0`` (a bias
-with ``b_std = 0``) under Adam/sign.
+output bias with ``readout_only=True``, and, with per-group rates, leaves
+with ``m r = 0`` (a bias with ``b_std = 0``) under Adam/sign.
 
 Keys (the package's one derivation, ``infinite_width._src.rng``): seed ``i``
 is ``net.init(init_keys[i], x.shape[1:])`` with ``init_keys, batch_key =
@@ -69,9 +75,11 @@ from infinite_width.finite.networks import Network, network
 from infinite_width.optim import Optimizer
 from infinite_width.predictions import Predictions
 
-__all__ = ["FiniteState", "train", "train_checked", "width_sweep"]
+__all__ = ["FiniteState", "RATES", "train", "train_checked", "width_sweep"]
 
 ON_NONFINITE = ("raise", "record")
+#: ``rates``: the limit-matched per-group rates and epsilons, or one global optax rate and eps.
+RATES = ("per_group", "global")
 _READOUT_GROUPS = ("readout_W", "output_b")
 
 
@@ -92,19 +100,21 @@ class FiniteState:
 # The optax transformation.
 
 
-def _transformation(optimizer: Optimizer, readout_only: bool, scales: List[dict]) -> optax.GradientTransformation:
+def _transformation(optimizer: Optimizer, readout_only: bool, scales: List[dict],
+                    rates: str) -> optax.GradientTransformation:
     """One transformation per leaf: its direction, rate and (for Adam) epsilon."""
+    per_group = optimizer.adaptive and rates == "per_group"
     transforms, labels = {}, []
     for i, layer in enumerate(scales):
         layer_labels = {}
         for name, scale in layer.items():
             label = f"{i}/{name}"
             frozen = (readout_only and scale.group not in _READOUT_GROUPS) or (
-                optimizer.adaptive and scale.frozen_under_adaptive
+                per_group and scale.frozen_under_adaptive
             )
             if frozen:
                 transforms[label] = optax.set_to_zero()
-            elif optimizer.adaptive:
+            elif per_group:
                 transforms[label] = optax.chain(optimizer.direction(eps_scale=scale.s), optax.scale(-optimizer.lr * scale.r))
             else:
                 transforms[label] = optax.chain(optimizer.direction(), optax.scale(-optimizer.lr))
@@ -135,9 +145,9 @@ def _over_seeds(fn, in_axes, n_seeds: int):
 
 @functools.lru_cache(maxsize=64)
 def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, readout_only: bool, centered: bool,
-              full_batch: bool, input_shape: tuple):
+              rates: str, full_batch: bool, input_shape: tuple):
     """``(initialise, predict, run)``, jitted, for one network, optimizer, loss and batch mode."""
-    tx = _transformation(optimizer, readout_only, net.group_scales(input_shape))
+    tx = _transformation(optimizer, readout_only, net.group_scales(input_shape), rates)
 
     def outputs(params, x, f0):
         f = net.apply(params, x)
@@ -304,6 +314,7 @@ def train_checked(
     loss_fn: Callable,
     readout_only: bool = False,
     centered: bool = False,
+    rates: str = "per_group",
     on_nonfinite: str = "raise",
     progress: bool = False,
     return_params: bool = False,
@@ -327,7 +338,7 @@ def train_checked(
 
     with precision_scope("float32"):
         initialise, predict, run = _compiled(
-            net, optimizer, loss_fn, bool(readout_only), bool(centered), full_batch, tuple(x_train.shape[1:])
+            net, optimizer, loss_fn, bool(readout_only), bool(centered), rates, full_batch, tuple(x_train.shape[1:])
         )
         chunk_steps = max(1, math.ceil(steps / 100)) if progress else max(steps, 1)
         _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train,
@@ -364,6 +375,7 @@ def train(
     loss: Union[str, Callable] = "mse",
     readout_only: bool = False,
     centered: bool = False,
+    rates: str = "per_group",
     batch_size: Optional[int] = None,
     batch_indices=None,
     key=0,
@@ -392,6 +404,10 @@ def train(
         learning disabled); default: every layer.
       centered: train ``f(x) - f_0(x)`` with ``f_0`` the network at init, so
         every model starts at zero.
+      rates: ``"per_group"`` (default): Adam/sign use the limit-matched
+        rates ``lr * r_grp`` and epsilons ``eps * s_grp``; ``"global"``: one
+        optax rate ``lr`` and the given ``eps`` for every leaf, as a
+        practitioner trains (see the module docstring).
       batch_size: minibatch size (None: full batch).
       batch_indices: explicit (steps, B) training rows per step, overriding
         ``batch_size`` (to share a sequence with the infinite-width side).
@@ -425,6 +441,8 @@ def train(
         raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"unknown on_nonfinite {on_nonfinite!r}; expected one of {ON_NONFINITE}")
+    if rates not in RATES:
+        raise ValueError(f"unknown rates {rates!r}; expected one of {RATES}")
     if isinstance(loss, str):
         loss_fn = losses.get(loss)
     elif callable(loss):
@@ -445,7 +463,7 @@ def train(
         batch_indices = check_batch_indices(batch_indices, n_train, steps)
     return train_checked(
         net, x_train, y_train, x_test, optimizer, record, batch_indices, init_keys,
-        loss_fn=loss_fn, readout_only=bool(readout_only), centered=centered, on_nonfinite=on_nonfinite,
+        loss_fn=loss_fn, readout_only=bool(readout_only), centered=centered, rates=rates, on_nonfinite=on_nonfinite,
         progress=progress, return_params=return_params, max_memory_bytes=max_memory_bytes,
     )
 

@@ -43,7 +43,7 @@ from infinite_width._src.checks import check_int, check_nonnegative
 from infinite_width._src.numerics import DTYPES
 from infinite_width._src.rng import ensemble_keys, minibatch_indices
 from infinite_width.architectures import Architecture
-from infinite_width.finite import INITS, PARAMETRIZATIONS, network, train_checked
+from infinite_width.finite import INITS, PARAMETRIZATIONS, RATES, network, train_checked
 from infinite_width.limits import adam_limit, baselines, kernel_dynamics
 from infinite_width.limits.baselines import DEFAULT_RIDGE
 from infinite_width.optim import Optimizer
@@ -140,6 +140,15 @@ class Finite(Method):
       init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
       centered: train ``f - f_0`` (default, comparable with the limits, which
         start from 0); False trains the raw network.
+      rates: ``"per_group"`` (default): Adam and sign use the limit-matched
+        per-group rates ``lr * r_grp`` and epsilons ``eps * s_grp``, so the
+        network converges to the Adam-like limit as the width grows;
+        ``"global"``: one optax learning rate and the given ``eps`` for every
+        parameter, as in flax or PyTorch (no width-independent limit).
+        docs/theory.md, section 3.
+
+    :meth:`traditional` builds the practitioner's network (standard
+    parametrization, global rates, not centered).
     """
 
     width: int
@@ -147,6 +156,7 @@ class Finite(Method):
     parametrization: str = "ntk"
     init: str = "gaussian"
     centered: bool = True
+    rates: str = "per_group"
 
     def __post_init__(self):
         object.__setattr__(self, "width", check_int("width", self.width, 1))
@@ -154,12 +164,25 @@ class Finite(Method):
         _check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
         _check_choice("init", self.init, INITS)
         _check_bool("centered", self.centered)
+        _check_choice("rates", self.rates, RATES)
+
+    @classmethod
+    def traditional(cls, width: int, seeds: int = 3, parametrization: str = "standard",
+                    init: str = "gaussian") -> "Finite":
+        """The network a practitioner trains in flax or PyTorch: the baseline infinite-width models are compared with.
+
+        Standard parametrization (``"mup"`` as a variant), one global optax
+        learning rate with the usual ``eps`` (``rates="global"``: with
+        ``optim.adam(1e-3)`` this is ``optax.adam(1e-3)``), not centered.
+        """
+        return cls(width, seeds=seeds, parametrization=parametrization, init=init, centered=False, rates="global")
 
     def regime(self, readout_only):
         return "finite"
 
     def label(self, optimizer, readout_only):
-        return f"w={self.width} {optimizer.name} {_layers(readout_only)}"
+        rates = " global-rate" if self.rates == "global" else ""
+        return f"w={self.width} {optimizer.name}{rates} {_layers(readout_only)}"
 
     def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
         net = network(arch, self.width, parametrization=self.parametrization, init=self.init)
@@ -169,7 +192,7 @@ class Finite(Method):
         return train_checked(
             net, problem.x_train, problem.y_train, problem.x_test, optimizer, record,
             batch_indices.astype(np.int32), init_keys, loss_fn=losses.get(problem.loss), readout_only=readout_only,
-            centered=self.centered, on_nonfinite="record", progress=progress,
+            centered=self.centered, rates=self.rates, on_nonfinite="record", progress=progress,
         )
 
 
