@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     config = sernau.Config(depths=tuple(args.depths), widths=tuple(args.widths), seeds=args.seeds, steps=args.steps,
                            validation=args.validation, samples=args.samples, replicas=args.replicas,
-                           regimes=tuple(args.regimes), seed=args.seed)
+                           regimes=tuple(args.regimes), seed=args.seed,
+                           **(sernau.QUICK_GRIDS if args.quick else {}))
     problem = sernau.load_problem(args.dataset, args.data_dir, args.n_train, args.n_test, args.seed)
     sernau.report(problem, config, args.out, progress=not args.no_progress)
     return 0

@@ -67,7 +67,7 @@ from infinite_width.workflow.recording import Record
 from infinite_width.workflow.sweeps import sweep
 from infinite_width.workflow.trajectory import Trajectory
 
-__all__ = ["REGIMES", "FINITE_REGIMES", "Config", "unavailable", "run", "bootstrap_accuracies", "claims",
+__all__ = ["REGIMES", "FINITE_REGIMES", "QUICK_GRIDS", "Config", "unavailable", "run", "bootstrap_accuracies", "claims",
            "write_table", "figure"]
 
 #: Every regime, in table and legend order.
@@ -96,6 +96,11 @@ COLORS = {
     "nngp_descent": palette.COLORS[("sgd", True)], "linearized_adam": palette.COLORS["linearized_adam"],
     "ntk_ridge": palette.COLORS["ntk_ridge"], "nngp_posterior": palette.COLORS["nngp_posterior"],
 }
+
+
+#: Two-point grids for smoke tests (``--quick``): every code path, fewer solves.
+QUICK_GRIDS = dict(adam_lrs=(1e-3, 1e-2), sgd_lrs=(0.1, 1.0), limit_adam_lrs=(0.01, 0.03),
+                   kernel_lr_fractions=(0.5, 0.9), ridges=(1e-3, 1e-1), bootstrap=200)
 
 
 @dataclasses.dataclass(frozen=True)
