@@ -32,9 +32,9 @@ from infinite_width.experiments import scripts, sernau
 
 #: Sizes per data set (docs/REPRODUCTION.md says what bounded them).
 SIZES = {
-    "mnist": dict(n_train=2000, n_test=2000, validation=400, steps=300, seeds=2, samples=4096, replicas=4),
-    "fashion_mnist": dict(n_train=2000, n_test=2000, validation=400, steps=300, seeds=2, samples=4096, replicas=4),
-    "cifar10": dict(n_train=2000, n_test=2000, validation=400, steps=300, seeds=2, samples=4096, replicas=4),
+    "mnist": dict(n_train=2000, n_test=2000, validation=400, steps=200, seeds=2, samples=4096, replicas=4),
+    "fashion_mnist": dict(n_train=2000, n_test=2000, validation=400, steps=200, seeds=2, samples=4096, replicas=4),
+    "cifar10": dict(n_train=2000, n_test=2000, validation=400, steps=200, seeds=2, samples=4096, replicas=4),
     "digits": dict(n_train=1000, n_test=360, validation=200, steps=200, seeds=2, samples=2048, replicas=4),
 }
 QUICK = dict(dataset="digits", n_train=60, n_test=40, validation=20, steps=8, seeds=2, samples=64, replicas=2,
@@ -43,7 +43,7 @@ QUICK = dict(dataset="digits", n_train=60, n_test=40, validation=20, steps=8, se
 
 def parse_args(argv=None):
     parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits, tiny sizes (seconds)")
-    parser.add_argument("--widths", type=int, nargs="+", default=[256, 1024], help="finite widths")
+    parser.add_argument("--widths", type=int, nargs="+", default=[128, 512], help="finite widths")
     parser.add_argument("--depths", type=int, nargs="+", default=[2], help="hidden layers (one panel each)")
     parser.add_argument("--regimes", nargs="+", default=list(sernau.REGIMES), choices=list(sernau.REGIMES))
     return scripts.finish(parser, parser.parse_args(argv), SIZES, QUICK, "sernau_2024")

@@ -18,6 +18,7 @@ def _run(script, out, *extra):
     )
 
 
+@pytest.mark.slow
 def test_sernau_quick_writes_table_verdicts_figure_and_resumes(tmp_path):
     # The regimes the three claims compare (a subset keeps the test short; the others share these code paths).
     regimes = ["--regimes", "traditional_adam", "readout_adam", "adam_limit", "ntk_descent", "ntk_ridge"]

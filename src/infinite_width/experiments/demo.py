@@ -16,8 +16,6 @@ comparison table and writes to ``--out``:
 ``--quick`` shrinks everything for a smoke test (a few seconds of compute);
 options given explicitly win over it. Every option is checked (and the output
 folder's write access) before anything is computed.
-``paper_figures/adam_closes_the_gap.py`` runs the same solves with its own
-defaults (through :func:`add_arguments`, :func:`resolve_arguments` and :func:`setup`).
 """
 
 from __future__ import annotations

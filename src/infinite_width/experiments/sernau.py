@@ -70,9 +70,9 @@ from infinite_width.workflow.trajectory import Trajectory
 __all__ = ["REGIMES", "FINITE_REGIMES", "QUICK_GRIDS", "Config", "unavailable", "run", "bootstrap_accuracies", "claims",
            "write_table", "figure"]
 
-#: Every regime, in table and legend order.
-REGIMES = ("traditional_adam", "linearized_adam", "readout_adam", "finite_sgd", "adam_limit", "adam_limit_readout",
-           "ntk_descent", "nngp_descent", "ntk_ridge", "nngp_posterior")
+#: Every regime, in the order they run (what the claims need first) and appear in tables and legends.
+REGIMES = ("ntk_descent", "ntk_ridge", "nngp_posterior", "nngp_descent", "adam_limit", "traditional_adam",
+           "readout_adam", "linearized_adam", "finite_sgd", "adam_limit_readout")
 #: Regimes solved at every finite width (the others once, at infinite width).
 FINITE_REGIMES = ("traditional_adam", "linearized_adam", "readout_adam", "finite_sgd")
 #: Infinite-width models of the NTK family that claims 1 and 2 compare against (the best on validation).
@@ -125,17 +125,17 @@ class Config:
     """
 
     depths: Tuple[int, ...] = (2,)
-    widths: Tuple[int, ...] = (256, 1024)
+    widths: Tuple[int, ...] = (128, 512)
     seeds: int = 2
-    steps: int = 300
+    steps: int = 200
     record: int = 12
     validation: int = 400
     samples: int = 4096
     replicas: int = 4
-    adam_lrs: Tuple[float, ...] = (3e-4, 1e-3, 3e-3)
-    sgd_lrs: Tuple[float, ...] = (0.1, 0.3, 1.0)
-    limit_adam_lrs: Tuple[float, ...] = (0.003, 0.01, 0.03)
-    kernel_lr_fractions: Tuple[float, ...] = (0.25, 0.5, 0.9)
+    adam_lrs: Tuple[float, ...] = (1e-3, 3e-3)
+    sgd_lrs: Tuple[float, ...] = (0.05, 0.5)
+    limit_adam_lrs: Tuple[float, ...] = (0.01, 0.03)
+    kernel_lr_fractions: Tuple[float, ...] = (0.5, 0.9)
     ridges: Tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
     regimes: Tuple[str, ...] = REGIMES
     bootstrap: int = 1000
@@ -274,27 +274,24 @@ def run(problem: Problem, config: Config, out_dir, *, progress: bool = True) -> 
     chosen = {}
     for depth in config.depths:
         arch = mlp(depth=depth, activation="relu", W_std=math.sqrt(2.0), b_std=0.1, out_dim=problem.out_dim)
-        jobs, grid = {}, {}
-        for regime, width in _candidates(config):
+        candidates = _candidates(config)
+        print(f"mlp({depth}): {len(candidates)} regimes and widths, tuned on {tuning_problem.describe()}, "
+              f"evaluated on {problem.describe()}", flush=True)
+        # One candidate at a time, tuned then retrained, so an interrupted run has whole results so far.
+        for regime, width in candidates:
             key = _name(depth, regime, width)
-            grid[key] = (regime, width, [])
-            for setting in _settings(regime, config, arch, tuning_problem):
-                name = _name(depth, regime, width, setting)
-                jobs[name] = _job(regime, width, setting, config, arch, tuning_problem, config.steps, tuning_record)
-                grid[key][2].append((setting, name))
-        print(f"mlp({depth}): tuning {len(jobs)} solves on {tuning_problem.describe()}", flush=True)
-        tuned = sweep(jobs, Path(out_dir, "tuning"), progress=progress)
-        final_jobs = {}
-        for key, (regime, width, settings) in grid.items():
-            scores = [(_validation_choice(tuned[name]), setting) for setting, name in settings]
+            settings = _settings(regime, config, arch, tuning_problem)
+            jobs = {_name(depth, regime, width, setting): _job(regime, width, setting, config, arch, tuning_problem,
+                                                                config.steps, tuning_record) for setting in settings}
+            tuned = sweep(jobs, Path(out_dir, "tuning"), progress=progress)
+            scores = [(_validation_choice(tuned[name]), setting) for name, setting in zip(jobs, settings)]
             (accuracy, loss, step), setting = max(scores, key=lambda s: (s[0][0], -s[0][1]))
-            static = tuned[settings[0][1]].is_static
+            static = next(iter(tuned.values())).is_static
+            final = sweep({key: _job(regime, width, setting, config, arch, problem, step, [step])},
+                          Path(out_dir, "final"), progress=progress)
             chosen[key] = dict(depth=depth, regime=regime, width=width, setting=setting,
-                               step=None if static else step, validation_accuracy=accuracy, validation_loss=loss)
-            final_jobs[key] = _job(regime, width, setting, config, arch, problem, step, [step])
-        print(f"mlp({depth}): final {len(final_jobs)} solves on {problem.describe()}", flush=True)
-        for key, trajectory in sweep(final_jobs, Path(out_dir, "final"), progress=progress).items():
-            chosen[key]["trajectory"] = trajectory
+                               step=None if static else step, validation_accuracy=accuracy, validation_loss=loss,
+                               trajectory=final[key])
     return chosen
 
 
