@@ -19,6 +19,7 @@ Usage (from the repository root)::
 
     python paper_figures/sernau_2024.py --dataset mnist --data-dir ../shared/datasets --out outputs/sernau/mnist
     python paper_figures/sernau_2024.py --quick --out /tmp/sernau_quick     # digits, tiny sizes
+    python paper_figures/sernau_2024.py --dataset mnist --out outputs/sernau/mnist --finished-only  # report so far
 
 Data: ``--data-dir``, or the environment variable ``INFINITE_WIDTH_DATA``
 (digits needs no files).
@@ -46,6 +47,8 @@ def parse_args(argv=None):
     parser.add_argument("--widths", type=int, nargs="+", default=[128, 512], help="finite widths")
     parser.add_argument("--depths", type=int, nargs="+", default=[2], help="hidden layers (one panel each)")
     parser.add_argument("--regimes", nargs="+", default=list(sernau.REGIMES), choices=list(sernau.REGIMES))
+    parser.add_argument("--finished-only", action="store_true",
+                        help="compute nothing: report the regimes whose solves are finished (a run still going)")
     return scripts.finish(parser, parser.parse_args(argv), SIZES, QUICK, "sernau_2024")
 
 
@@ -56,7 +59,7 @@ def main(argv=None) -> int:
                            regimes=tuple(args.regimes), seed=args.seed,
                            **(sernau.QUICK_GRIDS if args.quick else {}))
     problem = sernau.load_problem(args.dataset, args.data_dir, args.n_train, args.n_test, args.seed)
-    sernau.report(problem, config, args.out, progress=not args.no_progress)
+    sernau.report(problem, config, args.out, progress=not args.no_progress, finished_only=args.finished_only)
     return 0
 
 

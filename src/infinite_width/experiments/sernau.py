@@ -52,6 +52,7 @@ import dataclasses
 import json
 import math
 import os
+import zlib
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -257,11 +258,14 @@ def split_validation(problem: Problem, validation: int) -> Problem:
                    loss=problem.loss, name=f"{problem.name} (validation split)")
 
 
-def run(problem: Problem, config: Config, out_dir, *, progress: bool = True) -> Dict[str, dict]:
+def run(problem: Problem, config: Config, out_dir, *, progress: bool = True, finished_only: bool = False
+        ) -> Dict[str, dict]:
     """Tune, retrain and evaluate every regime of ``config`` on ``problem``; resumable in ``out_dir``.
 
     Tuning solves go to ``out_dir/tuning/``, final solves to ``out_dir/final/``
     (each a resumable :func:`~infinite_width.sweep`: finished solves are read back).
+    ``finished_only``: compute nothing, keep the regimes whose final solve is
+    on disk (a report of a run still going or interrupted).
 
     Returns:
       ``{final job name: entry}`` where entry has ``depth``, ``regime``,
@@ -280,6 +284,9 @@ def run(problem: Problem, config: Config, out_dir, *, progress: bool = True) -> 
         # One candidate at a time, tuned then retrained, so an interrupted run has whole results so far.
         for regime, width in candidates:
             key = _name(depth, regime, width)
+            if finished_only and not Path(out_dir, "final", f"{key}.npz").exists():
+                print(f"not finished yet: {key}", flush=True)
+                continue
             settings = _settings(regime, config, arch, tuning_problem)
             jobs = {_name(depth, regime, width, setting): _job(regime, width, setting, config, arch, tuning_problem,
                                                                 config.steps, tuning_record) for setting in settings}
@@ -320,6 +327,7 @@ def bootstrap_accuracies(entries: Mapping[str, dict], y_test: np.ndarray, draws:
     points = rng.integers(0, n_test, size=(draws, n_test))
     out = {}
     for name, entry in entries.items():
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])  # an entry's draws do not depend on the others
         t: Trajectory = entry["trajectory"]
         keep = ~t.diverged if np.any(~t.diverged) else np.ones_like(t.diverged)
         predictions = t.test_predictions[keep, -1]  # (S, Nt, k)
@@ -524,9 +532,10 @@ def load_problem(dataset: str, data_dir, n_train: int, n_test: int, seed: int) -
     return Problem.from_dataset(data, loss="mse")
 
 
-def report(problem: Problem, config: Config, out_dir, *, progress: bool = True) -> Tuple[List[dict], Dict]:
+def report(problem: Problem, config: Config, out_dir, *, progress: bool = True, finished_only: bool = False
+           ) -> Tuple[List[dict], Dict]:
     """:func:`run`, then the table (JSON, CSV, Markdown), the verdicts (printed) and the figure (PDF, PNG)."""
-    entries = run(problem, config, out_dir, progress=progress)
+    entries = run(problem, config, out_dir, progress=progress, finished_only=finished_only)
     rows, verdicts = summarize(entries, problem.y_test, config)
     header = dict(problem=problem.describe(), config=dataclasses.asdict(config))
     print(write_table(rows, verdicts, out_dir, header))
