@@ -137,6 +137,7 @@ def test_methods_check_their_options_when_built():
         (lambda: iw.Finite(8, init="zeros"), ValueError, "init must be one of"),
         (lambda: iw.Finite(8, centered="yes"), TypeError, "centered"),
         (lambda: iw.Finite(8, rates="adam"), ValueError, "rates must be one of"),
+        (lambda: iw.Finite(8, linearized=1), TypeError, "linearized"),
         (lambda: iw.KernelDynamics(time="euler"), ValueError, "time must be one of"),
         (lambda: iw.KernelDynamics(dtype="float16"), ValueError, "dtype"),
         (lambda: iw.AdamLimit(samples=3, replicas=2), ValueError, r"multiple of replicas \(2\), e.g. 2"),
@@ -165,7 +166,8 @@ def test_width_shortcut_routes_to_the_method_objects(problem):
     explicit = solve(problem, ARCH, iw.Finite(8), optim.sgd(1.0), steps=3, key=2, progress=False)
     np.testing.assert_array_equal(short.test_predictions, explicit.test_predictions)
     assert short.metadata["method"] == {"name": "Finite", "width": 8, "seeds": 1, "parametrization": "ntk",
-                                        "init": "gaussian", "centered": True, "rates": "per_group"}
+                                        "init": "gaussian", "centered": True, "rates": "per_group",
+                                        "linearized": False}
     assert short.metadata["optimizer"] == {"name": "sgd", "lr": 1.0} and short.metadata["readout_only"] is False
 
 
@@ -346,7 +348,8 @@ def test_traditional_network_learns_where_limit_matched_rates_stay_at_chance():
 
 @pytest.mark.slow
 def test_finite_networks_approach_their_limits_like_width_to_the_minus_half():
-    """Relative RMS distance (per seed, averaged) to the NTK (SGD) and Adam-like (Adam) limits, fitted slope."""
+    """Relative RMS distance (per seed, averaged) to the NTK (SGD) and Adam-like (Adam) limits, fitted slope,
+    for trained networks and for their linearizations (feature learning disabled in every layer)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(36, 6))
     y = np.tanh(x @ rng.normal(size=6) / 2)[:, None]
@@ -357,13 +360,15 @@ def test_finite_networks_approach_their_limits_like_width_to_the_minus_half():
     for opt, method in ((optim.sgd(1.0), iw.KernelDynamics()), (optim.adam(0.05, 0.9, 0.99), iw.AdamLimit(65536, 4))):
         limit = solve(p, arch, method, opt, steps=30, record=[0, 30], progress=False)
         reference = limit.test_predictions[0, -1]
-        distances = []
-        for width in widths:
-            finite = solve(p, arch, iw.Finite(width, seeds=6), opt, steps=30, record=[0, 30], key=1, progress=False)
-            per_seed = np.sqrt(np.mean((finite.test_predictions[:, -1] - reference) ** 2, axis=(1, 2)))
-            distances.append(np.sqrt(np.mean(per_seed**2)) / np.sqrt(np.mean(reference**2)))
-        slopes[opt.name] = fit_slope(widths, distances)[0]
-        assert distances[-1] < 0.5 * distances[0], (opt.name, distances)
+        for linearized in (False, True):
+            distances = []
+            for width in widths:
+                finite = solve(p, arch, iw.Finite(width, seeds=6, linearized=linearized), opt, steps=30,
+                               record=[0, 30], key=1, progress=False)
+                per_seed = np.sqrt(np.mean((finite.test_predictions[:, -1] - reference) ** 2, axis=(1, 2)))
+                distances.append(np.sqrt(np.mean(per_seed**2)) / np.sqrt(np.mean(reference**2)))
+            slopes[opt.name, linearized] = fit_slope(widths, distances)[0]
+            assert distances[-1] < 0.5 * distances[0], (opt.name, linearized, distances)
     for name, slope in slopes.items():
         assert -0.8 < slope < -0.3, slopes
 

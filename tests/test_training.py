@@ -3,6 +3,7 @@
 import re
 
 import jax
+import jax.flatten_util
 import numpy as np
 import optax
 import pytest
@@ -182,6 +183,35 @@ def test_global_rates_are_plain_optax_adam_on_the_stored_parameters():
     assert not np.allclose(per_group.train, result.train, atol=1e-3)  # the limit-matched rates differ
 
 
+def explicit_jacobian(net, params, x):
+    """d f(x) / d params as a dense (P, n_params) matrix (one output), by jax.jacobian: independent of jvp."""
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    return np.asarray(jax.jacobian(lambda v: net.apply(unravel(v), x)[:, 0])(flat)), flat
+
+
+@pytest.mark.parametrize("width", [8, 128])
+def test_linearized_sgd_is_empirical_ntk_descent_and_adam_stays_linear(width):
+    """Linearized SGD moves f by -lr Theta_emp chi at every step, exactly, at any width; under Adam the
+    outputs are f_0 + J (theta_t - theta_0) with the explicit Jacobian at init."""
+    net, steps, lr = finite.network(ARCH, width), 8, 0.5
+    x_all = np.concatenate([X, X_TEST])
+    with jax.enable_x64(True):
+        sgd, state = finite.train(net, X, Y, optim.sgd(lr), steps, linearized=True, centered=False, key=3,
+                                  x_test=X_TEST, record=np.arange(steps + 1), return_params=True)
+        first = jax.tree_util.tree_map(lambda a: a[0], state.initial_params)
+        jacobian, theta0 = explicit_jacobian(net, first, x_all)
+        theta_ntk = jacobian @ jacobian[: len(X)].T  # (P, N) empirical NTK at init
+        f = np.asarray(net.apply(first, x_all))
+        for t in range(steps):
+            np.testing.assert_allclose(np.concatenate([sgd.train[0, t], sgd.test[0, t]]), f, rtol=1e-9, atol=1e-11)
+            f = f - lr * theta_ntk @ (f[: len(X)] - Y) / Y.size
+        adam, state = finite.train(net, X, Y, optim.adam(0.05), steps, linearized=True, centered=True, key=3,
+                                   x_test=X_TEST, record=[steps], return_params=True)
+        last = jax.flatten_util.ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], state.final_params))[0]
+        np.testing.assert_allclose(adam.test[0, -1, :, 0], jacobian[len(X):] @ (last - theta0), rtol=1e-9, atol=1e-11)
+    assert np.abs(adam.test[0, -1]).max() > 0.05 and np.abs(sgd.test[0, -1] - sgd.test[0, 0]).max() > 0.05
+
+
 def test_centered_outputs_start_at_zero_and_uncentered_at_the_network():
     centered = finite.train(NET, X, Y, SGD, 3, centered=True, key=1, x_test=X_TEST, record=[0, 1, 2, 3])
     plain, params = finite.train(NET, X, Y, SGD, 3, key=1, x_test=X_TEST, record=[0, 2, 3], return_params=True)
@@ -320,6 +350,7 @@ def test_width_sweep_trains_every_width():
         (dict(loss="hinge"), ValueError, "loss"),
         (dict(loss=3), TypeError, "loss"),
         (dict(readout_only="readout"), TypeError, "readout_only"),
+        (dict(linearized="yes"), TypeError, "linearized"),
         (dict(on_nonfinite="ignore"), ValueError, "on_nonfinite"),
         (dict(rates="layerwise"), ValueError, "rates"),
         (dict(optimizer="adam"), TypeError, "Optimizer"),

@@ -143,18 +143,39 @@ def _over_seeds(fn, in_axes, n_seeds: int):
     return single
 
 
+def _model(net: Network, centered: bool, linearized: bool):
+    """``outputs(params, x, f0, anchor)``: what is trained, for one network (no seeds axis).
+
+    Plain: ``f(params, x)``. Linearized: ``f_0(x) + J(anchor) (params - anchor)``
+    by ``jax.jvp`` at the initial parameters ``anchor`` (no Jacobian is
+    materialized). Centered: minus ``f0``, the outputs at init (for the
+    linearized network exactly the tangent ``J (params - anchor)``).
+    """
+
+    def outputs(params, x, f0, anchor):
+        if not linearized:
+            f = net.apply(params, x)
+            return f - f0 if centered else f
+        delta = jax.tree_util.tree_map(jnp.subtract, params, anchor)
+        initial, tangent = jax.jvp(lambda p: net.apply(p, x), (anchor,), (delta,))
+        return tangent if centered else initial + tangent
+
+    return outputs
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, readout_only: bool, centered: bool,
-              rates: str, full_batch: bool, input_shape: tuple):
-    """``(initialise, predict, run)``, jitted, for one network, optimizer, loss and batch mode."""
+              rates: str, linearized: bool, full_batch: bool, input_shape: tuple):
+    """``(initialise, predict, run)``, jitted, for one network, optimizer, loss and batch mode.
+
+    ``anchor``, the argument after ``f0``, is the initial parameters for a
+    linearized network and None otherwise.
+    """
     tx = _transformation(optimizer, readout_only, net.group_scales(input_shape), rates)
+    outputs = _model(net, centered, linearized)
 
-    def outputs(params, x, f0):
-        f = net.apply(params, x)
-        return f - f0 if centered else f
-
-    def one_step(params, opt_state, xb, yb, f0b):
-        value, grads = jax.value_and_grad(lambda p: loss_fn(outputs(p, xb, f0b), yb))(params)
+    def one_step(params, opt_state, xb, yb, f0b, anchor):
+        value, grads = jax.value_and_grad(lambda p: loss_fn(outputs(p, xb, f0b, anchor), yb))(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
@@ -172,20 +193,21 @@ def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, readout_onl
         return params, _over_seeds(tx.init, (0,), n_seeds)(params), f0
 
     @jax.jit
-    def predict(params, x_all, f0_all):
-        return _over_seeds(outputs, (0, None, 0), f0_all.shape[0])(params, x_all, f0_all)
+    def predict(params, x_all, f0_all, anchor):
+        return _over_seeds(outputs, (0, None, 0, 0), f0_all.shape[0])(params, x_all, f0_all, anchor)
 
     @jax.jit
-    def run(carry, schedule, x_train, y_train, x_all, f0_all):
+    def run(carry, step_inputs, x_train, y_train, x_all, f0_all, anchor):
         n_train = x_train.shape[0]
         n_slots = carry[2].shape[0] - 1  # the last row takes writes of non-record steps
+        step = _over_seeds(one_step, (0, 0, None, None, 0, 0), f0_all.shape[0])
 
         def body(carry, inputs):
             params, opt_state, buffer, bad = carry
             t, rows, slot = inputs
             recorded = jax.lax.cond(
                 slot >= 0,
-                lambda: predict(params, x_all, f0_all),
+                lambda: predict(params, x_all, f0_all, anchor),
                 lambda: jnp.zeros(buffer.shape[1:], buffer.dtype),
             )
             buffer = jax.lax.dynamic_update_index_in_dim(buffer, recorded, jnp.where(slot >= 0, slot, n_slots), 0)
@@ -193,12 +215,11 @@ def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, readout_onl
                 xb, yb, f0b = x_train, y_train, f0_all[:, :n_train]
             else:
                 xb, yb, f0b = x_train[rows], y_train[rows], f0_all[:, rows]
-            step = _over_seeds(one_step, (0, 0, None, None, 0), f0_all.shape[0])
-            params, opt_state, value = step(params, opt_state, xb, yb, f0b)
+            params, opt_state, value = step(params, opt_state, xb, yb, f0b, anchor)
             bad = jnp.where((bad < 0) & ~jnp.isfinite(value), t, bad)
             return (params, opt_state, buffer, bad), None
 
-        carry, _ = jax.lax.scan(body, carry, schedule)
+        carry, _ = jax.lax.scan(body, carry, step_inputs)
         return carry
 
     return initialise, predict, run
@@ -221,25 +242,26 @@ def _compiled_bytes(fn, *args) -> int:
                 - stats.alias_size_in_bytes)
 
 
-def _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train, schedule_shape, buffer_rows,
-                  max_memory_bytes, return_params):
+def _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train, input_shapes, buffer_rows,
+                  linearized, max_memory_bytes, return_params):
     """Refuse with ``MemoryError`` (before allocating) an ensemble whose training does not fit in memory.
 
     The initialisation and a chunk of the training loop are compiled for
     abstract shapes, and XLA's memory analysis gives their bytes (parameters,
-    optimizer state, activations of a step, the buffer of recorded outputs).
-    The buffer is counted once more for its copy to the host, and the initial
-    parameters once more when they are returned.
+    optimizer state, activations of a step, the buffer of recorded outputs,
+    a linearized network's initial parameters). The buffer is counted once
+    more for its copy to the host, and the initial parameters once more when
+    they are returned.
     """
     params, opt_state, f0 = jax.eval_shape(initialise, init_keys, x_all)
     buffer = jax.ShapeDtypeStruct((buffer_rows,) + f0.shape, f0.dtype)
     carry = (params, opt_state, buffer, jax.ShapeDtypeStruct((f0.shape[0],), jnp.int32))
-    schedule = tuple(jax.ShapeDtypeStruct(shape, jnp.int32) for shape in schedule_shape)
+    step_inputs = tuple(jax.ShapeDtypeStruct(shape, jnp.int32) for shape in input_shapes)
     arrays = _abstract((x_train, y_train, x_all))
     params_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(params))
     parts = {
         "initialisation": _compiled_bytes(initialise, _abstract(init_keys), arrays[2]),
-        "training loop": _compiled_bytes(run, carry, schedule, *arrays, f0),
+        "training loop": _compiled_bytes(run, carry, step_inputs, *arrays, f0, params if linearized else None),
         "recorded outputs (host copy)": buffer.size * buffer.dtype.itemsize,
         "initial parameters": params_bytes if return_params else 0,
     }
@@ -261,15 +283,29 @@ def _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train, sche
     )
 
 
-def _run_steps(run, carry, schedule_all, arrays, progress: bool, width: int):
-    """The compiled step loop over all steps, in ~100 chunks with a progress bar (one call without)."""
-    steps = schedule_all[0].shape[0]
-    chunk = max(1, math.ceil(steps / 100)) if progress else max(steps, 1)
+def _chunk_steps(steps: int, progress: bool) -> int:
+    """Steps per compiled call: ~100 chunks behind a progress bar, one call without."""
+    return max(1, math.ceil(steps / 100)) if progress else max(steps, 1)
+
+
+def _step_inputs(record: np.ndarray, batch_indices: np.ndarray):
+    """What the scan reads at each step: ``(t, batch rows, buffer slot or -1)``, and the in-loop recorded steps."""
+    steps = batch_indices.shape[0]
+    slot_of_step = np.full(steps, -1, dtype=np.int32)
+    in_loop = record[record < steps]
+    slot_of_step[in_loop] = np.arange(in_loop.size, dtype=np.int32)
+    return (np.arange(steps, dtype=np.int32), batch_indices, slot_of_step), in_loop
+
+
+def _run_steps(run, carry, step_inputs, arrays, progress: bool, width: int):
+    """The compiled step loop over all steps, in chunks with a progress bar (:func:`_chunk_steps`)."""
+    steps = step_inputs[0].shape[0]
+    chunk = _chunk_steps(steps, progress)
     with tqdm(total=steps, disable=not progress, desc=f"train width {width}", leave=False) as bar:
         for begin in range(0, steps, chunk):
-            schedule = jax.tree_util.tree_map(lambda a: a[begin : begin + chunk], schedule_all)
-            carry = run(carry, schedule, *arrays)
-            bar.update(len(schedule[0]))
+            inputs = jax.tree_util.tree_map(lambda a: a[begin : begin + chunk], step_inputs)
+            carry = run(carry, inputs, *arrays)
+            bar.update(len(inputs[0]))
     return carry
 
 
@@ -315,6 +351,7 @@ def train_checked(
     readout_only: bool = False,
     centered: bool = False,
     rates: str = "per_group",
+    linearized: bool = False,
     on_nonfinite: str = "raise",
     progress: bool = False,
     return_params: bool = False,
@@ -328,32 +365,15 @@ def train_checked(
     (S, ...) one key per seed, ``loss_fn(f, y) -> scalar``. Nothing is
     validated again. Returns what :func:`train` returns.
     """
-    steps, n_train, seeds = batch_indices.shape[0], x_train.shape[0], init_keys.shape[0]
+    n_train = x_train.shape[0]
     full_batch = batch_indices.shape[1] == n_train and bool(np.all(batch_indices == np.arange(n_train)))
-    x_all = np.concatenate([x_train, x_test])
-    slot_of_step = np.full(steps, -1, dtype=np.int32)
-    in_loop = record[record < steps]
-    slot_of_step[in_loop] = np.arange(in_loop.size, dtype=np.int32)
-    schedule_all = (np.arange(steps, dtype=np.int32), batch_indices, slot_of_step)
-
     with precision_scope("float32"):
-        initialise, predict, run = _compiled(
-            net, optimizer, loss_fn, bool(readout_only), bool(centered), rates, full_batch, tuple(x_train.shape[1:])
+        compiled = _compiled(net, optimizer, loss_fn, bool(readout_only), bool(centered), rates, bool(linearized),
+                             full_batch, tuple(x_train.shape[1:]))
+        records, initial_params, final_params, first_bad = _train_compiled(
+            net, compiled, x_train, y_train, x_test, record, batch_indices, init_keys, linearized=bool(linearized),
+            progress=progress, return_params=return_params, max_memory_bytes=max_memory_bytes,
         )
-        chunk_steps = max(1, math.ceil(steps / 100)) if progress else max(steps, 1)
-        _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train,
-                      [(chunk_steps,), (chunk_steps, batch_indices.shape[1]), (chunk_steps,)], in_loop.size + 1,
-                      max_memory_bytes, return_params)
-        params, opt_state, f0_all = initialise(init_keys, x_all)
-        initial_params = jax.tree_util.tree_map(np.asarray, params) if return_params else None
-        buffer = jnp.zeros((in_loop.size + 1, seeds, x_all.shape[0], net.out_dim), f0_all.dtype)
-        carry = (params, opt_state, buffer, jnp.full((seeds,), -1, jnp.int32))
-        carry = _run_steps(run, carry, schedule_all, (x_train, y_train, x_all, f0_all), progress, net.width)
-        params, _, buffer, bad = carry
-        records = np.moveaxis(np.array(buffer[: in_loop.size]), 0, 1)  # (S, R_in_loop, P, k)
-        if record[-1] == steps:
-            records = np.concatenate([records, np.asarray(predict(params, x_all, f0_all))[:, None]], axis=1)
-    first_bad = np.asarray(bad).astype(np.int64)
     diverged = _divergence(records, record, first_bad, on_nonfinite, optimizer, net.width)
     predictions = Predictions(
         steps=record, train=records[:, :, :n_train], test=records[:, :, n_train:], diverged=diverged,
@@ -361,7 +381,32 @@ def train_checked(
     )
     if not return_params:
         return predictions
-    return predictions, FiniteState(initial_params, jax.tree_util.tree_map(np.asarray, params))
+    return predictions, FiniteState(initial_params, final_params)
+
+
+def _train_compiled(net, compiled, x_train, y_train, x_test, record, batch_indices, init_keys, *, linearized,
+                    progress, return_params, max_memory_bytes):
+    """Check memory, initialise, run the steps; outputs (S, R, P, k) at ``record``, parameters, first bad steps."""
+    initialise, predict, run = compiled
+    steps, seeds = batch_indices.shape[0], init_keys.shape[0]
+    x_all = np.concatenate([x_train, x_test])
+    step_inputs, in_loop = _step_inputs(record, batch_indices)
+    chunk = _chunk_steps(steps, progress)
+    _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train,
+                  [(chunk,), (chunk, batch_indices.shape[1]), (chunk,)], in_loop.size + 1, linearized,
+                  max_memory_bytes, return_params)
+    params, opt_state, f0_all = initialise(init_keys, x_all)
+    anchor = params if linearized else None
+    initial_params = jax.tree_util.tree_map(np.asarray, params) if return_params else None
+    buffer = jnp.zeros((in_loop.size + 1, seeds, x_all.shape[0], net.out_dim), f0_all.dtype)
+    carry = (params, opt_state, buffer, jnp.full((seeds,), -1, jnp.int32))
+    carry = _run_steps(run, carry, step_inputs, (x_train, y_train, x_all, f0_all, anchor), progress, net.width)
+    params, _, buffer, bad = carry
+    records = np.moveaxis(np.array(buffer[: in_loop.size]), 0, 1)  # (S, R_in_loop, P, k)
+    if record[-1] == steps:
+        records = np.concatenate([records, np.asarray(predict(params, x_all, f0_all, anchor))[:, None]], axis=1)
+    final_params = jax.tree_util.tree_map(np.asarray, params) if return_params else None
+    return records, initial_params, final_params, np.asarray(bad).astype(np.int64)
 
 
 def train(
@@ -376,6 +421,7 @@ def train(
     readout_only: bool = False,
     centered: bool = False,
     rates: str = "per_group",
+    linearized: bool = False,
     batch_size: Optional[int] = None,
     batch_indices=None,
     key=0,
@@ -408,6 +454,9 @@ def train(
         rates ``lr * r_grp`` and epsilons ``eps * s_grp``; ``"global"``: one
         optax rate ``lr`` and the given ``eps`` for every leaf, as a
         practitioner trains (see the module docstring).
+      linearized: train the linearization ``f_0 + J(theta_0) (theta - theta_0)``
+        of the network at its initial parameters (feature learning disabled
+        in every layer; computed with ``jax.jvp``, no Jacobian is stored).
       batch_size: minibatch size (None: full batch).
       batch_indices: explicit (steps, B) training rows per step, overriding
         ``batch_size`` (to share a sequence with the infinite-width side).
@@ -437,8 +486,9 @@ def train(
         raise TypeError(f"net must be an infinite_width.finite.Network, got {type(net).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an infinite_width.optim.Optimizer, got {type(optimizer).__name__}")
-    if not isinstance(readout_only, (bool, np.bool_)):
-        raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
+    for name, value in (("readout_only", readout_only), ("linearized", linearized)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"unknown on_nonfinite {on_nonfinite!r}; expected one of {ON_NONFINITE}")
     if rates not in RATES:
@@ -463,7 +513,8 @@ def train(
         batch_indices = check_batch_indices(batch_indices, n_train, steps)
     return train_checked(
         net, x_train, y_train, x_test, optimizer, record, batch_indices, init_keys,
-        loss_fn=loss_fn, readout_only=bool(readout_only), centered=centered, rates=rates, on_nonfinite=on_nonfinite,
+        loss_fn=loss_fn, readout_only=bool(readout_only), centered=centered, rates=rates, linearized=bool(linearized),
+        on_nonfinite=on_nonfinite,
         progress=progress, return_params=return_params, max_memory_bytes=max_memory_bytes,
     )
 

@@ -146,6 +146,12 @@ class Finite(Method):
         ``"global"``: one optax learning rate and the given ``eps`` for every
         parameter, as in flax or PyTorch (no width-independent limit).
         docs/theory.md, section 3.
+      linearized: train the network's linearization at init,
+        ``f_0 + J(theta_0) (theta - theta_0)``: feature learning disabled in
+        every layer, at any width (``readout_only=True`` disables it by
+        training the readout only). With SGD it is exactly empirical-NTK
+        descent; as the width grows it tends to NTK descent (SGD) and to the
+        Adam-like limit (Adam, per-group rates).
 
     :meth:`traditional` builds the practitioner's network (standard
     parametrization, global rates, not centered).
@@ -157,6 +163,7 @@ class Finite(Method):
     init: str = "gaussian"
     centered: bool = True
     rates: str = "per_group"
+    linearized: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "width", check_int("width", self.width, 1))
@@ -165,6 +172,7 @@ class Finite(Method):
         _check_choice("init", self.init, INITS)
         _check_bool("centered", self.centered)
         _check_choice("rates", self.rates, RATES)
+        _check_bool("linearized", self.linearized)
 
     @classmethod
     def traditional(cls, width: int, seeds: int = 3, parametrization: str = "standard",
@@ -181,8 +189,8 @@ class Finite(Method):
         return "finite"
 
     def label(self, optimizer, readout_only):
-        rates = " global-rate" if self.rates == "global" else ""
-        return f"w={self.width} {optimizer.name}{rates} {_layers(readout_only)}"
+        variant = (" global-rate" if self.rates == "global" else "") + (" linearized" if self.linearized else "")
+        return f"w={self.width} {optimizer.name}{variant} {_layers(readout_only)}"
 
     def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
         net = network(arch, self.width, parametrization=self.parametrization, init=self.init)
@@ -192,7 +200,8 @@ class Finite(Method):
         return train_checked(
             net, problem.x_train, problem.y_train, problem.x_test, optimizer, record,
             batch_indices.astype(np.int32), init_keys, loss_fn=losses.get(problem.loss), readout_only=readout_only,
-            centered=self.centered, rates=self.rates, on_nonfinite="record", progress=progress,
+            centered=self.centered, rates=self.rates, linearized=self.linearized, on_nonfinite="record",
+            progress=progress,
         )
 
 
