@@ -21,15 +21,15 @@ def _run(script, out, *extra):
 @pytest.mark.slow
 def test_sernau_quick_writes_table_verdicts_figure_and_resumes(tmp_path):
     # The regimes the three claims compare (a subset keeps the test short; the others share these code paths).
-    regimes = ["--regimes", "traditional_adam", "readout_adam", "adam_limit", "ntk_descent", "ntk_ridge"]
+    regimes = ["--regimes", "traditional_adam", "linearized_adam", "adam_limit", "ntk_descent", "ntk_ridge"]
     first = _run("sernau_2024.py", tmp_path, *regimes)
     assert first.returncode == 0, first.stderr
     for name in ("sernau_2024.png", "sernau_2024.pdf", "results.csv", "table.md"):
         assert (tmp_path / name).stat().st_size > 500, name
     results = json.loads((tmp_path / "results.json").read_text())
     rows = {(row["regime"], row["width"]): row for row in results["rows"]}
-    assert set(rows) == {("traditional_adam", 16), ("traditional_adam", 32), ("readout_adam", 16),
-                         ("readout_adam", 32), ("adam_limit", "inf"), ("ntk_descent", "inf"), ("ntk_ridge", "inf")}
+    assert set(rows) == {("traditional_adam", 16), ("traditional_adam", 32), ("linearized_adam", 16),
+                         ("linearized_adam", 32), ("adam_limit", "inf"), ("ntk_descent", "inf"), ("ntk_ridge", "inf")}
     for row in rows.values():
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["test_accuracy_err"] >= 0.0
         # the chosen setting comes from the regime's own grid

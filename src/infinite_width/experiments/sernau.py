@@ -51,7 +51,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import zlib
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
