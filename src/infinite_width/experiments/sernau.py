@@ -515,11 +515,13 @@ def figure(rows: Sequence[dict], title: str):
             ax.axhspan(r["test_accuracy"] - r["test_accuracy_err"], r["test_accuracy"] + r["test_accuracy_err"],
                        color=color, alpha=0.18, linewidth=0)
         ax.set_xscale("log", base=2)
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.minorticks_off()
         ax.set_xlim(*span)
         ax.set_xlabel("width of the finite networks")
         ax.set_title(f"{title}, mlp({depth})", fontsize=9)
     axes[0][0].set_ylabel("test accuracy")
-    figures.figure_legend(fig, axes[0], columns=4, extra=[
+    figures.figure_legend(fig, axes[0], columns=min(4, 2 * len(depths)), extra=[
         figures.reference_line("infinite-width dynamics (band: error)", "--"),
         figures.reference_line("t = infinity kernel baseline", ":")])
     return fig
