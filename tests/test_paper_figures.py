@@ -20,16 +20,16 @@ def _run(script, out, *extra):
 
 @pytest.mark.slow
 def test_sernau_quick_writes_table_verdicts_figure_and_resumes(tmp_path):
-    # The regimes the three claims compare (a subset keeps the test short; the others share these code paths).
-    regimes = ["--regimes", "traditional_adam", "linearized_adam", "adam_limit", "ntk_descent", "ntk_ridge"]
+    # The regimes claims 1 and 3 compare (a subset keeps the test short; the others share these code paths).
+    regimes = ["--regimes", "traditional_adam", "adam_limit", "ntk_descent", "ntk_ridge"]
     first = _run("sernau_2024.py", tmp_path, *regimes)
     assert first.returncode == 0, first.stderr
     for name in ("sernau_2024.png", "sernau_2024.pdf", "results.csv", "table.md"):
         assert (tmp_path / name).stat().st_size > 500, name
     results = json.loads((tmp_path / "results.json").read_text())
     rows = {(row["regime"], row["width"]): row for row in results["rows"]}
-    assert set(rows) == {("traditional_adam", 16), ("traditional_adam", 32), ("linearized_adam", 16),
-                         ("linearized_adam", 32), ("adam_limit", "inf"), ("ntk_descent", "inf"), ("ntk_ridge", "inf")}
+    assert set(rows) == {("traditional_adam", 16), ("traditional_adam", 32), ("adam_limit", "inf"),
+                         ("ntk_descent", "inf"), ("ntk_ridge", "inf")}
     for row in rows.values():
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["test_accuracy_err"] >= 0.0
         # the chosen setting comes from the regime's own grid
@@ -40,11 +40,12 @@ def test_sernau_quick_writes_table_verdicts_figure_and_resumes(tmp_path):
     assert "bootstrap" in rows[("ntk_ridge", "inf")]["error"]
     verdicts = results["claims"]["1"]
     assert [v["claim"] for v in verdicts] == [1, 2, 3]
-    assert all(v["verdict"] in ("supported", "not supported", "inconclusive at this size") for v in verdicts)
+    assert verdicts[1]["verdict"] == "not run"  # no finite network without feature learning in this subset
+    assert all(v["verdict"] in ("supported", "not supported", "inconclusive at this size") for v in verdicts[::2])
     assert all(v["text"] in first.stdout for v in verdicts)
 
     saved = sorted(tmp_path.glob("*/*.npz"))
-    assert len(saved) == 2 * 2 * 2 + 2 + 2 + 2 + 7  # tuning: finite 2 widths x 2 regimes x 2 rates, 3 x 2; final 7
+    assert len(saved) == 2 * 2 + 3 * 2 + 5  # tuning: 2 widths x 2 rates, 3 regimes x 2 settings; 5 final solves
     # A report of a run still going: a regime whose final solve is missing is left out, nothing is computed.
     (tmp_path / "final" / "mlp1-ntk_ridge.npz").unlink()
     saved = [path for path in saved if path.exists()]
