@@ -38,6 +38,7 @@ def test_sernau_quick_writes_table_verdicts_figure_and_resumes(tmp_path):
             assert row["setting"] in grid
     assert "Monte Carlo" in rows[("adam_limit", "inf")]["error"]
     assert "bootstrap" in rows[("ntk_ridge", "inf")]["error"]
+    assert all(isinstance(row["limited_by"], str) for row in rows.values())
     verdicts = results["claims"]["1"]
     assert [v["claim"] for v in verdicts] == [1, 2, 3]
     assert verdicts[1]["verdict"] == "not run"  # no finite network without feature learning in this subset

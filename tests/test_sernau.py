@@ -83,3 +83,10 @@ def test_bad_configuration_and_split_are_named():
         sernau.split_validation(Problem(x, y, x, y), 10)
     split = sernau.split_validation(Problem(x, y, x[:4], y[:4]), 3)
     assert (split.n_train, split.n_test) == (7, 3)
+
+
+def test_tuning_limits_are_flagged():
+    # a best setting at an end of its grid, or a best step at the budget, may mean the budget bounded the regime
+    assert sernau._limited_by(dict(grid=[0.01, 0.03], setting=0.03, step=200, steps=200)) == "grid max, step budget"
+    assert sernau._limited_by(dict(grid=[0.01, 0.03, 0.1], setting=0.03, step=50, steps=200)) == ""
+    assert sernau._limited_by(dict(grid=[1e-4, 1e-1], setting=1e-4, step=None, steps=200)) == "grid min"

@@ -270,7 +270,8 @@ def run(problem: Problem, config: Config, out_dir, *, progress: bool = True, fin
       ``{final job name: entry}`` where entry has ``depth``, ``regime``,
       ``width`` (None for infinite width), ``setting`` (chosen rate or ridge),
       ``step`` (chosen step, None for baselines), ``validation_accuracy``,
-      ``validation_loss`` and ``trajectory`` (the final :class:`Trajectory`).
+      ``validation_loss``, ``trajectory`` (the final :class:`Trajectory`),
+      ``grid`` (the settings tried) and ``steps`` (the step budget).
     """
     tuning_problem = split_validation(problem, config.validation)
     tuning_record = Record(count=config.record, spacing="log")
@@ -297,7 +298,7 @@ def run(problem: Problem, config: Config, out_dir, *, progress: bool = True, fin
                           Path(out_dir, "final"), progress=progress)
             chosen[key] = dict(depth=depth, regime=regime, width=width, setting=setting,
                                step=None if static else step, validation_accuracy=accuracy, validation_loss=loss,
-                               trajectory=final[key])
+                               trajectory=final[key], grid=settings, steps=config.steps)
     return chosen
 
 
@@ -440,6 +441,16 @@ def claims(entries: Mapping[str, dict], boot: Mapping[str, np.ndarray], depth: i
     return out
 
 
+def _limited_by(entry: dict) -> str:
+    """What may have bounded a tuned regime: its best setting at an end of the grid, its best step at the budget."""
+    notes = []
+    if len(entry["grid"]) > 1 and entry["setting"] in (min(entry["grid"]), max(entry["grid"])):
+        notes.append("grid " + ("max" if entry["setting"] == max(entry["grid"]) else "min"))
+    if entry["step"] is not None and entry["step"] == entry["steps"]:
+        notes.append("step budget")
+    return ", ".join(notes)
+
+
 def summarize(entries: Mapping[str, dict], y_test: np.ndarray, config: Config) -> Tuple[List[dict], Dict]:
     """The table rows (one per final solve) and ``{depth: claims}``."""
     boot = bootstrap_accuracies(entries, y_test, config.bootstrap, config.seed)
@@ -452,6 +463,7 @@ def summarize(entries: Mapping[str, dict], y_test: np.ndarray, config: Config) -
             setting_kind="ridge" if t.is_static else "learning rate", step=entry["step"],
             validation_accuracy=entry["validation_accuracy"], **_error_bars(entry, boot[name], y_test),
             diverged=f"{int(t.diverged.sum())}/{t.seeds}", wall_time_s=t.metadata.get("wall_time"),
+            limited_by=_limited_by(entry),
         ))
     return rows, {depth: claims(entries, boot, depth) for depth in sorted({e["depth"] for e in entries.values()})}
 
@@ -460,7 +472,8 @@ def summarize(entries: Mapping[str, dict], y_test: np.ndarray, config: Config) -
 # Output.
 
 _COLUMNS = ("name", "depth", "regime", "label", "width", "setting_kind", "setting", "step", "validation_accuracy",
-            "test_accuracy", "test_accuracy_err", "test_loss", "test_loss_err", "error", "diverged", "wall_time_s")
+            "test_accuracy", "test_accuracy_err", "test_loss", "test_loss_err", "error", "diverged", "limited_by",
+            "wall_time_s")
 
 
 def write_table(rows: Sequence[dict], verdicts: Mapping, out_dir, header: dict) -> str:
@@ -472,13 +485,13 @@ def write_table(rows: Sequence[dict], verdicts: Mapping, out_dir, header: dict) 
         writer = csv.DictWriter(handle, fieldnames=_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"| depth | regime | width | {'setting':>8} | step | val acc | test acc | test loss |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| depth | regime | width | {'setting':>8} | step | val acc | test acc | test loss | best at |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['depth']} | {r['label']} | {r['width']} | {r['setting']:.3g} | "
                      f"{'-' if r['step'] is None else r['step']} | {r['validation_accuracy']:.4f} | "
                      f"{r['test_accuracy']:.4f} ± {r['test_accuracy_err']:.4f} | "
-                     f"{r['test_loss']:.4f} ± {r['test_loss_err']:.4f} |")
+                     f"{r['test_loss']:.4f} ± {r['test_loss_err']:.4f} | {r['limited_by']} |")
     for depth, items in verdicts.items():
         lines += ["", f"mlp({depth}):"] + [f"- {item['text']}" for item in items]
     text = "\n".join(lines) + "\n"
