@@ -374,6 +374,13 @@ def _best(entries: Mapping[str, dict], regimes: Sequence[str], depth: int) -> Op
     return max(names, key=lambda n: entries[n]["validation_accuracy"]) if names else None
 
 
+def _budget_note(entries: Mapping[str, dict], names: Sequence[str]) -> str:
+    """A warning naming the compared regimes whose best step was the step budget (they may still improve)."""
+    bounded = [NAMES[entries[n]["regime"]] for n in names
+               if "grid" in entries[n] and "step budget" in _limited_by(entries[n])]
+    return f" [best at the step budget, may still improve: {', '.join(bounded)}]" if bounded else ""
+
+
 def _significance(interval: Sequence[float]) -> str:
     return "positive" if interval[0] > 0 else "negative" if interval[1] < 0 else "zero within the interval"
 
@@ -407,7 +414,8 @@ def claims(entries: Mapping[str, dict], boot: Mapping[str, np.ndarray], depth: i
                   "inconclusive at this size"}[sign]
         text = (f"claim {claim}: {result}: {NAMES[entries[a]['regime']]} minus {NAMES[entries[b]['regime']]} = "
                 f"{numbers['difference']:+.4f} test accuracy (95% CI {numbers['interval'][0]:+.4f} .. "
-                f"{numbers['interval'][1]:+.4f}); {supported if sign == 'positive' else contradicted if sign == 'negative' else 'the difference is not resolved'}")
+                f"{numbers['interval'][1]:+.4f}); {supported if sign == 'positive' else contradicted if sign == 'negative' else 'the difference is not resolved'}"
+                + _budget_note(entries, (a, b)))
         return dict(claim=claim, verdict=result, numbers=numbers, text=text)
 
     out.append(verdict(1, trad, kernel, "the kernel model under-performs", "the data contradict the paper: the "
@@ -425,7 +433,10 @@ def claims(entries: Mapping[str, dict], boot: Mapping[str, np.ndarray], depth: i
     point = float((np.mean(boot[limit]) - np.mean(boot[ntk])) / (np.mean(boot[trad]) - np.mean(boot[ntk])))
     numbers = dict(fraction_closed=point, fraction_interval=_interval(fraction) if fraction.size else [math.nan] * 2,
                    gap=difference(trad, ntk), remaining_gap=remaining, limit_minus_ntk=gain)
-    if _significance(numbers["gap"]["interval"]) != "positive":
+    if _significance(numbers["gap"]["interval"]) == "negative":
+        result, why = "inconclusive at this size", ("the traditional network is worse than NTK descent here: there is "
+                                                    "no gap to close (the fraction is meaningless)")
+    elif _significance(numbers["gap"]["interval"]) != "positive":
         result, why = "inconclusive at this size", "there is no resolved gap between the traditional network and NTK descent to close"
     elif _significance(gain["interval"]) != "positive":
         result, why = "not supported", "the Adam-like limit does not beat NTK descent"
@@ -436,7 +447,7 @@ def claims(entries: Mapping[str, dict], boot: Mapping[str, np.ndarray], depth: i
     text = (f"claim 3: {result}: fraction of the gap closed {point:.2f} (95% CI {numbers['fraction_interval'][0]:.2f} .. "
             f"{numbers['fraction_interval'][1]:.2f}); limit minus NTK descent {gain['difference']:+.4f}, traditional "
             f"minus limit {remaining['difference']:+.4f} (95% CI {remaining['interval'][0]:+.4f} .. "
-            f"{remaining['interval'][1]:+.4f}); {why}")
+            f"{remaining['interval'][1]:+.4f}); {why}" + _budget_note(entries, (trad, limit, ntk)))
     out.append(dict(claim=3, verdict=result, numbers=numbers, text=text))
     return out
 
