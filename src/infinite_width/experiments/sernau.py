@@ -333,8 +333,11 @@ def bootstrap_accuracies(entries: Mapping[str, dict], y_test: np.ndarray, draws:
         predictions = t.test_predictions[keep, -1]  # (S, Nt, k)
         if t.test_stderr is not None:
             noisy = predictions[0] + t.test_stderr[-1] * rng.standard_normal((draws,) + predictions.shape[1:])
-            correct = _accuracy(noisy, labels)  # (draws, Nt)
-            out[name] = np.take_along_axis(correct, points, axis=1).mean(axis=1)
+            noisy = np.take_along_axis(_accuracy(noisy, labels), points, axis=1).mean(axis=1)
+            # Redrawn predictions are noisier than the mean and so less accurate on average: remove that
+            # bias (their mean shortfall against the mean predictions on the same points), keep the spread.
+            clean = _accuracy(predictions[0], labels)[points].mean(axis=1)
+            out[name] = noisy - (noisy - clean).mean()
             continue
         correct = _accuracy(predictions, labels)  # (S, Nt)
         seeds = rng.integers(0, correct.shape[0], size=(draws, correct.shape[0]))
