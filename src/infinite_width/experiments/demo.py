@@ -16,8 +16,6 @@ comparison table and writes to ``--out``:
 ``--quick`` shrinks everything for a smoke test (a few seconds of compute);
 options given explicitly win over it. Every option is checked (and the output
 folder's write access) before anything is computed.
-``paper_figures/adam_closes_the_gap.py`` runs the same solves with its own
-defaults (through :func:`add_arguments`, :func:`resolve_arguments` and :func:`setup`).
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, Mapping, NamedTuple, Optional
+from typing import Dict, Mapping, NamedTuple
 
 from infinite_width import datasets, optim
 from infinite_width.architectures import Architecture, mlp
@@ -39,7 +37,7 @@ from infinite_width.workflow.trajectory import Trajectory
 
 __all__ = ["DEFAULTS", "QUICK", "demo_jobs", "limit_pairs", "add_arguments", "resolve_arguments", "setup", "run"]
 
-#: Default options of the demo (``add_arguments`` takes overrides).
+#: Default options of the demo.
 DEFAULTS = dict(
     dataset="digits", data_dir=None, n_train=300, n_test=300, steps=200, widths=[64, 256, 1024], depth=2,
     samples=16384, replicas=4, seeds=2, sgd_lr=2.0, adam_lr=0.02, seed=0, out=os.path.join("outputs", "demo"),
@@ -89,20 +87,15 @@ def limit_pairs(results: Mapping[str, Trajectory]):
             if t.regime == "finite" and str(trained_as(t)) in limits]
 
 
-def add_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dict] = None) -> argparse.ArgumentParser:
-    """Add the demo's options to ``parser``; ``defaults`` override :data:`DEFAULTS`. Returns ``parser``.
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the demo's options to ``parser``. Returns ``parser``.
 
     Options left out on the command line stay None until :func:`resolve_arguments`
-    fills them (from ``--quick`` sizes or the defaults), so that explicit options win.
+    fills them (from ``--quick`` sizes or :data:`DEFAULTS`), so that explicit options win.
     """
-    values = {**DEFAULTS, **(defaults or {})}
-    unknown = set(values) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown demo options {sorted(unknown)}; expected some of {sorted(DEFAULTS)}")
-    parser.set_defaults(defaults=values)
 
     def option(flag, help, **kwargs):
-        default = values[flag[2:].replace("-", "_")]
+        default = DEFAULTS[flag[2:].replace("-", "_")]
         parser.add_argument(flag, default=None, help=f"{help} (default {default})", **kwargs)
 
     option("--dataset", "digits (embedded), mnist, fashion_mnist or cifar10")
@@ -125,15 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dict] = No
     return parser
 
 
-def resolve_arguments(args: argparse.Namespace, quick: Optional[Dict] = None) -> argparse.Namespace:
-    """Fill the options not given: from ``quick`` (default :data:`QUICK`) with ``--quick``, else the defaults.
+def resolve_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options not given: from :data:`QUICK` with ``--quick``, else from :data:`DEFAULTS`.
 
     An option given on the command line keeps its value. Returns ``args``.
     """
-    quick = QUICK if quick is None else quick
-    for name, default in args.defaults.items():
+    for name, default in DEFAULTS.items():
         if getattr(args, name) is None:
-            setattr(args, name, quick[name] if args.quick and name in quick else default)
+            setattr(args, name, QUICK[name] if args.quick and name in QUICK else default)
     return args
 
 

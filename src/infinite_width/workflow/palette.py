@@ -25,6 +25,7 @@ COLORS = {
     "ntk_ridge": "#8c564b",
     "nngp_ridge": "#e377c2",
     "nnpk_ridge": "#7f7f7f",
+    "linearized_adam": "#bcbd22",  # finite Adam networks linearized at initialisation (no feature learning)
 }
 #: Names of the infinite-width regimes in legends.
 LIMIT_NAMES = {"ntk": "NTK descent", "nngp": "NNGP descent", "adam_limit": "Adam-like limit"}
