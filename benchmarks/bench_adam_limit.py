@@ -106,18 +106,23 @@ def timed_twice(call):
 
 
 class Progress:
-    """Partial results of one configuration in a JSON file, so that an interrupted run resumes where it stopped
-    (points of another configuration or reference are discarded)."""
+    """Partial results of one configuration in a JSON file, so that an interrupted run resumes where it stopped.
+
+    Points are kept per engine sample count and per width, so a run resumed with another grid keeps the points
+    it shares; everything is discarded when the problem or the reference differs."""
+
+    GRIDS = ("engine_samples", "widths")
 
     def __init__(self, path, config):
-        self.path, self.config = path, config
+        self.path = path
         saved = {}
         if os.path.exists(path):
             with open(path) as handle:
                 saved = json.load(handle)
-        if saved.get("config") != config:
-            saved = dict(config=config)
-        self.saved = saved
+        problem = {name: value for name, value in config.items() if name not in self.GRIDS}
+        if {name: value for name, value in saved.get("config", {}).items() if name not in self.GRIDS} != problem:
+            saved = {}
+        self.saved = dict(saved, config=config)
 
     def get(self, name):
         return self.saved.get(name)
