@@ -105,18 +105,23 @@ def timed_twice(call):
 
 
 class Progress:
-    """Partial results of one configuration in a JSON file, so that an interrupted run resumes where it stopped
-    (points of another configuration or reference are discarded)."""
+    """Partial results of one configuration in a JSON file, so that an interrupted run resumes where it stopped.
+
+    Points are kept per engine sample count and per width, so a run resumed with another grid keeps the points
+    it shares; everything is discarded when the problem or the reference differs."""
+
+    GRIDS = ("engine_samples", "widths")
 
     def __init__(self, path, config):
-        self.path, self.config = path, config
+        self.path = path
         saved = {}
         if os.path.exists(path):
             with open(path) as handle:
                 saved = json.load(handle)
-        if saved.get("config") != config:
-            saved = dict(config=config)
-        self.saved = saved
+        problem = {name: value for name, value in config.items() if name not in self.GRIDS}
+        if {name: value for name, value in saved.get("config", {}).items() if name not in self.GRIDS} != problem:
+            saved = {}
+        self.saved = dict(saved, config=config)
 
     def get(self, name):
         return self.saved.get(name)
@@ -128,44 +133,55 @@ class Progress:
         os.replace(self.path + ".tmp", self.path)
 
 
-def measure(arch, data, adam, config, progress: Progress):
-    """Reference, engine points and finite points of one configuration (see the module docstring)."""
+def measure_points(arch, data, adam, config, progress: Progress):
+    """Time the engine points and the finite points of one configuration (see the module docstring); each point
+    keeps its (Nt, k) test predictions at the last step, so that its distance to the reference can be computed
+    later (:func:`with_distances`) and points can be measured in parallel processes."""
     steps = config["steps"]
-    simulate = lambda steps, **kw: adam_limit.simulate(arch, data.x_train, data.y_train, data.x_test, adam,  # noqa
-                                                       steps, batch_size=config["batch_size"], **kw)
-    if progress.get("reference") is None:
-        target, reference = reference_run(simulate, steps, *config["reference"])
-        progress.put("reference", dict(reference, target=target.tolist()))
-    reference = dict(progress.get("reference"))
-    target = np.asarray(reference.pop("target"))
-
-    def corrected(distance):  # the reference's error is independent of the point's: it adds in quadrature
-        return float(np.sqrt(max(distance**2 - reference["mc_error"] ** 2, 0.0)))
-
     for samples in config["engine_samples"]:
         if progress.get(f"engine {samples}") is None:
-            result, seconds, compile_seconds, cpu_seconds = timed_twice(
-                lambda: simulate(steps, key=1, samples=samples, replicas=2, record=[steps]))
-            distance = relative_distance(result.test_predictions[-1], target)
+            result, seconds, compile_seconds, cpu_seconds = timed_twice(lambda: adam_limit.simulate(
+                arch, data.x_train, data.y_train, data.x_test, adam, steps, batch_size=config["batch_size"], key=1,
+                samples=samples, replicas=2, record=[steps]))
             progress.put(f"engine {samples}", dict(
                 samples=samples, seconds=seconds, compile_seconds=compile_seconds, cpu_seconds=cpu_seconds,
-                setup_seconds=result.setup_time_s, timings=result.timings, ranks=result.ranks, distance=distance,
-                corrected_distance=corrected(distance), load_average=os.getloadavg()))
-        print("engine", json.dumps(progress.get(f"engine {samples}")), flush=True)
+                setup_seconds=result.setup_time_s, timings=result.timings, ranks=result.ranks,
+                load_average=os.getloadavg(), test=result.test_predictions[-1].tolist()))
+        print("engine", samples, "done", flush=True)
     for width in config["widths"]:
         if progress.get(f"finite {width}") is None:
             net = finite.network(arch, width)
             result, seconds, compile_seconds, cpu_seconds = timed_twice(lambda: finite.train(
                 net, data.x_train, data.y_train, adam, steps, centered=True, key=2, seeds=1, record=[steps],
                 x_test=data.x_test, batch_size=config["batch_size"]))
-            distance = relative_distance(result.test[0, -1], target)
             progress.put(f"finite {width}", dict(
                 width=width, seconds=seconds, compile_seconds=compile_seconds, cpu_seconds=cpu_seconds,
-                distance=distance, corrected_distance=corrected(distance), load_average=os.getloadavg()))
-        print("finite", json.dumps(progress.get(f"finite {width}")), flush=True)
-    engine = [progress.get(f"engine {samples}") for samples in config["engine_samples"]]
-    networks = [progress.get(f"finite {width}") for width in config["widths"]]
-    return reference, engine, networks
+                load_average=os.getloadavg(), test=result.test[0, -1].tolist()))
+        print("finite", width, "done", flush=True)
+
+
+def reference_of(arch, data, adam, config, progress: Progress):
+    """The reference (its test predictions ``target`` and relative MC error), computed once per configuration."""
+    if progress.get("reference") is None:
+        simulate = lambda steps, **kw: adam_limit.simulate(  # noqa: E731
+            arch, data.x_train, data.y_train, data.x_test, adam, steps, batch_size=config["batch_size"], **kw)
+        target, reference = reference_run(simulate, config["steps"], *config["reference"])
+        progress.put("reference", dict(reference, target=target.tolist()))
+    return progress.get("reference")
+
+
+def with_distances(points, reference):
+    """The points with their distance to the reference's target and that distance with the reference's own
+    error removed (it is independent of the point's, so it adds in quadrature); without the predictions."""
+    target = np.asarray(reference["target"])
+    measured = []
+    for point in points:
+        distance = relative_distance(np.asarray(point["test"]), target)
+        corrected = float(np.sqrt(max(distance**2 - reference["mc_error"] ** 2, 0.0)))
+        measured.append({name: value for name, value in point.items() if name != "test"}
+                        | dict(distance=distance, corrected_distance=corrected))
+        print(json.dumps(measured[-1]), flush=True)
+    return measured
 
 
 def compare(engine, networks, target, clock="seconds"):
@@ -191,8 +207,11 @@ def main():
     parser.add_argument("--target", type=float, default=0.08, help="distance to the limit to compare times at")
     parser.add_argument("--data-dir", default=os.environ.get("INFINITE_WIDTH_DATA", "../shared/datasets"))
     parser.add_argument("--out", default="docs")
-    parser.add_argument("--engine-samples", type=int, nargs="+", help="engine sample counts (default: the config's)")
-    parser.add_argument("--widths", type=int, nargs="+", help="finite widths (default: the config's)")
+    parser.add_argument("--engine-samples", type=int, nargs="*", help="engine sample counts (default: the config's)")
+    parser.add_argument("--widths", type=int, nargs="*", help="finite widths (default: the config's)")
+    parser.add_argument("--points-only", action="store_true",
+                        help="measure the points into the partial-results file only (no reference, no comparison): "
+                             "to measure some points in another process; merge the files' points, then run again")
     parser.add_argument("--reference", type=int, nargs=3, metavar=("CALLS", "SAMPLES", "REPLICAS"),
                         help="reference: independent calls, samples and replicas per call (default: the config's)")
     args = parser.parse_args()
@@ -207,11 +226,18 @@ def main():
     load_before = os.getloadavg()
     os.makedirs(args.out, exist_ok=True)
     progress = Progress(os.path.join(args.out, f"bench_adam_limit_cost_{args.config}.partial.json"), config)
-    reference, engine, networks = measure(arch, data, adam, config, progress)
+    if not args.points_only:
+        reference = reference_of(arch, data, adam, config, progress)
+    measure_points(arch, data, adam, config, progress)
+    if args.points_only:
+        return
+    engine = with_distances([progress.get(f"engine {m}") for m in config["engine_samples"]], reference)
+    networks = with_distances([progress.get(f"finite {n}") for n in config["widths"]], reference)
     summary = dict(date=datetime.date.today().isoformat(), jax=jax.__version__,
                    machine=f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}",
-                   load_average_before=load_before, load_average_after=os.getloadavg(),
-                   config=config, reference=reference, engine=engine, finite=networks,
+                   load_average_before=load_before, load_average_after=os.getloadavg(), config=config,
+                   reference={name: value for name, value in reference.items() if name != "target"},
+                   engine=engine, finite=networks,
                    comparison=compare(engine, networks, args.target),
                    comparison_cpu=compare(engine, networks, args.target, clock="cpu_seconds"))
     print(json.dumps(dict(wall=summary["comparison"], cpu=summary["comparison_cpu"]), indent=2))

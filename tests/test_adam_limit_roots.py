@@ -29,7 +29,7 @@ def test_random_features_of_the_residual_restore_every_kernel_in_expectation():
     """Mean over replicas of root root^T equals each field's kernel (from neural-tangents), within the
     replicas' standard error; the leading columns alone miss it by many standard errors."""
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
-    terms, _ = limit_terms(ARCH, "all", linear=False)
+    terms, _ = limit_terms(ARCH, readout_only=False, linear=False)
     exact = engine.field_roots(ARCH, x, fields.field_layout(terms, ARCH.depth, 2, 40, 1, 1), None, 0)
     W_std, b_std = layer_scales(ARCH)
     replicas, rank = 100, 3

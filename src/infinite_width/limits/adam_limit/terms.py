@@ -69,6 +69,8 @@ def limit_terms(arch: Architecture, readout_only: bool, linear: bool) -> Tuple[T
     scale have zero gradient and no effect (and 0/0 in Adam with eps = 0),
     so they are left out.
     """
+    if not isinstance(readout_only, bool):  # a former train="all"|"readout" string would be truthy
+        raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
     weight_scales, bias_scales = layer_scales(arch)
     power = 2 if linear else 1
     W = [s**power for s in weight_scales]
