@@ -53,9 +53,10 @@ bfloat16 with ``storage_dtype="bfloat16"``):
 
 Measured (docs/BENCHMARKS.md, section "Adam-like limit"; 2-core CPU, MNIST
 10,000 + 2,000, L = 2, k = 10, M = 16,384 in 4 replicas, B = 128, T = 1,000,
-default roots): 332 s of CPU time for the whole call (setup included: drawing
-the fields is its largest part), peak memory 10.5 GiB against an estimate of
-10.0 GiB, relative Monte Carlo error of the test predictions 0.081.
+default roots): 175 s of wall time on the idle machine for the whole call
+(setup 118 s, of which drawing the fields 57 s and the roots 49 s; 47 ms per
+step), peak memory 10.6 GiB against an estimate of 10.0 GiB, relative Monte
+Carlo error of the test predictions 0.081.
 
 Scale-out: the sample axis is sharded over ``devices`` with a one-axis
 ``jax.sharding.Mesh`` (fields, accumulators and optimizer state split by
