@@ -100,3 +100,14 @@ def test_kernel_descent_under_a_step_schedule_is_two_closed_form_runs_chained():
     flow_time = lr * (6 * 1.0 + 5 * 0.5)  # gradient flow df/dt = -K (f - y) / (N k) from f = 0
     expected = Y - scipy.linalg.expm(-flow_time * k_train / Y.size) @ Y
     np.testing.assert_allclose(flow.train[0, -1], expected, rtol=1e-6, atol=1e-8)
+
+
+def test_a_constant_schedule_leaves_the_optimizer_and_its_sweep_fingerprint_as_without_schedules():
+    from infinite_width.workflow.sweeps import job_fingerprint
+
+    plain = optim.adam(0.01)
+    assert repr(plain) == "Optimizer(name='adam', lr=0.01, beta=0.0, b1=0.9, b2=0.999, eps=1e-08)"
+    assert repr(optim.adam(0.01, schedule=optim.constant())) == repr(plain)
+    scheduled = optim.adam(0.01, schedule=optim.warmup_cosine(5, 50))
+    assert "warmup_cosine" in repr(scheduled)
+    assert job_fingerprint({"optimizer": scheduled}) != job_fingerprint({"optimizer": plain})

@@ -180,6 +180,12 @@ class Optimizer:
                 f"got {self.schedule!r}"
             )
 
+    def __repr__(self) -> str:
+        # A constant schedule is no schedule: leaving it out keeps the repr, and so the fingerprints of
+        # sweeps saved before schedules existed (workflow/sweeps.py), what it was.
+        shown = [f for f in dataclasses.fields(self) if not (f.name == "schedule" and self.schedule.is_constant)]
+        return f"Optimizer({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
+
     def rate_factors(self, steps: int) -> np.ndarray:
         """The schedule's factors of steps ``0 .. steps - 1``, shape (steps,): step t moves by ``lr * factors[t]``."""
         return self.schedule.factors(steps)
