@@ -13,3 +13,13 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real data folder {SHARED_DATASETS} is absent (see shared/datasets/README.md)")
     return SHARED_DATASETS
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules holding slow tests run first (each module kept whole, so module fixtures are built once).
+
+    Under pytest-xdist (the README's ``-n 2``) the long tests then start early instead of keeping one
+    worker busy alone at the end of the run.
+    """
+    slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_modules)
