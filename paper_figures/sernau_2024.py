@@ -38,6 +38,9 @@ SIZES = {
     "cifar10": dict(n_train=2000, n_test=2000, validation=400, steps=200, seeds=2, samples=4096, replicas=4),
     "digits": dict(n_train=1000, n_test=360, validation=200, steps=200, seeds=2, samples=2048, replicas=4),
 }
+#: The tuning grids a run may replace (a larger grid where the table's "best at" column says "grid max").
+GRIDS = dict(adam_lrs="Adam learning rates of finite networks", sgd_lrs="SGD learning rates of finite networks",
+             limit_adam_lrs="Adam learning rates of the Adam-like limit (per-group units)")
 QUICK = dict(dataset="digits", n_train=60, n_test=40, validation=20, steps=8, seeds=2, samples=64, replicas=2,
              widths=[16, 32], depths=[1])
 
@@ -47,17 +50,27 @@ def parse_args(argv=None):
     parser.add_argument("--widths", type=int, nargs="+", default=[128, 512], help="finite widths")
     parser.add_argument("--depths", type=int, nargs="+", default=[2], help="hidden layers (one panel each)")
     parser.add_argument("--regimes", nargs="+", default=list(sernau.REGIMES), choices=list(sernau.REGIMES))
+    for option, what in GRIDS.items():
+        parser.add_argument(f"--{option.replace('_', '-')}", type=float, nargs="+",
+                            help=f"{what} (default: {' '.join(map(str, getattr(sernau.Config, option)))})")
     parser.add_argument("--finished-only", action="store_true",
                         help="compute nothing: report the regimes whose solves are finished (a run still going)")
     return scripts.finish(parser, parser.parse_args(argv), SIZES, QUICK, "sernau_2024")
 
 
+def config_of(args) -> sernau.Config:
+    """The run's :class:`~infinite_width.experiments.sernau.Config`: sizes from ``args``, grids given on the command
+    line, else the quick grids for ``--quick``, else the defaults."""
+    grids = dict(sernau.QUICK_GRIDS) if args.quick else {}
+    grids.update({option: tuple(getattr(args, option)) for option in GRIDS if getattr(args, option) is not None})
+    return sernau.Config(depths=tuple(args.depths), widths=tuple(args.widths), seeds=args.seeds, steps=args.steps,
+                         validation=args.validation, samples=args.samples, replicas=args.replicas,
+                         regimes=tuple(args.regimes), seed=args.seed, **grids)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = sernau.Config(depths=tuple(args.depths), widths=tuple(args.widths), seeds=args.seeds, steps=args.steps,
-                           validation=args.validation, samples=args.samples, replicas=args.replicas,
-                           regimes=tuple(args.regimes), seed=args.seed,
-                           **(sernau.QUICK_GRIDS if args.quick else {}))
+    config = config_of(args)
     problem = sernau.load_problem(args.dataset, args.data_dir, args.n_train, args.n_test, args.seed)
     sernau.report(problem, config, args.out, progress=not args.no_progress, finished_only=args.finished_only)
     return 0

@@ -129,3 +129,17 @@ def test_nnpk_alignment_models_option(monkeypatch, capsys):
         with pytest.raises(SystemExit):
             parse_args(["--dataset", "digits", "--models", bad])
         assert "ARCH:WIDTH" in capsys.readouterr().err
+
+
+def test_sernau_grids_from_the_command_line(monkeypatch):
+    module = _script("sernau_2024.py")
+    monkeypatch.delenv("INFINITE_WIDTH_DATA", raising=False)
+    default = module.config_of(module.parse_args(["--dataset", "digits"]))
+    wider = module.config_of(module.parse_args(["--dataset", "digits", "--adam-lrs", "1e-3", "3e-3", "1e-2",
+                                                "--limit-adam-lrs", "0.1"]))
+    assert wider.adam_lrs == (1e-3, 3e-3, 1e-2) and wider.limit_adam_lrs == (0.1,)
+    assert wider.sgd_lrs == default.sgd_lrs  # an option not given keeps its default
+    quick = module.config_of(module.parse_args(["--quick", "--sgd-lrs", "0.2"]))
+    assert quick.sgd_lrs == (0.2,) and quick.adam_lrs == (1e-3, 1e-2)  # the rest: the quick grids
+    with pytest.raises(ValueError, match="adam_lrs must be a non-empty grid of positive numbers"):
+        module.config_of(module.parse_args(["--dataset", "digits", "--adam-lrs", "0"]))

@@ -152,6 +152,10 @@ class Config:
                               ("bootstrap", 10)):
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+        for name in ("adam_lrs", "sgd_lrs", "limit_adam_lrs", "kernel_lr_fractions", "ridges"):
+            grid = getattr(self, name)
+            if not grid or not all(math.isfinite(value) and value > 0 for value in grid):
+                raise ValueError(f"{name} must be a non-empty grid of positive numbers, got {grid}")
 
 
 # --------------------------------------------------------------------------
