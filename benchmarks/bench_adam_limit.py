@@ -8,6 +8,10 @@ For each engine sample count and each width this measures, after ``steps``:
 * the relative RMS distance of the test predictions to a reference (the
   engine's mean over many independent replicas), with the reference's own
   Monte Carlo error removed in quadrature, ``sqrt(d^2 - e_ref^2)``;
+* every call, the reference's included, trains on the same minibatch order
+  (the finite network's, from its key): with minibatches the limit depends on
+  the order, so points with orders of their own would differ from the
+  reference by more than their Monte Carlo error, a floor no M or width removes;
 * the wall time of one call, compilation excluded (every point runs twice with
   the same shapes; the second call is timed), the engine's kernels, roots,
   features and fields and the network's initialisation included. An engine
@@ -49,7 +53,11 @@ import numpy as np
 
 import infinite_width as iw
 from infinite_width import datasets, finite, optim
+from infinite_width._src.rng import batch_indices_for
 from infinite_width.limits import adam_limit
+
+#: The finite networks' key; its minibatch order is every call's (see the module docstring).
+FINITE_KEY = 2
 
 CONFIGS = {
     "full-batch": dict(n_train=500, n_test=100, batch_size=None, steps=100, reference=(4, 2**16, 8),
@@ -138,10 +146,11 @@ def measure_points(arch, data, adam, config, progress: Progress):
     keeps its (Nt, k) test predictions at the last step, so that its distance to the reference can be computed
     later (:func:`with_distances`) and points can be measured in parallel processes."""
     steps = config["steps"]
+    rows = batch_order(data, config)
     for samples in config["engine_samples"]:
         if progress.get(f"engine {samples}") is None:
             result, seconds, compile_seconds, cpu_seconds = timed_twice(lambda: adam_limit.simulate(
-                arch, data.x_train, data.y_train, data.x_test, adam, steps, batch_size=config["batch_size"], key=1,
+                arch, data.x_train, data.y_train, data.x_test, adam, steps, batch_indices=rows, key=1,
                 samples=samples, replicas=2, record=[steps]))
             progress.put(f"engine {samples}", dict(
                 samples=samples, seconds=seconds, compile_seconds=compile_seconds, cpu_seconds=cpu_seconds,
@@ -152,7 +161,7 @@ def measure_points(arch, data, adam, config, progress: Progress):
         if progress.get(f"finite {width}") is None:
             net = finite.network(arch, width)
             result, seconds, compile_seconds, cpu_seconds = timed_twice(lambda: finite.train(
-                net, data.x_train, data.y_train, adam, steps, centered=True, key=2, seeds=1, record=[steps],
+                net, data.x_train, data.y_train, adam, steps, centered=True, key=FINITE_KEY, seeds=1, record=[steps],
                 x_test=data.x_test, batch_size=config["batch_size"]))
             progress.put(f"finite {width}", dict(
                 width=width, seconds=seconds, compile_seconds=compile_seconds, cpu_seconds=cpu_seconds,
@@ -164,10 +173,15 @@ def reference_of(arch, data, adam, config, progress: Progress):
     """The reference (its test predictions ``target`` and relative MC error), computed once per configuration."""
     if progress.get("reference") is None:
         simulate = lambda steps, **kw: adam_limit.simulate(  # noqa: E731
-            arch, data.x_train, data.y_train, data.x_test, adam, steps, batch_size=config["batch_size"], **kw)
+            arch, data.x_train, data.y_train, data.x_test, adam, steps, batch_indices=batch_order(data, config), **kw)
         target, reference = reference_run(simulate, config["steps"], *config["reference"])
         progress.put("reference", dict(reference, target=target.tolist()))
     return progress.get("reference")
+
+
+def batch_order(data, config):
+    """(steps, B) training rows of every step: the finite networks' order (full batch: every row)."""
+    return batch_indices_for(FINITE_KEY, data.x_train.shape[0], config["batch_size"], config["steps"])
 
 
 def with_distances(points, reference):
@@ -215,7 +229,7 @@ def main():
     parser.add_argument("--reference", type=int, nargs=3, metavar=("CALLS", "SAMPLES", "REPLICAS"),
                         help="reference: independent calls, samples and replicas per call (default: the config's)")
     args = parser.parse_args()
-    config = dict(CONFIGS[args.config], name=args.config)
+    config = dict(CONFIGS[args.config], name=args.config, batch_order=f"finite key {FINITE_KEY}")
     for option in ("engine_samples", "widths", "reference"):
         if getattr(args, option) is not None:
             config[option] = list(getattr(args, option))
