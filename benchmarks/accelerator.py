@@ -63,10 +63,11 @@ import jax
 import numpy as np
 
 import infinite_width as iw
-from bench_adam_limit import compare, relative_distance  # benchmarks/ is on the path when this script runs
+from bench_adam_limit import FINITE_KEY, compare, relative_distance  # benchmarks/ is on the path when this script runs
 from bench_nnpk import matmul_reference
 from bench_training import best_times, plain_adam_loop
 from infinite_width import datasets, optim
+from infinite_width._src.rng import batch_indices_for
 
 SCHEMA = "infinite_width.accelerator/1"
 PARTS = ("kernels", "training", "nnpk", "adam_limit_cost", "adam_limit")
@@ -245,6 +246,18 @@ def _limit(problem, arch, adam, steps, batch_size, samples, replicas, key, recor
                     batch_size=batch_size, record=record, key=key, progress=False)
 
 
+def _limit_in_order(problem, arch, adam, steps, batch_size, samples, replicas, key):
+    """The limit's (Nt, k) test predictions at ``steps`` and their standard error, trained on the finite networks'
+    minibatch order (that of a solve with key ``FINITE_KEY``) while ``key`` draws the samples: with minibatches
+    the limit depends on the order, so the reference and every point compared with it must share one."""
+    from infinite_width.limits import adam_limit
+
+    rows = batch_indices_for(FINITE_KEY, problem.n_train, batch_size, steps)
+    result = adam_limit.simulate(arch, problem.x_train, problem.y_train, problem.x_test, adam, steps, key=key,
+                                 samples=samples, replicas=replicas, record=[steps], batch_indices=rows)
+    return result.test_predictions[-1], result.test_stderr[-1]
+
+
 def _timed_second_call(call):
     """(result, seconds of the second of two identical calls: compilation excluded)."""
     call()
@@ -266,11 +279,11 @@ def part_adam_limit_cost(config, data_dir, budget, target):
     problem = iw.Problem.from_dataset(data)
     steps, batch_size = config["steps"], config["batch_size"]
     solves, samples, replicas = config["reference"]
-    # Trajectories keep the mean over replicas and its standard error: pool independent solves (keys 100, 101, ...).
-    references = [_limit(problem, arch, adam, steps, batch_size, samples, replicas, 100 + i, [steps])
+    # Pool independent solves (sample keys 100, 101, ...; one minibatch order): their means and standard errors.
+    references = [_limit_in_order(problem, arch, adam, steps, batch_size, samples, replicas, 100 + i)
                   for i in range(solves)]
-    target_predictions = np.mean([r.test_predictions[0, -1] for r in references], axis=0)
-    stderr = np.sqrt(np.sum([r.test_stderr[-1] ** 2 for r in references], axis=0)) / solves
+    target_predictions = np.mean([mean for mean, _ in references], axis=0)
+    stderr = np.sqrt(np.sum([err**2 for _, err in references], axis=0)) / solves
     mc_error = float(np.sqrt(np.mean(stderr**2) / np.mean(target_predictions**2)))
 
     def point(**fields):
@@ -282,16 +295,16 @@ def part_adam_limit_cost(config, data_dir, budget, target):
         if budget.spent:
             skipped.append(f"engine samples {m}")
             continue
-        result, seconds = _timed_second_call(lambda: _limit(problem, arch, adam, steps, batch_size, m, 2, 1, [steps]))
-        engine.append(point(samples=m, seconds=seconds,
-                            distance=relative_distance(result.test_predictions[0, -1], target_predictions)))
+        (mean, _), seconds = _timed_second_call(
+            lambda: _limit_in_order(problem, arch, adam, steps, batch_size, m, 2, 1))
+        engine.append(point(samples=m, seconds=seconds, distance=relative_distance(mean, target_predictions)))
     for width in config["widths"]:
         if budget.spent:
             skipped.append(f"finite width {width}")
             continue
         result, seconds = _timed_second_call(lambda: iw.solve(
             problem, arch, iw.Finite(width, centered=True), adam, steps=steps, batch_size=batch_size,
-            record=[steps], key=2, progress=False))
+            record=[steps], key=FINITE_KEY, progress=False))
         finite.append(point(width=width, seconds=seconds,
                             distance=relative_distance(result.test_predictions[0, -1], target_predictions)))
     if not all(sum(p["corrected_distance"] > 0 for p in side) >= 2 for side in (engine, finite)):
