@@ -382,13 +382,15 @@ def simulate(
       loss: a name of :mod:`infinite_width.losses`; only ``chi = dloss/df`` enters.
       readout_only: train only the readout weights and the output bias
         ("feature learning disabled"); default: every layer.
-      batch_size, batch_indices: minibatches; ``batch_indices`` (steps, B)
-        overrides ``batch_size``. Default: full batch.
+      batch_size: minibatch size B; default: full batch.
+      batch_indices: (steps, B) training rows of every step; overrides
+        ``batch_size`` and the order drawn from ``key``.
       samples: total Monte Carlo samples M per term, split into ``replicas``
         independent runs of M / R samples (R >= 2, gives the error bars).
-      rank, features: a root of a P x P layer kernel whose numerical rank q
+      rank: a root of a P x P layer kernel whose numerical rank q
         exceeds ``rank + features`` keeps its leading ``rank`` pivoted
-        Cholesky columns, and every replica adds ``features`` random features
+        Cholesky columns (``None``: exact roots, see below).
+      features: with ``rank``, every replica adds ``features`` random features
         of the residual (:mod:`~infinite_width.limits.adam_limit.features`): the
         covariance is then right in expectation, and the fields cost
         O(M P (rank + features) k) instead of O(M P q k) to draw. Defaults
@@ -399,8 +401,9 @@ def simulate(
         field's variance).
       storage_dtype: ``"float32"`` or ``"bfloat16"`` (half the memory of
         the stored fields; arithmetic stays float32).
-      f0_train, f0_test: (N, k), (Nt, k) initial outputs (default zero: the
-        centered model f - f_0).
+      f0_train: (N, k) initial outputs on the training points (default zero:
+        the centered model f - f_0).
+      f0_test: (Nt, k) initial outputs on the test points (default zero).
       record: step numbers in [0, steps] to record (default every step).
       progress: show a tqdm progress bar.
       devices: jax devices to shard the samples over (default all of
