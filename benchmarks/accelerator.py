@@ -67,7 +67,6 @@ from bench_adam_limit import FINITE_KEY, compare, relative_distance  # benchmark
 from bench_nnpk import matmul_reference
 from bench_training import best_times, plain_adam_loop
 from infinite_width import datasets, optim
-from infinite_width._src.rng import batch_indices_for
 
 SCHEMA = "infinite_width.accelerator/1"
 PARTS = ("kernels", "training", "nnpk", "adam_limit_cost", "adam_limit")
@@ -252,7 +251,7 @@ def _limit_in_order(problem, arch, adam, steps, batch_size, samples, replicas, k
     the limit depends on the order, so the reference and every point compared with it must share one."""
     from infinite_width.limits import adam_limit
 
-    rows = batch_indices_for(FINITE_KEY, problem.n_train, batch_size, steps)
+    rows = iw.workflow.minibatch_order(FINITE_KEY, problem.n_train, batch_size, steps)
     result = adam_limit.simulate(arch, problem.x_train, problem.y_train, problem.x_test, adam, steps, key=key,
                                  samples=samples, replicas=replicas, record=[steps], batch_indices=rows)
     return result.test_predictions[-1], result.test_stderr[-1]

@@ -53,7 +53,6 @@ import numpy as np
 
 import infinite_width as iw
 from infinite_width import datasets, finite, optim
-from infinite_width._src.rng import batch_indices_for
 from infinite_width.limits import adam_limit
 
 #: The finite networks' key; its minibatch order is every call's (see the module docstring).
@@ -181,7 +180,7 @@ def reference_of(arch, data, adam, config, progress: Progress):
 
 def batch_order(data, config):
     """(steps, B) training rows of every step: the finite networks' order (full batch: every row)."""
-    return batch_indices_for(FINITE_KEY, data.x_train.shape[0], config["batch_size"], config["steps"])
+    return iw.workflow.minibatch_order(FINITE_KEY, data.x_train.shape[0], config["batch_size"], config["steps"])
 
 
 def with_distances(points, reference):

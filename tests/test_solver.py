@@ -9,7 +9,7 @@ import pytest
 
 import infinite_width as iw
 from infinite_width import kernels, optim
-from infinite_width._src.rng import batch_indices_for, split_run_key
+from infinite_width._src.rng import split_run_key
 from infinite_width.problem import Problem
 from infinite_width.workflow import Record, Trajectory, compare, distance, fit_slope, method_for, palette, solve
 from infinite_width.workflow.plotting import accuracy_vs_width, demo_figure, distance_vs_width, learning_curves
@@ -231,7 +231,7 @@ def test_kernel_routes_match_explicit_function_space_loops(problem, ce_problem, 
     k_all = kernel(ARCH, x_all, p.x_train, dtype="float64")
     batches = None
     if batch_size is not None:
-        batches = batch_indices_for(3, p.n_train, batch_size, 12)
+        batches = iw.workflow.minibatch_order(3, p.n_train, batch_size, 12)  # the public order is solve's
     beta = opt.beta if opt.name == "momentum" else 0.0
     expected = _explicit_kernel_gd(k_all, p.y_train, opt.lr, 12, beta, batches, ce=(loss == "cross_entropy"))
     np.testing.assert_allclose(t.train_predictions[0], expected[:, :20], rtol=1e-5, atol=1e-6)
@@ -530,3 +530,13 @@ def test_divergence_counts_exploding_and_infinite_losses(problem):
     with np.errstate(over="ignore"):
         huge = solve(problem, ARCH, iw.AdamLimit(128, 2), optim.sign(1e30), steps=2, progress=False)
     assert not np.all(np.isfinite(huge.train_loss)) and huge.diverged.tolist() == [True]
+
+
+def test_minibatch_order_epochs_are_permutations_and_full_batch_is_every_row():
+    order = iw.workflow.minibatch_order(3, 50, 10, 12)
+    assert order.shape == (12, 10)
+    for epoch in (order[:5], order[5:10]):
+        assert sorted(epoch.ravel().tolist()) == list(range(50))
+    assert not np.array_equal(order[:5], order[5:10])  # a fresh permutation each epoch
+    assert not np.array_equal(order, iw.workflow.minibatch_order(4, 50, 10, 12))  # the key decides it
+    np.testing.assert_array_equal(iw.workflow.minibatch_order(3, 50, None, 4), np.tile(np.arange(50), (4, 1)))

@@ -36,12 +36,13 @@ from infinite_width.workflow.methods import (
     method_for,
 )
 from infinite_width.workflow.recording import Record
-from infinite_width.workflow.solver import solve
+from infinite_width.workflow.solver import minibatch_order, solve
 from infinite_width.workflow.sweeps import job_fingerprint, sweep, width_jobs
 from infinite_width.workflow.trajectory import STATIC_STEP, TIMING_KEYS, Trajectory, TrajectoryFileError
 
 __all__ = [
     "solve",
+    "minibatch_order",
     "Method",
     "Finite",
     "KernelDynamics",

@@ -58,7 +58,7 @@ from infinite_width.workflow.metrics import to_trajectory
 from infinite_width.workflow.recording import Record, as_record
 from infinite_width.workflow.trajectory import Trajectory
 
-__all__ = ["solve", "environment"]
+__all__ = ["solve", "minibatch_order", "environment"]
 
 
 # --------------------------------------------------------------------------
@@ -106,6 +106,20 @@ def _check_batch_size(batch_size, n_train: int) -> Optional[int]:
 
 # --------------------------------------------------------------------------
 # Metadata.
+
+
+def minibatch_order(key, n_train: int, batch_size: Optional[int], steps: int) -> np.ndarray:
+    """The training rows, shape (steps, batch_size), that every method solved with ``key`` uses at each step.
+
+    With minibatches a trained model, its limits included, depends on the order,
+    so estimates compared with each other must share one: to draw independent
+    Monte Carlo samples of the Adam-like limit on one order, pass it to
+    :func:`infinite_width.limits.adam_limit.simulate` (``batch_indices=``) with
+    different keys. Each epoch is a fresh permutation of the ``n_train`` rows;
+    ``batch_size=None`` means full batch (every row, every step).
+    """
+    _, batch_key = split_run_key(as_key(key))
+    return minibatch_indices(batch_key, n_train, batch_size, steps)
 
 
 def environment() -> dict:
@@ -245,10 +259,10 @@ def solve(
     record = as_record(record)
     recorded = record.steps(steps) if method.trained else np.array([STATIC_STEP])
     key = as_key(0 if key is None else key)
-    model_key, batch_key = split_run_key(key)
+    model_key, _ = split_run_key(key)
     batch_indices = None
     if method.trained and batch_size is not None:
-        batch_indices = minibatch_indices(batch_key, problem.n_train, batch_size, steps)
+        batch_indices = minibatch_order(key, problem.n_train, batch_size, steps)
 
     start = _time.perf_counter()
     predictions = method.run(
