@@ -40,9 +40,6 @@ differences and the fraction of the gap closed,
 intervals from a paired bootstrap (:func:`bootstrap_accuracies`): the same
 resampled test points for every regime, seeds resampled for finite networks
 and the limit's predictions redrawn within their Monte Carlo standard error.
-
-Regimes that need an option the installed library lacks are skipped with a
-message naming it (:func:`unavailable`).
 """
 
 from __future__ import annotations
@@ -67,7 +64,7 @@ from infinite_width.workflow.recording import Record
 from infinite_width.workflow.sweeps import sweep
 from infinite_width.workflow.trajectory import Trajectory
 
-__all__ = ["REGIMES", "FINITE_REGIMES", "QUICK_GRIDS", "Config", "unavailable", "run", "bootstrap_accuracies", "claims",
+__all__ = ["REGIMES", "FINITE_REGIMES", "QUICK_GRIDS", "Config", "run", "bootstrap_accuracies", "claims",
            "write_table", "figure"]
 
 #: Every regime, in the order they run (what the claims need first) and appear in tables and legends.
@@ -162,17 +159,6 @@ class Config:
 # Regimes as solve arguments.
 
 
-def unavailable(regime: str) -> Optional[str]:
-    """Why ``regime`` cannot run with the installed library (a missing option), or None when it can."""
-    if regime not in FINITE_REGIMES:
-        return None
-    if not hasattr(Finite, "traditional"):
-        return "needs Finite.traditional (standard parametrization, one global Adam rate), not in this library yet"
-    if regime == "linearized_adam" and "linearized" not in {f.name for f in dataclasses.fields(Finite)}:
-        return "needs Finite(..., linearized=True), not in this library yet"
-    return None
-
-
 def _traditional(width: int, seeds: int, **options) -> Finite:
     return dataclasses.replace(Finite.traditional(width, seeds=seeds), **options)
 
@@ -220,15 +206,9 @@ def _job(regime: str, width: Optional[int], setting: float, config: Config, arch
 
 
 def _candidates(config: Config) -> List[Tuple[str, Optional[int]]]:
-    """(regime, width) pairs to run, skipping (with a message) regimes the library cannot run yet."""
-    out = []
-    for regime in config.regimes:
-        reason = unavailable(regime)
-        if reason is not None:
-            print(f"skipping {regime}: {reason}", flush=True)
-            continue
-        out += [(regime, w) for w in config.widths] if regime in FINITE_REGIMES else [(regime, None)]
-    return out
+    """(regime, width) pairs to run: finite regimes at every width, the others once."""
+    return [(regime, width) for regime in config.regimes
+            for width in (config.widths if regime in FINITE_REGIMES else (None,))]
 
 
 def _name(depth: int, regime: str, width: Optional[int], setting: Optional[float] = None) -> str:
