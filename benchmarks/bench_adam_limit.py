@@ -41,18 +41,15 @@ Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA``. Writes
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
-import platform
 import time
 
-import jax
 import numpy as np
 
+import adam_limit_common as common
 import infinite_width as iw
-from infinite_width import datasets, finite, optim
+from infinite_width import finite
 from infinite_width.limits import adam_limit
 
 #: The finite networks' key; its minibatch order is every call's (see the module docstring).
@@ -215,11 +212,9 @@ def compare(engine, networks, target, clock="seconds"):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = common.parser(__doc__.split("\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="full-batch")
     parser.add_argument("--target", type=float, default=0.08, help="distance to the limit to compare times at")
-    parser.add_argument("--data-dir", default=os.environ.get("INFINITE_WIDTH_DATA", "../shared/datasets"))
-    parser.add_argument("--out", default="docs")
     parser.add_argument("--engine-samples", type=int, nargs="*", help="engine sample counts (default: the config's)")
     parser.add_argument("--widths", type=int, nargs="*", help="finite widths (default: the config's)")
     parser.add_argument("--points-only", action="store_true",
@@ -233,10 +228,9 @@ def main():
         if getattr(args, option) is not None:
             config[option] = list(getattr(args, option))
     config = json.loads(json.dumps(config))  # tuples as lists, as the partial-results file stores them
-    data = datasets.load("mnist", args.data_dir, n_train=config["n_train"], n_test=config["n_test"], seed=0)
-    arch = iw.mlp(2, "relu", 2**0.5, 0.1, 10)
-    adam = optim.adam(0.01, b1=0.9, b2=0.99)
-    load_before = os.getloadavg()
+    problem = common.setup(config["n_train"], config["n_test"], args.data_dir)
+    data, arch, adam = problem.data, problem.arch, problem.optimizer
+    header = common.metadata()
     os.makedirs(args.out, exist_ok=True)
     progress = Progress(os.path.join(args.out, f"bench_adam_limit_cost_{args.config}.partial.json"), config)
     if not args.points_only:
@@ -246,9 +240,8 @@ def main():
         return
     engine = with_distances([progress.get(f"engine {m}") for m in config["engine_samples"]], reference)
     networks = with_distances([progress.get(f"finite {n}") for n in config["widths"]], reference)
-    summary = dict(date=datetime.date.today().isoformat(), jax=jax.__version__,
-                   machine=f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}",
-                   load_average_before=load_before, load_average_after=os.getloadavg(), config=config,
+    summary = dict(date=header["date"], jax=header["jax"], machine=header["machine"],
+                   load_average_before=header["load_average"], load_average_after=os.getloadavg(), config=config,
                    reference={name: value for name, value in reference.items() if name != "target"},
                    engine=engine, finite=networks,
                    comparison=compare(engine, networks, args.target),
@@ -260,9 +253,7 @@ def main():
 
 def write_summary(summary, out, tag):
     """Write ``bench_adam_limit_{tag}.json`` and a log-log plot of distance against time, ``.png``, under ``out``."""
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, f"bench_adam_limit_{tag}.json"), "w") as handle:
-        json.dump(summary, handle, indent=2)
+    common.write_json(summary, out, f"bench_adam_limit_{tag}.json")
     import matplotlib
 
     matplotlib.use("Agg")

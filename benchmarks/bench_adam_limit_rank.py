@@ -30,19 +30,13 @@ Writes ``bench_adam_limit_rank_P<points>.json`` under ``--out`` (default docs/).
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import math
-import os
-import platform
 import time
 
-import jax
 import numpy as np
 
-import infinite_width as iw
-from infinite_width import datasets, optim
+import adam_limit_common as common
 from infinite_width.limits import adam_limit
 
 DEFAULT_SAMPLES, DEFAULT_REPLICAS = 65536, 8
@@ -75,21 +69,13 @@ def truncation_bias(exact, truncated):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-train", type=int, default=1600)
-    parser.add_argument("--n-test", type=int, default=400)
+    parser = common.parser(__doc__.split("\n")[0], n_train=1600, n_test=400, samples=16384, replicas=8, steps=300,
+                           batch_size=128)
     parser.add_argument("--configs", nargs="+", default=["250:0", "250:500", "500:500", "1000:500"],
                         help="rank:features pairs (features: random features of the residual per replica)")
-    parser.add_argument("--samples", type=int, default=16384)
-    parser.add_argument("--replicas", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--data-dir", default=os.environ.get("INFINITE_WIDTH_DATA", "../shared/datasets"))
-    parser.add_argument("--out", default="docs")
     args = parser.parse_args()
-    data = datasets.load("mnist", args.data_dir, n_train=args.n_train, n_test=args.n_test, seed=0)
-    arch = iw.mlp(2, "relu", 2**0.5, 0.1, 10)
-    adam = optim.adam(0.01, b1=0.9, b2=0.99)
+    problem = common.setup(args.n_train, args.n_test, args.data_dir)
+    data, arch, adam = problem.data, problem.arch, problem.optimizer
     record = [args.steps // 3, args.steps]
 
     def run(rank, features):
@@ -122,18 +108,13 @@ def main():
                          relative_bias=(bias / signal).tolist(),
                          stderr_inflation=(own_stderr / stderr).tolist()))
         print(json.dumps(rows[-1]), flush=True)
-    summary = dict(
-        date=datetime.date.today().isoformat(), jax=jax.__version__,
-        machine=f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}",
-        config=vars(args) | dict(arch="mlp(2, relu, sqrt 2, 0.1, 10)", optimizer=adam.describe(), record=record),
+    summary = common.metadata() | dict(
+        config=common.described(args, adam, record=record),
         exact=dict(ranks=exact.ranks, signal_rms=signal.tolist(), stderr_rms=stderr.tolist(),
                    stderr_default_rms=stderr_default.tolist()),
         truncated=rows,
     )
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"bench_adam_limit_rank_P{args.n_train + args.n_test}.json")
-    with open(path, "w") as handle:
-        json.dump(summary, handle, indent=2)
+    common.write_json(summary, args.out, f"bench_adam_limit_rank_P{args.n_train + args.n_test}.json")
     print(json.dumps(summary, indent=2))
 
 

@@ -30,11 +30,8 @@ Data: ``../shared/datasets`` or ``$INFINITE_WIDTH_DATA``. Writes
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
-import platform
 import resource
 import threading
 import time
@@ -42,8 +39,7 @@ import time
 import jax
 import numpy as np
 
-import infinite_width as iw
-from infinite_width import datasets, optim
+import adam_limit_common as common
 from infinite_width.limits import adam_limit
 
 
@@ -107,21 +103,13 @@ def compare_storage(replica_test, storage_dtype: str, out: str):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-train", type=int, default=10000)
-    parser.add_argument("--n-test", type=int, default=2000)
-    parser.add_argument("--samples", type=int, default=16384)
-    parser.add_argument("--replicas", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser = common.parser(__doc__.split("\n")[0], n_train=10000, n_test=2000, samples=16384, replicas=4,
+                           steps=1000, batch_size=128)
     parser.add_argument("--storage-dtype", default="float32")
-    parser.add_argument("--data-dir", default=os.environ.get("INFINITE_WIDTH_DATA", "../shared/datasets"))
-    parser.add_argument("--out", default="docs")
     args = parser.parse_args()
-    data = datasets.load("mnist", args.data_dir, n_train=args.n_train, n_test=args.n_test, seed=0)
-    arch = iw.mlp(2, "relu", 2**0.5, 0.1, 10)
-    adam = optim.adam(0.01, b1=0.9, b2=0.99)
-    load_before = os.getloadavg()
+    problem = common.setup(args.n_train, args.n_test, args.data_dir)
+    data, arch, adam = problem.data, problem.arch, problem.optimizer
+    header = common.metadata()
     baseline = PeakMemory.rss()
     cpu_before = os.times()
     with PeakMemory() as memory:
@@ -135,10 +123,9 @@ def main():
     seconds_per_step = (timings["steps"] - timings["first_step_block"]) / later_steps
     test = result.test_predictions[-1]
     summary = dict(
-        date=datetime.date.today().isoformat(), jax=jax.__version__,
-        machine=f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}",
-        load_average_before=load_before, load_average_after=os.getloadavg(),
-        config=vars(args) | dict(arch="mlp(2, relu, sqrt 2, 0.1, 10)", optimizer=adam.describe()),
+        date=header["date"], jax=header["jax"], machine=header["machine"],
+        load_average_before=header["load_average"], load_average_after=os.getloadavg(),
+        config=common.described(args, adam),
         wall_seconds=result.wall_time_s, setup_seconds=result.setup_time_s, timings=timings,
         # CPU time of the process (all threads): on a shared machine, wall time grows with the load, this does not
         cpu_seconds=(cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
@@ -158,9 +145,7 @@ def main():
     width = max(result.ranks.values()) + 512 + 1  # leading columns, features and the bias column
     summary["regenerate_z_ms_per_step"] = regeneration_ms_per_step(args.batch_size, width, 10, args.samples)
     print(json.dumps(summary, indent=2))
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"bench_adam_limit_scale_{args.storage_dtype}.json"), "w") as handle:
-        json.dump(summary, handle, indent=2)
+    common.write_json(summary, args.out, f"bench_adam_limit_scale_{args.storage_dtype}.json")
 
 
 if __name__ == "__main__":

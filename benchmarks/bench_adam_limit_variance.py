@@ -25,17 +25,14 @@ Writes ``bench_adam_limit_variance_B<batch>.json`` under ``--out`` (default docs
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
-import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+import adam_limit_common as common
 import infinite_width as iw
-from infinite_width import datasets, losses, optim
+from infinite_width import losses
 from infinite_width.limits.adam_limit import engine
 from infinite_width.limits.adam_limit.fields import widen
 from infinite_width.architectures import activation_fn
@@ -56,23 +53,17 @@ def term_factors(arch, sampled, x_all):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-train", type=int, default=500)
-    parser.add_argument("--n-test", type=int, default=100)
-    parser.add_argument("--samples", type=int, default=4096)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--data-dir", default=os.environ.get("INFINITE_WIDTH_DATA", "../shared/datasets"))
-    parser.add_argument("--out", default="docs")
+    parser = common.parser(__doc__.split("\n")[0], n_train=500, n_test=100, samples=4096, steps=100,
+                           batch_size=None)
     args = parser.parse_args()
-    data = datasets.load("mnist", args.data_dir, n_train=args.n_train, n_test=args.n_test, seed=0)
-    arch = iw.mlp(2, "relu", 2**0.5, 0.1, 10)
-    adam = optim.adam(0.01, b1=0.9, b2=0.99)
-    x_all = jnp.asarray(np.concatenate([data.x_train, data.x_test]))
+    problem = common.setup(args.n_train, args.n_test, args.data_dir)
+    data, arch, adam = problem.data, problem.arch, problem.optimizer
+    x_all = jnp.asarray(problem.x_all)
     n = args.n_train
     sampled = engine.sample_fields(arch, x_all, key=0, samples=2 * args.samples, replicas=2)
     terms = term_factors(arch, sampled, x_all)
-    rows = np.stack([np.random.default_rng(step).choice(n, args.batch_size, replace=False) for step in range(args.steps)])
+    # The finite trainer's order (every row at every step with the default full batch).
+    rows = iw.workflow.minibatch_order(0, n, args.batch_size, args.steps)
     direction = adam.direction(eps_scale=1.0)
     template = {name: jnp.zeros((10, args.samples) if U is None else (args.samples,)) for name, _, U, _ in terms}
     state = direction.init(template | {"output_bias": jnp.zeros(10)})
@@ -104,12 +95,8 @@ def main():
         if t in record:
             results.append(dict(step=t, **removed_variance(terms, accumulated, linear, n)))
             print(json.dumps(results[-1]), flush=True)
-    summary = dict(date=datetime.date.today().isoformat(), jax=jax.__version__,
-                   config=vars(args) | dict(arch="mlp(2, relu, sqrt 2, 0.1, 10)", optimizer=adam.describe()),
-                   results=results)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"bench_adam_limit_variance_B{args.batch_size or args.n_train}.json"), "w") as fh:
-        json.dump(summary, fh, indent=2)
+    summary = common.metadata() | dict(config=common.described(args, adam), results=results)
+    common.write_json(summary, args.out, f"bench_adam_limit_variance_B{args.batch_size or args.n_train}.json")
 
 
 def removed_variance(terms, accumulated, linear, n_train):
