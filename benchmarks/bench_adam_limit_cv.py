@@ -35,15 +35,17 @@ Usage (from the repository root)::
     python benchmarks/bench_adam_limit_cv.py --config full-batch
     python benchmarks/bench_adam_limit_cv.py --config minibatch --variant 512:512/chunk=1024
 
-Writes ``bench_adam_limit_cv_<config>.json`` under ``--out`` (default docs/);
+Writes ``bench_adam_limit_cv_<config>_m<per replica>.json`` under ``--out`` (default docs/);
 each call's raw results are kept under ``--work`` (a rerun reuses them).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pickle
+import re
 import time
 
 import numpy as np
@@ -57,25 +59,79 @@ BOOTSTRAPS = 400
 KINDS = ("raw", "normalized")
 
 
-def run_call(problem, config, variant_name, per_replica, replicas, key, record, work):
-    """One call's ``ControlVariateRun`` (test and train predictions, differences, seconds), cached under ``work``."""
-    path = os.path.join(work, f"cv_{variant_name.replace('/', '_').replace(':', '-')}_m{per_replica}_r{replicas}"
-                              f"_k{key}.pkl")
+def run_call(problem, config, variant_name, per_replica, replicas, key, record, work, schedule=None):
+    """One call's ``ControlVariateRun`` (predictions, differences, seconds), cached under ``work``.
+
+    With ``schedule`` (``t -> {term: a}``), the steps are corrected by the control variates
+    (``in_step``): each replica is then run alone (key ``key_for(key, replica)``) and the replicas are stacked.
+    """
+    tag = "instep" if schedule is not None else "cv"
+    path = os.path.join(work, f"{tag}_{variant_name.replace('/', '_').replace(':', '-')}_m{per_replica}_r{replicas}"
+                              f"_k{key}_t{len(record)}.pkl")
     if not os.path.exists(path):
         rows = iw.workflow.minibatch_order(FINITE_KEY, config["n_train"], config["batch_size"], config["steps"])
+        variant = engine_variants.parse_variant(variant_name)
         start = time.perf_counter()
-        drawn = engine_variants.draw(problem.arch, problem.x_all, key=key, replicas=replicas, per_replica=per_replica,
-                                     variant=engine_variants.parse_variant(variant_name))
-        run = engine_variants.simulate_with_control_variates(problem.arch, problem.optimizer, drawn, problem.x_all,
-                                                             problem.data.y_train, rows, record)
-        saved = dict(predictions=run.predictions, differences=run.differences,
-                     seconds=dict(run.seconds, draw=drawn.seconds, call=time.perf_counter() - start),
+        calls = [(key, replicas)] if schedule is None else [(engine_variants.key_for(key, r), 1)
+                                                             for r in range(replicas)]
+        runs, draw_seconds = [], 0.0
+        for call_key, count in calls:
+            drawn = engine_variants.draw(problem.arch, problem.x_all, key=call_key, replicas=count,
+                                         per_replica=per_replica, variant=variant)
+            draw_seconds += drawn.seconds
+            runs.append(engine_variants.simulate_with_control_variates(
+                problem.arch, problem.optimizer, drawn, problem.x_all, problem.data.y_train, rows, record,
+                in_step=schedule))
+            del drawn
+        seconds = {name: sum(run.seconds[name] for run in runs) for name in runs[0].seconds}
+        saved = dict(predictions=np.concatenate([run.predictions for run in runs]),
+                     differences={kind: {name: np.concatenate([run.differences[kind][name] for run in runs])
+                                         for name in runs[0].differences[kind]} for kind in KINDS},
+                     seconds=dict(seconds, draw=draw_seconds, call=time.perf_counter() - start),
                      load_average=os.getloadavg())
         with open(path + ".tmp", "wb") as handle:
             pickle.dump(saved, handle)
         os.replace(path + ".tmp", path)
     with open(path, "rb") as handle:
         return pickle.load(handle)
+
+
+def coefficient_schedule(pilot, names, record):
+    """``t -> {term: a}``: the pilot's normalized coefficients at each recorded step, linearly interpolated."""
+    steps = [step for step in record if step > 0]
+    table = np.array([fitted_coefficients(*design(pilot, "normalized", record.index(step), names)) for step in steps])
+
+    def schedule(t):
+        return {name: float(np.interp(t, steps, table[:, i])) for i, name in enumerate(names)}
+
+    return schedule
+
+
+def reference_of(pattern, smallest):
+    """(mean (Nt, k), its variance (Nt, k)) of the floor benchmark's saved replicas ``<pattern>_m<m>_c*.npz`` with
+    m >= ``smallest`` (sample-weighted pool of the last step's test predictions)."""
+    parts = []
+    for path in sorted(glob.glob(f"{pattern}_m*_c*.npz")):
+        m = int(re.search(r"_m(\d+)_c\d+\.npz$", path).group(1))
+        if m >= smallest:
+            parts.append((m, np.load(path)["test"]))
+    total = sum(m * reps.shape[0] for m, reps in parts)
+    mean = sum(m * reps.sum(axis=0) for m, reps in parts) / total
+    variance = sum(m**2 * reps.shape[0] * np.var(reps, axis=0, ddof=1) for m, reps in parts) / total**2
+    return mean, variance
+
+
+def against_reference(replicas, reference, per_replica):
+    """m Var of one replica, the relative RMS bias (noise removed) and the scale along the reference minus 1
+    (with its standard error) of (R, Nt, k) replica predictions."""
+    target, target_variance = reference
+    scale = float(np.mean(target**2))
+    variance = np.var(replicas, axis=0, ddof=1)
+    bias2 = (np.mean((replicas.mean(axis=0) - target) ** 2) - np.mean(variance) / replicas.shape[0]
+             - np.mean(target_variance)) / scale
+    along = np.tensordot(replicas, target, axes=2) / np.sum(target**2)
+    return dict(m_var=float(per_replica * np.mean(variance) / scale), bias2=float(bias2),
+                scale_minus_one=float(along.mean() - 1), scale_stderr=float(along.std(ddof=1) / np.sqrt(along.size)))
 
 
 def design(run, kind, step, names):
@@ -107,13 +163,13 @@ def summary_of(values, rng_values):
     return dict(value=values, interval=np.nanpercentile(rng_values, [2.5, 97.5]).tolist())
 
 
-def analyse(pilot, evaluation, names, n_train, record, per_replica):
-    """Per recorded step and kind: the removed fractions (pilot, leave-one-out, in-sample, per term) and checks."""
+def analyse(pilot, evaluation, names, n_train, record, analysed, per_replica):
+    """Per step of ``analysed`` (of ``record``) and kind: the removed fractions (pilot, leave-one-out, in-sample,
+    per term) and checks."""
     rng = np.random.default_rng(0)
     results = []
-    for index, step in enumerate(record):
-        if step == 0:
-            continue
+    for step in analysed:
+        index = record.index(step)
         f_eval = evaluation["predictions"][:, index].reshape(evaluation["predictions"].shape[0], -1)
         k = evaluation["predictions"].shape[-1]
         test = np.arange(n_train * k, f_eval.shape[1])  # flattened (point, output) indices of the test points
@@ -170,25 +226,57 @@ def main():
     parser.add_argument("--variant", default="exact", help="how the fields are drawn (engine_variants.parse_variant)")
     parser.add_argument("--per-replica", type=int, default=2048)
     parser.add_argument("--keys", type=int, nargs=2, default=[101, 102], metavar=("PILOT", "EVALUATION"))
+    parser.add_argument("--in-step", action="store_true",
+                        help="also run the evaluation with every step's chi from the controlled predictions")
+    parser.add_argument("--reference", metavar="PATTERN:M",
+                        help="the floor benchmark's saved replicas to measure bias against, e.g. "
+                             "/tmp/bench_adam_limit_floor/minibatch/exact:8192 (those with m >= M)")
     parser.add_argument("--work", default="/tmp/bench_adam_limit_cv")
     args = parser.parse_args()
     config = CONFIGS[args.config]
     problem = common.setup(config["n_train"], config["n_test"], args.data_dir)
     header = common.metadata()
     steps = config["steps"]
-    record = sorted({steps // 10, steps // 2, steps})
+    record = list(range(steps // 10, steps + 1, steps // 10))
     work = os.path.join(args.work, args.config)
     os.makedirs(work, exist_ok=True)
     pilot, evaluation = (run_call(problem, config, args.variant, args.per_replica, args.replicas, key, record, work)
                          for key in args.keys)
     names = list(evaluation["differences"]["raw"])
-    results = analyse(pilot, evaluation, names, config["n_train"], record, args.per_replica)
+    analysed = sorted({steps // 10, steps // 2, steps})
+    results = analyse(pilot, evaluation, names, config["n_train"], record, analysed, args.per_replica)
     summary = dict(header, load_average_after=os.getloadavg(),
                    config=common.described(args, problem.optimizer, problem=config, record=record,
                                            batch_order=FINITE_KEY),
                    variant=engine_variants.parse_variant(args.variant).describe(),
                    seconds=dict(pilot=pilot["seconds"], evaluation=evaluation["seconds"]), results=results)
-    common.write_json(summary, args.out, f"bench_adam_limit_cv_{args.config}.json")
+    if args.in_step:
+        schedule = coefficient_schedule(pilot, names, record)
+        corrected = run_call(problem, config, args.variant, args.per_replica, args.replicas, args.keys[1], record,
+                             work, schedule=schedule)
+        n = config["n_train"]
+        last = {"plain": evaluation["predictions"][:, -1, n:],
+                "post-hoc": controlled(evaluation, names, schedule(steps))[:, n:],
+                "in-step": controlled(corrected, names, schedule(steps))[:, n:]}
+        summary["seconds"]["in_step"] = corrected["seconds"]
+        if args.reference:
+            pattern, smallest = args.reference.rsplit(":", 1)
+            reference = reference_of(pattern, int(smallest))
+            summary["in_step"] = {name: against_reference(value, reference, args.per_replica)
+                                  for name, value in last.items()}
+        else:
+            scale = float(np.mean(last["plain"].mean(axis=0) ** 2))
+            summary["in_step"] = {name: dict(m_var=args.per_replica * engine_variants.relative_variance(value, scale))
+                                  for name, value in last.items()}
+        print(json.dumps(summary["in_step"], indent=1), flush=True)
+    tag = f"{args.config}_m{args.per_replica}"
+    common.write_json(summary, args.out, f"bench_adam_limit_cv_{tag}.json")
+
+
+def controlled(run, names, coefficients):
+    """(R, P, k) controlled predictions at the last recorded step: ``f + sum_terms a (mean Y - E[Y])`` (normalized)."""
+    return run["predictions"][:, -1] + sum(coefficients[name] * run["differences"]["normalized"][name][:, -1]
+                                           for name in names)
 
 
 if __name__ == "__main__":

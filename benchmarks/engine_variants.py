@@ -373,16 +373,24 @@ class ControlVariateRun:
     seconds: Dict[str, float]
 
 
-def simulate_with_control_variates(arch, optimizer, drawn: Drawn, x_all, y_train, rows, record) -> ControlVariateRun:
+def simulate_with_control_variates(arch, optimizer, drawn: Drawn, x_all, y_train, rows, record,
+                                   in_step=None) -> ControlVariateRun:
     """[`simulate`], one step at a time, keeping the first-moment control variates of every term.
 
-    Adam only (``optimizer.name == "adam"``, constant schedule or not). Arguments as [`simulate`].
+    Adam only (``optimizer.name == "adam"``, constant schedule or not). Arguments as [`simulate`], and
+
+    Args:
+      in_step: None (the steps are the engine's), or ``t -> {term: a}``: the coefficients of the normalized
+        control variates with which each step's batch predictions, hence its ``chi``, are corrected (one
+        replica only: the correction enters through ``f_0``, which the engine's step shares by replicas).
 
     Returns:
       The [`ControlVariateRun`].
     """
     if optimizer.name != "adam":
         raise ValueError(f"the first-moment control variate is defined for Adam, not {optimizer.name!r}")
+    if in_step is not None and drawn.layout.replicas != 1:
+        raise ValueError("in_step corrections need one replica per call")
     spec = step_spec(arch, optimizer, drawn, y_train.shape[0], rows)
     (x, f0, y, batches), accumulated, opt_state = _start(spec, x_all, y_train, rows)
     advance, predict = compiled_advance(spec), compiled_predict(spec)
@@ -404,11 +412,21 @@ def simulate_with_control_variates(arch, optimizer, drawn: Drawn, x_all, y_train
         while t < stop:
             clock = time.perf_counter()
             batch = batches[t] if not spec.full_batch else jnp.arange(n)
-            f_rows = batch_predict(*gather(batch, x, f0), accumulated)  # (R, B, k), before step t
+            step_f0 = f0
+            if in_step is not None:  # f_0 + sum_terms a (mean Y - E[Y]) on the batch rows: the step sees f_cv
+                coefficients = in_step(t)
+                correction = sum(
+                    a * (f0[batch][None] - batch_predict(*gather(batch, x, f0), {
+                        other: (moment["normalized"][name] if other == name else zero_per_sample[other])
+                        for other in accumulated})
+                         - jnp.einsum("bn,rnk->rbk", kernels[name][batch], chi_sum["normalized"][name]))
+                    for name, a in coefficients.items())
+                step_f0 = f0.at[batch].add(correction[0])
+            f_rows = batch_predict(*gather(batch, x, step_f0), accumulated)  # (R, B, k), before step t
             chi = jax.vmap(lambda f: losses.chi("mse", f, y[batch]))(f_rows)
             seconds["chi"] += _block(chi, clock)
             clock = time.perf_counter()
-            accumulated, opt_state, bad = advance(drawn.fields, x, f0, y, batches, accumulated, opt_state, bad,
+            accumulated, opt_state, bad = advance(drawn.fields, x, step_f0, y, batches, accumulated, opt_state, bad,
                                                   jnp.int32(t), jnp.int32(t + 1))
             seconds["steps"] += _block(bad, clock)
             clock = time.perf_counter()
