@@ -7,11 +7,7 @@ section 4). With ``K`` the per-output kernel (the full kernel is ``K ⊗ I``)
 and ``chi = d loss / d f`` ([`infinite_width.losses.chi`][]):
 
 * SGD, discrete time (exactly what a linearized network does step by step):
-
-```text
-f_{t+1}(x) = f_t(x) - lr * sum_{i in batch_t} K(x, x_i) chi_t(x_i)
-```
-
+  ``f_{t+1}(x) = f_t(x) - lr * sum_{i in batch_t} K(x, x_i) chi_t(x_i)``.
   For full-batch MSE (``chi = (f - y) / (N k)``) this has the closed form
   ``f_t = y + (I - lr K / (N k))^t (f_0 - y)`` on the training set, computed
   by eigendecomposition ([`mse_closed_form`][infinite_width.limits.kernel_dynamics.mse_closed_form]).

@@ -54,6 +54,7 @@ DEFAULT_RANK = 512
 only when its numerical rank exceeds their sum (below that, the exact root is cheaper). The bias this
 leaves is measured in docs/BENCHMARKS.md (section "Adam-like limit: low-rank roots")."""
 DEFAULT_FEATURES = 512
+"""Default random features of a truncated root's residual per replica (see `DEFAULT_RANK`)."""
 
 
 def feature_sources(truncated, depth: int) -> set:
