@@ -102,7 +102,15 @@ def download(name: str, data_dir=None, *, progress: bool = True) -> Optional[Pat
     Fashion-MNIST checksums are of the decompressed idx content; CIFAR-10's
     of the official ``cifar-10-python.tar.gz``, whose batches are extracted
     (the archive is then deleted). ``"digits"`` ships with scikit-learn:
-    nothing to fetch. Returns the data set's folder (None for digits).
+    nothing to fetch.
+
+    Args:
+      name: a data set name.
+      data_dir: the data folder (created if needed); None for ``$INFINITE_WIDTH_DATA``.
+      progress: show a progress bar per file.
+
+    Returns:
+      The data set's folder (None for digits).
     """
     name = check_name(name)
     if name == "digits":

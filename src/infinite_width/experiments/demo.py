@@ -50,6 +50,18 @@ def demo_jobs(problem, arch, *, steps, widths, samples, replicas, seeds, sgd_lr,
     """The demo's solves as sweep jobs: ``{name: solve arguments}`` (see the module docstring).
 
     Every method is built (and so checked) here, before any job runs.
+
+    Args:
+      problem: the data and the loss.
+      arch: the MLP.
+      steps: optimizer steps of every trained regime.
+      widths: the finite widths.
+      samples: Monte Carlo samples of the Adam-like limit.
+      replicas: its replicas.
+      seeds: finite networks per width.
+      sgd_lr: SGD's learning rate.
+      adam_lr: Adam's learning rate.
+      key: the key of every solve.
     """
     common = dict(problem=problem, arch=arch, steps=steps, key=key)
     sgd, adam = optim.sgd(sgd_lr), optim.adam(adam_lr, b1=0.9, b2=0.99)
@@ -75,6 +87,9 @@ def limit_pairs(results: Mapping[str, Trajectory]):
 
     Read from the trajectories' metadata (regime, optimizer and its
     hyper-parameters, ``readout_only``), never from their names.
+
+    Args:
+      results: ``{name: Trajectory}``, as [`sweep`][infinite_width.sweep] returns them.
     """
     def trained_as(t: Trajectory):
         return t.metadata.get("optimizer"), t.metadata.get("readout_only")
@@ -93,6 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     Options left out on the command line stay None until
     [`resolve_arguments`][infinite_width.experiments.demo.resolve_arguments] fills them (from ``--quick`` sizes or
     [`DEFAULTS`][infinite_width.experiments.demo.DEFAULTS]), so that explicit options win.
+
+    Args:
+      parser: an ``argparse.ArgumentParser`` (or a subcommand's parser).
     """
 
     def option(flag, help, **kwargs):
@@ -123,6 +141,9 @@ def resolve_arguments(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the options not given: from [`QUICK`][infinite_width.experiments.demo.QUICK] with ``--quick``, else from [`DEFAULTS`][infinite_width.experiments.demo.DEFAULTS].
 
     An option given on the command line keeps its value. Returns ``args``.
+
+    Args:
+      args: options parsed by a parser of [`add_arguments`][infinite_width.experiments.demo.add_arguments].
     """
     for name, default in DEFAULTS.items():
         if getattr(args, name) is None:
@@ -142,7 +163,11 @@ class DemoSetup(NamedTuple):
 def setup(args: argparse.Namespace) -> DemoSetup:
     """Load the data and build the problem, the MLP and [`demo_jobs`][infinite_width.experiments.demo.demo_jobs] from resolved options.
 
-    ``ValueError`` naming the option for a bad size (checked before anything is computed).
+    Args:
+      args: resolved options ([`resolve_arguments`][infinite_width.experiments.demo.resolve_arguments]).
+
+    Raises:
+      ValueError: naming the option, for a bad size (checked before anything is computed).
     """
     for name, minimum in (("n_train", 1), ("n_test", 1), ("steps", 0), ("depth", 1), ("seeds", 1),
                           ("samples", 2), ("replicas", 2)):
@@ -175,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
 
     Options are resolved ([`resolve_arguments`][infinite_width.experiments.demo.resolve_arguments]) and every one is
     checked, with the output folder, before the first solve.
+
+    Args:
+      args: options parsed by a parser of [`add_arguments`][infinite_width.experiments.demo.add_arguments].
     """
     resolve_arguments(args)
     start = time.perf_counter()

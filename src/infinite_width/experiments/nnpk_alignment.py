@@ -96,7 +96,13 @@ _FORMAT_VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class Training:
-    """Plain Adam on the softmax cross-entropy: ``steps`` minibatches of ``batch_size``, learning rate ``lr``."""
+    """Plain Adam on the softmax cross-entropy.
+
+    Attributes:
+      steps: minibatch steps.
+      batch_size: rows per minibatch.
+      lr: Adam's learning rate (one global rate).
+    """
 
     steps: int = 1000
     batch_size: int = 128
@@ -106,9 +112,13 @@ class Training:
 def train_adam(net, x, y, *, key, training: Training = Training()):
     """Train one network from ``net.init(key)``: returns ``(initial params, trained params)``.
 
-    ``net`` is a [`infinite_width.finite.Network`][] (use the standard
-    parametrization for ordinary Adam), ``x`` (N, ...) inputs, ``y`` (N, k)
-    one-hot targets. The minibatch order comes from ``key`` too.
+    Args:
+      net: a [`infinite_width.finite.Network`][] (use the standard parametrization for
+        ordinary Adam).
+      x: (N, ...) training inputs.
+      y: (N, k) one-hot targets.
+      key: the initialisation key; the minibatch order comes from it too.
+      training: the [`Training`][infinite_width.experiments.nnpk_alignment.Training] run.
     """
     init_key, batch_key = jax.random.split(key)
     x, y = jnp.asarray(x), jnp.asarray(y)
@@ -235,6 +245,7 @@ def run(
     Args:
       problem: images (N, H, W, C) with one-hot targets; networks train on its
         training set and are compared on its first ``held_out`` test points.
+      out_dir: the folder of the resumable records (one JSON per model).
       models: ``(arch, width)`` pairs, arch ``"mlp2"`` or ``"conv2"``.
       seeds: trained networks per model (independent initialisations and minibatch orders).
       training: the Adam run ([`Training`][infinite_width.experiments.nnpk_alignment.Training]).
@@ -346,6 +357,9 @@ def summary_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
     ``measure`` is ``"cka"`` (``target`` a trained kernel, ``kernel`` a
     candidate), ``"kta"`` (alignment of ``kernel`` with the labels) or
     ``"test_accuracy"`` of the trained networks.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_alignment.run].
     """
     rows = []
     for record in records:
@@ -374,7 +388,12 @@ def write_summary(records: Sequence[Mapping], out_dir: Union[str, os.PathLike]) 
 
 
 def markdown_table(records: Sequence[Mapping], target: str) -> str:
-    """CKA of the trained ``target`` kernel (``"output"`` or ``"features"``) with each candidate, mean ± std over seeds."""
+    """CKA of a trained kernel with each candidate, mean ± std over seeds, as a Markdown table.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_alignment.run].
+      target: the trained kernel, ``"output"`` or ``"features"``.
+    """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
     header = "| model | test acc. | " + " | ".join(CANDIDATES) + " | KTA trained | KTA NNPK |\n"
@@ -406,7 +425,12 @@ _CANDIDATE_LABELS = {
 
 def figure(records: Sequence[Mapping], title: str = ""):
     """CKA of the trained output and feature kernels with each candidate (bars, ± std over seeds),
-    the label alignment of every kernel, and the NNPK's CKA against m. One legend."""
+    the label alignment of every kernel, and the NNPK's CKA against m. One legend.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_alignment.run].
+      title: the figure's title.
+    """
     from infinite_width.experiments import figures
 
     if not records:

@@ -91,8 +91,9 @@ class FiniteState:
     """Parameters of a trained ensemble ([`train`][infinite_width.finite.train] with ``return_params=True``).
 
     Attributes:
-      initial_params, final_params: parameter pytrees (lists of ``{"W", "b"}``)
-        whose numpy leaves have a leading seeds axis S.
+      initial_params: the parameters at initialisation, a list of ``{"W", "b"}`` whose numpy
+        leaves have a leading seeds axis S.
+      final_params: the parameters after the last step, of the same structure.
     """
 
     initial_params: list
@@ -365,11 +366,26 @@ def train_checked(
 ):
     """[`train`][infinite_width.finite.train] on arguments that are already checked (what [`infinite_width.solve`][] calls).
 
-    ``x_train`` (N, ...) and ``x_test`` (Nt, ...) float32 inputs (``Nt`` may
-    be 0), ``y_train`` (N, k) float32, ``record`` (R,) sorted unique steps in
-    ``[0, steps]``, ``batch_indices`` (steps, B) int32 rows, ``init_keys``
-    (S, ...) one key per seed, ``loss_fn(f, y) -> scalar``. Nothing is
-    validated again. Returns what [`train`][infinite_width.finite.train] returns.
+    Nothing is validated again. Returns what [`train`][infinite_width.finite.train] returns.
+
+    Args:
+      net: a [`Network`][infinite_width.finite.Network].
+      x_train: (N, ...) float32 training inputs.
+      y_train: (N, k) float32 targets.
+      x_test: (Nt, ...) float32 test inputs (``Nt`` may be 0).
+      optimizer: an [`Optimizer`][infinite_width.optim.Optimizer].
+      record: (R,) sorted unique steps in ``[0, steps]``.
+      batch_indices: (steps, B) int32 training rows of each step.
+      init_keys: (S, ...) one initialisation key per seed.
+      loss_fn: ``loss_fn(f, y) -> scalar``.
+      readout_only: as for [`train`][infinite_width.finite.train].
+      centered: as for [`train`][infinite_width.finite.train].
+      rates: as for [`train`][infinite_width.finite.train].
+      linearized: as for [`train`][infinite_width.finite.train].
+      on_nonfinite: as for [`train`][infinite_width.finite.train].
+      progress: as for [`train`][infinite_width.finite.train].
+      return_params: as for [`train`][infinite_width.finite.train].
+      max_memory_bytes: as for [`train`][infinite_width.finite.train].
     """
     n_train = x_train.shape[0]
     full_batch = batch_indices.shape[1] == n_train and bool(np.all(batch_indices == np.arange(n_train)))
@@ -541,6 +557,18 @@ def width_sweep(
     """[`train`][infinite_width.finite.train] the network of ``arch`` at every width; ``{width: Predictions}``.
 
     The same ``key`` (hence the same minibatch order) is used at every width.
+
+    Args:
+      arch: an [`Architecture`][infinite_width.Architecture].
+      widths: hidden widths.
+      x_train: (N, ...) training inputs.
+      y_train: (N, k) targets.
+      optimizer: an [`Optimizer`][infinite_width.optim.Optimizer].
+      steps: number of updates.
+      parametrization: ``"ntk"``, ``"standard"`` or ``"mup"``.
+      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
+      progress: show progress bars.
+      **train_kwargs: further arguments of [`train`][infinite_width.finite.train] (``record``, ``key``, ...).
     """
     widths = list(widths)
     if not widths:

@@ -271,7 +271,23 @@ def kernel_flow(
     MSE without momentum: ``predict.gradient_descent_mse`` (closed form of
     ``df/dt = -K (f - y) / (N k)``). Otherwise ``predict.gradient_descent``
     (an ODE solver; with ``momentum`` its time is ``sqrt(lr) * step``, see the
-    module docstring). Shapes as [`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent].
+    module docstring).
+
+    Args:
+      k_train_train: (N, N) kernel.
+      k_test_train: (Nt, N) kernel, or None.
+      y_train: (N, k) targets.
+      lr: learning rate (time per step).
+      steps: (R,) increasing steps.
+      loss: a loss of [`infinite_width.losses`][].
+      momentum: heavy-ball ``beta``, or None.
+      rate_factors: (steps,) the schedule's factors, or None for a constant rate.
+      f0_train: (N, k) outputs at step 0; None means 0.
+      f0_test: (Nt, k) outputs at step 0; None means 0.
+
+    Returns:
+      [`Predictions`][infinite_width.Predictions], shapes as for
+      [`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent].
     """
     from infinite_width._src.nt import predict
 

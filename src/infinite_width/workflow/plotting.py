@@ -94,6 +94,12 @@ def legend_handles(trajectories) -> list:
 
     Used for one shared legend per figure ([`demo_figure`][infinite_width.workflow.plotting.demo_figure]) instead of one
     entry per trajectory in every panel.
+
+    Args:
+      trajectories: a sequence (or dict) of [`Trajectory`][infinite_width.Trajectory].
+
+    Returns:
+      A list of matplotlib artists with labels, for ``legend(handles=...)``.
     """
     trajectories = _check(trajectories)
     handles, seen = [], set()
@@ -126,8 +132,15 @@ def learning_curves(trajectories, metric: str = "test_loss", *, ax=None, path=No
 
     Colour: the family ([`palette`][infinite_width.workflow.palette]); finite networks are fainter the
     narrower they are; limits are dashed with a band of their Monte Carlo
-    error; baselines dotted horizontal lines. ``legend``: one entry per
-    family and style (False leaves the legend to the caller).
+    error; baselines dotted horizontal lines.
+
+    Args:
+      trajectories: a sequence (or dict) of [`Trajectory`][infinite_width.Trajectory].
+      metric: ``"train_loss"``, ``"test_loss"``, ``"train_accuracy"`` or ``"test_accuracy"``.
+      ax: a matplotlib axes to draw into; None makes a new figure.
+      path: a file (or a list of files) to save the figure to, or None.
+      log_y: a logarithmic y axis; None means yes for losses.
+      legend: one legend entry per family and style (False leaves the legend to the caller).
     """
     trajectories = _check(trajectories)
     _check_metric(metric)
@@ -161,6 +174,16 @@ def accuracy_vs_width(trajectories, metric: str = "test_accuracy", *, ax=None, p
 
     Limits are horizontal lines with a band of their Monte Carlo error where
     they have one; baselines are dotted lines; colours by family.
+
+    Args:
+      trajectories: a sequence (or dict) of [`Trajectory`][infinite_width.Trajectory].
+      metric: the metric, as for [`learning_curves`][infinite_width.workflow.plotting.learning_curves].
+      ax: a matplotlib axes to draw into; None makes a new figure.
+      path: a file (or a list of files) to save the figure to, or None.
+      legend: one legend entry per family and style.
+
+    Returns:
+      The figure.
     """
     trajectories = _check(trajectories)
     _check_metric(metric)
@@ -196,7 +219,15 @@ def distance_vs_width(trajectories: Sequence[Trajectory], reference: Trajectory,
                       ax=None, path=None):
     """Relative RMS distance to ``reference`` at the last shared step against width, log-log, with the fitted slope.
 
-    Returns ``(figure, slope)``.
+    Args:
+      trajectories: finite networks of several widths.
+      reference: their limit.
+      split: ``"train"`` or ``"test"``.
+      ax: a matplotlib axes to draw into; None makes a new figure.
+      path: a file (or a list of files) to save the figure to, or None.
+
+    Returns:
+      ``(figure, slope)``, the slope of ``log distance`` against ``log width``.
     """
     trajectories = sorted(_check(trajectories), key=lambda t: t.width)
     if any(t.width == math.inf for t in trajectories):
@@ -216,7 +247,15 @@ def distance_vs_width(trajectories: Sequence[Trajectory], reference: Trajectory,
 
 
 def demo_figure(trajectories, path=None):
-    """Learning curves (test loss, test accuracy) and final accuracy against width, with one shared legend."""
+    """Learning curves (test loss, test accuracy) and final accuracy against width, with one shared legend.
+
+    Args:
+      trajectories: a sequence (or dict) of [`Trajectory`][infinite_width.Trajectory].
+      path: a file (or a list of files) to save the figure to, or None.
+
+    Returns:
+      The figure.
+    """
     trajectories = _check(trajectories)
     figure = Figure(figsize=(15.0, 5.6), layout="constrained")
     FigureCanvasAgg(figure)

@@ -110,8 +110,13 @@ def minibatch_order(key, n_train: int, batch_size: Optional[int], steps: int) ->
     so estimates compared with each other must share one: to draw independent
     Monte Carlo samples of the Adam-like limit on one order, pass it to
     [`infinite_width.limits.adam_limit.simulate`][] (``batch_indices=``) with
-    different keys. Each epoch is a fresh permutation of the ``n_train`` rows;
-    ``batch_size=None`` means full batch (every row, every step).
+    different keys. Each epoch is a fresh permutation of the ``n_train`` rows.
+
+    Args:
+      key: the key of the solve (an int seed or a jax key).
+      n_train: training points.
+      batch_size: rows per step; None means full batch (every row, every step).
+      steps: optimizer steps.
     """
     _, batch_key = split_run_key(as_key(key))
     return minibatch_indices(batch_key, n_train, batch_size, steps)

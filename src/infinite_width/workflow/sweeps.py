@@ -68,7 +68,11 @@ def _describe(value):
 
 
 def job_fingerprint(job: Mapping) -> str:
-    """A hash of a job's [`solve`][infinite_width.solve] arguments (arrays by content), stable across runs."""
+    """A hash of a job's [`solve`][infinite_width.solve] arguments (arrays by content), stable across runs.
+
+    Args:
+      job: the job's ``solve`` keyword arguments.
+    """
     text = json.dumps({k: _describe(v) for k, v in sorted(job.items()) if k != "progress"}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -78,6 +82,12 @@ def width_jobs(widths, name: str = "w", *, seeds: int = 1, **solve_arguments) ->
 
     An integer width solves ``Finite(width, seeds=seeds)``; ``math.inf`` the
     limit of the optimizer (the ``width=math.inf`` shortcut of [`solve`][infinite_width.solve]).
+
+    Args:
+      widths: integer widths and/or ``math.inf``.
+      name: the prefix of the job names.
+      seeds: initialisations per finite width.
+      **solve_arguments: the other [`solve`][infinite_width.solve] arguments, shared by every job.
     """
     return {
         f"{name}{'inf' if w == math.inf else int(w)}": {

@@ -60,7 +60,12 @@ DEFAULT_FEATURES = 512
 def feature_sources(truncated, depth: int) -> set:
     """The fields whose exact draws make the features of the ``truncated`` fields (``h1``, drawn from the
     input weights, and ``z<L>``, a constant, left out): ``h^{l-1}`` for ``h^l``; ``h^{l+1}`` and ``z^{l+1}``
-    for ``z^l``."""
+    for ``z^l``.
+
+    Args:
+      truncated: names of the truncated fields (``"h<l>"``, ``"z<l>"``).
+      depth: L, the hidden layers.
+    """
     needed = set()
     for name in truncated:
         l = int(name[1:])
