@@ -1,5 +1,6 @@
 """Shared test fixtures."""
 
+import io
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real data folder {SHARED_DATASETS} is absent (see shared/datasets/README.md)")
     return SHARED_DATASETS
+
+
+class TerminalStream(io.StringIO):
+    """A text stream that says it is a terminal, so progress bars draw into it.
+
+    Install it inside the test (``contextlib.redirect_stderr(TerminalStream())``): pytest's own
+    capture sets ``sys.stderr`` again between a fixture's setup and the test's call.
+    """
+
+    def isatty(self):
+        return True
 
 
 def pytest_collection_modifyitems(config, items):

@@ -59,9 +59,9 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.records import Clock, problem_settings, read_record, write_csv, write_json, write_record
 from infinite_width.architectures import (
     ACTIVATIONS,
@@ -469,7 +469,7 @@ def run(
         for family in FAMILIES if family in {config.family for config in configs}
     ]
     records = [record for record in found if record is not None]
-    bar = tqdm(configs, desc="NNPK ablation", disable=not progress)
+    bar = progress_bar(configs, progress=progress, desc="NNPK ablation")
     for config in bar:
         bar.set_postfix_str(config.name)
         problem, settings = problems[config.family], settings_of[config.family]
@@ -493,8 +493,8 @@ def run(
                     arch, x_all, width=config.width, networks=config.networks, key=point_key(seed, config),
                     init=config.init, batch_size=batch_size,
                 )
-                for m, K in tqdm(stream, desc=config.name, disable=not progress, leave=False,
-                                 total=_prefix_count(config.networks)):
+                for m, K in progress_bar(stream, progress=progress, desc=config.name, leave=False,
+                                         total=_prefix_count(config.networks)):
                     curve.append({"networks": m, **evaluate_kernel(K, problem, **evaluation)})
             record = {**dataclasses.asdict(config), "family": config.family, "kernel": "nnpk",
                       "has_closed_form": arch.has_closed_form, "prng": kernels.DEFAULT_PRNG, "curve": curve,

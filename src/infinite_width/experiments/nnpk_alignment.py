@@ -56,11 +56,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
 from infinite_width._src.files import atomic_path
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.rng import minibatch_indices
 from infinite_width._src.records import Clock, problem_settings, read_record, write_csv, write_json, write_record
 from infinite_width.experiments.nnpk_ablation import architecture
@@ -191,7 +191,7 @@ def _train_and_measure(net, arch_name, problem, x_eval, *, keys, training, progr
     x_train = _inputs_for(arch_name, problem.x_train)
     trained: List[Dict[str, np.ndarray]] = []
     test_accuracy = []
-    for key in tqdm(keys, desc="training", disable=not progress, leave=False):
+    for key in progress_bar(keys, progress=progress, desc="training", leave=False):
         initial, params = train_adam(net, x_train, problem.y_train, key=key, training=training)
         with precision_scope("float32"):
             outputs = np.asarray(net.apply(params, _inputs_for(arch_name, problem.x_test)))
@@ -296,7 +296,7 @@ def run(
 
     label = y_held @ y_held.T
     records = []
-    bar = tqdm(models, desc="alignment", disable=not progress)
+    bar = progress_bar(models, progress=progress, desc="alignment")
     for arch_name, width in bar:
         bar.set_postfix_str(f"{arch_name} w{width}")
         path = out_dir / "points" / f"{arch_name}-w{width}.json"

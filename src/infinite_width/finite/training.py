@@ -60,7 +60,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from infinite_width import losses
 from infinite_width._src.checks import (
@@ -72,6 +71,7 @@ from infinite_width._src.checks import (
 )
 from infinite_width._src.memory import GIB, available_memory
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar, shows_progress
 from infinite_width._src.rng import ensemble_keys, minibatch_indices
 from infinite_width.architectures import Architecture
 from infinite_width.finite.networks import Network, network
@@ -308,7 +308,7 @@ def _run_steps(run, carry, step_inputs, arrays, progress: bool, width: int):
     """The compiled step loop over all steps, in chunks with a progress bar (`_chunk_steps`)."""
     steps = step_inputs[0].shape[0]
     chunk = _chunk_steps(steps, progress)
-    with tqdm(total=steps, disable=not progress, desc=f"train width {width}", leave=False) as bar:
+    with progress_bar(total=steps, progress=progress, desc=f"train width {width}", leave=False) as bar:
         for begin in range(0, steps, chunk):
             inputs = jax.tree_util.tree_map(lambda a: a[begin : begin + chunk], step_inputs)
             carry = run(carry, inputs, *arrays)
@@ -410,6 +410,7 @@ def _train_compiled(net, compiled, x_train, y_train, x_test, record, batch_indic
                     progress, return_params, max_memory_bytes):
     """Check memory, initialise, run the steps; outputs (S, R, P, k) at ``record``, parameters, first bad steps."""
     initialise, predict, run = compiled
+    progress = shows_progress(progress)  # a hidden bar needs no chunks
     steps, seeds = batch_indices.shape[0], init_keys.shape[0]
     x_all = np.concatenate([x_train, x_test])
     step_inputs, in_loop = _step_inputs(record, batch_indices)
@@ -488,7 +489,7 @@ def train(
       on_nonfinite: ``"raise"``: a NaN/Inf loss raises ``FloatingPointError``
         naming the first bad step; ``"record"``: mark the seed ``diverged`` and
         fill its records from that step on with NaN.
-      progress: show a tqdm progress bar (the run is then compiled in chunks).
+      progress: show a progress bar on a terminal or in a notebook (the run is then compiled in chunks).
       return_params: also return the initial and final parameters.
       max_memory_bytes: memory available, overriding the free memory of the
         device (the estimate is checked before allocating).
@@ -574,7 +575,7 @@ def width_sweep(
     if not widths:
         raise ValueError("widths is empty")
     results = {}
-    for width in tqdm(widths, disable=not progress, desc="widths"):
+    for width in progress_bar(widths, progress=progress, desc="widths"):
         net = network(arch, width, parametrization=parametrization, init=init)
         results[width] = train(net, x_train, y_train, optimizer, steps, progress=progress, **train_kwargs)
     return results

@@ -57,11 +57,11 @@ from typing import Callable, Optional, Tuple, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from infinite_width._src.checks import check_int, check_kernel_matrix, validate_inputs
 from infinite_width._src.memory import available_memory
 from infinite_width._src.numerics import as_result, cast_traced, is_traced, pad_rows, precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width.architectures import Architecture
 
 __all__ = ["nngp", "ntk", "nngp_and_ntk", "max_learning_rate", "stax"]
@@ -202,7 +202,7 @@ def _blocked(program, scales, x1, x2, block: int, n_kernels: int):
     out = [np.empty((n1, n2), x1.dtype) for _ in range(n_kernels)]
     pairs = [(i, j) for i in range(0, n1, block) for j in range(i if symmetric else 0, n2, block)]
     finite = np.ones(n_kernels, bool)
-    for i, j in tqdm.tqdm(pairs, desc="kernel blocks", leave=False, disable=True if len(pairs) < 2 else None):
+    for i, j in progress_bar(pairs, progress=len(pairs) > 1, desc="kernel blocks", leave=False):
         kernels, block_finite = program(scales, padded1[i : i + block], padded2[j : j + block])
         finite &= np.asarray(block_finite)
         rows, cols = min(block, n1 - i), min(block, n2 - j)

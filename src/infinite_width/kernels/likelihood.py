@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
 
 from infinite_width._src.checks import (
     check_int,
@@ -38,6 +37,7 @@ from infinite_width._src.checks import (
     validate_inputs,
 )
 from infinite_width._src.numerics import as_result, is_traced, precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width.architectures import Architecture
 from infinite_width.kernels.analytic import nngp, ntk
 
@@ -229,7 +229,7 @@ def fit_hyperparameters(
         state = optimizer.init(log_params)
         trace = {name: [] for name in (*HYPERPARAMETERS, "log_likelihood")}
         # steps + 1 evaluations: the last one only reads the likelihood at the fitted values.
-        for index in tqdm.trange(steps + 1, desc="hyperparameter fit", leave=False, disable=not progress):
+        for index in progress_bar(range(steps + 1), progress=progress, desc="hyperparameter fit", leave=False):
             current = {**fixed, **{name: float(np.exp(value)) for name, value in log_params.items()}}
             new_params, state, value, conditioning = step(log_params, state)
             value = float(value)

@@ -44,10 +44,10 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from infinite_width import losses
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width.kernels.analytic import max_learning_rate
 from infinite_width.optim import Optimizer
 from infinite_width.predictions import Predictions
@@ -235,7 +235,7 @@ def kernel_descent(
         f0 = np.concatenate([f0, _initial(f0_test, (k_test_train.shape[0], k))])
     advance = _advance_fn(loss)
     recorded = []
-    bar = tqdm.tqdm(total=total, desc="kernel dynamics", unit="step", disable=not progress, leave=False)
+    bar = progress_bar(total=total, progress=progress, desc="kernel dynamics", unit="step", leave=False)
     with bar, precision_scope(dtype) as np_dtype:
         state = (jnp.asarray(f0, np_dtype), jnp.zeros(f0.shape, np_dtype))
         args = (jnp.asarray(k_all_train, np_dtype), jnp.asarray(y_train, np_dtype), jnp.asarray(batch_indices),

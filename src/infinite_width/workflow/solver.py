@@ -226,7 +226,7 @@ def solve(
         and, across methods, the same minibatch order.
       label: name in tables and legends (default: from method, optimizer and
         ``readout_only``).
-      progress: show tqdm progress bars on long runs.
+      progress: show progress bars on long runs (on a terminal or in a notebook; never in a log file).
 
     Returns:
       a [`Trajectory`][infinite_width.Trajectory]: predictions (S, R, N, k) and

@@ -33,9 +33,9 @@ from typing import Dict, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from infinite_width._src.files import check_writable_folder, remove_orphan_temporaries
+from infinite_width._src.progress import progress_bar
 from infinite_width.problem import Problem
 from infinite_width.workflow.methods import Finite
 from infinite_width.workflow.solver import solve
@@ -133,7 +133,7 @@ def sweep(jobs: Mapping[str, Mapping], out_dir, *, progress: bool = True) -> Dic
     out_dir = check_writable_folder("out_dir", out_dir)
     remove_orphan_temporaries(out_dir, started)
     results = {}
-    bar = tqdm.tqdm(jobs.items(), desc="sweep", unit="job", disable=not progress)
+    bar = progress_bar(jobs.items(), progress=progress, desc="sweep", unit="job")
     for name, job in bar:
         bar.set_postfix_str(name)
         path = os.path.join(out_dir, f"{name}.npz")

@@ -81,7 +81,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
 
 from infinite_width import losses
 from infinite_width._src.checks import (
@@ -93,6 +92,7 @@ from infinite_width._src.checks import (
     validate_inputs,
 )
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.rng import batch_indices_for
 from infinite_width.architectures import Architecture
 from infinite_width.limits.adam_limit.features import DEFAULT_FEATURES, DEFAULT_RANK, ReplicaRoots, feature_sources
@@ -527,7 +527,7 @@ def _run(spec, fields, inputs, accumulated, opt_state, record_steps, steps, prog
     bad = jnp.asarray(-1, jnp.int32)
     records = {}
     t = 0
-    with tqdm(total=steps, disable=not progress, desc="adam limit", unit="step") as bar:
+    with progress_bar(total=steps, progress=progress, desc="adam limit", unit="step") as bar:
         for stop in _blocks(record_steps, steps, progress):
             if stop > t:
                 start = time.perf_counter()

@@ -64,12 +64,12 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from infinite_width import losses
 from infinite_width.architectures import ACTIVATIONS, Architecture, activation_fn
 from infinite_width._src.checks import validate_inputs
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.rng import minibatch_indices
 from infinite_width.kernels import layerwise
 from infinite_width.predictions import Predictions
@@ -506,7 +506,7 @@ def sign_kernel(
     if readout_only:
         return theta
     input_term = x_eval @ np.sign(x_train).T / x_eval.shape[1]  # (1/d) sum_b xi_b sign(x_b)
-    for l in tqdm(range(1, depth + 1), desc="sign kernel layers", disable=not progress):
+    for l in progress_bar(range(1, depth + 1), progress=progress, desc="sign kernel layers"):
         blocks = _layer_blocks(kernels.K[l - 1], n_eval)
         derivative = derivative_sign_expectation(activation[l - 1], *blocks, method=method, order=order)
         # z^l ~ GP(0, sw_{l+1}^2 B^{l+1}); sw[l] is layer l+1's and B[l] is B^{l+1}.
