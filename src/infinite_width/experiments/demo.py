@@ -13,9 +13,11 @@ comparison table and writes to ``--out``:
 * ``demo.png`` and ``demo.pdf``: learning curves and test accuracy against
   width, with one shared legend.
 
-``--quick`` shrinks everything for a smoke test (a few seconds of compute);
-options given explicitly win over it. Every option is checked (and the output
-folder's write access) before anything is computed.
+``--quick`` shrinks everything for a smoke test
+([`QUICK`][infinite_width.experiments.demo.QUICK]; under a minute on a 2-core
+CPU, most of it compilation); options given explicitly win over it. Every
+option is checked (and the output folder's write access) before anything is
+computed.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Dict, Mapping, NamedTuple
 
-from infinite_width import datasets, optim
-from infinite_width.architectures import Architecture, mlp
-from infinite_width.problem import Problem
-from infinite_width.workflow import AdamLimit, Finite, KernelDynamics, KernelRidge, Posterior, compare, sweep
-from infinite_width.workflow.plotting import demo_figure
-from infinite_width.workflow.trajectory import Trajectory
+from infinite_width import datasets
+
+# The solvers (and so jax) are imported by the functions that solve: `python -m infinite_width demo
+# --help` and argparse's errors answer in a fraction of a second.
+if TYPE_CHECKING:
+    from infinite_width.architectures import Architecture
+    from infinite_width.problem import Problem
+    from infinite_width.workflow.trajectory import Trajectory
 
 __all__ = ["DEFAULTS", "QUICK", "demo_jobs", "limit_pairs", "add_arguments", "resolve_arguments", "setup", "run"]
 
@@ -43,7 +47,7 @@ DEFAULTS = dict(
 )
 """Default options of the demo."""
 QUICK = dict(n_train=40, n_test=40, steps=12, widths=[16, 64], samples=512, replicas=2, seeds=2, depth=1)
-"""The sizes ``--quick`` sets (a few seconds of compute)."""
+"""The sizes ``--quick`` sets (a smoke test: under a minute on a 2-core CPU, most of it compilation)."""
 
 
 def demo_jobs(problem, arch, *, steps, widths, samples, replicas, seeds, sgd_lr, adam_lr, key=0):
@@ -63,6 +67,9 @@ def demo_jobs(problem, arch, *, steps, widths, samples, replicas, seeds, sgd_lr,
       adam_lr: Adam's learning rate.
       key: the key of every solve.
     """
+    from infinite_width import optim
+    from infinite_width.workflow import AdamLimit, Finite, KernelDynamics, KernelRidge, Posterior
+
     common = dict(problem=problem, arch=arch, steps=steps, key=key)
     sgd, adam = optim.sgd(sgd_lr), optim.adam(adam_lr, b1=0.9, b2=0.99)
     limit = AdamLimit(samples=samples, replicas=replicas)
@@ -113,9 +120,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
       parser: an ``argparse.ArgumentParser`` (or a subcommand's parser).
     """
 
+    def shown(value) -> str:
+        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
     def option(flag, help, **kwargs):
         default = DEFAULTS[flag[2:].replace("-", "_")]
-        parser.add_argument(flag, default=None, help=f"{help} (default {default})", **kwargs)
+        text = help if default is None else f"{help} (default {shown(default)})"
+        parser.add_argument(flag, default=None, help=text, **kwargs)
 
     option("--dataset", "digits (embedded), mnist, fashion_mnist or cifar10")
     option("--data-dir", "folder of the data files ($INFINITE_WIDTH_DATA when absent)")
@@ -131,9 +142,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     option("--adam-lr", "Adam learning rate", type=float)
     option("--seed", "the key of every solve and the data subset", type=int)
     option("--out", "output folder")
+    quick = ", ".join(f"--{name.replace('_', '-')} {shown(value)}" for name, value in QUICK.items())
     parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes for a smoke test (options given explicitly still win)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+                        help=f"a smoke test at tiny sizes, {quick} (under a minute on a 2-core CPU, mostly "
+                             "compilation); options given explicitly still win")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (they are drawn only on a terminal anyway)")
     return parser
 
 
@@ -169,6 +183,9 @@ def setup(args: argparse.Namespace) -> DemoSetup:
     Raises:
       ValueError: naming the option, for a bad size (checked before anything is computed).
     """
+    from infinite_width.architectures import mlp
+    from infinite_width.problem import Problem
+
     for name, minimum in (("n_train", 1), ("n_test", 1), ("steps", 0), ("depth", 1), ("seeds", 1),
                           ("samples", 2), ("replicas", 2)):
         if getattr(args, name) < minimum:
@@ -212,6 +229,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as error:
         print(f"python -m infinite_width demo: error: {error}", file=sys.stderr)
         return 2
+    from infinite_width.workflow import compare, sweep
+    from infinite_width.workflow.plotting import demo_figure
+
     print(f"{problem.describe()}; {arch.name}; {len(jobs)} solves -> {args.out}", flush=True)
     results = sweep(jobs, os.path.join(args.out, "results"), progress=not args.no_progress)
     table = compare(results, pairs=limit_pairs(results))
