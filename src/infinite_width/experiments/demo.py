@@ -10,8 +10,11 @@ comparison table and writes to ``--out``:
   the same command again after an interruption and finished solves are
   loaded, not recomputed);
 * ``comparison.csv`` and ``distances.csv``: the table as CSV;
-* ``demo.png`` and ``demo.pdf``: learning curves and test accuracy against
-  width, with one shared legend.
+* ``demo.png`` and ``demo.pdf`` ([`figure`][infinite_width.experiments.demo.figure]): for each
+  optimizer and set of trained layers, test accuracy and loss against step
+  of the finite networks (a shade per width, named in the panel's legend)
+  beside their limit; the final test accuracy against width; titled by the
+  data and the architecture.
 
 ``--quick`` shrinks everything for a smoke test
 ([`QUICK`][infinite_width.experiments.demo.QUICK]; under a minute on a 2-core
@@ -39,7 +42,8 @@ if TYPE_CHECKING:
     from infinite_width.problem import Problem
     from infinite_width.workflow.trajectory import Trajectory
 
-__all__ = ["DEFAULTS", "QUICK", "demo_jobs", "limit_pairs", "add_arguments", "resolve_arguments", "setup", "run"]
+__all__ = ["DEFAULTS", "QUICK", "demo_jobs", "limit_pairs", "figure", "add_arguments", "resolve_arguments", "setup",
+           "run"]
 
 DEFAULTS = dict(
     dataset="digits", data_dir=None, n_train=300, n_test=300, steps=200, widths=[64, 256, 1024], depth=2,
@@ -107,6 +111,66 @@ def limit_pairs(results: Mapping[str, Trajectory]):
             limits.setdefault(str(trained_as(t)), name)
     return [(name, limits[str(trained_as(t))]) for name, t in results.items()
             if t.regime == "finite" and str(trained_as(t)) in limits]
+
+
+def figure(results: Mapping[str, Trajectory]):
+    """The demo's figure: finite networks beside their limits, one column per training family.
+
+    For each optimizer and set of trained layers (a colour of
+    [`palette`][infinite_width.workflow.palette]), test accuracy (top) and test loss
+    (bottom) against step: its finite networks, lighter the narrower, each width
+    named in the panel's legend; its limit dashed, with a band of its Monte Carlo
+    error; the t = infinity baselines dotted (accuracy only: their far smaller
+    losses would flatten the curves). The last column is the final test
+    accuracy against width. The title names the data, the architecture and the
+    steps; one legend below tells the families and line styles apart.
+
+    Args:
+      results: ``{name: Trajectory}``, as [`sweep`][infinite_width.sweep] returns them.
+
+    Returns:
+      A matplotlib ``Figure`` (Agg canvas; save it with
+      [`infinite_width.experiments.figures.save`][]).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from infinite_width.workflow import palette, plotting
+
+    trajectories = list(results.values())
+    baselines = [t for t in trajectories if t.is_static]
+    families = {}  # training family -> its trajectories, in the order of results
+    for t in trajectories:
+        if not t.is_static:
+            families.setdefault(palette.family(t.metadata), []).append(t)
+    columns = [f"column{i}" for i in range(len(families))]
+    canvas = Figure(figsize=(3.3 * len(families) + 4.4, 7.6), layout="constrained")
+    FigureCanvasAgg(canvas)
+    axes = canvas.subplot_mosaic([[f"accuracy {c}" for c in columns] + ["width"],
+                                  [f"loss {c}" for c in columns] + ["width"]])
+    for column, members in zip(columns, families.values()):
+        for metric, row, shown in (("test_accuracy", "accuracy", members + baselines), ("test_loss", "loss", members)):
+            ax = axes[f"{row} {column}"]
+            if column != columns[0]:
+                ax.sharey(axes[f"{row} {columns[0]}"])  # before drawing: the limits then cover every panel
+            plotting.learning_curves(shown, metric, ax=ax, legend=False)
+            if column != columns[0]:
+                ax.set_ylabel("")
+        ax = axes[f"accuracy {column}"]
+        ax.set_title(palette.family_name(members[0].metadata))
+        ax.set_xlabel("")
+        names = {t.label: f"width {t.width}" if t.regime == "finite" else palette.LIMIT_NAMES.get(t.regime, t.label)
+                 for t in sorted(members, key=lambda t: t.width)}
+        handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
+        ax.legend([handles[label] for label in names], list(names.values()), fontsize="x-small", loc="lower right")
+    plotting.accuracy_vs_width(trajectories, "test_accuracy", ax=axes["width"], legend=False)
+    axes["width"].set_title("final test accuracy against width")
+    first = trajectories[0].metadata
+    steps = max(int(t.steps[-1]) for t in trajectories if not t.is_static) if families else 0
+    canvas.suptitle(f"{first.get('problem', 'data')}; {first.get('architecture', 'network')}; {steps} steps")
+    handles = plotting.legend_handles(trajectories)
+    canvas.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize="small")
+    return canvas
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -229,16 +293,15 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as error:
         print(f"python -m infinite_width demo: error: {error}", file=sys.stderr)
         return 2
+    from infinite_width.experiments import figures
     from infinite_width.workflow import compare, sweep
-    from infinite_width.workflow.plotting import demo_figure
 
     print(f"{problem.describe()}; {arch.name}; {len(jobs)} solves -> {args.out}", flush=True)
     results = sweep(jobs, os.path.join(args.out, "results"), progress=not args.no_progress)
     table = compare(results, pairs=limit_pairs(results))
     table.to_csv(os.path.join(args.out, "comparison.csv"))
     table.to_csv(os.path.join(args.out, "distances.csv"), distances=True)
-    figure_path = os.path.join(args.out, "demo.png")
-    demo_figure(results, path=[figure_path, os.path.join(args.out, "demo.pdf")])
+    paths = figures.save(figure(results), os.path.join(args.out, "demo"), formats=("png", "pdf"))
     print(table)
-    print(f"\nwrote {figure_path}, demo.pdf and comparison.csv ({time.perf_counter() - start:.1f} s)")
+    print(f"\nwrote {paths[0]}, {paths[1].name} and comparison.csv ({time.perf_counter() - start:.1f} s)")
     return 0
