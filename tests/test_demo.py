@@ -6,12 +6,48 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
+
+from infinite_width.workflow import Trajectory
+
+
+def _assert_the_figure_names_what_it_shows(results):
+    """Issue 21: 12 finite curves were told apart only by transparency, with no width labels, and nothing
+    named the data set or the architecture; issue 13: one shared legend, colours from the metadata."""
+    import matplotlib.colors
+
+    from infinite_width.experiments import demo
+    from infinite_width.workflow import palette
+
+    figure = demo.figure(results)
+    title = figure.get_suptitle()
+    assert "digits: 40 train / 40 test" in title and "mlp1-relu" in title and "7 steps" in title
+    # one column per training family: titled by it, its legend naming each width and the limit
+    panels = {ax.get_title(): ax for ax in figure.axes if ax.get_legend() is not None}
+    assert set(panels) == {"sgd, all layers", "adam, all layers", "sgd, readout only", "adam, readout only"}
+    legend = [text.get_text() for text in panels["adam, all layers"].get_legend().get_texts()]
+    assert legend == ["width 16", "width 64", "Adam-like limit"]
+    assert [t.get_text() for t in panels["sgd, readout only"].get_legend().get_texts()][-1] == "NNGP descent"
+    # widths differ by opaque shades of the family colour, lighter when narrower, not by transparency
+    lines = {line.get_label(): line for line in panels["adam, all layers"].get_lines()}
+    shades = [matplotlib.colors.to_rgb(lines[f"w={w} adam all"].get_color()) for w in (16, 64)]
+    assert all(lines[f"w={w} adam all"].get_alpha() in (None, 1.0) for w in (16, 64))
+    assert sum(shades[0]) > sum(shades[1])
+    assert shades[1] == pytest.approx(matplotlib.colors.to_rgb(palette.COLORS[("adam", False)]))
+    # one figure legend for families and line styles
+    assert len(figure.legends) == 1
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert {"adam, all layers", "sgd, readout only", "ntk_ridge"} <= set(labels) and len(labels) == len(set(labels))
+    # the width panel: the widths as tick labels, the limit's Monte Carlo error as a band of its colour
+    width_panel = next(ax for ax in figure.axes if ax.get_title() == "final test accuracy against width")
+    assert [tick.get_text() for tick in width_panel.get_xticklabels()] == ["16", "64"]
+    adam_rgb = matplotlib.colors.to_rgb(palette.COLORS[("adam", False)])
+    assert any(tuple(patch.get_facecolor()[:3]) == adam_rgb for patch in width_panel.patches)
 
 
 @pytest.mark.slow
 def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
+    # One demo run serves every check, its figure included: its solves are most of the cost (compilation).
     # --steps given explicitly wins over --quick (issue 9, item 14); the other sizes are --quick's
     command = [sys.executable, "-m", "infinite_width", "demo", "--quick", "--steps", "7", "--no-progress",
                "--out", str(tmp_path)]
@@ -47,6 +83,7 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert [p.stat().st_mtime_ns for p in results] == mtimes
+    _assert_the_figure_names_what_it_shows({path.stem: Trajectory.load(path) for path in results})
 
 
 def test_demo_rejects_unknown_arguments():
@@ -92,51 +129,3 @@ def test_an_unwritable_output_folder_is_refused_before_any_solve(tmp_path, capsy
     assert main(["demo", "--quick", "--no-progress", "--out", str(blocker / "out")]) == 2
     assert "--out: cannot write in" in capsys.readouterr().err
 
-
-def test_the_demo_figure_names_every_width_the_data_and_the_architecture():
-    """Issue 21: 12 finite curves were told apart only by transparency, with no width labels, and nothing
-    named the data set or the architecture; issue 13: one shared legend, colours from the metadata."""
-    import matplotlib.colors
-
-    import infinite_width as iw
-    from infinite_width import optim
-    from infinite_width.experiments import demo
-    from infinite_width.workflow import palette, solve
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(30, 6)).astype(np.float32)
-    y = np.eye(2, dtype=np.float32)[(x[:, 0] * x[:, 1] > 0).astype(int)]
-    problem = iw.Problem(x[:20], y[:20], x[20:], y[20:], name="toy")
-    arch = iw.mlp(1, "relu", out_dim=2)
-    sgd, adam = optim.sgd(2.0), optim.adam(0.05, 0.9, 0.99)
-    runs = {"limit": solve(problem, arch, iw.AdamLimit(128, 2), adam, steps=4, progress=False),
-            "nngp": solve(problem, arch, iw.KernelDynamics(), sgd, steps=4, readout_only=True, progress=False),
-            "ridge": solve(problem, arch, iw.KernelRidge(), progress=False)}
-    for width in (8, 16):
-        runs[f"adam{width}"] = solve(problem, arch, iw.Finite(width, seeds=2), adam, steps=4, progress=False)
-        runs[f"sgd{width}"] = solve(problem, arch, iw.Finite(width, seeds=2), sgd, steps=4, readout_only=True,
-                                    progress=False)
-    figure = demo.figure(runs)
-    assert "toy: 20 train / 10 test" in figure.get_suptitle() and "mlp1-relu" in figure.get_suptitle()
-    assert "4 steps" in figure.get_suptitle()
-    # one column per training family: titled by it, its legend naming each width and the limit
-    panels = {ax.get_title(): ax for ax in figure.axes if ax.get_legend() is not None}
-    assert set(panels) == {"adam, all layers", "sgd, readout only"}
-    legend = [text.get_text() for text in panels["adam, all layers"].get_legend().get_texts()]
-    assert legend == ["width 8", "width 16", "Adam-like limit"]
-    assert [t.get_text() for t in panels["sgd, readout only"].get_legend().get_texts()][-1] == "NNGP descent"
-    # widths differ by opaque shades of the family colour, lighter when narrower, not by transparency
-    lines = {line.get_label(): line for line in panels["adam, all layers"].get_lines()}
-    shades = [matplotlib.colors.to_rgb(lines[f"w={w} adam all"].get_color()) for w in (8, 16)]
-    assert all(lines[f"w={w} adam all"].get_alpha() in (None, 1.0) for w in (8, 16))
-    assert sum(shades[0]) > sum(shades[1])
-    assert shades[1] == pytest.approx(matplotlib.colors.to_rgb(palette.COLORS[("adam", False)]))
-    # one figure legend for families and line styles
-    assert len(figure.legends) == 1
-    labels = [text.get_text() for text in figure.legends[0].get_texts()]
-    assert {"adam, all layers", "sgd, readout only", "ntk_ridge"} <= set(labels) and len(labels) == len(set(labels))
-    # the width panel: the widths as tick labels, the limit's Monte Carlo error as a band of its colour
-    width_panel = next(ax for ax in figure.axes if ax.get_title() == "final test accuracy against width")
-    assert [tick.get_text() for tick in width_panel.get_xticklabels()] == ["8", "16"]
-    adam_rgb = matplotlib.colors.to_rgb(palette.COLORS[("adam", False)])
-    assert any(tuple(patch.get_facecolor()[:3]) == adam_rgb for patch in width_panel.patches)
