@@ -149,7 +149,9 @@ def plot(results, config_name, path):
         for axis, key in zip(axes, ("m_var", "M_d2")):
             low, high = zip(*[r[key + "_interval"] for r in rows])
             values = [r[key] for r in rows]
-            axis.errorbar(M, values, yerr=[np.subtract(values, low), np.subtract(high, values)], marker="o", ms=3,
+            # a percentile interval of a biased statistic need not contain it: draw the part on each side
+            yerr = np.clip([np.subtract(values, low), np.subtract(high, values)], 0, None)
+            axis.errorbar(M, values, yerr=yerr, marker="o", ms=3,
                           capsize=2, label=f"{name} (slope {result['slope']:.3f})")
     axes[0].set_ylabel("m Var (one replica, relative)")
     axes[1].set_ylabel("M d^2 (2 replicas of m = M / 2)")
