@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from infinite_width import kernels
+from infinite_width.kernels.scale import POSITIVELY_HOMOGENEOUS  # activations with phi(a u) = a phi(u), a > 0
 from infinite_width.architectures import (
     ACTIVATIONS,
     Activation,
@@ -65,8 +66,6 @@ __all__ = [
     "POSITIVELY_HOMOGENEOUS",
 ]
 
-#: Activations with ``phi(a u) = a phi(u)`` for ``a > 0``.
-POSITIVELY_HOMOGENEOUS: Tuple[str, ...] = ("relu", "leaky_relu", "abs", "identity")
 
 
 def property_settings(max_examples: int = 15, **overrides) -> settings:
