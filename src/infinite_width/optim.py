@@ -203,7 +203,7 @@ class Optimizer:
     outside [0, 1), `eps < 0`, NaN or Inf.
 
     Attributes:
-      name: one of [`OPTIMIZERS`][infinite_width.optim.OPTIMIZERS].
+      name: one of `OPTIMIZERS`.
       lr: the learning rate (1 when `schedule` gives the rates).
       beta: heavy-ball momentum (`"momentum"` only).
       b1, b2, eps: Adam's decay rates and epsilon (`"adam"`; `"sign"` is

@@ -58,7 +58,7 @@ class Finite:
         descent; as the width grows it tends to NTK descent (SGD) and to the
         Adam-like limit (Adam, per-group rates).
 
-    [`traditional`][infinite_width.finite.Finite.traditional] builds the
+    [`traditional`][infinite_width.finite.options.Finite.traditional] builds the
     practitioner's network (standard parametrization, global rates, not
     centered).
     """

@@ -18,7 +18,7 @@ default, matched to the infinite-width limit):
   NTK gradient descent for the ntk parametrization);
 * `adam` and `sign`: `rate_grp = r_grp` and Adam's epsilon is
   `eps * s_grp`, with `(s_grp, r_grp)` from
-  [`Network.group_scales`][infinite_width.finite.Network.group_scales]
+  [`Network.group_scales`][infinite_width.finite.networks.Network.group_scales]
   (for an ntk MLP: `1/n` hidden weights, `1/sqrt(n d)` input weights,
   `1/sqrt(n)` hidden biases and readout weights, `1` output bias).
 

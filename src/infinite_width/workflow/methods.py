@@ -126,7 +126,7 @@ class Finite(finite.Finite, Method):
     (its attributes, defaults and checks) as a method of
     [`infinite_width.solve`][infinite_width.solve]; it trains under any
     optimizer spec or any `optax.GradientTransformation`.
-    [`traditional`][infinite_width.finite.Finite.traditional] builds the
+    [`traditional`][infinite_width.finite.options.Finite.traditional] builds the
     practitioner's network (standard parametrization, global rates, not centered).
     """
 
