@@ -245,3 +245,22 @@ def test_full_batch_and_schedules_allocate_nothing_of_the_size_of_the_steps():
     assert peaks[1] < peaks[0] + 2**20, peaks  # 10**6 steps of (3,) rows and rates would be 24 MB and 8 MB
     closed = kernel_dynamics.mse_closed_form(k, None, y, 0.5, [0, 10**6])
     np.testing.assert_allclose(run.train, closed.train, rtol=1e-9, atol=1e-12)
+
+
+def test_a_billion_full_batch_steps_through_solve_allocate_nothing_of_their_size():
+    """Issue 24: KernelDynamics full batch with steps=10**9 (44.7 GiB of indices). The closed form of full-batch
+    MSE needs only the recorded steps; the run ends at the interpolating solution."""
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((10, 3)), rng.standard_normal((10, 1))
+    problem = iw.Problem(x, y, x[:4], y[:4])
+    tracemalloc.start()
+    try:
+        run = iw.solve(problem, iw.mlp(1, "relu"), iw.KernelDynamics(dtype="float64"), optim.sgd(1.0),
+                       steps=10**9, record=[0, 10**9], progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, peak
+    assert not run.diverged.any() and run.train_loss[0, -1] < 1e-6 * run.train_loss[0, 0]

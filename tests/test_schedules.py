@@ -112,3 +112,12 @@ def test_sweep_fingerprints_of_schedules_are_stable_and_by_value():
     assert job_fingerprint({"optimizer": cosine(50)}) != job_fingerprint({"optimizer": plain})
     # Two lambdas that differ only in their code are told apart too.
     assert repr(optim.sgd(lambda t: 0.1 / (1 + t))) != repr(optim.sgd(lambda t: 0.1 * (1 + t)))
+
+
+def test_comparisons_name_scheduled_optimizers_and_raw_transformations():
+    """compare() formatted every metadata field as a number and failed on a schedule (a dict)."""
+    p = Problem(X, Y, X_TEST, np.sin(2 * X_TEST[:, :1]))
+    runs = [iw.solve(p, ARCH, iw.Finite(8), opt, steps=3, progress=False)
+            for opt in (optim.sgd(optax.cosine_decay_schedule(0.1, 3)), optax.adam(0.01))]
+    assert [row["optimizer"] for row in iw.compare(runs).rows()] == ["sgd(lr=1, schedule=cosine_decay_schedule)",
+                                                                      "optax()"]

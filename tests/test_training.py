@@ -357,7 +357,7 @@ def test_width_sweep_trains_every_width():
         (dict(linearized="yes"), TypeError, "linearized"),
         (dict(on_nonfinite="ignore"), ValueError, "on_nonfinite"),
         (dict(rates="layerwise"), ValueError, "rates"),
-        (dict(optimizer="adam"), TypeError, "optimizer must be an infinite_width.optim spec or an optax"),
+        (dict(optimizer="adam"), TypeError, "optimizer must be an infinite_width.optim.Optimizer spec or an optax"),
         (dict(net="mlp"), TypeError, "Network"),
         (dict(net=ARCH), TypeError, "needs its width"),
         (dict(options=iw.Finite(64)), ValueError, "contradict the network"),

@@ -387,7 +387,9 @@ def check_optimizer(optimizer, who: str, *, transformation_ok: bool) -> AnyOptim
             "infinite_width.optim (optim.sgd(lr), optim.momentum(lr, beta), optim.adam(lr, b1, b2, eps), "
             "optim.sign(lr), learning rates and optax schedules as in optax)"
         )
-    accepted = "an infinite_width.optim spec" + (" or an optax GradientTransformation" if transformation_ok else "")
+    accepted = "an infinite_width.optim.Optimizer spec"
+    if transformation_ok:
+        accepted += " or an optax GradientTransformation"
     raise TypeError(
         f"optimizer must be {accepted} (e.g. infinite_width.optim.adam(1e-3)), got {type(optimizer).__name__}")
 
