@@ -78,8 +78,8 @@ __all__ = ["Optimizer", "Schedule", "sgd", "momentum", "adam", "sign", "OPTIMIZE
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "sign")
 
-#: What the trained methods accept: a spec, or (finite networks only) any optax transformation.
 AnyOptimizer = Union["Optimizer", optax.GradientTransformation]
+"""What the trained methods accept: a spec, or (finite networks only) any optax transformation."""
 
 # The constructors mirror optax: there ``learning_rate`` is the word, and ``lr`` the other spelling.
 _OPTAX_SPELLINGS = {**{k: v for k, v in NON_CANONICAL.items() if k != "learning_rate"}, "lr": "learning_rate"}

@@ -19,7 +19,6 @@ from typing import Callable, Mapping, Optional
 
 __all__ = ["NON_CANONICAL", "canonical_keywords"]
 
-#: Spellings the package does not use, and the word it uses instead.
 NON_CANONICAL = {
     "parameterization": "parametrization",
     "parameterisation": "parametrization",
@@ -46,6 +45,7 @@ NON_CANONICAL = {
     "minibatch_size": "batch_size",
     "learning_rate": "lr",
 }
+"""Spellings the package does not use, and the word it uses instead."""
 
 
 def canonical_keywords(function: Optional[Callable] = None, *, spellings: Mapping[str, str] = NON_CANONICAL):

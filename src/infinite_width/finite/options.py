@@ -20,8 +20,8 @@ from infinite_width.finite.networks import INITS, PARAMETRIZATIONS, Network, net
 
 __all__ = ["Finite", "RATES"]
 
-#: `rates`: the limit-matched per-group rates and epsilons, or one global optax rate and eps.
 RATES = ("per_group", "global")
+"""`rates`: the limit-matched per-group rates and epsilons, or one global optax rate and eps."""
 
 
 def check_bool(name: str, value) -> None:

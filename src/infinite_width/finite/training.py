@@ -89,8 +89,8 @@ __all__ = ["FiniteState", "train", "train_checked", "width_sweep", "MAX_STEPS"]
 
 ON_NONFINITE = ("raise", "record")
 _READOUT_GROUPS = ("readout_W", "output_b")
-#: The step counter of the compiled loop is an int32.
 MAX_STEPS = 2**31 - 2
+"""The step counter of the compiled loop is an int32."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ For an architecture and a distribution ``p0`` of its initial parameters,
     NNPK(x, x') = E_{theta ~ p0}[ f(x; theta)^T f(x'; theta) ],
 
 the expected inner product of the network's outputs (logits) at
-initialisation (docs/theory.md, section 8). :func:`nnpk` estimates it with
+initialisation (docs/theory.md, section 8). [`nnpk`][infinite_width.kernels.nnpk] estimates it with
 ``m = networks`` independently initialised finite networks of a given width:
 
     K_hat(x, x') = (1/m) sum_{s=1}^{m} f(x; theta_s)^T f(x'; theta_s),
@@ -17,14 +17,14 @@ kernel (``MaxPool``; ``LayerNorm`` at finite width).
 
 Normalization: ``normalize="mean"`` (the default) divides by ``out_dim``,
 so that ``K_hat -> NNGP`` as the width grows (the library's kernels are per
-output channel, :func:`infinite_width.kernels.nngp`): with Gaussian
+output channel, [`infinite_width.kernels.nngp`][]): with Gaussian
 initialisation in NTK parametrization the outputs become independent,
 identically distributed Gaussian processes. ``normalize="sum"``, the paper's
 definition, sums over the outputs (``K_hat -> out_dim * NNGP``). Kernel ridge
 regression with a relative ridge and kernel alignment give the same results
 for both.
 
-Prefixes: :func:`nnpk_prefixes` streams the same estimate and yields it
+Prefixes: [`nnpk_prefixes`][infinite_width.kernels.nnpk_prefixes] streams the same estimate and yields it
 after the first ``m`` networks for chosen ``m``, e.g. every power of two up
 to 1,024, at the cost of one pass over the largest ``m``.
 
@@ -32,21 +32,21 @@ Randomness: the parameters of network ``s`` are ``net.init(network_keys(key,
 networks, prng)[s], x1.shape[1:])`` for ``net =
 infinite_width.finite.network(arch, width, parametrization, init)``: the
 same ``key`` (an int seed or a jax key) gives the same networks in
-:func:`nnpk`, :func:`nnpk_prefixes` and :func:`nnpk_features`, however the
-work is chunked or batched. The parameters are drawn with the PRNG
-implementation ``prng`` (one of :data:`PRNG_IMPLS`), by default
-:data:`DEFAULT_PRNG`: ``"philox4x32"``, which draws Gaussian parameters two
+[`nnpk`][infinite_width.kernels.nnpk], [`nnpk_prefixes`][infinite_width.kernels.nnpk_prefixes] and
+[`nnpk_features`][infinite_width.kernels.nnpk_features], however the work is chunked or batched. The parameters are
+drawn with the PRNG implementation ``prng`` (one of [`PRNG_IMPLS`][infinite_width.kernels.PRNG_IMPLS]), by default
+[`DEFAULT_PRNG`][infinite_width.kernels.DEFAULT_PRNG]: ``"philox4x32"``, which draws Gaussian parameters two
 to three times faster than jax's default ``"threefry2x32"`` on CPU
 (docs/BENCHMARKS.md, NNPK section). Both are counter-based, so a vmapped draw
 equals the draw of each key alone. jax has philox4x32 since 0.10.2; on older
-jax (the library supports jax >= 0.6) it is missing from :data:`PRNG_IMPLS`
+jax (the library supports jax >= 0.6) it is missing from [`PRNG_IMPLS`][infinite_width.kernels.PRNG_IMPLS]
 and the default falls back to ``"threefry2x32"``, so the same seed gives
 other networks there: record ``DEFAULT_PRNG`` (or pass ``prng``) with results.
 
 Memory: networks are drawn and run in chunks whose working set (parameters,
 activations and outputs of every network in the chunk) stays within about
 64 MB and within the free memory, next to the kernel itself;
-:func:`plan_memory` gives the plan, and a computation that cannot fit even
+[`plan_memory`][infinite_width.kernels.plan_memory] gives the plan, and a computation that cannot fit even
 one network at a time is refused with a ``MemoryError`` that says what would.
 
 Options: [`NNPKOptions`][infinite_width.kernels.NNPKOptions] is the one record
@@ -102,8 +102,8 @@ __all__ = [
     "DEFAULT_PRNG",
 ]
 
-#: ``"sum"``: sum over outputs (-> out_dim * NNGP); ``"mean"``: mean over outputs (-> NNGP).
 NORMALIZATIONS: Tuple[str, ...] = ("sum", "mean")
+"""``"sum"``: sum over outputs (-> out_dim * NNGP); ``"mean"``: mean over outputs (-> NNGP)."""
 
 
 def _has_prng(name: str) -> bool:
@@ -115,17 +115,17 @@ def _has_prng(name: str) -> bool:
     return True
 
 
-#: PRNG implementations (jax names) for the parameter draws, those this jax
-#: has of ``("philox4x32", "threefry2x32")``. Both are counter-based with
-#: 64-bit keys. Left out: ``"rbg"``/``"unsafe_rbg"``, whose vmapped draws
-#: depend on the first key of the batch only (so results would change with the
-#: chunking), and ``"philox2x32"``, whose 32-bit keys collide among about 2^16
-#: networks.
 PRNG_IMPLS: Tuple[str, ...] = tuple(name for name in ("philox4x32", "threefry2x32") if _has_prng(name))
+"""PRNG implementations (jax names) for the parameter draws, those this jax
+has of ``("philox4x32", "threefry2x32")``. Both are counter-based with
+64-bit keys. Left out: ``"rbg"``/``"unsafe_rbg"``, whose vmapped draws
+depend on the first key of the batch only (so results would change with the
+chunking), and ``"philox2x32"``, whose 32-bit keys collide among about 2^16
+networks."""
 
-#: The default PRNG of the parameter draws: ``"philox4x32"``, or
-#: ``"threefry2x32"`` on jax < 0.10.2, which lacks philox4x32 (module docstring).
 DEFAULT_PRNG = PRNG_IMPLS[0]
+"""The default PRNG of the parameter draws: ``"philox4x32"``, or
+``"threefry2x32"`` on jax < 0.10.2, which lacks philox4x32 (module docstring)."""
 
 # Working set of one chunk of networks. Large enough to run thousands of
 # small networks at once; small enough that large ones (width 1024 on 2,000
@@ -151,7 +151,7 @@ def _check_prng(prng) -> None:
 
 @canonical_keywords
 def network_keys(key, networks: int, prng: str = DEFAULT_PRNG) -> jax.Array:
-    """Keys of the ``networks`` random networks of :func:`nnpk`, typed keys of ``prng``, shape (networks,).
+    """Keys of the ``networks`` random networks of [`nnpk`][infinite_width.kernels.nnpk], typed keys of ``prng``, shape (networks,).
 
     ``key`` is an int seed, a raw key (``jax.random.PRNGKey``) or a typed key
     (``jax.random.key``). A key of ``prng`` itself is split directly
@@ -270,7 +270,7 @@ class MemoryPlan:
         padded copies), ``grouped_outputs`` (the outputs of the chunks
         gathered for one kernel update, and their concatenation), ``kernel``
         (the N1 x N2 accumulators; more with ``return_stderr``) or
-        ``features`` (the (N, m * out_dim) result of :func:`nnpk_features`,
+        ``features`` (the (N, m * out_dim) result of [`nnpk_features`][infinite_width.kernels.nnpk_features],
         with its copies), and with orthogonal init the ``orthogonalization``
         temporaries (networks are orthogonalized one at a time).
       available_bytes: the memory the plan had to fit in.

@@ -52,12 +52,12 @@ from infinite_width._src.numerics import precision_scope
 __all__ = ["scale_range", "row_scales", "check_input_scale", "check_float32_accuracy", "UNIT_BAND", "TOLERANCE",
            "POSITIVELY_HOMOGENEOUS"]
 
-#: Inputs whose nonzero rows all have `q = ||x||^2 / d` in this band are computed without the float64 check.
 UNIT_BAND = (1e-2, 1e2)
-#: The largest float32 error, relative to `sqrt(K_ii K_jj)`, the accuracy check lets through.
+"""Inputs whose nonzero rows all have `q = ||x||^2 / d` in this band are computed without the float64 check."""
 TOLERANCE = 1e-3
-#: Activations `phi(c z) = c phi(z)` for `c > 0`: without biases their kernels are homogeneous of degree 2.
+"""The largest float32 error, relative to `sqrt(K_ii K_jj)`, the accuracy check lets through."""
 POSITIVELY_HOMOGENEOUS: Tuple[str, ...] = ("relu", "leaky_relu", "abs", "identity")
+"""Activations `phi(c z) = c phi(z)` for `c > 0`: without biases their kernels are homogeneous of degree 2."""
 # Decades of room, on each side of the range where products of kernel entries are representable.
 _MARGIN = 1e3
 # Rows of each extreme (largest and smallest scale) whose kernels the accuracy check computes twice.
