@@ -206,8 +206,9 @@ class Optimizer:
       name: one of `OPTIMIZERS`.
       lr: the learning rate (1 when `schedule` gives the rates).
       beta: heavy-ball momentum (`"momentum"` only).
-      b1, b2, eps: Adam's decay rates and epsilon (`"adam"`; `"sign"` is
-        Adam with 0, 0, 0).
+      b1: Adam's first-moment decay (`"adam"`; 0 for `"sign"`, which is Adam with 0, 0, 0).
+      b2: Adam's second-moment decay (`"adam"`; 0 for `"sign"`).
+      eps: Adam's epsilon, on the normalized gradient (`"adam"`; 0 for `"sign"`).
       schedule: step `t` moves by `lr * schedule(t)`.
     """
 
@@ -237,7 +238,11 @@ class Optimizer:
         return f"Optimizer({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
     def rate(self, t):
-        """The learning rate of step `t`, `lr * schedule(t)` (traceable in `t`)."""
+        """The learning rate of step `t`, `lr * schedule(t)` (traceable in `t`).
+
+        Args:
+          t: the step, an int or an integer jax array.
+        """
         return self.lr if self.schedule.is_constant else self.lr * self.schedule(t)
 
     @property
@@ -359,7 +364,11 @@ def sign(learning_rate) -> Optimizer:
 
 
 def is_transformation(optimizer) -> bool:
-    """Whether `optimizer` is a raw optax transformation (not a spec)."""
+    """Whether `optimizer` is a raw optax transformation (not a spec).
+
+    Args:
+      optimizer: anything.
+    """
     return isinstance(optimizer, optax.GradientTransformation) and not isinstance(optimizer, Optimizer)
 
 
@@ -396,12 +405,20 @@ def check_optimizer(optimizer, who: str, *, transformation_ok: bool) -> AnyOptim
 
 def metadata(optimizer) -> Optional[dict]:
     """A JSON-able description for trajectory metadata: the spec's fields, `{"name": "optax"}` for a
-    raw transformation, None for no optimizer."""
+    raw transformation, None for no optimizer.
+
+    Args:
+      optimizer: a spec, an optax transformation, or None.
+    """
     if optimizer is None:
         return None
     return {"name": "optax"} if is_transformation(optimizer) else optimizer.fields()
 
 
 def summary(optimizer) -> str:
-    """One line naming the optimizer, for labels and messages (`"adam(lr=0.001, ...)"` or `"optax"`)."""
+    """One line naming the optimizer, for labels and messages (`"adam(lr=0.001, ...)"` or `"optax"`).
+
+    Args:
+      optimizer: a spec or an optax transformation.
+    """
     return "optax" if is_transformation(optimizer) else optimizer.describe()

@@ -102,7 +102,14 @@ class Finite:
         return cls(width, seeds=seeds, parametrization=parametrization, init=init, centered=False, rates="global")
 
     def network(self, arch: Architecture) -> Network:
-        """The finite network of `arch` these options train."""
+        """The finite network of `arch` these options train.
+
+        Args:
+          arch: the [`Architecture`][infinite_width.Architecture].
+
+        Returns:
+          The [`Network`][infinite_width.finite.Network] of this width, parametrization and init.
+        """
         return network(arch, self.width, parametrization=self.parametrization, init=self.init)
 
 

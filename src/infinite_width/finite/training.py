@@ -66,7 +66,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from infinite_width import losses
 from infinite_width._src.checks import (
@@ -78,6 +77,7 @@ from infinite_width._src.checks import (
 )
 from infinite_width._src.memory import GIB, available_memory
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar, shows_progress
 from infinite_width._src.rng import ensemble_keys, minibatch_indices
 from infinite_width.architectures import Architecture
 from infinite_width.finite.networks import Network, network
@@ -98,8 +98,9 @@ class FiniteState:
     """Parameters of a trained ensemble ([`train`][infinite_width.finite.train] with `return_params=True`).
 
     Attributes:
-      initial_params, final_params: parameter pytrees (lists of `{"W", "b"}`)
-        whose numpy leaves have a leading seeds axis S.
+      initial_params: the parameters at initialisation, a list of ``{"W", "b"}`` whose numpy
+        leaves have a leading seeds axis S.
+      final_params: the parameters after the last step, of the same structure.
     """
 
     initial_params: list
@@ -314,7 +315,7 @@ def _chunk_steps(steps: int, progress: bool) -> int:
 
 def _run_steps(run, carry, rows, arrays, record, steps: int, chunk: int, progress: bool, width: int):
     """The compiled step loop over all steps, in chunks of `chunk` steps with a progress bar."""
-    with tqdm(total=steps, disable=not progress, desc=f"train width {width}", leave=False) as bar:
+    with progress_bar(total=steps, progress=progress, desc=f"train width {width}", leave=False) as bar:
         for begin in range(0, steps, chunk):
             length = min(chunk, steps - begin)
             batch = None if rows is None else rows[begin : begin + length]
@@ -420,6 +421,7 @@ def _train_compiled(net, compiled, x_train, y_train, x_test, record, steps, rows
                     progress, return_params, max_memory_bytes):
     """Check memory, initialise, run the steps; outputs (S, R, P, k) at `record`, parameters, first bad steps."""
     initialise, predict, run = compiled
+    progress = shows_progress(progress)  # a hidden bar needs no chunks
     seeds = init_keys.shape[0]
     x_all = np.concatenate([x_train, x_test])
     in_loop = record[record < steps]
@@ -522,7 +524,7 @@ def train(
       on_nonfinite: `"raise"`: a NaN/Inf loss raises `FloatingPointError`
         naming the first bad step; `"record"`: mark the seed `diverged` and
         fill its records from that step on with NaN.
-      progress: show a tqdm progress bar (the run is then compiled in chunks).
+      progress: show a progress bar on a terminal or in a notebook (the run is then compiled in chunks).
       return_params: also return the initial and final parameters.
       max_memory_bytes: memory available, overriding the free memory of the
         device (the estimate is checked before allocating).
@@ -592,16 +594,16 @@ def width_sweep(
     The same `key` (hence the same minibatch order) is used at every width.
 
     Args:
-      arch: the architecture.
+      arch: an [`Architecture`][infinite_width.Architecture].
       widths: the hidden widths.
       x_train: (N, ...) training inputs.
       y_train: (N, k) targets.
-      optimizer: a spec or an optax transformation.
+      optimizer: an optimizer spec of [`infinite_width.optim`][infinite_width.optim] or an optax transformation.
       steps: number of updates.
-      parametrization: of every network.
-      init: of every network.
-      progress: progress bars.
-      **train_kwargs: the other arguments of [`train`][infinite_width.finite.train].
+      parametrization: of every network: `"ntk"`, `"standard"` or `"mup"`.
+      init: of every network: `"gaussian"`, `"orthogonal"` or `"uniform"`.
+      progress: show progress bars.
+      **train_kwargs: the other arguments of [`train`][infinite_width.finite.train] (`record`, `key`, ...).
 
     Returns:
       The predictions of each width.
@@ -610,7 +612,7 @@ def width_sweep(
     if not widths:
         raise ValueError("widths is empty")
     results = {}
-    for width in tqdm(widths, disable=not progress, desc="widths"):
+    for width in progress_bar(widths, progress=progress, desc="widths"):
         net = network(arch, width, parametrization=parametrization, init=init)
         results[width] = train(net, x_train, y_train, optimizer, steps, progress=progress, **train_kwargs)
     return results

@@ -57,10 +57,10 @@ from typing import Callable, NamedTuple, Optional, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from infinite_width._src.checks import check_int, check_kernel_matrix, validate_inputs
 from infinite_width._src.numerics import as_result, cast_traced, is_traced, pad_rows, precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.vocabulary import canonical_keywords
 from infinite_width.architectures import Architecture
 from infinite_width.kernels.memory import budgets, describe_bytes, program_bytes
@@ -178,7 +178,7 @@ def _blocked(program, scales, x1, x2, block: int, n_kernels: int):
     out = [np.empty((n1, n2), x1.dtype) for _ in range(n_kernels)]
     pairs = [(i, j) for i in range(0, n1, block) for j in range(i if symmetric else 0, n2, block)]
     finite = np.ones(n_kernels, bool)
-    for i, j in tqdm.tqdm(pairs, desc="kernel blocks", leave=False, disable=True if len(pairs) < 2 else None):
+    for i, j in progress_bar(pairs, progress=len(pairs) > 1, desc="kernel blocks", leave=False):
         kernels, block_finite = program(scales, padded1[i : i + block], padded2[j : j + block])
         finite &= np.asarray(block_finite)
         rows, cols = min(block, n1 - i), min(block, n2 - j)
@@ -221,29 +221,6 @@ def _compute(source, x1, x2, get, batch_size, dtype, max_memory_bytes, what):
     return as_result(kernels)
 
 
-_ARGS_DOC = """
-    Args:
-      arch: an [`Architecture`][infinite_width.Architecture], or a
-        neural-tangents stax `kernel_fn`.
-      x1: (N1, d) inputs for MLPs, (N1, H, W, C) for convolutional networks
-        (any (N1, ...) for a `kernel_fn`).
-      x2: (N2, ...) inputs with the feature shape of `x1`, or None for `x2 = x1`.
-      batch_size: compute in blocks of this many rows (concrete inputs only);
-        None chooses blocks only when the memory plan needs them.
-      dtype: `"float32"` or `"float64"`.
-      max_memory_bytes: memory available to the computation, overriding the
-        measured free memory.
-"""
-
-_RAISES_DOC = """
-    Raises:
-      ValueError: bad inputs, named; inputs at a scale the dtype cannot
-        compute ([`infinite_width.kernels.scale`][infinite_width.kernels.scale]).
-      MemoryError: the result does not fit, before anything is allocated.
-      FloatingPointError: the kernel has non-finite entries.
-"""
-
-
 @canonical_keywords
 def nngp(
     arch: KernelSource,
@@ -255,6 +232,31 @@ def nngp(
     max_memory_bytes: Optional[int] = None,
 ) -> jax.Array:
     """Infinite-width NNGP kernel, shape (N1, N2): the output covariance at initialisation.
+
+    Args:
+      arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel, or a
+        neural-tangents stax `kernel_fn`.
+      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network
+        (any (N1, ...) for a `kernel_fn`).
+      x2: (N2, ...) inputs of the same feature shape, or None for `x2 = x1`.
+      batch_size: compute in square blocks of this many rows (concrete inputs only); None
+        chooses blocks only when the memory plan needs them.
+      dtype: `"float32"` or `"float64"` (x64 mode is switched on for the call).
+      max_memory_bytes: memory available to the computation, overriding the measured free
+        memory.
+
+    Returns:
+      The (N1, N2) kernel per output channel: a jax array (a numpy array for float64 results
+      while x64 mode is off, see the module docstring).
+
+    Raises:
+      TypeError: `arch` is neither an architecture nor a callable.
+      ValueError: bad inputs, named (wrong rank or feature shape, NaN/Inf in concrete inputs, a bad
+        `dtype` or `batch_size`); inputs at a scale the dtype cannot compute
+        ([`infinite_width.kernels.scale`][infinite_width.kernels.scale]).
+      NotImplementedError: an architecture without a closed form (`MaxPool`, `tanh`, ...).
+      MemoryError: the result itself does not fit (before anything is allocated).
+      FloatingPointError: the kernel has non-finite entries.
     """
     return _compute(arch, x1, x2, ("nngp",), batch_size, dtype, max_memory_bytes, "nngp")[0]
 
@@ -270,6 +272,25 @@ def ntk(
     max_memory_bytes: Optional[int] = None,
 ) -> jax.Array:
     """Infinite-width neural tangent kernel in NTK parametrization, shape (N1, N2).
+
+    Args:
+      arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel, or a
+        neural-tangents stax `kernel_fn`.
+      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network
+        (any (N1, ...) for a `kernel_fn`).
+      x2: (N2, ...) inputs of the same feature shape, or None for `x2 = x1`.
+      batch_size: compute in square blocks of this many rows (concrete inputs only); None
+        chooses blocks only when the memory plan needs them.
+      dtype: `"float32"` or `"float64"` (x64 mode is switched on for the call).
+      max_memory_bytes: memory available to the computation, overriding the measured free
+        memory.
+
+    Returns:
+      The (N1, N2) kernel per output channel, as [`nngp`][infinite_width.kernels.nngp] returns it.
+
+    Raises:
+      TypeError, ValueError, NotImplementedError, MemoryError, FloatingPointError: as for
+        [`nngp`][infinite_width.kernels.nngp].
     """
     return _compute(arch, x1, x2, ("ntk",), batch_size, dtype, max_memory_bytes, "ntk")[0]
 
@@ -288,20 +309,28 @@ def nngp_and_ntk(
 
     `pair.nngp` and `pair.ntk` read like neural-tangents' `Kernel`; the pair
     also unpacks as `nngp, ntk = ...`.
+
+    Args:
+      arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel, or a
+        neural-tangents stax `kernel_fn`.
+      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network
+        (any (N1, ...) for a `kernel_fn`).
+      x2: (N2, ...) inputs of the same feature shape, or None for `x2 = x1`.
+      batch_size: compute in square blocks of this many rows (concrete inputs only); None
+        chooses blocks only when the memory plan needs them.
+      dtype: `"float32"` or `"float64"` (x64 mode is switched on for the call).
+      max_memory_bytes: memory available to the computation, overriding the measured free
+        memory.
+
+    Returns:
+      The [`KernelPair`][infinite_width.kernels.KernelPair] `(nngp, ntk)`, each as
+      [`nngp`][infinite_width.kernels.nngp] returns it.
+
+    Raises:
+      TypeError, ValueError, NotImplementedError, MemoryError, FloatingPointError: as for
+        [`nngp`][infinite_width.kernels.nngp].
     """
     return KernelPair(*_compute(arch, x1, x2, ("nngp", "ntk"), batch_size, dtype, max_memory_bytes, "nngp_and_ntk"))
-
-
-for _function, _returns in (
-    (nngp, "The kernel: a jax array (a numpy array for float64 while JAX's x64 mode is off)."),
-    (ntk, "The kernel: a jax array (a numpy array for float64 while JAX's x64 mode is off)."),
-    (nngp_and_ntk, "The two kernels, jax arrays (numpy arrays for float64 while JAX's x64 mode is off)."),
-):
-    _function.__doc__ += _ARGS_DOC + f"""
-    Returns:
-      {_returns}
-""" + _RAISES_DOC
-del _function, _returns
 
 
 def max_learning_rate(ntk_train_train, out_dim: int, momentum: float = 0.0) -> float:

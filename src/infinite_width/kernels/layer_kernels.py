@@ -56,7 +56,8 @@ class LayerwiseKernels:
         (``S^0 = x.x'/d``).
       Sd: ``Sd[l-1] = Sd^l = E[phi'(h^l(x)) phi'(h^l(x'))]``, l = 1..L.
       B: ``B[l-1] = B^l``, backward kernel, l = 1..L+1 (``B^{L+1} = 1``).
-      W_std, b_std: per weighted layer l = 1..L+1 (``W_std[l-1]``).
+      W_std: weight scale per weighted layer l = 1..L+1 (``W_std[l-1]``).
+      b_std: bias scale per weighted layer, indexed like ``W_std``.
     """
 
     K: List[jax.Array]
@@ -110,7 +111,7 @@ def layerwise(arch: Architecture, x1, x2=None, *, dtype: str = "float32",
       max_memory_bytes: memory available, overriding the measured free memory.
 
     Returns:
-      The [`LayerwiseKernels`][infinite_width.kernels.LayerwiseKernels].
+      The [`LayerwiseKernels`][infinite_width.kernels.LayerwiseKernels], every entry (N1, N2).
 
     Raises:
       MemoryError: the kernels (or XLA's program for them) do not fit, before anything is allocated.

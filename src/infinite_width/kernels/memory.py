@@ -25,7 +25,11 @@ __all__ = ["describe_bytes", "program_bytes", "budgets", "check_fits"]
 
 
 def describe_bytes(count: int) -> str:
-    """`count` bytes in GiB, MiB or KiB (3 significant digits)."""
+    """`count` bytes in GiB, MiB or KiB (3 significant digits).
+
+    Args:
+      count: a number of bytes, >= 0.
+    """
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if count >= size:
             return f"{count / size:.3g} {unit}"
@@ -38,6 +42,10 @@ def program_bytes(program, *args) -> int:
     Concrete scales (Python floats) count by type only; arrays by shape and
     dtype. Measured once per shape; the compilation is the one the call
     itself then uses (jax shares it).
+
+    Args:
+      program: a jitted function.
+      *args: its arguments (arrays, or anything with a shape and a dtype, and Python floats).
     """
 
     def abstract(leaf):
@@ -65,6 +73,9 @@ def budgets(max_memory_bytes: Optional[int]) -> Tuple[int, int, bool]:
     """`(device bytes, host bytes, shared)`: free memory, or `max_memory_bytes` for both.
 
     `shared` is True on the CPU, where the device and the host are the same memory.
+
+    Args:
+      max_memory_bytes: memory available, or None for the measured free memory.
     """
     device = jax.devices()[0]
     shared = device.platform == "cpu"

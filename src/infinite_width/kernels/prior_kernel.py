@@ -157,6 +157,14 @@ def network_keys(key, networks: int, prng: str = DEFAULT_PRNG) -> jax.Array:
     (``jax.random.key``). A key of ``prng`` itself is split directly
     (``jax.random.split(key, networks)``); any other key first gives the
     data of a ``prng`` key through ``jax.random.bits``.
+
+    Args:
+      key: int seed, raw key or typed key.
+      networks: number of networks, >= 1.
+      prng: PRNG implementation of the keys, one of [`PRNG_IMPLS`][infinite_width.kernels.PRNG_IMPLS].
+
+    Returns:
+      Typed keys of shape (networks,).
     """
     networks = check_int("networks", networks, 1)
     _check_prng(prng)
@@ -357,7 +365,7 @@ def plan_memory(
     is kept (balanced to equal chunks of at most that size) if it fits.
 
     Args:
-      arch: the architecture.
+      arch: the architecture, as for [`nnpk`][infinite_width.kernels.nnpk].
       x1_shape: shape of x1, (N1, d) or (N1, H, W, C).
       x2_shape: shape of x2, or None for x2 = x1.
       options: the [`NNPKOptions`][infinite_width.kernels.NNPKOptions]; None builds them from `option_keywords`.
@@ -367,7 +375,7 @@ def plan_memory(
       **option_keywords: fields of [`NNPKOptions`][infinite_width.kernels.NNPKOptions].
 
     Returns:
-      The [`MemoryPlan`][infinite_width.kernels.MemoryPlan].
+      The [`MemoryPlan`][infinite_width.kernels.MemoryPlan]: networks per chunk and the bytes each part needs.
 
     Raises:
       MemoryError: not even one network at a time fits, or the explicit
@@ -793,6 +801,14 @@ def kernel_alignment(K1, K2, *, centered: bool = True) -> float:
     uncentered alignment of Cristianini et al. (2002). Both are invariant to
     positive rescaling of either kernel, so ``NNPK`` and ``out_dim * NNGP``
     align as well as ``NNPK/out_dim`` and ``NNGP``.
+
+    Args:
+      K1: (N, N) kernel.
+      K2: (N, N) kernel on the same points.
+      centered: center both kernels first (Cortes et al.) or not (Cristianini et al.).
+
+    Returns:
+      The alignment, a float in [-1, 1].
     """
     K1 = _as_kernel("K1", K1, square=True)
     K2 = _as_kernel("K2", K2, square=True)

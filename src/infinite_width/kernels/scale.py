@@ -78,7 +78,11 @@ def scale_range(dtype) -> Tuple[float, float]:
 
 
 def row_scales(x) -> np.ndarray:
-    """`q = ||x_i||^2 / d` of each row of `x` (N, ...), shape (N,), in float64 (no overflow)."""
+    """`q = ||x_i||^2 / d` of each row of `x` (N, ...), shape (N,), in float64 (no overflow).
+
+    Args:
+      x: (N, ...) inputs.
+    """
     x = np.asarray(x, np.float64)
     with np.errstate(over="ignore"):  # beyond float64: an infinite scale, refused like any other
         return np.mean(np.square(x.reshape(x.shape[0], -1)), axis=1)

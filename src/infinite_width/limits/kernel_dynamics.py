@@ -7,11 +7,7 @@ section 4). With ``K`` the per-output kernel (the full kernel is ``K ⊗ I``)
 and ``chi = d loss / d f`` ([`infinite_width.losses.chi`][]):
 
 * SGD, discrete time (exactly what a linearized network does step by step):
-
-```text
-f_{t+1}(x) = f_t(x) - lr * sum_{i in batch_t} K(x, x_i) chi_t(x_i)
-```
-
+  ``f_{t+1}(x) = f_t(x) - lr * sum_{i in batch_t} K(x, x_i) chi_t(x_i)``.
   For full-batch MSE (``chi = (f - y) / (N k)``) this has the closed form
   ``f_t = y + (I - lr K / (N k))^t (f_0 - y)`` on the training set, computed
   by eigendecomposition ([`mse_closed_form`][infinite_width.limits.kernel_dynamics.mse_closed_form]).
@@ -57,10 +53,10 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from infinite_width import losses
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width.kernels.analytic import max_learning_rate
 from infinite_width.optim import Optimizer, check_optimizer
 from infinite_width.predictions import Predictions
@@ -286,7 +282,7 @@ def kernel_descent(
         f0 = np.concatenate([f0, _initial(f0_test, (k_test_train.shape[0], k))])
     advance = _advance_fn(loss, batch_indices is None, schedule)
     recorded = []
-    bar = tqdm.tqdm(total=total, desc="kernel dynamics", unit="step", disable=not progress, leave=False)
+    bar = progress_bar(total=total, progress=progress, desc="kernel dynamics", unit="step", leave=False)
     with bar, precision_scope(dtype) as np_dtype:
         state = (jnp.asarray(f0, np_dtype), jnp.zeros(f0.shape, np_dtype), jnp.asarray(-1, jnp.int32))
         rows = jnp.zeros((0, 0), jnp.int32) if batch_indices is None else jnp.asarray(batch_indices)
@@ -348,7 +344,7 @@ def kernel_flow(
       k_train_train: (N, N) kernel.
       k_test_train: (Nt, N) kernel, or None.
       y_train: (N, k) targets.
-      lr: learning rate.
+      lr: learning rate (flow time per step).
       steps: (R,) increasing steps to record.
       loss: `"mse"` or `"cross_entropy"`.
       momentum: None, or the heavy-ball `beta` of the second-order flow.
