@@ -80,7 +80,7 @@ def main():
     for width in args.widths:
         net = finite.network(arch, width)
         ours = lambda: finite.train(  # noqa: E731
-            net, x, y, opt, args.steps, key=0, record=[0, args.steps], return_params=True
+            net, x, y, opt, args.steps, key=0, record=[0, args.steps], centered=False, return_params=True
         )[1].final_params
         plain = plain_adam_loop(net, args.lr)
         params = net.init(jax.random.PRNGKey(0), x.shape[1:])

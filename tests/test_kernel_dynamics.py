@@ -1,10 +1,13 @@
 """Kernel dynamics against independent computations: explicit loops, matrix exponentials, an ODE solver."""
 
 import numpy as np
+import optax
 import pytest
 import scipy.integrate
 import scipy.linalg
 
+import infinite_width as iw
+from infinite_width import datasets, kernels, optim
 from infinite_width.limits import kernel_dynamics
 
 N, NT, K_OUT = 12, 5, 3
@@ -179,3 +182,85 @@ def test_bad_inputs_are_named():
         kernel_dynamics.kernel_descent(k_tt, k_te, y, 1.0, [0, 5], batch_indices=np.zeros((2, 3), int))
     with pytest.raises(ValueError, match="unknown loss"):
         kernel_dynamics.kernel_descent(k_tt, k_te, y, 1.0, [0, 5], loss="hinge")
+    with pytest.raises(TypeError, match="needs an infinite_width.optim spec"):
+        kernel_dynamics.run(k_tt, k_te, y, optax.sgd(0.1), [0, 5])
+
+
+def _one_hot_kernels(seed):
+    k_tt, k_te, _, rng = _kernels(seed)
+    return k_tt, k_te, np.eye(K_OUT)[rng.integers(0, K_OUT, size=N)]
+
+
+def test_cross_entropy_at_a_huge_rate_is_diverged_from_the_step_it_degenerates():
+    """Issue 24: KernelDynamics with cross-entropy and lr 1e6 reported train loss -0, test loss 1.3e5 and
+    diverged False. The recursion now marks the first state whose float32 training loss has rounded to 0:
+    an explicit float64 loop at that step has logits of order the rate; a stable rate is not flagged."""
+    k_tt, k_te, y = _one_hot_kernels(6)
+    steps = np.arange(0, 21)
+    huge = kernel_dynamics.kernel_descent(k_tt, k_te, y, 1e6, steps, loss="cross_entropy", dtype="float32")
+    assert huge.diverged.all()
+    bad = int(huge.first_nonfinite_step[0])
+    assert 1 <= bad <= 20
+    assert np.all(np.isnan(huge.train[0, bad:])) and np.all(np.isnan(huge.test[0, bad:]))
+    assert np.all(np.isfinite(huge.train[0, :bad]))
+    history = _loop(k_tt, k_te, y, 1e6, bad, _softmax_ce_grad)
+    assert np.abs(history[bad][0]).max() > 1e3  # what the state was: logits far beyond any stable step
+    stable = kernel_dynamics.kernel_descent(k_tt, k_te, y, 0.5, [0, 200], loss="cross_entropy", dtype="float32")
+    assert not stable.diverged.any()
+    # Through solve, on data: the reproducer of the issue.
+    problem = iw.Problem.from_dataset(datasets.load("digits", n_train=100, n_test=100), loss="cross_entropy")
+    arch = iw.mlp(1, "relu", out_dim=10)
+    diverged = iw.solve(problem, arch, iw.KernelDynamics(), optim.sgd(1e6), steps=20, progress=False)
+    converged = iw.solve(problem, arch, iw.KernelDynamics(), optim.sgd(10.0), steps=20, progress=False)
+    assert diverged.diverged.all() and not converged.diverged.any()
+
+
+def test_non_finite_states_are_found_between_the_recorded_steps():
+    """MSE far above the stable rate overflows to Inf/NaN at some step; the run records that step even when
+    only steps 0 and 400 are recorded."""
+    k_tt, k_te, y, _ = _kernels(7)
+    lr = 50 * kernels.max_learning_rate(k_tt, K_OUT)
+    run = kernel_dynamics.kernel_descent(k_tt, k_te, y, lr, [0, 400], dtype="float32")
+    assert run.diverged.all() and 0 < run.first_nonfinite_step[0] < 400
+    every = kernel_dynamics.kernel_descent(k_tt, k_te, y, lr, np.arange(401), dtype="float32")
+    first = int(np.flatnonzero(~np.isfinite(every.train[0]).all(axis=(1, 2)))[0])
+    assert run.first_nonfinite_step[0] == every.first_nonfinite_step[0] == first
+
+
+def test_full_batch_and_schedules_allocate_nothing_of_the_size_of_the_steps():
+    """Issue 24: full batch tiled a (steps, N) index array and a (steps,) rate array. Peak host allocations of a
+    million steps are those of ten steps; the in-loop schedule equals the closed form of a constant rate."""
+    import tracemalloc
+
+    k, y = np.eye(3) + 0.1, np.ones((3, 2))
+    schedule = optax.constant_schedule(0.5)
+    peaks = []
+    for steps in (10, 10**6):
+        tracemalloc.start()
+        try:
+            run = kernel_dynamics.kernel_descent(k, None, y, 1.0, [0, steps], schedule=schedule, dtype="float64")
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] < peaks[0] + 2**20, peaks  # 10**6 steps of (3,) rows and rates would be 24 MB and 8 MB
+    closed = kernel_dynamics.mse_closed_form(k, None, y, 0.5, [0, 10**6])
+    np.testing.assert_allclose(run.train, closed.train, rtol=1e-9, atol=1e-12)
+
+
+def test_a_billion_full_batch_steps_through_solve_allocate_nothing_of_their_size():
+    """Issue 24: KernelDynamics full batch with steps=10**9 (44.7 GiB of indices). The closed form of full-batch
+    MSE needs only the recorded steps; the run ends at the interpolating solution."""
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((10, 3)), rng.standard_normal((10, 1))
+    problem = iw.Problem(x, y, x[:4], y[:4])
+    tracemalloc.start()
+    try:
+        run = iw.solve(problem, iw.mlp(1, "relu"), iw.KernelDynamics(dtype="float64"), optim.sgd(1.0),
+                       steps=10**9, record=[0, 10**9], progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, peak
+    assert not run.diverged.any() and run.train_loss[0, -1] < 1e-6 * run.train_loss[0, 0]

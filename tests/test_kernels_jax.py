@@ -160,9 +160,10 @@ def test_kernels_that_fit_only_in_blocks_are_computed_in_blocks(monkeypatch):
 
 
 def test_non_finite_kernels_are_reported_whole_and_in_blocks():
-    # Finite float32 inputs whose kernel overflows (x.x'/d ~ 1e40); the check runs inside the program.
-    x = np.full((6, 2), 1e20)
-    arch = iw.mlp(1, "relu")
+    # Unit-scale inputs (the scale rule lets them through) whose kernel overflows, W_std^2 x.x'/d ~ 1e40;
+    # the check runs inside the program.
+    x = np.full((6, 2), 1.0)
+    arch = iw.mlp(1, "relu", W_std=1e20)
     with pytest.raises(FloatingPointError, match="the nngp and ntk kernel of 'mlp1-relu' has non-finite entries"):
         kernels.nngp_and_ntk(arch, x)
     with pytest.raises(FloatingPointError, match="the ntk kernel of 'mlp1-relu'"):

@@ -331,3 +331,30 @@ def test_bad_input_to_features_prefixes_and_alignment():
         kernel_alignment(K, np.full((3, 3), np.nan))
     with pytest.raises(ValueError, match="constant"):
         kernel_alignment(K, np.ones((3, 3)))
+
+
+def test_one_options_record_serves_the_four_nnpk_functions():
+    """Issue 21: nnpk, nnpk_prefixes, nnpk_features and plan_memory repeated 12 keywords. One record now holds
+    them (one default, one check each); the keywords build it, and replace its fields when both are given."""
+    import dataclasses
+    import inspect
+
+    options = kernels.NNPKOptions(width=8, networks=6, normalize="sum")
+    by_record = nnpk(MLP, X, options=options, key=0)
+    np.testing.assert_array_equal(by_record, nnpk(MLP, X, width=8, networks=6, normalize="sum", key=0))
+    features = nnpk_features(MLP, X, options, key=0)
+    np.testing.assert_allclose(features @ features.T, by_record, rtol=1e-5, atol=1e-6)
+    count, last = list(nnpk_prefixes(MLP, X, options=options, key=0))[-1]
+    assert count == 6
+    np.testing.assert_allclose(last, by_record, rtol=1e-6)  # grouped otherwise: equal to rounding
+    assert plan_memory(MLP, X.shape, options=options) == plan_memory(MLP, X.shape, width=8, networks=6)
+    np.testing.assert_array_equal(nnpk(MLP, X, options=options, networks=3, key=0),
+                                  nnpk(MLP, X, width=8, networks=3, normalize="sum", key=0))
+    fields = {field.name for field in dataclasses.fields(kernels.NNPKOptions)}
+    for function in (nnpk, nnpk_prefixes, nnpk_features, plan_memory):
+        assert not set(inspect.signature(function).parameters) & fields, function.__name__
+    with pytest.raises(TypeError, match="options must be an infinite_width.kernels.NNPKOptions"):
+        nnpk(MLP, X, options={"width": 8}, key=0)
+    assert iw.KernelRidge("nnpk", width=8, networks=6).nnpk_options == kernels.NNPKOptions(8, 6)
+    with pytest.raises(ValueError, match="networks must be an integer >= 1"):
+        iw.KernelRidge("nnpk", width=8, networks=0)  # the record's own check

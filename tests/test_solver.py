@@ -4,6 +4,7 @@ import math
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 import infinite_width as iw
@@ -376,8 +377,8 @@ def _assert_inverse_sqrt_width(distances):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer, limit_method", [
-    (optim.sgd(1.0, schedule=optim.warmup_cosine(5, 30)), iw.KernelDynamics()),
-    (optim.adam(0.05, 0.9, 0.99, schedule=optim.warmup_cosine(5, 30)), iw.AdamLimit(65536, 4)),
+    (optim.sgd(optax.warmup_cosine_decay_schedule(0.0, 1.0, 5, 30)), iw.KernelDynamics()),
+    (optim.adam(optax.warmup_cosine_decay_schedule(0.0, 0.05, 5, 30), 0.9, 0.99), iw.AdamLimit(65536, 4)),
 ])
 def test_trained_and_linearized_networks_approach_their_limits_under_a_schedule(optimizer, limit_method):
     """Relative RMS distance to the NTK (SGD) and Adam-like (Adam) limits under the same warmup-cosine

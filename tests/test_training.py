@@ -122,7 +122,8 @@ def grad_of_loss(net, params, x, y):
 
 @pytest.mark.parametrize("batch_size", [None, 4])
 def test_one_sgd_step_is_params_minus_lr_times_grad(batch_size):
-    _, result = finite.train(NET, X, Y, SGD, 1, batch_size=batch_size, key=6, record=[1], return_params=True)
+    _, result = finite.train(NET, X, Y, SGD, 1, batch_size=batch_size, key=6, record=[1], centered=False,
+                             return_params=True)
     first = jax.tree_util.tree_map(lambda a: a[0], result.initial_params)
     rows = batch_indices_for(6, 16, batch_size, 1)[0]  # the documented minibatch order of key 6
     assert rows.shape == (16 if batch_size is None else 4,)
@@ -135,7 +136,7 @@ def test_one_sgd_step_is_params_minus_lr_times_grad(batch_size):
 
 def test_sign_step_moves_each_group_by_lr_times_r():
     lr = 0.1
-    _, result = finite.train(NET, X, Y, optim.sign(lr), 1, key=7, record=[1], return_params=True)
+    _, result = finite.train(NET, X, Y, optim.sign(lr), 1, key=7, record=[1], centered=False, return_params=True)
     first = jax.tree_util.tree_map(lambda a: a[0], result.initial_params)
     grads = grad_of_loss(NET, first, X, Y)
     scales = NET.group_scales(D)
@@ -173,7 +174,8 @@ def test_standard_parametrization_gives_the_ntk_adam_trajectory():
 def test_global_rates_are_plain_optax_adam_on_the_stored_parameters():
     """rates="global": one optax.adam(lr, eps) for every leaf, checked against a hand-written optax loop."""
     net, opt, steps = finite.network(ARCH, 32, "standard"), optim.adam(0.01, eps=1e-8), 4
-    result, params = finite.train(net, X, Y, opt, steps, rates="global", key=4, record=[steps], return_params=True)
+    result, params = finite.train(net, X, Y, opt, steps, rates="global", centered=False, key=4, record=[steps],
+                                  return_params=True)
     current = jax.tree_util.tree_map(lambda a: a[0], params.initial_params)
     tx = optax.adam(0.01, b1=0.9, b2=0.999, eps=1e-8)
     state = tx.init(current)
@@ -181,7 +183,7 @@ def test_global_rates_are_plain_optax_adam_on_the_stored_parameters():
         updates, state = tx.update(grad_of_loss(net, current, X, Y), state)
         current = optax.apply_updates(current, updates)
     np.testing.assert_allclose(result.train[0, -1], net.apply(current, X), rtol=1e-4, atol=1e-5)
-    per_group = finite.train(net, X, Y, opt, steps, key=4, record=[steps])
+    per_group = finite.train(net, X, Y, opt, steps, centered=False, key=4, record=[steps])
     assert not np.allclose(per_group.train, result.train, atol=1e-3)  # the limit-matched rates differ
 
 
@@ -216,7 +218,8 @@ def test_linearized_sgd_is_empirical_ntk_descent_and_adam_stays_linear(width):
 
 def test_centered_outputs_start_at_zero_and_uncentered_at_the_network():
     centered = finite.train(NET, X, Y, SGD, 3, centered=True, key=1, x_test=X_TEST, record=[0, 1, 2, 3])
-    plain, params = finite.train(NET, X, Y, SGD, 3, key=1, x_test=X_TEST, record=[0, 2, 3], return_params=True)
+    plain, params = finite.train(NET, X, Y, SGD, 3, centered=False, key=1, x_test=X_TEST, record=[0, 2, 3],
+                                 return_params=True)
     assert np.all(centered.train[:, 0] == 0) and np.all(centered.test[:, 0] == 0)
     first = jax.tree_util.tree_map(lambda a: a[0], params.initial_params)
     np.testing.assert_allclose(plain.test[0, 0], NET.apply(first, X_TEST), rtol=1e-5, atol=1e-6)
@@ -315,7 +318,8 @@ def test_cross_entropy_training_learns_a_separable_problem():
     net = finite.network(iw.mlp(1, "relu", 1.4, 0.1, 2), 64)
     labels = (X[:, 0] > 0).astype(int)
     onehot = np.eye(2, dtype=np.float32)[labels]
-    result = finite.train(net, X, onehot, optim.adam(0.05), 60, loss="cross_entropy", key=0, record=[0, 60])
+    result = finite.train(net, X, onehot, optim.adam(0.05), 60, loss="cross_entropy", centered=False, key=0,
+                          record=[0, 60])
     start, end = (float(losses.cross_entropy(f, onehot)) for f in result.train[0])
     assert end < 0.5 * start
     assert np.all(result.train[0, -1].argmax(axis=1) == labels)
@@ -356,8 +360,13 @@ def test_width_sweep_trains_every_width():
         (dict(linearized="yes"), TypeError, "linearized"),
         (dict(on_nonfinite="ignore"), ValueError, "on_nonfinite"),
         (dict(rates="layerwise"), ValueError, "rates"),
-        (dict(optimizer="adam"), TypeError, "Optimizer"),
-        (dict(net=ARCH), TypeError, "Network"),
+        (dict(optimizer="adam"), TypeError, "optimizer must be an infinite_width.optim.Optimizer spec or an optax"),
+        (dict(net="mlp"), TypeError, "Network"),
+        (dict(net=ARCH), TypeError, "needs its width"),
+        (dict(options=iw.Finite(64)), ValueError, "contradict the network"),
+        (dict(options="fast"), TypeError, "options must be"),
+        (dict(y_train=np.zeros(16, int)), ValueError, r"integer entries: class labels.*np.eye"),
+        (dict(steps=2**31), ValueError, "at most"),
         (dict(steps=-1), ValueError, "steps"),
         (dict(seeds=0), ValueError, "seeds"),
         (dict(record=[0, 99]), ValueError, "record"),
@@ -382,3 +391,70 @@ def test_invalid_optimizer_and_network_settings_are_rejected():
         finite.width_sweep(ARCH, [0], X, Y, SGD, 2)
     with pytest.raises(ValueError, match="parametrization"):
         finite.width_sweep(ARCH, [8], X, Y, SGD, 2, parametrization="sp")
+
+
+def test_an_optax_transformation_trains_as_it_is_on_every_trained_leaf():
+    """finite.train (and solve's Finite) with optax.adam itself equals a hand-written optax loop on the raw
+    network; with readout_only the other leaves stay; a limit refuses the transformation, saying what to pass."""
+    net, steps, tx = finite.network(ARCH, 16), 4, optax.adam(0.01)
+    result, params = finite.train(net, X, Y, tx, steps, centered=False, key=4, record=[steps], return_params=True)
+    current = jax.tree_util.tree_map(lambda a: a[0], params.initial_params)
+    state = tx.init(current)
+    for _ in range(steps):
+        updates, state = tx.update(grad_of_loss(net, current, X, Y), state)
+        current = optax.apply_updates(current, updates)
+    np.testing.assert_allclose(result.train[0, -1], net.apply(current, X), rtol=1e-4, atol=1e-5)
+    _, readout = finite.train(net, X, Y, tx, 2, readout_only=True, key=4, record=[2], return_params=True)
+    np.testing.assert_array_equal(readout.final_params[0]["W"], readout.initial_params[0]["W"])
+    assert not np.array_equal(readout.final_params[-1]["W"], readout.initial_params[-1]["W"])
+    problem = iw.Problem(X, Y, X_TEST, np.sin(2 * X_TEST[:, :1]))
+    solved = iw.solve(problem, ARCH, iw.Finite(16, centered=False), tx, steps=steps, record=[steps], key=0,
+                      progress=False)
+    assert solved.metadata["optimizer"] == {"name": "optax"} and solved.metadata["label"] == "w=16 optax all"
+    for method in (iw.KernelDynamics(), iw.AdamLimit(64, 2)):
+        with pytest.raises(TypeError, match="needs an infinite_width.optim spec.*entrywise"):
+            iw.solve(problem, ARCH, method, tx, steps=2, progress=False)
+
+
+def test_the_options_record_is_what_train_takes_and_its_keywords_build_it():
+    """train(arch, options=Finite(...)) is train(network, **keywords); keywords replace the record's fields."""
+    options = finite.Finite(32, seeds=2, centered=False)
+    by_record = finite.train(ARCH, X, Y, SGD, 3, options=options, key=1, record=[3])
+    by_keywords = finite.train(NET, X, Y, SGD, 3, seeds=2, centered=False, key=1, record=[3])
+    np.testing.assert_array_equal(by_record.train, by_keywords.train)
+    replaced = finite.train(ARCH, X, Y, SGD, 3, options=options, centered=True, key=1, record=[0])
+    assert np.all(replaced.train == 0)  # centered=True replaced the record's False
+    assert isinstance(iw.Finite(8), finite.Finite) and iw.Finite.traditional(8) == iw.Finite(
+        8, seeds=3, parametrization="standard", centered=False, rates="global")
+
+
+def test_full_batch_never_builds_an_array_of_the_steps(monkeypatch):
+    """Issue 24: full batch with steps=10**9 allocated (steps, N) index arrays (44.7 GiB) before anything else.
+    Now nothing of size steps exists: the memory plan is reached at once (and, told that nothing fits,
+    refuses) with a small peak of host allocations, through finite.train and solve's Finite alike."""
+    import tracemalloc
+
+    from infinite_width.finite import training
+
+    problem = iw.Problem(X, Y, X_TEST, np.sin(2 * X_TEST[:, :1]))
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match="training 1 networks of width 32"):
+            finite.train(NET, X, Y, SGD, 10**9, record=[0, 10**9], key=0, max_memory_bytes=1)
+        monkeypatch.setattr(training, "available_memory", lambda device=None: 1)
+        with pytest.raises(MemoryError, match="training 2 networks of width 32"):
+            iw.solve(problem, ARCH, iw.Finite(32, seeds=2), SGD, steps=10**9, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, peak
+
+
+def test_full_batch_without_index_arrays_matches_explicit_full_batch_rows():
+    """The full-batch loop (no rows) and explicit rows 0..N-1 at every step give the same run."""
+    implicit = finite.train(NET, X, Y, SGD, 5, key=3, record=[0, 2, 5])
+    rows = np.tile(np.arange(16), (5, 1))
+    explicit = finite.train(NET, X, Y, SGD, 5, key=3, record=[0, 2, 5], batch_indices=rows)
+    np.testing.assert_allclose(explicit.train, implicit.train, rtol=1e-6, atol=1e-7)
+    shifted = finite.train(NET, X, Y, SGD, 5, key=3, record=[2], batch_indices=np.roll(rows, 1, axis=1)[:, :8])
+    assert not np.allclose(shifted.train[:, 0], implicit.train[:, 1])

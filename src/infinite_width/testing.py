@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from infinite_width import kernels
+from infinite_width.kernels.scale import POSITIVELY_HOMOGENEOUS  # activations with phi(a u) = a phi(u), a > 0
 from infinite_width.architectures import (
     ACTIVATIONS,
     Activation,
@@ -67,8 +68,6 @@ __all__ = [
     "POSITIVELY_HOMOGENEOUS",
 ]
 
-POSITIVELY_HOMOGENEOUS: Tuple[str, ...] = ("relu", "leaky_relu", "abs", "identity")
-"""Activations with ``phi(a u) = a phi(u)`` for ``a > 0``."""
 
 
 def property_settings(max_examples: int = 15, **overrides) -> settings:

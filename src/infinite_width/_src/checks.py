@@ -112,8 +112,21 @@ def as_key(key):
     return array
 
 
+def check_not_class_labels(name: str, y: np.ndarray, k) -> None:
+    """Refuse 1-D integer targets: class labels, which targets (N, k) are not; say how to convert."""
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+        k = k if k is not None else "k"
+        raise ValueError(
+            f"{name} has shape {y.shape} with integer entries: class labels, but targets have shape (N, k); "
+            f"one-hot them, np.eye({k}, dtype=np.float32)[{name}] (or jax.nn.one_hot({name}, {k})), or for one "
+            f"regression output pass {name}[:, None].astype(np.float32)"
+        )
+
+
 def check_targets(name: str, y, n: int, k: int) -> np.ndarray:
-    """Targets of shape (n, k) as finite float32, or an error naming what is wrong."""
+    """Targets of shape (n, k) as finite float32, or an error naming what is wrong (1-D integer labels included)."""
+    if not isinstance(y, jax.core.Tracer):
+        check_not_class_labels(name, np.asarray(y), k)
     y = check_real_array(name, y, np.float32)
     if y.ndim != 2:
         raise ValueError(f"{name} must have shape (N, k) = ({n}, {k}), got shape {y.shape} (reshape(-1, 1) for k = 1)")
@@ -132,9 +145,13 @@ def check_target_columns(name: str, y, n: int, kernel_name: str):
     traced = isinstance(y, jax.core.Tracer)
     if not traced:
         try:
-            y = np.asarray(y, dtype=np.float64)
+            y = np.asarray(y)
         except (TypeError, ValueError) as error:
             raise TypeError(f"{name} must be a numeric array of shape ({n}, k): {error}") from error
+        if not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y) or y.dtype == np.bool_:
+            raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
+        check_not_class_labels(name, y, None)
+        y = y.astype(np.float64)
     if y.ndim == 1:
         y = y[:, None]
     if y.ndim != 2 or y.shape[0] != n:
@@ -243,8 +260,13 @@ def validate_inputs(arch, x1, x2=None, dtype=np.float32, names=("x1", "x2")):
     return x1, x2
 
 
-def check_kernel_matrix(name: str, k, square: bool = False) -> np.ndarray:
-    """A kernel matrix as a finite non-empty float64 (N1, N2) array (square if ``square``)."""
+def check_kernel_matrix(name: str, k, square: bool = False, symmetric: bool = False) -> np.ndarray:
+    """A kernel matrix as a finite non-empty float64 (N1, N2) array (square if ``square``).
+
+    ``symmetric=True`` (for a kernel of the training points with themselves,
+    of which Cholesky factors and eigensolvers read one triangle) also refuses
+    ``max |K - K^T| > 1e-5 max |K|``, far above the rounding of a computed kernel.
+    """
     try:
         k = np.asarray(k)
     except (TypeError, ValueError) as error:  # ragged nested lists
@@ -263,4 +285,13 @@ def check_kernel_matrix(name: str, k, square: bool = False) -> np.ndarray:
         raise ValueError(f"{name} is empty (shape {k.shape})")
     if not np.all(np.isfinite(k)):
         raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(k)))} NaN or Inf entries")
+    if symmetric:
+        if k.shape[0] != k.shape[1]:
+            raise ValueError(f"{name} must be square, got shape {k.shape}")
+        asymmetry, largest = float(np.max(np.abs(k - k.T))), float(np.max(np.abs(k)))
+        if asymmetry > 1e-5 * largest:
+            raise ValueError(
+                f"{name} is not symmetric: max |K - K^T| = {asymmetry:.3g} against max |K| = {largest:.3g}; a kernel "
+                f"of points with themselves is symmetric (symmetrize it, (K + K.T) / 2, if the asymmetry is rounding)"
+            )
     return k

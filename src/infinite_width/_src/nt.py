@@ -72,7 +72,7 @@ __all__ = [
     "predict",
     "Kernel",
     "NtkImplementation",
-    "SUPPORTED_IMPLEMENTATIONS",
+    "PARAMETRIZATIONS",
     "stax_triple",
     "stax_layer",
 ]
@@ -136,11 +136,9 @@ predict = nt.predict
 Kernel = nt.Kernel
 NtkImplementation = nt.NtkImplementation
 
-SUPPORTED_IMPLEMENTATIONS = (
-    NtkImplementation.JACOBIAN_CONTRACTION,
-    NtkImplementation.NTK_VECTOR_PRODUCTS,
-)
-"""``empirical_ntk_fn`` implementations that work on every jax we support."""
+PARAMETRIZATIONS = ("ntk", "standard")
+"""The parametrizations of neural-tangents' layers (the package's word; neural-tangents spells it
+``parameterization``)."""
 
 
 # --------------------------------------------------------------------------
@@ -166,11 +164,11 @@ def stax_activation(name: str):
     }[name]()
 
 
-def stax_layer(layer, width: int, parameterization: str):
+def stax_layer(layer, width: int, parametrization: str):
     """The neural-tangents ``(init_fn, apply_fn, kernel_fn)`` of one layer description; hidden layers get ``width``."""
     if isinstance(layer, Dense):
         out = width if layer.out is None else layer.out
-        return stax.Dense(out, W_std=layer.W_std, b_std=layer.b_std, parameterization=parameterization)
+        return stax.Dense(out, W_std=layer.W_std, b_std=layer.b_std, parameterization=parametrization)
     if isinstance(layer, Conv):
         out = width if layer.out is None else layer.out
         return stax.Conv(
@@ -180,7 +178,7 @@ def stax_layer(layer, width: int, parameterization: str):
             padding=layer.padding,
             W_std=layer.W_std,
             b_std=layer.b_std,
-            parameterization=parameterization,
+            parameterization=parametrization,
         )
     if isinstance(layer, Activation):
         return stax_activation(layer.name)
@@ -195,7 +193,7 @@ def stax_layer(layer, width: int, parameterization: str):
     raise NotImplementedError(f"no neural-tangents layer for {layer!r}")
 
 
-def stax_triple(arch: Architecture, width: int = 1, parameterization: str = "ntk"):
+def stax_triple(arch: Architecture, width: int = 1, parametrization: str = "ntk"):
     """The neural-tangents ``(init_fn, apply_fn, kernel_fn)`` of ``arch``.
 
     ``width`` sets the hidden size of the finite network that ``init_fn``
@@ -211,5 +209,5 @@ def stax_triple(arch: Architecture, width: int = 1, parameterization: str = "ntk
             f"architecture {arch.name!r} has no closed-form infinite-width kernel "
             f"({', '.join(names)}); use its finite network or infinite_width.kernels.nnpk"
         )
-    return stax.serial(*[stax_layer(layer, width, parameterization) for layer in arch.layers])
+    return stax.serial(*[stax_layer(layer, width, parametrization) for layer in arch.layers])
 

@@ -86,6 +86,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infinite_width._src.vocabulary import canonical_keywords
 from infinite_width.architectures import (
     Activation,
     Architecture,
@@ -340,15 +341,17 @@ class Network:
                 labels.append({"W": "input_W" if i == 0 else "hidden_W", "b": "hidden_b"})
         return labels
 
-    def check_params(self, params) -> None:
-        """Refuse parameters of the wrong structure.
+    def check_params(self, params, input_shape=None) -> None:
+        """Refuse `params` that are not this network's.
 
         Args:
-          params: the parameters to check.
+          params: a list of `{"W", "b"}` dicts, one per weighted layer.
+          input_shape: one example's shape; when given, every leaf's shape is
+            checked against this network's (another width is named).
 
         Raises:
-          TypeError: ``params`` is not a list of ``{"W", "b"}`` dicts.
-          ValueError: not one dict per weighted layer.
+          TypeError: not a list of `{"W", "b"}` dicts.
+          ValueError: another number of layers, or (with `input_shape`) a leaf of another shape.
         """
         if not isinstance(params, (list, tuple)) or not all(
             isinstance(layer, dict) and set(layer) == {"W", "b"} for layer in params
@@ -357,6 +360,16 @@ class Network:
         n_weighted = self.arch.depth + 1
         if len(params) != n_weighted:
             raise ValueError(f"params has {len(params)} layers, the architecture has {n_weighted} weighted layers")
+        if input_shape is None:
+            return
+        for i, (spec, layer) in enumerate(zip(self._plan(_check_input_shape(self.arch, input_shape)), params)):
+            for name, expected in (("W", spec.W_shape), ("b", (spec.out,))):
+                shape = tuple(np.shape(layer[name]))
+                if shape != tuple(expected):
+                    raise ValueError(
+                        f"params[{i}][{name!r}] has shape {shape}, but this network (width {self.width}) expects "
+                        f"{tuple(expected)} for inputs of shape {tuple(input_shape)}: params of another network?"
+                    )
 
     # ---- init and apply --------------------------------------------------
 
@@ -463,6 +476,7 @@ class Network:
         return self.apply(params, x)
 
 
+@canonical_keywords
 def network(arch: Architecture, width: int, parametrization: str = "ntk", init: str = "gaussian") -> Network:
     """The finite network of ``arch`` with hidden width ``width``.
 

@@ -1,51 +1,57 @@
 """Train finite networks with optax under one optimizer spec.
 
-[`train`][infinite_width.finite.train] trains an ensemble of ``seeds`` independent initialisations of a
-[`Network`][infinite_width.finite.Network] in one vectorised, compiled call
-(``jax.vmap`` over the ensemble, ``jax.lax.scan`` over steps) and returns the
+[`train`][infinite_width.finite.train] trains an ensemble of `seeds`
+independent initialisations of a network in one vectorised, compiled call
+(`jax.vmap` over the ensemble, `jax.lax.scan` over steps) and returns the
 network outputs on the training and test inputs at the recorded steps as
-[`Predictions`][infinite_width.Predictions] (losses and accuracies are computed from
-them by [`infinite_width.solve`][], once, for every method alike).
+[`Predictions`][infinite_width.Predictions] (losses and accuracies are
+computed from them by [`infinite_width.solve`][infinite_width.solve], once,
+for every method alike). Its options are one record,
+[`Finite`][infinite_width.finite.Finite].
 
-Learning rates (see [`infinite_width.optim`][] and
-docs/theory.md, section 3): every stored parameter ``p`` of
-group ``grp`` moves by ``dp = -lr * rate_grp * Q_t(G_p)``. With
-``rates="per_group"`` (the default, matched to the infinite-width limit):
+Learning rates (see [`infinite_width.optim`][infinite_width.optim] and
+docs/theory.md, section 3): every stored parameter `p` of group `grp` moves
+by `dp = -lr_t * rate_grp * Q_t(G_p)`. With `rates="per_group"` (the
+default, matched to the infinite-width limit):
 
-* ``sgd`` and ``momentum``: ``rate_grp = 1`` (one global rate ``lr``; the
-  limit is NTK gradient descent for the ntk parametrization);
-* ``adam`` and ``sign``: ``rate_grp = r_grp`` and Adam's epsilon is
-  ``eps * s_grp``, with ``(s_grp, r_grp)`` from
+* `sgd` and `momentum`: `rate_grp = 1` (one global rate `lr`; the limit is
+  NTK gradient descent for the ntk parametrization);
+* `adam` and `sign`: `rate_grp = r_grp` and Adam's epsilon is
+  `eps * s_grp`, with `(s_grp, r_grp)` from
   [`Network.group_scales`][infinite_width.finite.networks.Network.group_scales]
-  (for an ntk MLP: ``1/n`` hidden weights, ``1/sqrt(n d)`` input weights,
-  ``1/sqrt(n)`` hidden biases and readout weights, ``1`` output bias).
+  (for an ntk MLP: `1/n` hidden weights, `1/sqrt(n d)` input weights,
+  `1/sqrt(n)` hidden biases and readout weights, `1` output bias).
 
-A learning-rate schedule (``optimizer.schedule``) multiplies step ``t``'s
-update by its factor, after the direction (``optax.scale_by_schedule``).
+A learning-rate schedule (`optimizer.schedule`) multiplies step `t`'s
+update by its factor, after the direction (`optax.scale_by_schedule`).
 
-With ``rates="global"`` (the practitioner's optax optimizer) every optimizer
-uses ``rate_grp = 1`` and Adam's ``eps`` as given, for every leaf: plain
-``optax.adam(lr, b1, b2, eps)``. This has no width-independent limit
-(docs/theory.md, section 3, "Contrast: the practitioner's Adam").
+With `rates="global"` (the practitioner's optax optimizer) every optimizer
+uses `rate_grp = 1` and Adam's `eps` as given, for every leaf: plain
+`optax.adam(lr, b1, b2, eps)`. This has no width-independent limit
+(docs/theory.md, section 3, "Contrast: the practitioner's Adam"). A raw
+`optax.GradientTransformation` given as the optimizer is applied as it is
+to every trained leaf, like a spec with `rates="global"`.
 
 Leaves that do not train get a zero update: all but the readout weight and
-output bias with ``readout_only=True``, and, with per-group rates, leaves
-with ``m r = 0`` (a bias with ``b_std = 0``) under Adam/sign.
+output bias with `readout_only=True`, and, with per-group rates, leaves
+with `m r = 0` (a bias with `b_std = 0`) under Adam/sign.
 
-Keys (the package's one derivation, ``infinite_width._src.rng``): seed ``i``
-is ``net.init(init_keys[i], x.shape[1:])`` with ``init_keys, batch_key =
-ensemble_keys(key, seeds)``, and the minibatch order is
-``minibatch_indices(batch_key, N, batch_size, steps)``, shared by all seeds
+Keys (the package's one derivation, `infinite_width._src.rng`): seed `i`
+is `net.init(init_keys[i], x.shape[1:])` with `init_keys, batch_key =
+ensemble_keys(key, seeds)`, and with minibatches the order is
+`minibatch_indices(batch_key, N, batch_size, steps)`, shared by all seeds
 (the infinite-width side solved with the same key sees the same minibatches;
-or pass ``batch_indices`` explicitly).
+or pass `batch_indices` explicitly). Full batch (`batch_size=None`, the
+default) builds no per-step array at all: a run of `10**9` steps holds
+nothing of size `steps`.
 
 Memory is estimated before anything is allocated, from XLA's own analysis of
 the compiled initialisation and training loop (parameters, optimizer state,
 activations, recorded outputs); an ensemble that does not fit raises
-``MemoryError`` saying how many seeds would.
+`MemoryError` saying how many seeds would.
 
 Matrix products run at full float32 precision
-(``jax.default_matmul_precision("highest")``); with JAX's x64 mode on, the
+(`jax.default_matmul_precision("highest")`); with JAX's x64 mode on, the
 networks train in float64.
 """
 
@@ -75,20 +81,21 @@ from infinite_width._src.progress import progress_bar, shows_progress
 from infinite_width._src.rng import ensemble_keys, minibatch_indices
 from infinite_width.architectures import Architecture
 from infinite_width.finite.networks import Network, network
-from infinite_width.optim import Optimizer
+from infinite_width.finite.options import Finite, check_bool
+from infinite_width.optim import AnyOptimizer, check_optimizer, is_transformation, summary
 from infinite_width.predictions import Predictions
 
-__all__ = ["FiniteState", "RATES", "train", "train_checked", "width_sweep"]
+__all__ = ["FiniteState", "train", "train_checked", "width_sweep", "MAX_STEPS"]
 
 ON_NONFINITE = ("raise", "record")
-RATES = ("per_group", "global")
-"""``rates``: the limit-matched per-group rates and epsilons, or one global optax rate and eps."""
 _READOUT_GROUPS = ("readout_W", "output_b")
+MAX_STEPS = 2**31 - 2
+"""The step counter of the compiled loop is an int32."""
 
 
 @dataclasses.dataclass(frozen=True)
 class FiniteState:
-    """Parameters of a trained ensemble ([`train`][infinite_width.finite.train] with ``return_params=True``).
+    """Parameters of a trained ensemble ([`train`][infinite_width.finite.train] with `return_params=True`).
 
     Attributes:
       initial_params: the parameters at initialisation, a list of ``{"W", "b"}`` whose numpy
@@ -104,23 +111,28 @@ class FiniteState:
 # The optax transformation.
 
 
-def _transformation(optimizer: Optimizer, readout_only: bool, scales: List[dict],
+def _transformation(optimizer: AnyOptimizer, readout_only: bool, scales: List[dict],
                     rates: str) -> optax.GradientTransformation:
-    """One transformation per leaf: its direction, rate and (for Adam) epsilon."""
-    per_group = optimizer.adaptive and rates == "per_group"
-    # A schedule multiplies step t's update by factor(t), after the direction (docs/theory.md, section 3).
-    schedule = optimizer.schedule
-    scheduled = () if schedule.is_constant else (optax.scale_by_schedule(schedule.optax_schedule()),)
+    """One transformation per leaf: its direction, rate and (for Adam) epsilon; a raw transformation for all."""
+    raw = is_transformation(optimizer)
+    per_group = not raw and optimizer.adaptive and rates == "per_group"
+    scheduled = ()
+    if not raw and not optimizer.schedule.is_constant:
+        # A schedule multiplies step t's update by factor(t), after the direction (docs/theory.md, section 3).
+        scheduled = (optax.scale_by_schedule(optimizer.schedule),)
     transforms, labels = {}, []
     for i, layer in enumerate(scales):
         layer_labels = {}
         for name, scale in layer.items():
-            label = f"{i}/{name}"
             frozen = (readout_only and scale.group not in _READOUT_GROUPS) or (
                 per_group and scale.frozen_under_adaptive
             )
+            # A raw transformation keeps one state over every trained leaf, as optax applies it.
+            label = "frozen" if frozen else ("trained" if raw else f"{i}/{name}")
             if frozen:
                 transforms[label] = optax.set_to_zero()
+            elif raw:
+                transforms[label] = optimizer
             else:
                 direction = optimizer.direction(eps_scale=scale.s if per_group else 1.0)
                 rate = -optimizer.lr * (scale.r if per_group else 1.0)
@@ -135,7 +147,7 @@ def _transformation(optimizer: Optimizer, readout_only: bool, scales: List[dict]
 
 
 def _over_seeds(fn, in_axes, n_seeds: int):
-    """``jax.vmap(fn, in_axes)`` over the ensemble axis; a plain call when there is one seed.
+    """`jax.vmap(fn, in_axes)` over the ensemble axis; a plain call when there is one seed.
 
     A singleton vmap turns every matrix product into a batched one, about 20-35%
     slower on CPU.
@@ -151,12 +163,12 @@ def _over_seeds(fn, in_axes, n_seeds: int):
 
 
 def _model(net: Network, centered: bool, linearized: bool):
-    """``outputs(params, x, f0, anchor)``: what is trained, for one network (no seeds axis).
+    """`outputs(params, x, f0, anchor)`: what is trained, for one network (no seeds axis).
 
-    Plain: ``f(params, x)``. Linearized: ``f_0(x) + J(anchor) (params - anchor)``
-    by ``jax.jvp`` at the initial parameters ``anchor`` (no Jacobian is
-    materialized). Centered: minus ``f0``, the outputs at init (for the
-    linearized network exactly the tangent ``J (params - anchor)``).
+    Plain: `f(params, x)`. Linearized: `f_0(x) + J(anchor) (params - anchor)`
+    by `jax.jvp` at the initial parameters `anchor` (no Jacobian is
+    materialized). Centered: minus `f0`, the outputs at init (for the
+    linearized network exactly the tangent `J (params - anchor)`).
     """
 
     def outputs(params, x, f0, anchor):
@@ -171,12 +183,15 @@ def _model(net: Network, centered: bool, linearized: bool):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, readout_only: bool, centered: bool,
-              rates: str, linearized: bool, full_batch: bool, input_shape: tuple):
-    """``(initialise, predict, run)``, jitted, for one network, optimizer, loss and batch mode.
+def _compiled(net: Network, optimizer: AnyOptimizer, loss_fn: Callable, readout_only: bool, centered: bool,
+              rates: str, linearized: bool, input_shape: tuple):
+    """`(initialise, predict, run)`, jitted, for one network, optimizer and loss.
 
-    ``anchor``, the argument after ``f0``, is the initial parameters for a
-    linearized network and None otherwise.
+    `anchor`, the argument after `f0`, is the initial parameters for a
+    linearized network and None otherwise. `run` takes the minibatch rows
+    of its `length` steps, or None for full batch: the step counter is in
+    the carry and the recorded steps are looked up in `record` (sorted,
+    ending with a sentinel), so nothing of size `steps` exists.
     """
     tx = _transformation(optimizer, readout_only, net.group_scales(input_shape), rates)
     outputs = _model(net, centered, linearized)
@@ -203,30 +218,31 @@ def _compiled(net: Network, optimizer: Optimizer, loss_fn: Callable, readout_onl
     def predict(params, x_all, f0_all, anchor):
         return _over_seeds(outputs, (0, None, 0, 0), f0_all.shape[0])(params, x_all, f0_all, anchor)
 
-    @jax.jit
-    def run(carry, step_inputs, x_train, y_train, x_all, f0_all, anchor):
+    @functools.partial(jax.jit, static_argnames="length")
+    def run(carry, rows, x_train, y_train, x_all, f0_all, anchor, record, *, length):
         n_train = x_train.shape[0]
-        n_slots = carry[2].shape[0] - 1  # the last row takes writes of non-record steps
+        junk = carry[2].shape[0] - 1  # the last buffer row takes the writes of non-recorded steps
         step = _over_seeds(one_step, (0, 0, None, None, 0, 0), f0_all.shape[0])
 
-        def body(carry, inputs):
-            params, opt_state, buffer, bad = carry
-            t, rows, slot = inputs
+        def body(carry, batch):
+            params, opt_state, buffer, bad, t = carry
+            slot = jnp.searchsorted(record, t)
+            hit = record[slot] == t
             recorded = jax.lax.cond(
-                slot >= 0,
+                hit,
                 lambda: predict(params, x_all, f0_all, anchor),
                 lambda: jnp.zeros(buffer.shape[1:], buffer.dtype),
             )
-            buffer = jax.lax.dynamic_update_index_in_dim(buffer, recorded, jnp.where(slot >= 0, slot, n_slots), 0)
-            if full_batch:
+            buffer = jax.lax.dynamic_update_index_in_dim(buffer, recorded, jnp.where(hit, slot, junk), 0)
+            if batch is None:
                 xb, yb, f0b = x_train, y_train, f0_all[:, :n_train]
             else:
-                xb, yb, f0b = x_train[rows], y_train[rows], f0_all[:, rows]
+                xb, yb, f0b = x_train[batch], y_train[batch], f0_all[:, batch]
             params, opt_state, value = step(params, opt_state, xb, yb, f0b, anchor)
             bad = jnp.where((bad < 0) & ~jnp.isfinite(value), t, bad)
-            return (params, opt_state, buffer, bad), None
+            return (params, opt_state, buffer, bad, t + 1), None
 
-        carry, _ = jax.lax.scan(body, carry, step_inputs)
+        carry, _ = jax.lax.scan(body, carry, rows, length=length)
         return carry
 
     return initialise, predict, run
@@ -240,18 +256,18 @@ def _abstract(tree):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
 
 
-def _compiled_bytes(fn, *args) -> int:
-    """Bytes XLA plans for one call of the jitted ``fn``: arguments, outputs and temporaries (0 if unknown)."""
-    stats = fn.lower(*args).compile().memory_analysis()
+def _compiled_bytes(fn, *args, **static) -> int:
+    """Bytes XLA plans for one call of the jitted `fn`: arguments, outputs and temporaries (0 if unknown)."""
+    stats = fn.lower(*args, **static).compile().memory_analysis()
     if stats is None:
         return 0
     return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
                 - stats.alias_size_in_bytes)
 
 
-def _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train, input_shapes, buffer_rows,
-                  linearized, max_memory_bytes, return_params):
-    """Refuse with ``MemoryError`` (before allocating) an ensemble whose training does not fit in memory.
+def _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train, rows, record, chunk, linearized,
+                  max_memory_bytes, return_params):
+    """Refuse with `MemoryError` (before allocating) an ensemble whose training does not fit in memory.
 
     The initialisation and a chunk of the training loop are compiled for
     abstract shapes, and XLA's memory analysis gives their bytes (parameters,
@@ -261,14 +277,16 @@ def _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train, inpu
     they are returned.
     """
     params, opt_state, f0 = jax.eval_shape(initialise, init_keys, x_all)
-    buffer = jax.ShapeDtypeStruct((buffer_rows,) + f0.shape, f0.dtype)
-    carry = (params, opt_state, buffer, jax.ShapeDtypeStruct((f0.shape[0],), jnp.int32))
-    step_inputs = tuple(jax.ShapeDtypeStruct(shape, jnp.int32) for shape in input_shapes)
+    buffer = jax.ShapeDtypeStruct((record.size,) + f0.shape, f0.dtype)  # one row per record, plus the junk row
+    carry = (params, opt_state, buffer, jax.ShapeDtypeStruct((f0.shape[0],), jnp.int32),
+             jax.ShapeDtypeStruct((), jnp.int32))
+    chunk_rows = None if rows is None else jax.ShapeDtypeStruct((chunk, rows.shape[1]), jnp.int32)
     arrays = _abstract((x_train, y_train, x_all))
     params_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(params))
     parts = {
         "initialisation": _compiled_bytes(initialise, _abstract(init_keys), arrays[2]),
-        "training loop": _compiled_bytes(run, carry, step_inputs, *arrays, f0, params if linearized else None),
+        "training loop": _compiled_bytes(run, carry, chunk_rows, *arrays, f0, params if linearized else None,
+                                         _abstract(record), length=chunk),
         "recorded outputs (host copy)": buffer.size * buffer.dtype.itemsize,
         "initial parameters": params_bytes if return_params else 0,
     }
@@ -295,33 +313,23 @@ def _chunk_steps(steps: int, progress: bool) -> int:
     return max(1, math.ceil(steps / 100)) if progress else max(steps, 1)
 
 
-def _step_inputs(record: np.ndarray, batch_indices: np.ndarray):
-    """What the scan reads at each step: ``(t, batch rows, buffer slot or -1)``, and the in-loop recorded steps."""
-    steps = batch_indices.shape[0]
-    slot_of_step = np.full(steps, -1, dtype=np.int32)
-    in_loop = record[record < steps]
-    slot_of_step[in_loop] = np.arange(in_loop.size, dtype=np.int32)
-    return (np.arange(steps, dtype=np.int32), batch_indices, slot_of_step), in_loop
-
-
-def _run_steps(run, carry, step_inputs, arrays, progress: bool, width: int):
-    """The compiled step loop over all steps, in chunks with a progress bar (`_chunk_steps`)."""
-    steps = step_inputs[0].shape[0]
-    chunk = _chunk_steps(steps, progress)
+def _run_steps(run, carry, rows, arrays, record, steps: int, chunk: int, progress: bool, width: int):
+    """The compiled step loop over all steps, in chunks of `chunk` steps with a progress bar."""
     with progress_bar(total=steps, progress=progress, desc=f"train width {width}", leave=False) as bar:
         for begin in range(0, steps, chunk):
-            inputs = jax.tree_util.tree_map(lambda a: a[begin : begin + chunk], step_inputs)
-            carry = run(carry, inputs, *arrays)
-            bar.update(len(inputs[0]))
+            length = min(chunk, steps - begin)
+            batch = None if rows is None else rows[begin : begin + length]
+            carry = run(carry, batch, *arrays, record, length=length)
+            bar.update(length)
     return carry
 
 
 def _divergence(records, record, first_bad, on_nonfinite, optimizer, width):
     """First non-finite step per seed (loss during training or a recorded output); NaN records from it on.
 
-    ``records`` (S, R, P, k) is filled with NaN in place from each diverged
-    seed's first non-finite step; with ``on_nonfinite="raise"`` a diverged
-    seed raises ``FloatingPointError`` instead.
+    `records` (S, R, P, k) is filled with NaN in place from each diverged
+    seed's first non-finite step; with `on_nonfinite="raise"` a diverged
+    seed raises `FloatingPointError` instead.
     """
     nonfinite_record = ~np.all(np.isfinite(records), axis=(2, 3))
     for s in range(records.shape[0]):
@@ -332,7 +340,7 @@ def _divergence(records, record, first_bad, on_nonfinite, optimizer, width):
     if np.any(diverged) and on_nonfinite == "raise":
         s = min(np.flatnonzero(diverged), key=lambda i: first_bad[i])
         raise FloatingPointError(
-            f"non-finite loss at step {first_bad[s]} (seed {s}, {optimizer.describe()}, width {width}); "
+            f"non-finite loss at step {first_bad[s]} (seed {s}, {summary(optimizer)}, width {width}); "
             "lower the learning rate or pass on_nonfinite='record'"
         )
     for s in np.flatnonzero(diverged):
@@ -345,56 +353,59 @@ def _divergence(records, record, first_bad, on_nonfinite, optimizer, width):
 
 
 def train_checked(
-    net: Network,
+    options: Finite,
+    arch: Architecture,
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_test: np.ndarray,
-    optimizer: Optimizer,
+    optimizer: AnyOptimizer,
+    steps: int,
     record: np.ndarray,
-    batch_indices: np.ndarray,
+    batch_indices: Optional[np.ndarray],
     init_keys,
     *,
     loss_fn: Callable,
     readout_only: bool = False,
-    centered: bool = False,
-    rates: str = "per_group",
-    linearized: bool = False,
     on_nonfinite: str = "raise",
     progress: bool = False,
     return_params: bool = False,
     max_memory_bytes: Optional[int] = None,
 ):
-    """[`train`][infinite_width.finite.train] on arguments that are already checked (what [`infinite_width.solve`][] calls).
-
-    Nothing is validated again. Returns what [`train`][infinite_width.finite.train] returns.
+    """[`train`][infinite_width.finite.train] on arguments that are already checked (what `solve` calls).
 
     Args:
-      net: a [`Network`][infinite_width.finite.Network].
-      x_train: (N, ...) float32 training inputs.
+      options: the training options (a [`Finite`][infinite_width.finite.Finite],
+        such as the method [`infinite_width.Finite`][infinite_width.Finite]).
+      arch: the architecture; the network is `options.network(arch)`.
+      x_train: (N, ...) float32 inputs.
       y_train: (N, k) float32 targets.
-      x_test: (Nt, ...) float32 test inputs (``Nt`` may be 0).
-      optimizer: an [`Optimizer`][infinite_width.optim.Optimizer].
-      record: (R,) sorted unique steps in ``[0, steps]``.
-      batch_indices: (steps, B) int32 training rows of each step.
-      init_keys: (S, ...) one initialisation key per seed.
-      loss_fn: ``loss_fn(f, y) -> scalar``.
-      readout_only: as for [`train`][infinite_width.finite.train].
-      centered: as for [`train`][infinite_width.finite.train].
-      rates: as for [`train`][infinite_width.finite.train].
-      linearized: as for [`train`][infinite_width.finite.train].
-      on_nonfinite: as for [`train`][infinite_width.finite.train].
-      progress: as for [`train`][infinite_width.finite.train].
-      return_params: as for [`train`][infinite_width.finite.train].
-      max_memory_bytes: as for [`train`][infinite_width.finite.train].
+      x_test: (Nt, ...) float32 inputs (`Nt` may be 0).
+      optimizer: a spec or an optax transformation.
+      steps: number of updates.
+      record: (R,) sorted unique steps in `[0, steps]`.
+      batch_indices: (steps, B) int32 rows, or None for full batch.
+      init_keys: (S, ...) one key per seed, `S = options.seeds`.
+      loss_fn: `loss_fn(f, y) -> scalar`.
+      readout_only: train the readout only.
+      on_nonfinite: `"raise"` or `"record"`.
+      progress: a progress bar.
+      return_params: also return the parameters.
+      max_memory_bytes: memory available, overriding the free memory.
+
+    Returns:
+      What [`train`][infinite_width.finite.train] returns. Nothing is validated again.
     """
+    net = options.network(arch)
     n_train = x_train.shape[0]
-    full_batch = batch_indices.shape[1] == n_train and bool(np.all(batch_indices == np.arange(n_train)))
+    if batch_indices is not None and batch_indices.shape[1] == n_train and np.all(batch_indices == np.arange(n_train)):
+        batch_indices = None  # an explicit full batch takes the full-batch loop
     with precision_scope("float32"):
-        compiled = _compiled(net, optimizer, loss_fn, bool(readout_only), bool(centered), rates, bool(linearized),
-                             full_batch, tuple(x_train.shape[1:]))
+        compiled = _compiled(net, optimizer, loss_fn, bool(readout_only), options.centered, options.rates,
+                             options.linearized, tuple(x_train.shape[1:]))
         records, initial_params, final_params, first_bad = _train_compiled(
-            net, compiled, x_train, y_train, x_test, record, batch_indices, init_keys, linearized=bool(linearized),
-            progress=progress, return_params=return_params, max_memory_bytes=max_memory_bytes,
+            net, compiled, x_train, y_train, x_test, record, steps, batch_indices, init_keys,
+            linearized=options.linearized, progress=progress, return_params=return_params,
+            max_memory_bytes=max_memory_bytes,
         )
     diverged = _divergence(records, record, first_bad, on_nonfinite, optimizer, net.width)
     predictions = Predictions(
@@ -406,25 +417,26 @@ def train_checked(
     return predictions, FiniteState(initial_params, final_params)
 
 
-def _train_compiled(net, compiled, x_train, y_train, x_test, record, batch_indices, init_keys, *, linearized,
+def _train_compiled(net, compiled, x_train, y_train, x_test, record, steps, rows, init_keys, *, linearized,
                     progress, return_params, max_memory_bytes):
-    """Check memory, initialise, run the steps; outputs (S, R, P, k) at ``record``, parameters, first bad steps."""
+    """Check memory, initialise, run the steps; outputs (S, R, P, k) at `record`, parameters, first bad steps."""
     initialise, predict, run = compiled
     progress = shows_progress(progress)  # a hidden bar needs no chunks
-    steps, seeds = batch_indices.shape[0], init_keys.shape[0]
+    seeds = init_keys.shape[0]
     x_all = np.concatenate([x_train, x_test])
-    step_inputs, in_loop = _step_inputs(record, batch_indices)
+    in_loop = record[record < steps]
+    lookup = np.append(in_loop, MAX_STEPS + 1).astype(np.int32)  # the sentinel ends every search
     chunk = _chunk_steps(steps, progress)
-    _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train,
-                  [(chunk,), (chunk, batch_indices.shape[1]), (chunk,)], in_loop.size + 1, linearized,
+    _check_memory(net, initialise, run, init_keys, x_all, x_train, y_train, rows, lookup, chunk, linearized,
                   max_memory_bytes, return_params)
     params, opt_state, f0_all = initialise(init_keys, x_all)
     anchor = params if linearized else None
     initial_params = jax.tree_util.tree_map(np.asarray, params) if return_params else None
     buffer = jnp.zeros((in_loop.size + 1, seeds, x_all.shape[0], net.out_dim), f0_all.dtype)
-    carry = (params, opt_state, buffer, jnp.full((seeds,), -1, jnp.int32))
-    carry = _run_steps(run, carry, step_inputs, (x_train, y_train, x_all, f0_all, anchor), progress, net.width)
-    params, _, buffer, bad = carry
+    carry = (params, opt_state, buffer, jnp.full((seeds,), -1, jnp.int32), jnp.zeros((), jnp.int32))
+    carry = _run_steps(run, carry, rows, (x_train, y_train, x_all, f0_all, anchor), lookup, steps, chunk, progress,
+                       net.width)
+    params, _, buffer, bad, _ = carry
     records = np.moveaxis(np.array(buffer[: in_loop.size]), 0, 1)  # (S, R_in_loop, P, k)
     if record[-1] == steps:
         records = np.concatenate([records, np.asarray(predict(params, x_all, f0_all, anchor))[:, None]], axis=1)
@@ -432,90 +444,111 @@ def _train_compiled(net, compiled, x_train, y_train, x_test, record, batch_indic
     return records, initial_params, final_params, np.asarray(bad).astype(np.int64)
 
 
+def _options(net, options: Optional[Finite], option_keywords: dict) -> Tuple[Finite, Architecture]:
+    """The record a call of `train` means: `options` (or the network's) with `option_keywords` replaced."""
+    if options is not None and not isinstance(options, Finite):
+        raise TypeError(f"options must be an infinite_width.finite.Finite record, got {type(options).__name__}")
+    if isinstance(net, Network):
+        base = options or Finite(net.width, parametrization=net.parametrization, init=net.init_kind)
+        merged = dataclasses.replace(base, **option_keywords)
+        mine = (net.width, net.parametrization, net.init_kind)
+        if (merged.width, merged.parametrization, merged.init) != mine:
+            raise ValueError(
+                f"the options (width {merged.width}, {merged.parametrization}, {merged.init}) contradict the network "
+                f"net (width {mine[0]}, {mine[1]}, {mine[2]}); pass the architecture instead of the network"
+            )
+        return merged, net.arch
+    if isinstance(net, Architecture):
+        if options is None:
+            if "width" not in option_keywords:
+                raise TypeError("training an Architecture needs its width: options=infinite_width.Finite(width, ...)")
+            return Finite(**option_keywords), net
+        return dataclasses.replace(options, **option_keywords), net
+    raise TypeError(f"net must be an infinite_width.finite.Network or an Architecture, got {type(net).__name__}")
+
+
 def train(
-    net: Network,
+    net: Union[Network, Architecture],
     x_train,
     y_train,
-    optimizer: Optimizer,
+    optimizer: AnyOptimizer,
     steps: int,
     *,
     record,
+    options: Optional[Finite] = None,
     loss: Union[str, Callable] = "mse",
     readout_only: bool = False,
-    centered: bool = False,
-    rates: str = "per_group",
-    linearized: bool = False,
     batch_size: Optional[int] = None,
     batch_indices=None,
     key=0,
-    seeds: int = 1,
     x_test=None,
     on_nonfinite: str = "raise",
     progress: bool = False,
     return_params: bool = False,
     max_memory_bytes: Optional[int] = None,
+    **option_keywords,
 ) -> Union[Predictions, Tuple[Predictions, FiniteState]]:
-    """Train ``seeds`` independent initialisations of ``net`` for ``steps`` optimizer steps.
+    """Train `seeds` independent initialisations of a finite network for `steps` optimizer steps.
+
+    The training options are one [`Finite`][infinite_width.finite.Finite]
+    record, `options`, or built from the network and `option_keywords`
+    (`train(net, ..., seeds=4, centered=False)`); keywords given with
+    `options` replace its fields. Networks are centered (`f - f_0`) by
+    default, as in [`infinite_width.solve`][infinite_width.solve].
 
     Args:
-      net: a [`Network`][infinite_width.finite.Network].
+      net: a [`Network`][infinite_width.finite.Network] (its width,
+        parametrization and init), or an
+        [`Architecture`][infinite_width.Architecture] whose network `options`
+        (or a `width=` keyword) describes.
       x_train: (N, d) or (N, H, W, C) training inputs.
-      y_train: (N, k) targets, ``k = net.out_dim``.
-      optimizer: an [`Optimizer`][infinite_width.optim.Optimizer]; rates per group
-        as in the module docstring.
+      y_train: (N, k) targets, `k = net.out_dim` (integer labels (N,) are
+        refused with how to one-hot them).
+      optimizer: an [`infinite_width.optim`][infinite_width.optim] spec (rates
+        per group as in the module docstring) or any
+        `optax.GradientTransformation` (applied as it is to every trained leaf).
       steps: number of updates (>= 0).
-      record: the steps (in ``[0, steps]``) at which outputs are recorded, e.g.
-        ``[0, steps]`` or ``infinite_width.workflow.Record(count=20,
-        spacing="log").steps(steps)``.
-      loss: ``"mse"`` (``0.5 mean((f - y)^2)``), ``"cross_entropy"``, or a
-        function ``(f (B, k), y (B, k)) -> scalar``.
+      record: the steps (in `[0, steps]`) at which outputs are recorded, e.g.
+        `[0, steps]` or `infinite_width.workflow.Record(count=20,
+        spacing="log").steps(steps)`.
+      options: the training options; None builds them from `net` and `option_keywords`.
+      loss: `"mse"` (`0.5 mean((f - y)^2)`), `"cross_entropy"`, or a
+        function `(f (B, k), y (B, k)) -> scalar`.
       readout_only: train only the readout weight and output bias (feature
         learning disabled); default: every layer.
-      centered: train ``f(x) - f_0(x)`` with ``f_0`` the network at init, so
-        every model starts at zero.
-      rates: ``"per_group"`` (default): Adam/sign use the limit-matched
-        rates ``lr * r_grp`` and epsilons ``eps * s_grp``; ``"global"``: one
-        optax rate ``lr`` and the given ``eps`` for every leaf, as a
-        practitioner trains (see the module docstring).
-      linearized: train the linearization ``f_0 + J(theta_0) (theta - theta_0)``
-        of the network at its initial parameters (feature learning disabled
-        in every layer; computed with ``jax.jvp``, no Jacobian is stored).
       batch_size: minibatch size (None: full batch).
       batch_indices: explicit (steps, B) training rows per step, overriding
-        ``batch_size`` (to share a sequence with the infinite-width side).
+        `batch_size` (to share a sequence with the infinite-width side).
       key: jax PRNG key or int seed (see module docstring for how it is split).
-      seeds: ensemble size S, trained in one vectorised call.
       x_test: optional test inputs (Nt, ...).
-      on_nonfinite: ``"raise"``: a NaN/Inf loss raises ``FloatingPointError``
-        naming the first bad step; ``"record"``: mark the seed ``diverged`` and
+      on_nonfinite: `"raise"`: a NaN/Inf loss raises `FloatingPointError`
+        naming the first bad step; `"record"`: mark the seed `diverged` and
         fill its records from that step on with NaN.
       progress: show a progress bar on a terminal or in a notebook (the run is then compiled in chunks).
       return_params: also return the initial and final parameters.
       max_memory_bytes: memory available, overriding the free memory of the
         device (the estimate is checked before allocating).
+      **option_keywords: fields of [`Finite`][infinite_width.finite.Finite]
+        (`seeds`, `centered`, `rates`, `linearized`, and `width`,
+        `parametrization`, `init` with an architecture).
 
     Returns:
-      [`Predictions`][infinite_width.Predictions] with ``train`` (S, R, N, k) and
-      ``test`` (S, R, Nt, k) (``Nt = 0`` without ``x_test``), ``diverged`` and
-      ``first_nonfinite_step``; with ``return_params``, the pair
-      ``(predictions, FiniteState)``.
+      [`Predictions`][infinite_width.Predictions] with `train` (S, R, N, k) and
+      `test` (S, R, Nt, k) (`Nt = 0` without `x_test`), `diverged` and
+      `first_nonfinite_step`; with `return_params`, the pair
+      `(predictions, FiniteState)`.
 
     Raises:
       MemoryError: the ensemble does not fit (says how many seeds would).
-      FloatingPointError: a non-finite loss with ``on_nonfinite="raise"``.
-      TypeError, ValueError: bad arguments, named.
+      FloatingPointError: a non-finite loss with `on_nonfinite="raise"`.
+      TypeError: an argument of the wrong kind, named.
+      ValueError: a bad value, named.
     """
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be an infinite_width.finite.Network, got {type(net).__name__}")
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be an infinite_width.optim.Optimizer, got {type(optimizer).__name__}")
-    for name, value in (("readout_only", readout_only), ("linearized", linearized)):
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
+    options, arch = _options(net, options, option_keywords)
+    check_optimizer(optimizer, "finite.train", transformation_ok=True)
+    check_bool("readout_only", readout_only)
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"unknown on_nonfinite {on_nonfinite!r}; expected one of {ON_NONFINITE}")
-    if rates not in RATES:
-        raise ValueError(f"unknown rates {rates!r}; expected one of {RATES}")
     if isinstance(loss, str):
         loss_fn = losses.get(loss)
     elif callable(loss):
@@ -523,22 +556,23 @@ def train(
     else:
         raise TypeError(f"loss must be a loss name or a function (f, y) -> scalar, got {loss!r}")
     steps = check_int("steps", steps, 0)
-    x_train, x_test = validate_inputs(net.arch, x_train, x_test, np.float32, names=("x_train", "x_test"))
+    if steps > MAX_STEPS:
+        raise ValueError(f"steps must be at most {MAX_STEPS} (the loop counts steps in int32), got {steps}")
+    x_train, x_test = validate_inputs(arch, x_train, x_test, np.float32, names=("x_train", "x_test"))
     n_train = x_train.shape[0]
-    y_train = check_targets("y_train", y_train, n_train, net.out_dim)
+    y_train = check_targets("y_train", y_train, n_train, arch.out_dim)
     if x_test is None:
         x_test = np.zeros((0,) + x_train.shape[1:], np.float32)
     record = check_record_list(record, steps)
-    init_keys, batch_key = ensemble_keys(key, seeds)
-    if batch_indices is None:
-        batch_indices = minibatch_indices(batch_key, n_train, batch_size, steps).astype(np.int32)
-    else:
+    init_keys, batch_key = ensemble_keys(key, options.seeds)
+    if batch_indices is not None:
         batch_indices = check_batch_indices(batch_indices, n_train, steps)
+    elif batch_size is not None and batch_size != n_train:
+        batch_indices = minibatch_indices(batch_key, n_train, batch_size, steps).astype(np.int32)
     return train_checked(
-        net, x_train, y_train, x_test, optimizer, record, batch_indices, init_keys,
-        loss_fn=loss_fn, readout_only=bool(readout_only), centered=centered, rates=rates, linearized=bool(linearized),
-        on_nonfinite=on_nonfinite,
-        progress=progress, return_params=return_params, max_memory_bytes=max_memory_bytes,
+        options, arch, x_train, y_train, x_test, optimizer, steps, record, batch_indices, init_keys, loss_fn=loss_fn,
+        readout_only=bool(readout_only), on_nonfinite=on_nonfinite, progress=progress, return_params=return_params,
+        max_memory_bytes=max_memory_bytes,
     )
 
 
@@ -547,7 +581,7 @@ def width_sweep(
     widths: Iterable[int],
     x_train,
     y_train,
-    optimizer: Optimizer,
+    optimizer: AnyOptimizer,
     steps: int,
     *,
     parametrization: str = "ntk",
@@ -555,21 +589,24 @@ def width_sweep(
     progress: bool = False,
     **train_kwargs,
 ) -> Dict[int, Predictions]:
-    """[`train`][infinite_width.finite.train] the network of ``arch`` at every width; ``{width: Predictions}``.
+    """[`train`][infinite_width.finite.train] the network of `arch` at every width; `{width: Predictions}`.
 
-    The same ``key`` (hence the same minibatch order) is used at every width.
+    The same `key` (hence the same minibatch order) is used at every width.
 
     Args:
       arch: an [`Architecture`][infinite_width.Architecture].
-      widths: hidden widths.
+      widths: the hidden widths.
       x_train: (N, ...) training inputs.
       y_train: (N, k) targets.
-      optimizer: an [`Optimizer`][infinite_width.optim.Optimizer].
+      optimizer: an optimizer spec of [`infinite_width.optim`][infinite_width.optim] or an optax transformation.
       steps: number of updates.
-      parametrization: ``"ntk"``, ``"standard"`` or ``"mup"``.
-      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
+      parametrization: of every network: `"ntk"`, `"standard"` or `"mup"`.
+      init: of every network: `"gaussian"`, `"orthogonal"` or `"uniform"`.
       progress: show progress bars.
-      **train_kwargs: further arguments of [`train`][infinite_width.finite.train] (``record``, ``key``, ...).
+      **train_kwargs: the other arguments of [`train`][infinite_width.finite.train] (`record`, `key`, ...).
+
+    Returns:
+      The predictions of each width.
     """
     widths = list(widths)
     if not widths:

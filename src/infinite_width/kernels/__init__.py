@@ -20,13 +20,19 @@
   docs/theory.md, section 9).
 
 Kernels are per output channel, shape (N1, N2), computed at full float32
-precision (``dtype="float64"`` for float64). The closed-form and layer-wise
-kernels and the likelihood are JAX functions: they return jax arrays and work
-under ``jax.jit``, ``jax.grad`` and ``jax.vmap``, in the inputs and in the
-architecture's ``W_std`` and ``b_std``.
+precision (`dtype="float64"` for float64). Every kernel function returns jax
+arrays (float64 ones as numpy arrays while JAX's x64 mode is off, since the
+next jax operation would truncate them). The closed-form and layer-wise
+kernels and the likelihood are JAX functions: they work under `jax.jit`,
+`jax.grad` and `jax.vmap`, in the inputs and in the architecture's `W_std`
+and `b_std`. On concrete inputs every entry point follows two rules: the
+memory plan ([`infinite_width.kernels.memory`][infinite_width.kernels.memory],
+refused up front with advice) and the input-scale rule
+([`infinite_width.kernels.scale`][infinite_width.kernels.scale]: inputs at a
+scale the dtype cannot compute are refused with advice, never returned wrong).
 """
 
-from infinite_width.kernels.analytic import max_learning_rate, nngp, nngp_and_ntk, ntk, stax
+from infinite_width.kernels.analytic import KernelPair, max_learning_rate, nngp, nngp_and_ntk, ntk, stax
 from infinite_width.kernels.empirical import empirical_nngp, empirical_ntk
 from infinite_width.kernels.layer_kernels import LayerwiseKernels, layerwise
 from infinite_width.kernels.likelihood import HyperparameterFit, fit_hyperparameters, log_marginal_likelihood
@@ -34,6 +40,7 @@ from infinite_width.kernels.prior_kernel import (
     DEFAULT_PRNG,
     PRNG_IMPLS,
     MemoryPlan,
+    NNPKOptions,
     kernel_alignment,
     network_keys,
     nnpk,
@@ -46,6 +53,7 @@ __all__ = [
     "nngp",
     "ntk",
     "nngp_and_ntk",
+    "KernelPair",
     "max_learning_rate",
     "stax",
     "layerwise",
@@ -53,6 +61,7 @@ __all__ = [
     "empirical_ntk",
     "empirical_nngp",
     "nnpk",
+    "NNPKOptions",
     "nnpk_prefixes",
     "nnpk_features",
     "network_keys",

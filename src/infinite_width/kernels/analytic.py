@@ -52,28 +52,35 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from infinite_width._src.checks import check_int, check_kernel_matrix, validate_inputs
-from infinite_width._src.memory import available_memory
 from infinite_width._src.numerics import as_result, cast_traced, is_traced, pad_rows, precision_scope
 from infinite_width._src.progress import progress_bar
+from infinite_width._src.vocabulary import canonical_keywords
 from infinite_width.architectures import Architecture
+from infinite_width.kernels.memory import budgets, describe_bytes, program_bytes
+from infinite_width.kernels.scale import check_float32_accuracy, check_input_scale
 
-__all__ = ["nngp", "ntk", "nngp_and_ntk", "max_learning_rate", "stax"]
+__all__ = ["nngp", "ntk", "nngp_and_ntk", "KernelPair", "max_learning_rate", "stax"]
 
 KernelSource = Union[Architecture, Callable]
 
 
-def _describe_bytes(count: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= size:
-            return f"{count / size:.3g} {unit}"
-    return f"{count} bytes"
+class KernelPair(NamedTuple):
+    """Both kernels of one pass, named like neural-tangents' `Kernel` (and unpacked like a tuple).
+
+    Attributes:
+      nngp: (N1, N2) NNGP kernel.
+      ntk: (N1, N2) neural tangent kernel.
+    """
+
+    nngp: jax.Array
+    ntk: jax.Array
 
 
 def _split_source(source: KernelSource):
@@ -115,55 +122,24 @@ def _program(structure, get: Tuple[str, ...]):
     return jax.jit(run)
 
 
-def _program_bytes(program, scales, x1, x2) -> int:
-    """Bytes the compiled program needs (inputs, outputs, temporaries), from XLA; measured once per shape.
-
-    The compilation is the one the call itself then uses (jax shares it).
-    """
-
-    def abstract(leaf):  # concrete scales are Python floats: only their type matters
-        return 0.0 if isinstance(leaf, float) else jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype)
-
-    return _measured_bytes(program, *jax.tree_util.tree_map(abstract, (scales, x1, x2)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _measured_bytes(program, scales, x1, x2) -> int:
-    stats = program.lower(scales, x1, x2).compile().memory_analysis()
-    if stats is None:  # backends without the analysis: count inputs and outputs only
-        outputs = jax.eval_shape(program, scales, x1, x2)
-        return int(sum(a.size * a.dtype.itemsize for a in jax.tree_util.tree_leaves((x1, x2, outputs))))
-    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-               - stats.alias_size_in_bytes)
-
-
-def _budgets(max_memory_bytes: Optional[int]) -> Tuple[int, int, bool]:
-    """``(device bytes, host bytes, shared)``: free memory, or ``max_memory_bytes`` for both."""
-    device = jax.devices()[0]
-    shared = device.platform == "cpu"
-    if max_memory_bytes is not None:
-        return max_memory_bytes, max_memory_bytes, shared
-    return available_memory(device), available_memory(), shared
-
-
 def _plan_blocks(program, scales, x1, x2, get, batch_size, max_memory_bytes) -> Optional[int]:
     """Rows per block (None: the whole kernel at once), or ``MemoryError`` when the kernels cannot fit."""
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
     result_bytes = len(get) * n1 * n2 * x1.dtype.itemsize
-    device_budget, host_budget, shared = _budgets(max_memory_bytes)
+    device_budget, host_budget, shared = budgets(max_memory_bytes)
     what = f"the {' and '.join(get)} kernel{'s' if len(get) > 1 else ''} of {n1} x {n2} inputs"
     if result_bytes > host_budget:
         raise MemoryError(
-            f"{what}: the result alone takes {_describe_bytes(result_bytes)} ({len(get)} x {n1} x {n2} x "
-            f"{x1.dtype.itemsize} bytes), but {_describe_bytes(host_budget)} is available; compute it for fewer "
+            f"{what}: the result alone takes {describe_bytes(result_bytes)} ({len(get)} x {n1} x {n2} x "
+            f"{x1.dtype.itemsize} bytes), but {describe_bytes(host_budget)} is available; compute it for fewer "
             f"inputs or in row blocks of x1 (kernel(arch, x1[i:j], x2)), or raise max_memory_bytes if the "
             f"estimate of free memory is wrong"
         )
     block_budget = device_budget - result_bytes if shared else device_budget
     rows = max(n1, n2)
     if batch_size is None or batch_size >= rows:
-        whole_bytes = _program_bytes(program, scales, x1, x2)
+        whole_bytes = program_bytes(program, scales, x1, x2)
         if whole_bytes <= device_budget:
             return None
         # The intermediates grow like the kernel: start from the size at which they would fit.
@@ -173,15 +149,15 @@ def _plan_blocks(program, scales, x1, x2, get, batch_size, max_memory_bytes) -> 
                 return block
             block = block * 3 // 4
         raise MemoryError(
-            f"{what}: computing them takes {_describe_bytes(whole_bytes)} at once and no block of rows fits in the "
-            f"{_describe_bytes(max(block_budget, 0))} left beside the result; compute it for fewer inputs"
+            f"{what}: computing them takes {describe_bytes(whole_bytes)} at once and no block of rows fits in the "
+            f"{describe_bytes(max(block_budget, 0))} left beside the result; compute it for fewer inputs"
         )
     needed = _block_bytes(program, scales, x1, x2, batch_size)
     if needed > block_budget:
         fitting = int(batch_size * math.sqrt(max(block_budget, 0) / needed))
         raise MemoryError(
-            f"{what}: a block of batch_size={batch_size} rows takes {_describe_bytes(needed)}, but "
-            f"{_describe_bytes(max(block_budget, 0))} is available beside the result: use a smaller batch_size "
+            f"{what}: a block of batch_size={batch_size} rows takes {describe_bytes(needed)}, but "
+            f"{describe_bytes(max(block_budget, 0))} is available beside the result: use a smaller batch_size "
             f"(about {fitting}), or batch_size=None to choose one"
         )
     return batch_size
@@ -189,7 +165,7 @@ def _plan_blocks(program, scales, x1, x2, get, batch_size, max_memory_bytes) -> 
 
 def _block_bytes(program, scales, x1, x2, block: int) -> int:
     first = x1[:1].repeat(block, axis=0)
-    return _program_bytes(program, scales, first, first if x2 is None else x2[:1].repeat(block, axis=0))
+    return program_bytes(program, scales, first, first if x2 is None else x2[:1].repeat(block, axis=0))
 
 
 def _blocked(program, scales, x1, x2, block: int, n_kernels: int):
@@ -215,7 +191,7 @@ def _blocked(program, scales, x1, x2, block: int, n_kernels: int):
     return tuple(jax.device_put(k, cpu) for k in out), finite
 
 
-def _compute(source, x1, x2, get, batch_size, dtype, max_memory_bytes):
+def _compute(source, x1, x2, get, batch_size, dtype, max_memory_bytes, what):
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, 1) if batch_size != 0 else None
     if max_memory_bytes is not None:
@@ -229,6 +205,9 @@ def _compute(source, x1, x2, get, batch_size, dtype, max_memory_bytes):
             if batch_size is not None:
                 raise ValueError("batch_size works on concrete inputs only, not inside jax.jit/grad/vmap")
             return program(cast_traced(scales, np_dtype), x1, x2)[0]
+        check_input_scale({"x1": x1, "x2": x2}, np_dtype, arch, what)
+        check_float32_accuracy(lambda rows, _: program(scales, rows, None)[0], x1, x2, np_dtype, arch,
+                               "x1" if x2 is None else "x1 and x2", what)
         block = _plan_blocks(program, scales, x1, x2, get, batch_size, max_memory_bytes)
         if block is None:
             kernels, finite = program(scales, x1, x2)
@@ -242,6 +221,7 @@ def _compute(source, x1, x2, get, batch_size, dtype, max_memory_bytes):
     return as_result(kernels)
 
 
+@canonical_keywords
 def nngp(
     arch: KernelSource,
     x1,
@@ -255,12 +235,13 @@ def nngp(
 
     Args:
       arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel, or a
-        neural-tangents stax ``kernel_fn``.
-      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network.
-      x2: (N2, ...) inputs of the same feature shape, or None for ``x2 = x1``.
+        neural-tangents stax `kernel_fn`.
+      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network
+        (any (N1, ...) for a `kernel_fn`).
+      x2: (N2, ...) inputs of the same feature shape, or None for `x2 = x1`.
       batch_size: compute in square blocks of this many rows (concrete inputs only); None
         chooses blocks only when the memory plan needs them.
-      dtype: ``"float32"`` or ``"float64"`` (x64 mode is switched on for the call).
+      dtype: `"float32"` or `"float64"` (x64 mode is switched on for the call).
       max_memory_bytes: memory available to the computation, overriding the measured free
         memory.
 
@@ -269,16 +250,18 @@ def nngp(
       while x64 mode is off, see the module docstring).
 
     Raises:
-      TypeError: ``arch`` is neither an architecture nor a callable.
-      ValueError: inputs of the wrong rank or feature shape, NaN/Inf in concrete inputs, a bad
-        ``dtype`` or ``batch_size``.
-      NotImplementedError: an architecture without a closed form (``MaxPool``, ``tanh``, ...).
+      TypeError: `arch` is neither an architecture nor a callable.
+      ValueError: bad inputs, named (wrong rank or feature shape, NaN/Inf in concrete inputs, a bad
+        `dtype` or `batch_size`); inputs at a scale the dtype cannot compute
+        ([`infinite_width.kernels.scale`][infinite_width.kernels.scale]).
+      NotImplementedError: an architecture without a closed form (`MaxPool`, `tanh`, ...).
       MemoryError: the result itself does not fit (before anything is allocated).
       FloatingPointError: the kernel has non-finite entries.
     """
-    return _compute(arch, x1, x2, ("nngp",), batch_size, dtype, max_memory_bytes)[0]
+    return _compute(arch, x1, x2, ("nngp",), batch_size, dtype, max_memory_bytes, "nngp")[0]
 
 
+@canonical_keywords
 def ntk(
     arch: KernelSource,
     x1,
@@ -292,12 +275,13 @@ def ntk(
 
     Args:
       arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel, or a
-        neural-tangents stax ``kernel_fn``.
-      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network.
-      x2: (N2, ...) inputs of the same feature shape, or None for ``x2 = x1``.
+        neural-tangents stax `kernel_fn`.
+      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network
+        (any (N1, ...) for a `kernel_fn`).
+      x2: (N2, ...) inputs of the same feature shape, or None for `x2 = x1`.
       batch_size: compute in square blocks of this many rows (concrete inputs only); None
         chooses blocks only when the memory plan needs them.
-      dtype: ``"float32"`` or ``"float64"`` (x64 mode is switched on for the call).
+      dtype: `"float32"` or `"float64"` (x64 mode is switched on for the call).
       max_memory_bytes: memory available to the computation, overriding the measured free
         memory.
 
@@ -308,9 +292,10 @@ def ntk(
       TypeError, ValueError, NotImplementedError, MemoryError, FloatingPointError: as for
         [`nngp`][infinite_width.kernels.nngp].
     """
-    return _compute(arch, x1, x2, ("ntk",), batch_size, dtype, max_memory_bytes)[0]
+    return _compute(arch, x1, x2, ("ntk",), batch_size, dtype, max_memory_bytes, "ntk")[0]
 
 
+@canonical_keywords
 def nngp_and_ntk(
     arch: KernelSource,
     x1,
@@ -319,46 +304,56 @@ def nngp_and_ntk(
     batch_size: Optional[int] = None,
     dtype: str = "float32",
     max_memory_bytes: Optional[int] = None,
-) -> Tuple[jax.Array, jax.Array]:
-    """Both kernels from one pass: ``(nngp, ntk)``, each of shape (N1, N2).
+) -> KernelPair:
+    """Both kernels from one pass, a [`KernelPair`][infinite_width.kernels.KernelPair] `(nngp, ntk)`, each (N1, N2).
+
+    `pair.nngp` and `pair.ntk` read like neural-tangents' `Kernel`; the pair
+    also unpacks as `nngp, ntk = ...`.
 
     Args:
       arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel, or a
-        neural-tangents stax ``kernel_fn``.
-      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network.
-      x2: (N2, ...) inputs of the same feature shape, or None for ``x2 = x1``.
+        neural-tangents stax `kernel_fn`.
+      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network
+        (any (N1, ...) for a `kernel_fn`).
+      x2: (N2, ...) inputs of the same feature shape, or None for `x2 = x1`.
       batch_size: compute in square blocks of this many rows (concrete inputs only); None
         chooses blocks only when the memory plan needs them.
-      dtype: ``"float32"`` or ``"float64"`` (x64 mode is switched on for the call).
+      dtype: `"float32"` or `"float64"` (x64 mode is switched on for the call).
       max_memory_bytes: memory available to the computation, overriding the measured free
         memory.
 
     Returns:
-      ``(nngp, ntk)``, each as [`nngp`][infinite_width.kernels.nngp] returns it.
+      The [`KernelPair`][infinite_width.kernels.KernelPair] `(nngp, ntk)`, each as
+      [`nngp`][infinite_width.kernels.nngp] returns it.
 
     Raises:
       TypeError, ValueError, NotImplementedError, MemoryError, FloatingPointError: as for
         [`nngp`][infinite_width.kernels.nngp].
     """
-    return _compute(arch, x1, x2, ("nngp", "ntk"), batch_size, dtype, max_memory_bytes)
+    return KernelPair(*_compute(arch, x1, x2, ("nngp", "ntk"), batch_size, dtype, max_memory_bytes, "nngp_and_ntk"))
 
 
 def max_learning_rate(ntk_train_train, out_dim: int, momentum: float = 0.0) -> float:
-    """Largest stable learning rate of gradient descent on ``0.5 * mean((f - y)^2)`` with this NTK.
+    """Largest stable learning rate of gradient descent on `0.5 * mean((f - y)^2)` with this NTK.
 
-    The loss averages over the ``N * out_dim`` entries of ``f`` (N training
-    points, ``out_dim`` outputs), so a step is ``f <- f - lr K (f - y) / (N k)``
-    per output and descent (heavy ball with ``momentum``) is stable for
-    ``lr < 2 (1 + momentum) N k / lambda_max(K)`` (docs/theory.md, section 4).
-    The same formula as ``neural_tangents.predict.max_learning_rate``, which
+    The loss averages over the `N * out_dim` entries of `f` (N training
+    points, `out_dim` outputs), so a step is `f <- f - lr K (f - y) / (N k)`
+    per output and descent (heavy ball with `momentum`) is stable for
+    `lr < 2 (1 + momentum) N k / lambda_max(K)` (docs/theory.md, section 4).
+    The same formula as `neural_tangents.predict.max_learning_rate`, which
     no longer runs on scipy >= 1.14.
 
     Args:
-      ntk_train_train: (N, N) NTK on the training points (per output channel).
+      ntk_train_train: (N, N) symmetric NTK on the training points (per
+        output channel); a non-symmetric matrix is refused (its eigenvalues
+        would be read from one triangle).
       out_dim: k, the number of outputs (columns of the targets).
-      momentum: heavy-ball ``beta`` in [0, 1).
+      momentum: heavy-ball `beta` in [0, 1).
+
+    Returns:
+      The rate (`inf` for a zero kernel).
     """
-    k = check_kernel_matrix("ntk_train_train", ntk_train_train, square=True)
+    k = check_kernel_matrix("ntk_train_train", ntk_train_train, square=True, symmetric=True)
     out_dim = check_int("out_dim", out_dim, 1)
     if not (isinstance(momentum, (int, float, np.floating)) and 0.0 <= momentum < 1.0):
         raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
@@ -368,23 +363,29 @@ def max_learning_rate(ntk_train_train, out_dim: int, momentum: float = 0.0) -> f
     return float(2.0 * (1.0 + momentum) * k.shape[0] * out_dim / lam_max)
 
 
-def stax(arch: Architecture, width: int = 1, parameterization: str = "ntk"):
-    """The neural-tangents ``(init_fn, apply_fn, kernel_fn)`` of ``arch``, for users who want them.
+@canonical_keywords
+def stax(arch: Architecture, width: int = 1, parametrization: str = "ntk"):
+    """The neural-tangents `(init_fn, apply_fn, kernel_fn)` of `arch`, for users who want them.
 
     Args:
-      arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel.
-      width: hidden size of the finite network that ``init_fn`` and ``apply_fn`` describe;
-        ``kernel_fn`` (the infinite-width kernels) does not depend on it.
-      parameterization: neural-tangents' ``"ntk"`` or ``"standard"``.
+      arch: an [`Architecture`][infinite_width.Architecture] with a closed form.
+      width: the hidden size (>= 1) of the finite network that `init_fn` and
+        `apply_fn` describe; `kernel_fn` (the infinite-width kernels) does
+        not depend on it.
+      parametrization: `"ntk"` or `"standard"` (neural-tangents' two; the
+        package's spelling, as in [`infinite_width.finite.network`][infinite_width.finite.network]).
 
     Returns:
-      The stax triple ``(init_fn, apply_fn, kernel_fn)``.
+      The triple of `neural_tangents.stax.serial`.
 
     Raises:
-      NotImplementedError: an architecture without a closed form (``MaxPool``).
+      NotImplementedError: an architecture without a closed form (`MaxPool`).
     """
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
-    from infinite_width._src.nt import stax_triple
+    from infinite_width._src.nt import PARAMETRIZATIONS, stax_triple
 
-    return stax_triple(arch, width, parameterization)
+    width = check_int("width", width, 1)
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"unknown parametrization {parametrization!r}; neural-tangents has {PARAMETRIZATIONS}")
+    return stax_triple(arch, width, parametrization)

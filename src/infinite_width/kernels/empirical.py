@@ -8,7 +8,10 @@ parametrization).
 
 Shapes: ``x1`` (N1, ...), ``x2`` (N2, ...) or None (``x2 = x1``); kernels
 (N1, N2) averaged over the k output channels, or (N1, N2, k, k) with
-``full=True``.
+``full=True``: float32 jax arrays, like every kernel function's results.
+``params`` of another network (another width) are refused naming the leaf,
+and inputs follow the kernels' input-scale rule
+([`infinite_width.kernels.scale`][infinite_width.kernels.scale], range check).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from infinite_width._src.checks import validate_inputs
 from infinite_width._src.numerics import precision_scope
 from infinite_width.finite.networks import Network, Params
+from infinite_width.kernels.scale import check_input_scale
 
 __all__ = ["empirical_ntk", "empirical_nngp"]
 
@@ -60,15 +64,17 @@ def _readout_covariance(net: Network, params: Params, x1, x2):
 def _prepare(net, params, x1, x2):
     if not isinstance(net, Network):
         raise TypeError(f"net must be an infinite_width.finite.Network, got {type(net).__name__}")
-    net.check_params(params)
-    return validate_inputs(net.arch, x1, x2, np.float32)
+    x1, x2 = validate_inputs(net.arch, x1, x2, np.float32)
+    net.check_params(params, x1.shape[1:])
+    check_input_scale({"x1": x1, "x2": x2}, np.float32, net.arch, "empirical kernel")
+    return x1, x2
 
 
-def _per_channel(full_kernel: np.ndarray) -> np.ndarray:
-    return np.trace(full_kernel, axis1=2, axis2=3) / full_kernel.shape[-1]
+def _per_channel(full_kernel: jax.Array) -> jax.Array:
+    return jnp.trace(full_kernel, axis1=2, axis2=3) / full_kernel.shape[-1]
 
 
-def empirical_ntk(net: Network, params: Params, x1, x2=None, *, full: bool = False) -> np.ndarray:
+def empirical_ntk(net: Network, params: Params, x1, x2=None, *, full: bool = False) -> jax.Array:
     """Empirical NTK ``J(x1) J(x2)^T`` in the stored parameters, for any architecture.
 
     Shape (N1, N2), averaged over the k output channels like neural-tangents'
@@ -87,10 +93,10 @@ def empirical_ntk(net: Network, params: Params, x1, x2=None, *, full: bool = Fal
     """
     with precision_scope("float32"):
         x1, x2 = _prepare(net, params, x1, x2)
-        return np.asarray(_empirical_ntk_fn(net, bool(full))(x1, x2, params))
+        return _empirical_ntk_fn(net, bool(full))(x1, x2, params)
 
 
-def empirical_nngp(net: Network, params: Params, x1, x2=None, *, full: bool = False) -> np.ndarray:
+def empirical_nngp(net: Network, params: Params, x1, x2=None, *, full: bool = False) -> jax.Array:
     """NNGP of the network's readout features: ``E[f(x1) f(x2)^T]`` over the readout layer's init.
 
     All other parameters are fixed at ``params``. This is the kernel that
@@ -114,5 +120,5 @@ def empirical_nngp(net: Network, params: Params, x1, x2=None, *, full: bool = Fa
     """
     with precision_scope("float32"):
         x1, x2 = _prepare(net, params, x1, x2)
-        kernel = np.asarray(_readout_covariance(net, params, x1, x2))
-    return kernel if full else _per_channel(kernel)
+        kernel = _readout_covariance(net, params, x1, x2)
+        return kernel if full else _per_channel(kernel)

@@ -1,33 +1,43 @@
 """Layer-wise infinite-width kernels of an MLP (docs/theory.md, section 2).
 
-``K^l`` (pre-activation NNGP), ``S^l`` (post-activation covariance),
-``Sd^l`` (derivative covariance) and the backward kernels ``B^l``, from
-which the NTK is ``sum_l B^l (W_std_l^2 S^{l-1} + b_std_l^2)`` and the NNGP
-``K^{L+1}``. The Adam-like limit samples its fields from them.
+`K^l` (pre-activation NNGP), `S^l` (post-activation covariance),
+`Sd^l` (derivative covariance) and the backward kernels `B^l`, from
+which the NTK is `sum_l B^l (W_std_l^2 S^{l-1} + b_std_l^2)` and the NNGP
+`K^{L+1}`. The Adam-like limit samples its fields from them.
 
-Shapes: ``x1`` (N1, d), ``x2`` (N2, d) or None (``x2 = x1``); every kernel
+Shapes: `x1` (N1, d), `x2` (N2, d) or None (`x2 = x1`); every kernel
 (N1, N2), per output channel.
 
-Like [`infinite_width.kernels.nngp`][], [`layerwise`][infinite_width.kernels.layerwise] returns jax
-arrays (float64 ones as numpy arrays while JAX's x64 mode is off), compiles
-once per architecture structure (the scales are arguments) and works under
-``jax.jit``/``jax.grad``/``jax.vmap`` (inputs and ``W_std``/``b_std``);
-[`LayerwiseKernels`][infinite_width.kernels.LayerwiseKernels] is a pytree. Under a transformation NaN/Inf in
-traced inputs are not detected.
+Like [`infinite_width.kernels.nngp`][infinite_width.kernels.nngp],
+[`layerwise`][infinite_width.kernels.layerwise] returns jax arrays (float64
+ones as numpy arrays while JAX's x64 mode is off), compiles once per
+architecture structure (the scales are arguments) and works under
+`jax.jit`/`jax.grad`/`jax.vmap` (inputs and `W_std`/`b_std`);
+[`LayerwiseKernels`][infinite_width.kernels.LayerwiseKernels] is a pytree. On
+concrete inputs it follows the kernels' rules: the memory plan
+([`infinite_width.kernels.memory`][infinite_width.kernels.memory]: its
+`4 L + 3` kernels of N1 x N2 entries are refused up front when they do not
+fit), the input-scale rule ([`infinite_width.kernels.scale`][infinite_width.kernels.scale])
+and a `FloatingPointError` for non-finite entries. Under a transformation
+these value checks are skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from infinite_width._src.checks import validate_inputs
+from infinite_width._src.checks import check_int, validate_inputs
 from infinite_width._src.numerics import as_result, cast_traced, is_traced, precision_scope
+from infinite_width._src.vocabulary import canonical_keywords
 from infinite_width.architectures import Activation, Architecture
+from infinite_width.kernels.memory import check_fits
+from infinite_width.kernels.scale import check_float32_accuracy, check_input_scale
 
 __all__ = ["layerwise", "LayerwiseKernels"]
 
@@ -84,32 +94,66 @@ def _require_mlp(arch: Architecture) -> None:
         )
 
 
-def layerwise(arch: Architecture, x1, x2=None, *, dtype: str = "float32") -> LayerwiseKernels:
+@canonical_keywords
+def layerwise(arch: Architecture, x1, x2=None, *, dtype: str = "float32",
+              max_memory_bytes: Optional[int] = None) -> LayerwiseKernels:
     """K^l, S^l, Sd^l and B^l of an MLP, from neural-tangents' layer kernels.
 
-    ``K^l`` and ``S^l`` come from running the network's layers one by one;
-    ``Sd^l`` from passing a kernel whose ``ntk`` is all ones through the
-    activation layer (its output ``ntk`` is then ``Sd^l``).
+    `K^l` and `S^l` come from running the network's layers one by one;
+    `Sd^l` from passing a kernel whose `ntk` is all ones through the
+    activation layer (its output `ntk` is then `Sd^l`).
 
     Args:
-      arch: an MLP with a closed-form kernel ([`infinite_width.mlp`][]).
+      arch: an MLP [`Architecture`][infinite_width.Architecture] (alternating Dense and Activation layers).
       x1: (N1, d) inputs.
-      x2: (N2, d) inputs, or None for ``x2 = x1``.
-      dtype: ``"float32"`` or ``"float64"``.
+      x2: (N2, d) inputs, or None for `x2 = x1`.
+      dtype: `"float32"` or `"float64"`.
+      max_memory_bytes: memory available, overriding the measured free memory.
 
     Returns:
       The [`LayerwiseKernels`][infinite_width.kernels.LayerwiseKernels], every entry (N1, N2).
+
+    Raises:
+      MemoryError: the kernels (or XLA's program for them) do not fit, before anything is allocated.
+      ValueError: bad inputs, or inputs at a scale the dtype cannot compute.
+      FloatingPointError: a kernel has non-finite entries.
     """
     _require_mlp(arch)
+    if max_memory_bytes is not None:
+        max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, 1)
     scales = arch.scales
     traced = is_traced(x1, x2, scales)
     with precision_scope(dtype, traced=traced) as np_dtype:
         x1, x2 = validate_inputs(arch, x1, x2, np_dtype)
         structure = arch.with_scales([(None, None)] * len(scales))
-        K, S, Sd, B = _layerwise_program(structure)(cast_traced(scales, np_dtype), x1, x2)
+        program = _layerwise_program(structure)
+        if not traced:
+            _check_concrete(arch, program, scales, x1, x2, np_dtype, max_memory_bytes)
+        K, S, Sd, B = program(cast_traced(scales, np_dtype), x1, x2)
+        if not traced:
+            bad = [name for name, kernels in zip(("K", "S", "Sd", "B"), (K, S, Sd, B))
+                   if not all(bool(jnp.all(jnp.isfinite(k))) for k in kernels)]
+            if bad:
+                raise FloatingPointError(
+                    f"the layer-wise kernels {', '.join(bad)} of {arch.name!r} have non-finite entries")
     K, S, Sd, B = as_result((K, S, Sd, B))
     W_std, b_std = (tuple(column) for column in zip(*scales))
     return LayerwiseKernels(K=list(K), S=list(S), Sd=list(Sd), B=list(B), W_std=W_std, b_std=b_std)
+
+
+def _check_concrete(arch, program, scales, x1, x2, np_dtype, max_memory_bytes) -> None:
+    """The input-scale rule and the memory plan of concrete inputs."""
+    check_input_scale({"x1": x1, "x2": x2}, np_dtype, arch, "layerwise")
+    check_float32_accuracy(lambda rows, _: [k for family in program(scales, rows, None) for k in family], x1, x2,
+                           np_dtype, arch, "x1" if x2 is None else "x1 and x2", "layerwise")
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    count = 4 * arch.depth + 3  # K^1..K^{L+1}, S^0..S^L, Sd^1..Sd^L, B^1..B^{L+1}
+    check_fits(
+        f"the {count} layer-wise kernels of {n1} x {n2} inputs", count * n1 * n2 * np.dtype(np_dtype).itemsize,
+        program, (scales, x1, x2), max_memory_bytes,
+        "compute them for fewer inputs, or in row blocks of x1 (layerwise(arch, x1[i:j], x2) for each block)",
+    )
 
 
 jax.tree_util.register_dataclass(

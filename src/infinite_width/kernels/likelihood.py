@@ -3,8 +3,12 @@
 The infinitely wide network's prior is a Gaussian process with the NNGP
 kernel, so its hyperparameters can be chosen by the evidence of GP
 regression. With ``C = K + noise * I`` (``noise`` the observation-noise
-variance ``sigma^2``, absolute) and targets ``Y`` of shape (N, k), whose k
-columns are independent given the kernel:
+variance ``sigma^2``, **absolute**: added to the diagonal as it is, in the
+kernel's units; unlike the ``ridge`` of
+[`infinite_width.limits.baselines`][infinite_width.limits.baselines],
+``Posterior`` and ``KernelRidge``, which is relative to ``mean(diag K)``)
+and targets ``Y`` of shape (N, k), whose k columns are independent given the
+kernel:
 
 ```text
 log p(Y | X) = -1/2 tr(Y^T C^{-1} Y) - k/2 log det C - N k/2 log(2 pi)
@@ -16,11 +20,17 @@ function (``jit``, ``grad``, ``vmap``). [`fit_hyperparameters`][infinite_width.k
 it over ``W_std``, ``b_std`` and ``noise`` of an architecture by gradient
 ascent in log-parameters (optax Adam), differentiating through
 [`infinite_width.kernels.nngp`][] / [`ntk`][infinite_width.kernels.ntk].
+Before the first step it follows the kernels' rules on its concrete inputs:
+the input-scale rule ([`infinite_width.kernels.scale`][infinite_width.kernels.scale])
+and the memory plan ([`infinite_width.kernels.memory`][infinite_width.kernels.memory]:
+the compiled step, kernel, Cholesky factor and gradients, is refused with a
+``MemoryError`` before anything is allocated when it does not fit).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -38,8 +48,11 @@ from infinite_width._src.checks import (
 )
 from infinite_width._src.numerics import as_result, is_traced, precision_scope
 from infinite_width._src.progress import progress_bar
+from infinite_width._src.vocabulary import canonical_keywords
 from infinite_width.architectures import Architecture
 from infinite_width.kernels.analytic import nngp, ntk
+from infinite_width.kernels.memory import check_fits
+from infinite_width.kernels.scale import check_float32_accuracy, check_input_scale
 
 __all__ = ["log_marginal_likelihood", "fit_hyperparameters", "HyperparameterFit"]
 
@@ -75,11 +88,13 @@ def log_marginal_likelihood(k_train_train, y_train, noise, *, dtype: str = "floa
     """Log evidence of targets ``y_train`` under a GP with kernel ``k_train_train`` plus noise.
 
     Args:
-      k_train_train: (N, N) kernel on the training inputs, per output
-        channel (e.g. [`infinite_width.kernels.nngp`][]).
-      y_train: (N, k) targets, or (N,) for k = 1.
-      noise: observation-noise variance ``sigma^2 >= 0`` (absolute, added to
-        the diagonal).
+      k_train_train: (N, N) symmetric kernel on the training inputs, per
+        output channel (e.g. [`nngp`][infinite_width.kernels.nngp]); a
+        non-symmetric matrix is refused (the Cholesky factor reads one triangle).
+      y_train: (N, k) real targets, or (N,) real values for k = 1 (complex
+        targets and 1-D integer class labels are refused).
+      noise: observation-noise variance ``sigma^2 >= 0``, absolute (added to
+        the diagonal as it is, unlike the relative ``ridge`` of the baselines).
       dtype: ``"float64"`` (the default: a Cholesky factor in float32 loses
         about half its digits on ill-conditioned kernels) or ``"float32"``.
 
@@ -100,7 +115,7 @@ def log_marginal_likelihood(k_train_train, y_train, noise, *, dtype: str = "floa
             if k_train_train.ndim != 2 or k_train_train.shape[0] != k_train_train.shape[1]:
                 raise ValueError(f"k_train_train must be a square matrix, got shape {k_train_train.shape}")
         else:
-            k_train_train = check_kernel_matrix("k_train_train", k_train_train, square=True)
+            k_train_train = check_kernel_matrix("k_train_train", k_train_train, square=True, symmetric=True)
         y = check_target_columns("y_train", y_train, k_train_train.shape[0], "k_train_train")
         noise = check_nonnegative("noise", noise)
         value, conditioning = _log_likelihood(jnp.asarray(k_train_train, np_dtype), jnp.asarray(y, np_dtype), noise)
@@ -150,6 +165,7 @@ def _initial_values(arch: Architecture, y: np.ndarray, init: Optional[Mapping], 
     return values
 
 
+@canonical_keywords
 def fit_hyperparameters(
     arch: Architecture,
     x_train,
@@ -162,6 +178,7 @@ def fit_hyperparameters(
     lr: float = 0.05,
     dtype: str = "float64",
     progress: bool = False,
+    max_memory_bytes: Optional[int] = None,
 ) -> HyperparameterFit:
     """Maximize [`log_marginal_likelihood`][infinite_width.kernels.log_marginal_likelihood] over ``W_std``, ``b_std`` and ``noise``.
 
@@ -183,8 +200,15 @@ def fit_hyperparameters(
       lr: Adam learning rate in log space.
       dtype: ``"float64"`` (JAX's x64 mode is switched on for the fit) or ``"float32"``.
       progress: show a tqdm bar of the steps.
+      max_memory_bytes: memory available, overriding the measured free memory.
+
+    Returns:
+      The [`HyperparameterFit`][infinite_width.kernels.HyperparameterFit].
 
     Raises:
+      MemoryError: a step does not fit in memory (checked before anything is
+        allocated); fit on a subset of the points.
+      ValueError: bad arguments, or inputs at a scale the dtype cannot compute.
       numpy.linalg.LinAlgError: the kernel plus noise became singular or lost
         positive definiteness (as in [`log_marginal_likelihood`][infinite_width.kernels.log_marginal_likelihood]);
         increase the initial noise or lower ``lr``.
@@ -199,6 +223,8 @@ def fit_hyperparameters(
         raise ValueError(f"fit must name some of {HYPERPARAMETERS}, got {fit!r}")
     steps = check_int("steps", steps, 0)
     lr = check_nonnegative("lr", lr)
+    if max_memory_bytes is not None:
+        max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, 1)
     x_train, _ = validate_inputs(arch, x_train, None, np.float64, names=("x_train", None))
     y = check_target_columns("y_train", y_train, x_train.shape[0], "x_train")
     values = _initial_values(arch, y, init, fit)
@@ -227,6 +253,7 @@ def fit_hyperparameters(
 
         log_params = {name: jnp.asarray(math.log(values[name]), np_dtype) for name in fit}
         state = optimizer.init(log_params)
+        _check_concrete(arch, kernel_fn, x, np_dtype, step, (log_params, state), max_memory_bytes)
         trace = {name: [] for name in (*HYPERPARAMETERS, "log_likelihood")}
         # steps + 1 evaluations: the last one only reads the likelihood at the fitted values.
         for index in progress_bar(range(steps + 1), progress=progress, desc="hyperparameter fit", leave=False):
@@ -248,4 +275,19 @@ def fit_hyperparameters(
         log_likelihood=trace["log_likelihood"][-1],
         arch=arch.with_scales([(fitted["W_std"], fitted["b_std"])] * n_layers),
         trace={name: np.asarray(history, dtype=np.float64) for name, history in trace.items()},
+    )
+
+
+def _check_concrete(arch, kernel_fn, x, np_dtype, step, step_args, max_memory_bytes) -> None:
+    """The kernels' input-scale rule and memory plan, for the fit's inputs and its compiled step."""
+    check_input_scale({"x_train": x}, np_dtype, arch, "fit_hyperparameters")
+    # Under jit the kernel skips its own value checks: the float32 accuracy check is made here, naming x_train.
+    check_float32_accuracy(
+        lambda rows, name: (jax.jit(functools.partial(kernel_fn, arch, dtype=name))(rows),), np.asarray(x), None,
+        np_dtype, arch, "x_train", "fit_hyperparameters")
+    n, itemsize = x.shape[0], np.dtype(np_dtype).itemsize
+    check_fits(
+        f"the hyperparameter fit on {n} points", 2 * n * n * itemsize, step, step_args, max_memory_bytes,
+        "fit on a random subset of the points (the hyperparameters of a few thousand are usually as good)",
+        result_name=f"the {n} x {n} kernel and its Cholesky factor",
     )

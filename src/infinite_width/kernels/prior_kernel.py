@@ -49,6 +49,15 @@ activations and outputs of every network in the chunk) stays within about
 [`plan_memory`][infinite_width.kernels.plan_memory] gives the plan, and a computation that cannot fit even
 one network at a time is refused with a ``MemoryError`` that says what would.
 
+Options: [`NNPKOptions`][infinite_width.kernels.NNPKOptions] is the one record
+of the options the four functions share (width, networks, init,
+parametrization, normalize, prng, batch_size, network_chunk, dtype,
+max_memory_bytes), with one default and one check each; they take it whole
+(`options=`) or build it from their keyword arguments. Results are jax arrays,
+like every kernel function's, and inputs follow the kernels' input-scale
+rule ([`infinite_width.kernels.scale`][infinite_width.kernels.scale]: the
+range check; the finite networks are accurate wherever nothing overflows).
+
 Shapes: inputs ``x1`` of shape (N1, d) for vector architectures or
 (N1, H, W, C) for image ones, ``x2`` likewise (``None`` means ``x2 = x1``);
 kernels of shape (N1, N2).
@@ -65,13 +74,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infinite_width._src.checks import as_key, check_int, check_kernel_matrix as _as_kernel, validate_inputs
+from infinite_width._src.checks import (
+    as_key,
+    check_choice,
+    check_int,
+    check_kernel_matrix as _as_kernel,
+    validate_inputs,
+)
 from infinite_width._src.memory import available_memory
-from infinite_width._src.numerics import pad_rows, precision_scope
+from infinite_width._src.numerics import DTYPES, pad_rows, precision_scope, x64_enabled
+from infinite_width._src.vocabulary import canonical_keywords
 from infinite_width.architectures import Architecture
-from infinite_width.finite.networks import INITS, Network, network
+from infinite_width.finite.networks import INITS, PARAMETRIZATIONS, Network, network
+from infinite_width.kernels.scale import check_input_scale
 
 __all__ = [
+    "NNPKOptions",
     "nnpk",
     "nnpk_prefixes",
     "nnpk_features",
@@ -86,7 +104,6 @@ __all__ = [
 
 NORMALIZATIONS: Tuple[str, ...] = ("sum", "mean")
 """``"sum"``: sum over outputs (-> out_dim * NNGP); ``"mean"``: mean over outputs (-> NNGP)."""
-
 
 
 def _has_prng(name: str) -> bool:
@@ -126,13 +143,13 @@ _GIB = 2.0**30
 # Argument checks and keys.
 
 
-def _check_options(init, normalize):
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalize {normalize!r}; expected one of {NORMALIZATIONS}")
+def _check_prng(prng) -> None:
+    if not isinstance(prng, str) or prng not in PRNG_IMPLS:
+        missing = " (philox4x32 needs jax >= 0.10.2)" if prng == "philox4x32" else ""
+        raise ValueError(f"unknown prng {prng!r}; expected one of {PRNG_IMPLS}{missing}")
 
 
+@canonical_keywords
 def network_keys(key, networks: int, prng: str = DEFAULT_PRNG) -> jax.Array:
     """Keys of the ``networks`` random networks of [`nnpk`][infinite_width.kernels.nnpk], typed keys of ``prng``, shape (networks,).
 
@@ -150,9 +167,7 @@ def network_keys(key, networks: int, prng: str = DEFAULT_PRNG) -> jax.Array:
       Typed keys of shape (networks,).
     """
     networks = check_int("networks", networks, 1)
-    if prng not in PRNG_IMPLS:
-        missing = " (philox4x32 needs jax >= 0.10.2)" if prng == "philox4x32" else ""
-        raise ValueError(f"unknown prng {prng!r}; expected one of {PRNG_IMPLS}{missing}")
+    _check_prng(prng)
     key = as_key(key)
     if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.dtype != jnp.uint32:
@@ -169,6 +184,78 @@ def _split_as(key, networks: int, prng: str):
         data_shape = jax.random.key_data(jax.random.key(0, impl=prng)).shape
         key = jax.random.wrap_key_data(jax.random.bits(key, data_shape, jnp.uint32), impl=prng)
     return jax.random.split(key, networks)
+
+
+# --------------------------------------------------------------------------
+# The options record.
+
+
+@dataclasses.dataclass(frozen=True)
+class NNPKOptions:
+    """The options of the Monte Carlo NNPK, one record for [`nnpk`][infinite_width.kernels.nnpk],
+    [`nnpk_prefixes`][infinite_width.kernels.nnpk_prefixes], [`nnpk_features`][infinite_width.kernels.nnpk_features]
+    and [`plan_memory`][infinite_width.kernels.plan_memory]: each option has one default and one check, here.
+
+    Those functions take it whole (`options=`), or build it from their
+    keyword arguments (`nnpk(arch, x, width=64, networks=256, key=0)`);
+    keywords given with `options` replace its fields.
+
+    Attributes:
+      width: hidden width (channels) of the networks, >= 1.
+      networks: number of random networks m, >= 1.
+      init: `"gaussian"`, `"orthogonal"` or `"uniform"`
+        ([`infinite_width.finite.networks`][infinite_width.finite.networks]).
+      parametrization: `"ntk"`, `"standard"` (the same functions at
+        initialisation, hence the same NNPK) or `"mup"`.
+      normalize: `"mean"` over outputs (the default, -> NNGP) or `"sum"` (-> out_dim * NNGP).
+      prng: PRNG implementation of the parameter draws, one of
+        `PRNG_IMPLS` (default
+        `DEFAULT_PRNG`: `"philox4x32"`,
+        or `"threefry2x32"` on jax < 0.10.2).
+      batch_size: rows of x1/x2 per forward pass (None: all rows at once).
+      network_chunk: at most this many networks drawn and run at once
+        (vmapped); None picks a chunk whose working set stays within about
+        64 MB and the free memory ([`plan_memory`][infinite_width.kernels.plan_memory]).
+      dtype: `"float32"` or `"float64"`; matrix products at full precision
+        (`jax.default_matmul_precision("highest")`).
+      max_memory_bytes: memory available, overriding the free memory of the
+        device (`device.memory_stats()`, or free physical memory on the CPU).
+    """
+
+    width: int
+    networks: int
+    init: str = "gaussian"
+    parametrization: str = "ntk"
+    normalize: str = "mean"
+    prng: str = DEFAULT_PRNG
+    batch_size: Optional[int] = None
+    network_chunk: Optional[int] = None
+    dtype: str = "float32"
+    max_memory_bytes: Optional[int] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "width", check_int("width", self.width, 1))
+        object.__setattr__(self, "networks", check_int("networks", self.networks, 1))
+        check_choice("init", self.init, INITS)
+        check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
+        check_choice("normalize", self.normalize, NORMALIZATIONS)
+        _check_prng(self.prng)
+        for name in ("batch_size", "network_chunk", "max_memory_bytes"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_int(name, getattr(self, name), 1))
+        check_choice("dtype", self.dtype, DTYPES)
+
+
+NNPKOptions.__init__ = canonical_keywords(NNPKOptions.__init__)
+
+
+def _options(options: Optional[NNPKOptions], option_keywords: dict) -> NNPKOptions:
+    """`options` with `option_keywords` replaced, or the record the keywords describe."""
+    if options is None:
+        return NNPKOptions(**option_keywords)
+    if not isinstance(options, NNPKOptions):
+        raise TypeError(f"options must be an infinite_width.kernels.NNPKOptions, got {type(options).__name__}")
+    return dataclasses.replace(options, **option_keywords) if option_keywords else options
 
 
 # --------------------------------------------------------------------------
@@ -256,78 +343,62 @@ def _balanced(networks: int, most: int) -> int:
     return -(-networks // n_chunks)
 
 
+@canonical_keywords
 def plan_memory(
     arch: Architecture,
     x1_shape,
     x2_shape=None,
+    options: Optional[NNPKOptions] = None,
     *,
-    width: int,
-    networks: int,
-    init: str = "gaussian",
-    parametrization: str = "ntk",
-    batch_size: Optional[int] = None,
-    network_chunk: Optional[int] = None,
     return_stderr: bool = False,
     features: bool = False,
-    dtype: str = "float32",
-    max_memory_bytes: Optional[int] = None,
+    **option_keywords,
 ) -> MemoryPlan:
-    """How [`nnpk`][infinite_width.kernels.nnpk] (or, with ``features=True``, [`nnpk_features`][infinite_width.kernels.nnpk_features]) fits in memory.
+    """How [`nnpk`][infinite_width.kernels.nnpk] (or, with `features=True`,
+    [`nnpk_features`][infinite_width.kernels.nnpk_features]) fits in memory.
 
     Counts, per network of a chunk, its parameters, its activations on one
-    forward pass of ``batch_size`` rows (all rows when None) and its outputs,
-    plus the inputs and the (N1, N2) kernel accumulators. ``network_chunk=None``
+    forward pass of `batch_size` rows (all rows when None) and its outputs,
+    plus the inputs and the (N1, N2) kernel accumulators. `network_chunk=None`
     picks the largest chunk whose working set stays within about 64 MB and
-    the available memory (chunks of equal size); an explicit ``network_chunk``
+    the available memory (chunks of equal size); an explicit `network_chunk`
     is kept (balanced to equal chunks of at most that size) if it fits.
 
     Args:
       arch: the architecture, as for [`nnpk`][infinite_width.kernels.nnpk].
       x1_shape: shape of x1, (N1, d) or (N1, H, W, C).
       x2_shape: shape of x2, or None for x2 = x1.
-      width: hidden width of the networks.
-      networks: number of random networks m.
-      init: initialisation, as for [`nnpk`][infinite_width.kernels.nnpk].
-      parametrization: parametrization, as for [`nnpk`][infinite_width.kernels.nnpk].
-      batch_size: rows per forward pass (None: all rows at once).
-      network_chunk: networks run at once; None picks the largest that fits.
-      return_stderr: plan the extra accumulator of the standard error.
-      features: plan [`nnpk_features`][infinite_width.kernels.nnpk_features] (its (N1, m * out_dim) result) instead of
-        the kernel.
-      dtype: ``"float32"`` or ``"float64"``.
-      max_memory_bytes: memory available, overriding the free memory of the
-        device (``device.memory_stats()``, or free physical memory on the CPU).
+      options: the [`NNPKOptions`][infinite_width.kernels.NNPKOptions]; None builds them from `option_keywords`.
+      return_stderr: plan the accumulators of the standard error too.
+      features: plan [`nnpk_features`][infinite_width.kernels.nnpk_features]
+        (its (N1, m * out_dim) result) instead of the kernel.
+      **option_keywords: fields of [`NNPKOptions`][infinite_width.kernels.NNPKOptions].
 
     Returns:
       The [`MemoryPlan`][infinite_width.kernels.MemoryPlan]: networks per chunk and the bytes each part needs.
 
     Raises:
       MemoryError: not even one network at a time fits, or the explicit
-        ``network_chunk`` does not; the message says what would fit.
+        `network_chunk` does not; the message says what would fit.
     """
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
-    width = check_int("width", width, 1)
-    networks = check_int("networks", networks, 1)
+    options = _options(options, option_keywords)
     x1_shape = _shape("x1_shape", x1_shape, arch)
     x2_shape = None if x2_shape is None else _shape("x2_shape", x2_shape, arch)
-    if batch_size is not None:
-        batch_size = check_int("batch_size", batch_size, 1)
-    if network_chunk is not None:
-        network_chunk = check_int("network_chunk", network_chunk, 1)
-    if max_memory_bytes is not None:
-        max_memory_bytes = check_int("max_memory_bytes", max_memory_bytes, 1)
-    with precision_scope(dtype) as np_dtype:
-        plan_at = functools.partial(
-            _plan, arch, x1_shape, x2_shape, networks=networks, init=init, parametrization=parametrization,
-            return_stderr=return_stderr, features=features, np_dtype=np_dtype,
-            available=available_memory(jax.devices()[0]) if max_memory_bytes is None else max_memory_bytes,
+    with precision_scope(options.dtype) as np_dtype:
+        available = options.max_memory_bytes or available_memory(jax.devices()[0])
+        plan_at = lambda **change: _plan(  # noqa: E731
+            arch, x1_shape, x2_shape, dataclasses.replace(options, **change), return_stderr=return_stderr,
+            features=features, np_dtype=np_dtype, available=available,
         )
-        plan = plan_at(width=width, batch_size=batch_size)
+        plan = plan_at()
         fitting = (plan.available_bytes - plan.fixed_bytes) // plan.network_bytes
         if fitting < 1:
+            batch_size = options.batch_size
             rows = max(x1_shape[0], (x2_shape or x1_shape)[0], 1 if batch_size is None else 0)
-            raise MemoryError(_advice(plan, arch, width, batch_size, min(rows, batch_size or rows), plan_at))
+            raise MemoryError(_advice(plan, arch, options, min(rows, batch_size or rows), plan_at))
+    networks, network_chunk = options.networks, options.network_chunk
     if network_chunk is None:
         chunk = _balanced(networks, max(1, min(fitting, _CHUNK_BUDGET_BYTES // plan.network_bytes, networks)))
     else:
@@ -342,13 +413,13 @@ def plan_memory(
     return dataclasses.replace(plan, network_chunk=chunk)
 
 
-def _plan(
-    arch, x1_shape, x2_shape, *, width, batch_size, networks, init, parametrization, return_stderr, features,
-    np_dtype, available,
-) -> MemoryPlan:
-    """The bytes of [`MemoryPlan`][infinite_width.kernels.MemoryPlan] (with a chunk of one network) for checked arguments."""
+def _plan(arch, x1_shape, x2_shape, options: NNPKOptions, *, return_stderr, features, np_dtype,
+          available) -> MemoryPlan:
+    """The bytes of a [`MemoryPlan`][infinite_width.kernels.MemoryPlan] (a chunk of one network), arguments checked."""
     itemsize = np.dtype(np_dtype).itemsize
-    n_params, per_row = _network_sizes(network(arch, width, parametrization, init), x1_shape[1:], np_dtype)
+    net = network(arch, options.width, options.parametrization, options.init)
+    n_params, per_row = _network_sizes(net, x1_shape[1:], np_dtype)
+    batch_size = options.batch_size
     n1 = x1_shape[0]
     n2 = n1 if x2_shape is None else x2_shape[0]
     padded = lambda n: n if not batch_size or n <= batch_size else -(-n // batch_size) * batch_size
@@ -363,10 +434,10 @@ def _plan(
         "inputs": 2 * out_rows * math.prod(x1_shape[1:]) * itemsize,
         "grouped_outputs": 2 * _GROUP_COLUMNS * out_rows * itemsize,
     }
-    if init == "orthogonal":  # QR temporaries of one network at a time (measured: about 6 copies)
+    if options.init == "orthogonal":  # QR temporaries of one network at a time (measured: about 6 copies)
         fixed["orthogonalization"] = 7 * n_params * itemsize
     if features:
-        fixed["features"] = 3 * n1 * networks * arch.out_dim * itemsize
+        fixed["features"] = 3 * n1 * options.networks * arch.out_dim * itemsize
     else:
         fixed["kernel"] = (10 if return_stderr else 6) * n1 * n2 * itemsize
     return MemoryPlan(1, per_network, fixed, available)
@@ -381,19 +452,19 @@ def _largest_fitting(fits, high: int) -> int:
     return low
 
 
-def _advice(plan: MemoryPlan, arch: Architecture, width: int, batch_size: Optional[int], rows: int, plan_at) -> str:
+def _advice(plan: MemoryPlan, arch: Architecture, options: NNPKOptions, rows: int, plan_at) -> str:
     """The MemoryError message when not even one network fits: what is too big and what would fit."""
 
     def fits(**change):
-        changed = plan_at(**{"width": width, "batch_size": batch_size, **change})
+        changed = plan_at(**change)
         return changed.fixed_bytes + changed.network_bytes <= changed.available_bytes
 
     message = (
-        f"the NNPK of {arch.name!r} at width {width} needs about {plan.describe()}, but only "
+        f"the NNPK of {arch.name!r} at width {options.width} needs about {plan.describe()}, but only "
         f"{plan.available_bytes / _GIB:.3g} GiB is available. "
     )
     fitting_rows = _largest_fitting(lambda b: fits(batch_size=b), rows)
-    fitting_width = 0 if fitting_rows else _largest_fitting(lambda w: fits(width=w), width)
+    fitting_width = 0 if fitting_rows else _largest_fitting(lambda w: fits(width=w), options.width)
     if fitting_rows:
         message += f"Run fewer rows per forward pass: batch_size <= {fitting_rows} fits"
     elif fitting_width:
@@ -434,28 +505,26 @@ def _apply_rows(apply_chunk, params, x: jax.Array, n: int, batch_size: Optional[
 
 
 def _network_outputs(
-    arch, x1, x2, *, width, networks, key, init, parametrization, batch_size, network_chunk, normalize, prng,
-    return_stderr, features, dtype, max_memory_bytes, np_dtype, boundaries=(),
+    arch, x1, x2, options: NNPKOptions, *, key, return_stderr, features, np_dtype, boundaries=(),
 ) -> Iterator[Tuple[jax.Array, jax.Array]]:
-    """Validate everything now; return a generator of ``(f1, f2)``, the outputs of group after group of networks.
+    """Validate everything now; return a generator of `(f1, f2)`, the outputs of group after group of networks.
 
-    Shapes (g, N1, out_dim) and (g, N2, out_dim) (``f2`` is ``f1`` when x2 is
-    None); the groups follow the networks of [`network_keys`][infinite_width.kernels.network_keys] in order.
-    A group is one chunk, or several, up to `_GROUP_COLUMNS` outputs,
-    and is cut so that no group straddles a count of networks in
-    ``boundaries``. Called inside ``precision_scope(dtype)``; the generator
-    enters it again for each group.
+    Shapes (g, N1, out_dim) and (g, N2, out_dim) (`f2` is `f1` when x2 is
+    None); the groups follow the networks of [`network_keys`][infinite_width.kernels.network_keys]
+    in order. A group is one chunk, or several, up to `_GROUP_COLUMNS`
+    outputs, and is cut so that no group straddles a count of networks in
+    `boundaries`. Called inside `precision_scope(options.dtype)`; the
+    generator enters it again for each group.
     """
-    _check_options(init, normalize)
     x1, x2 = validate_inputs(arch, x1, x2, np_dtype)
-    keys = network_keys(key, networks, prng)
-    plan = plan_memory(
-        arch, x1.shape, None if x2 is None else x2.shape, width=width, networks=networks, init=init,
-        parametrization=parametrization, batch_size=batch_size, network_chunk=network_chunk,
-        return_stderr=return_stderr, features=features, dtype=dtype, max_memory_bytes=max_memory_bytes,
-    )
+    check_input_scale({"x1": x1, "x2": x2}, np_dtype, arch, "nnpk")
+    networks, batch_size, dtype = options.networks, options.batch_size, options.dtype
+    keys = network_keys(key, networks, options.prng)
+    plan = plan_memory(arch, x1.shape, None if x2 is None else x2.shape, options, return_stderr=return_stderr,
+                       features=features)
     chunk = plan.network_chunk
-    init_chunk, apply_chunk = _chunk_fns(arch, int(width), parametrization, init, tuple(x1.shape[1:]))
+    init_chunk, apply_chunk = _chunk_fns(arch, options.width, options.parametrization, options.init,
+                                         tuple(x1.shape[1:]))
     inputs = [(_on_device(x, batch_size), x.shape[0]) for x in ((x1,) if x2 is None else (x1, x2))]
     group = chunk * max(1, -(-_GROUP_COLUMNS // (chunk * arch.out_dim)))
     cuts = sorted(set(boundaries) | {networks})
@@ -580,204 +649,146 @@ def _check_prefixes(prefixes, networks) -> Tuple[int, ...]:
 # Public API.
 
 
+@canonical_keywords
 def nnpk(
     arch: Architecture,
     x1,
     x2=None,
+    options: Optional[NNPKOptions] = None,
     *,
-    width: int,
-    networks: int,
     key,
-    init: str = "gaussian",
-    parametrization: str = "ntk",
-    batch_size: Optional[int] = None,
-    network_chunk: Optional[int] = None,
     return_stderr: bool = False,
-    normalize: str = "mean",
-    prng: str = DEFAULT_PRNG,
-    dtype: str = "float32",
-    max_memory_bytes: Optional[int] = None,
-) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
-    """Monte Carlo Neural Network Prior Kernel of ``networks`` random networks, shape (N1, N2).
+    **option_keywords,
+):
+    """Monte Carlo Neural Network Prior Kernel of `networks` random networks, shape (N1, N2).
 
-    ``K[i, j] = (1/m) sum_s f(x1_i; theta_s) . f(x2_j; theta_s)`` over
-    ``m = networks`` networks of ``width`` drawn with ``init`` in
-    ``parametrization`` (see [`infinite_width.finite.network`][]); divided by
-    ``out_dim`` when ``normalize="mean"`` (module docstring).
+    `K[i, j] = (1/m) sum_s f(x1_i; theta_s) . f(x2_j; theta_s)` over
+    `m = networks` networks of `width` drawn with `init` in
+    `parametrization` (see [`infinite_width.finite.network`][infinite_width.finite.network]);
+    divided by `out_dim` when `normalize="mean"` (module docstring).
 
     Args:
       arch: any architecture with a finite network, closed-form kernel or not.
       x1: inputs, shape (N1, d) or (N1, H, W, C).
-      x2: inputs, shape (N2, ...) with the feature shape of ``x1``; None means x1.
-      width: hidden width (channels) of the networks, >= 1.
-      networks: number of random networks m, >= 1 (>= 2 with ``return_stderr``).
-      key: int seed or jax PRNG key; network s uses ``network_keys(key, networks, prng)[s]``.
-      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"`` ([`infinite_width.finite.networks`][]).
-      parametrization: ``"ntk"``, ``"standard"`` (the same functions at
-        initialisation, hence the same NNPK) or ``"mup"``.
-      batch_size: rows of x1/x2 per forward pass (None: all rows at once).
-      network_chunk: at most this many networks drawn and run at once
-        (vmapped); None picks a chunk whose working set stays within about
-        64 MB and the free memory ([`plan_memory`][infinite_width.kernels.plan_memory]). Memory of the kernel
-        itself is O(N1 N2) whatever the number of networks.
+      x2: inputs, shape (N2, ...) with the feature shape of `x1`; None means x1.
+      options: the [`NNPKOptions`][infinite_width.kernels.NNPKOptions]
+        (width, networks, init, ...); None builds them from `option_keywords`.
+      key: int seed or jax PRNG key; network s uses `network_keys(key, networks, prng)[s]`.
       return_stderr: also return the standard error of each entry,
-        ``std_s(f_s f_s^T) / sqrt(m)`` with the unbiased (ddof=1) standard deviation over the networks.
-      normalize: ``"mean"`` over outputs (the default, -> NNGP) or ``"sum"`` (-> out_dim * NNGP).
-      prng: PRNG implementation of the parameter draws, one of
-        [`PRNG_IMPLS`][infinite_width.kernels.PRNG_IMPLS] (default
-        [`DEFAULT_PRNG`][infinite_width.kernels.DEFAULT_PRNG]: ``"philox4x32"``, or ``"threefry2x32"`` on jax < 0.10.2).
-      dtype: ``"float32"`` or ``"float64"``; matrix products at full precision
-        (``jax.default_matmul_precision("highest")``).
-      max_memory_bytes: memory available, overriding the free memory of the
-        device ([`plan_memory`][infinite_width.kernels.plan_memory]).
+        `std_s(f_s f_s^T) / sqrt(m)` with the unbiased (ddof=1) standard
+        deviation over the networks (needs `networks >= 2`).
+      **option_keywords: fields of [`NNPKOptions`][infinite_width.kernels.NNPKOptions]
+        (`width=` and `networks=` at least, without `options`).
 
     Returns:
-      ``K`` of shape (N1, N2), or ``(K, stderr)`` with ``return_stderr=True``.
+      `K` of shape (N1, N2), or `(K, stderr)` with `return_stderr=True`: jax
+      arrays (numpy arrays for float64 while JAX's x64 mode is off), like
+      every kernel function.
 
     Raises:
       MemoryError: before allocating, when not even one network at a time
-        fits (or the explicit ``network_chunk`` does not); says what would fit.
+        fits (or the explicit `network_chunk` does not); says what would fit.
+      ValueError: bad inputs, or inputs at a scale the dtype cannot compute.
     """
-    if return_stderr and isinstance(networks, (int, np.integer)) and not isinstance(networks, bool) and networks < 2:
-        raise ValueError(f"return_stderr needs networks >= 2, got {networks}")
-    with precision_scope(dtype) as np_dtype:
-        groups = _network_outputs(
-            arch, x1, x2, width=width, networks=networks, key=key, init=init, parametrization=parametrization,
-            batch_size=batch_size, network_chunk=network_chunk, normalize=normalize, prng=prng,
-            return_stderr=return_stderr, features=False, dtype=dtype, max_memory_bytes=max_memory_bytes,
-            np_dtype=np_dtype,
-        )
-        for count, mean, m2 in _running_moments(groups, return_stderr, dtype):
+    options = _options(options, option_keywords)
+    if return_stderr and options.networks < 2:
+        raise ValueError(f"return_stderr needs networks >= 2, got {options.networks}")
+    with precision_scope(options.dtype) as np_dtype:
+        groups = _network_outputs(arch, x1, x2, options, key=key, return_stderr=return_stderr, features=False,
+                                  np_dtype=np_dtype)
+        for count, mean, m2 in _running_moments(groups, return_stderr, options.dtype):
             pass
-        kernel = _finished(arch, mean, normalize)
-        if not return_stderr:
-            return kernel
-        stderr = np.sqrt(np.maximum(np.asarray(m2), 0.0) / (count - 1) / count) * _scale(arch, normalize)
-        return kernel, stderr
+        kernel = _finished(arch, mean, options.normalize)
+        if return_stderr:
+            stderr = np.sqrt(np.maximum(np.asarray(m2), 0.0) / (count - 1) / count) * _scale(arch, options.normalize)
+    return (_result(kernel), _result(stderr)) if return_stderr else _result(kernel)
 
 
+@canonical_keywords
 def nnpk_prefixes(
     arch: Architecture,
     x1,
     x2=None,
+    options: Optional[NNPKOptions] = None,
     *,
-    width: int,
-    networks: int,
     key,
     prefixes: Optional[Sequence[int]] = None,
-    init: str = "gaussian",
-    parametrization: str = "ntk",
-    batch_size: Optional[int] = None,
-    network_chunk: Optional[int] = None,
-    normalize: str = "mean",
-    prng: str = DEFAULT_PRNG,
-    dtype: str = "float32",
-    max_memory_bytes: Optional[int] = None,
-) -> Iterator[Tuple[int, np.ndarray]]:
-    """The NNPK of the first ``m`` of ``networks`` random networks, for each ``m`` in ``prefixes``, from one pass.
+    **option_keywords,
+) -> Iterator[Tuple[int, jax.Array]]:
+    """The NNPK of the first `m` of `networks` random networks, for each `m` in `prefixes`, from one pass.
 
-    Yields ``(m, K_m)`` in increasing ``m``, with ``K_m`` of shape (N1, N2)
-    the average of ``f_s(x1) f_s(x2)^T`` over networks ``s = 0 .. m-1`` of
-    ``network_keys(key, networks, prng)``: the last one equals
-    ``nnpk(..., networks=networks)`` with the same arguments. Draws and runs
+    Yields `(m, K_m)` in increasing `m`, with `K_m` of shape (N1, N2)
+    the average of `f_s(x1) f_s(x2)^T` over networks `s = 0 .. m-1` of
+    `network_keys(key, networks, prng)`: the last one equals
+    `nnpk(..., networks=networks)` with the same arguments. Draws and runs
     each network once, so the whole curve of accuracy (or alignment) against
-    ``m`` costs what the largest ``m`` costs. The networks of a prefix are not
-    those of ``nnpk(..., networks=m)``: the keys of ``m`` networks are split
-    from ``key`` for ``networks`` networks.
-
-    The arguments are checked, and the memory planned, when this is called,
-    before the first network is drawn.
+    `m` costs what the largest `m` costs. The networks of a prefix are not
+    those of `nnpk(..., networks=m)`: the keys of `m` networks are split
+    from `key` for `networks` networks. The arguments are checked, and the
+    memory planned, when this is called, before the first network is drawn.
 
     Args:
-      arch: the architecture, as for [`nnpk`][infinite_width.kernels.nnpk].
-      x1: (N1, d) or (N1, H, W, C) inputs.
-      x2: (N2, ...) inputs, or None for x1.
-      width: hidden width of the networks.
-      networks: the largest number of random networks.
+      arch: any architecture with a finite network.
+      x1: inputs, shape (N1, d) or (N1, H, W, C).
+      x2: inputs (N2, ...), or None for x1.
+      options: the [`NNPKOptions`][infinite_width.kernels.NNPKOptions]; None builds them from `option_keywords`.
       key: int seed or jax PRNG key, as for [`nnpk`][infinite_width.kernels.nnpk].
-      prefixes: counts of networks ``1 <= m <= networks`` (any order,
-        duplicates ignored); None means every power of two below ``networks``,
-        and ``networks``.
-      init: initialisation, as for [`nnpk`][infinite_width.kernels.nnpk].
-      parametrization: parametrization, as for [`nnpk`][infinite_width.kernels.nnpk].
-      batch_size: rows per forward pass (None: all rows at once).
-      network_chunk: networks run at once; None picks a chunk that fits.
-      normalize: ``"mean"`` over outputs (-> NNGP) or ``"sum"`` (-> out_dim * NNGP).
-      prng: PRNG implementation of the parameter draws.
-      dtype: ``"float32"`` or ``"float64"``.
-      max_memory_bytes: memory available, overriding the free memory of the device.
+      prefixes: counts of networks `1 <= m <= networks` (any order,
+        duplicates ignored); None means every power of two below `networks`,
+        and `networks`.
+      **option_keywords: fields of [`NNPKOptions`][infinite_width.kernels.NNPKOptions].
 
-    Yields:
-      ``(m, K_m)`` for each prefix, ``K_m`` a numpy array of shape (N1, N2).
+    Returns:
+      An iterator of `(m, K_m)`, the kernels as [`nnpk`][infinite_width.kernels.nnpk] returns them.
     """
-    prefixes = _check_prefixes(prefixes, networks)
-    with precision_scope(dtype) as np_dtype:
-        groups = _network_outputs(
-            arch, x1, x2, width=width, networks=networks, key=key, init=init, parametrization=parametrization,
-            batch_size=batch_size, network_chunk=network_chunk, normalize=normalize, prng=prng,
-            return_stderr=False, features=False, dtype=dtype, max_memory_bytes=max_memory_bytes,
-            np_dtype=np_dtype, boundaries=prefixes,
-        )
+    options = _options(options, option_keywords)
+    prefixes = _check_prefixes(prefixes, options.networks)
+    with precision_scope(options.dtype) as np_dtype:
+        groups = _network_outputs(arch, x1, x2, options, key=key, return_stderr=False, features=False,
+                                  np_dtype=np_dtype, boundaries=prefixes)
     wanted = set(prefixes)
     return (
-        (count, _finished(arch, mean, normalize))
-        for count, mean, _ in _running_moments(groups, False, dtype)
+        (count, _result(_finished(arch, mean, options.normalize)))
+        for count, mean, _ in _running_moments(groups, False, options.dtype)
         if count in wanted
     )
 
 
-def nnpk_features(
-    arch: Architecture,
-    x,
-    *,
-    width: int,
-    networks: int,
-    key,
-    init: str = "gaussian",
-    parametrization: str = "ntk",
-    batch_size: Optional[int] = None,
-    network_chunk: Optional[int] = None,
-    normalize: str = "mean",
-    prng: str = DEFAULT_PRNG,
-    dtype: str = "float32",
-    max_memory_bytes: Optional[int] = None,
-) -> np.ndarray:
+@canonical_keywords
+def nnpk_features(arch: Architecture, x, options: Optional[NNPKOptions] = None, *, key, **option_keywords):
     """Random features of the NNPK: the logits of the m networks side by side, shape (N, m * out_dim).
 
-    Columns ``s * out_dim .. (s + 1) * out_dim - 1`` are the outputs of
-    network ``s``, scaled by ``1/sqrt(m * out_dim)`` (``1/sqrt(m)`` with
-    ``normalize="sum"``), so that ``features(x1) @ features(x2).T`` equals
-    ``nnpk(arch, x1, x2, ...)`` for the same key and options. A linear
+    Columns `s * out_dim .. (s + 1) * out_dim - 1` are the outputs of
+    network `s`, scaled by `1/sqrt(m * out_dim)` (`1/sqrt(m)` with
+    `normalize="sum"`), so that `features(x1) @ features(x2).T` equals
+    `nnpk(arch, x1, x2, ...)` for the same key and options. A linear
     readout on these features is kernel regression with the estimated NNPK.
 
     Args:
-      arch: the architecture, as for [`nnpk`][infinite_width.kernels.nnpk].
-      x: (N, d) or (N, H, W, C) inputs.
-      width: hidden width of the networks.
-      networks: number of random networks m.
+      arch: any architecture with a finite network.
+      x: inputs, shape (N, d) or (N, H, W, C).
+      options: the [`NNPKOptions`][infinite_width.kernels.NNPKOptions]; None builds them from `option_keywords`.
       key: int seed or jax PRNG key, as for [`nnpk`][infinite_width.kernels.nnpk].
-      init: initialisation, as for [`nnpk`][infinite_width.kernels.nnpk].
-      parametrization: parametrization, as for [`nnpk`][infinite_width.kernels.nnpk].
-      batch_size: rows per forward pass (None: all rows at once).
-      network_chunk: networks run at once; None picks a chunk that fits.
-      normalize: ``"mean"`` (scale ``1/sqrt(m * out_dim)``) or ``"sum"`` (``1/sqrt(m)``).
-      prng: PRNG implementation of the parameter draws.
-      dtype: ``"float32"`` or ``"float64"``.
-      max_memory_bytes: memory available, overriding the free memory of the device.
+      **option_keywords: fields of [`NNPKOptions`][infinite_width.kernels.NNPKOptions].
 
     Returns:
-      The (N, m * out_dim) features as a numpy array.
+      The features, a jax array (numpy for float64 while JAX's x64 mode is off).
     """
-    with precision_scope(dtype) as np_dtype:
-        chunks = _network_outputs(
-            arch, x, None, width=width, networks=networks, key=key, init=init, parametrization=parametrization,
-            batch_size=batch_size, network_chunk=network_chunk, normalize=normalize, prng=prng,
-            return_stderr=False, features=True, dtype=dtype, max_memory_bytes=max_memory_bytes,
-            np_dtype=np_dtype,
-        )
+    options = _options(options, option_keywords)
+    with precision_scope(options.dtype) as np_dtype:
+        chunks = _network_outputs(arch, x, None, options, key=key, return_stderr=False, features=True,
+                                  np_dtype=np_dtype)
         outputs = np.concatenate([np.asarray(f1) for f1, _ in chunks], axis=0)  # (m, N, out_dim)
         features = np.transpose(outputs, (1, 0, 2)).reshape(outputs.shape[1], -1)
-        return features * math.sqrt(_scale(arch, normalize) / outputs.shape[0])
+    return _result(features * math.sqrt(_scale(arch, options.normalize) / outputs.shape[0]))
+
+
+def _result(array: np.ndarray):
+    """A result as every kernel function returns it: a jax array, but float64 stays numpy while x64 mode is off
+    (the next jax operation would truncate a float64 jax array to float32). Call it outside `precision_scope`."""
+    if array.dtype == np.float64 and not x64_enabled():
+        return array
+    return jnp.asarray(array)
 
 
 def kernel_alignment(K1, K2, *, centered: bool = True) -> float:

@@ -3,12 +3,16 @@
 Plain arrays in, predictions out; the kernels come from
 [`infinite_width.kernels`][] (or anywhere else). Every ridge is relative to
 the kernel's scale, ``ridge * mean(diag K_train_train)``, so ``c * K`` gives
-the same predictions as ``K``; its one default is [`DEFAULT_RIDGE`][infinite_width.workflow.DEFAULT_RIDGE]
+the same predictions as ``K`` (unlike the ``noise`` of
+[`log_marginal_likelihood`][infinite_width.kernels.log_marginal_likelihood],
+an absolute variance); its one default is [`DEFAULT_RIDGE`][infinite_width.workflow.DEFAULT_RIDGE]
 (also that of [`infinite_width.Posterior`][] and
 [`infinite_width.KernelRidge`][], which wrap these functions).
 
 Shapes: ``k_train_train`` (N, N), ``k_test_train`` (Nt, N), ``k_test_test``
-(Nt, Nt), ``y_train`` (N, k); predictions (N, k) and (Nt, k).
+(Nt, Nt), ``y_train`` (N, k); predictions (N, k) and (Nt, k). The square
+kernels must be symmetric (their solvers read one triangle): another matrix
+is refused naming it, as are complex targets and 1-D integer class labels.
 """
 
 from __future__ import annotations
@@ -50,9 +54,9 @@ def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test, ridge: flo
     """
     from infinite_width._src.nt import predict
 
-    k_train_train = check_kernel_matrix("k_train_train", k_train_train, square=True)
+    k_train_train = check_kernel_matrix("k_train_train", k_train_train, square=True, symmetric=True)
     k_test_train = check_kernel_matrix("k_test_train", k_test_train)
-    k_test_test = check_kernel_matrix("k_test_test", k_test_test, square=True)
+    k_test_test = check_kernel_matrix("k_test_test", k_test_test, square=True, symmetric=True)
     y_train = check_target_columns("y_train", y_train, k_train_train.shape[0], "k_train_train")
     if k_test_train.shape != (k_test_test.shape[0], k_train_train.shape[0]):
         raise ValueError(
@@ -85,7 +89,7 @@ def kernel_ridge(k_train_train, k_test_train, y_train, ridge: float = DEFAULT_RI
       y_train: (N, k) targets.
       ridge: relative regularization, ``ridge * mean(diag K)`` added to the diagonal.
     """
-    k_train_train = check_kernel_matrix("k_train_train", k_train_train, square=True)
+    k_train_train = check_kernel_matrix("k_train_train", k_train_train, square=True, symmetric=True)
     n_train = k_train_train.shape[0]
     k_test_train = check_kernel_matrix("k_test_train", k_test_train)
     if k_test_train.shape[1] != n_train:
@@ -115,7 +119,7 @@ def kernel_regression(K_train_train, y_train, K_test_train, ridge: float = DEFAU
       K_test_train: (N_test, N_train).
       ridge: relative ridge >= 0.
     """
-    K = check_kernel_matrix("K_train_train", K_train_train, square=True)
+    K = check_kernel_matrix("K_train_train", K_train_train, square=True, symmetric=True)
     K_star = check_kernel_matrix("K_test_train", K_test_train)
     y = check_target_columns("y_train", y_train, K.shape[0], "K_train_train")
     if K_star.shape[1] != K.shape[0]:

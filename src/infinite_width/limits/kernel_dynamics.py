@@ -27,6 +27,15 @@ and ``chi = d loss / d f`` ([`infinite_width.losses.chi`][]):
   ``tau = sqrt(lr) * step``, the limit of the heavy ball when
   ``lr -> 0`` with ``(1 - beta)/sqrt(lr)`` fixed.
 
+Divergence: the recursion ([`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent]) watches
+every state, not only the recorded ones; the first degenerate one
+([`degenerate`][infinite_width.limits.kernel_dynamics.degenerate]: NaN,
+Inf, or for cross-entropy a training loss rounded to exactly 0, the logits
+of unstable steps) marks the run ``diverged`` from that step, whose records
+are then NaN. Full batch
+needs no per-step array at all (``batch_indices=None``), and schedules are
+evaluated in the loop, so a run's memory does not grow with its steps.
+
 Shapes: ``k_train_train`` (N, N), ``k_test_train`` (Nt, N) or None, ``y_train``
 (N, k); every function returns [`Predictions`][infinite_width.Predictions] with
 ``train`` (1, R, N, k) and ``test`` (1, R, Nt, k) at the ``R`` recorded steps
@@ -39,7 +48,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -49,10 +58,10 @@ from infinite_width import losses
 from infinite_width._src.numerics import precision_scope
 from infinite_width._src.progress import progress_bar
 from infinite_width.kernels.analytic import max_learning_rate
-from infinite_width.optim import Optimizer
+from infinite_width.optim import Optimizer, check_optimizer
 from infinite_width.predictions import Predictions
 
-__all__ = ["mse_closed_form", "kernel_descent", "kernel_flow", "run", "TIMES"]
+__all__ = ["mse_closed_form", "kernel_descent", "kernel_flow", "run", "degenerate", "TIMES"]
 
 TIMES = ("discrete", "continuous")
 """``time`` of [`run`][infinite_width.limits.kernel_dynamics.run]: the exact step-by-step recursion, or neural-tangents' gradient flow."""
@@ -86,11 +95,17 @@ def _initial(f0, shape):
     return np.zeros(shape) if f0 is None else np.broadcast_to(np.asarray(f0, dtype=np.float64), shape)
 
 
-def _predictions(steps, train, test, n_outputs) -> Predictions:
-    """(R, N, k) and (R, Nt, k) or None as [`Predictions`][infinite_width.Predictions] of one deterministic run."""
+def _predictions(steps, train, test, n_outputs, first_bad: Optional[int] = None) -> Predictions:
+    """(R, N, k) and (R, Nt, k) or None as [`Predictions`][infinite_width.Predictions] of one deterministic run.
+
+    `first_bad`: the first diverged step the recursion saw (-1: none); None derives it from the records.
+    """
     if test is None:
         test = np.zeros((train.shape[0], 0, n_outputs), train.dtype)
-    return Predictions.deterministic(steps, train, test)
+    if first_bad is None:
+        return Predictions.deterministic(steps, train, test)
+    return Predictions.deterministic(steps, train, test, diverged=np.array([first_bad >= 0]),
+                                     first_nonfinite_step=np.array([first_bad]))
 
 
 def mse_closed_form(
@@ -151,18 +166,50 @@ def mse_closed_form(
     return _predictions(recorded, train, test, k)
 
 
-@functools.lru_cache(maxsize=None)
-def _advance_fn(loss: str):
+def degenerate(f_all, y_train, loss: str):
+    """Whether a state of the dynamics has left the range the dtype resolves: True marks the run diverged.
+
+    A state is degenerate when it holds NaN or Inf, or, for cross-entropy,
+    when its training loss has rounded to exactly 0: every logit gap is so
+    large that each softmax row is one-hot in the working dtype (gaps beyond
+    about 17 in float32). Stable gradient descent only approaches that like
+    `log t` (it would take some `e^17` steps); unstable steps (a learning
+    rate far above the stable one) jump there at once, with logits of order
+    the learning rate, which is what this flags.
+
+    Args:
+      f_all: (P, k) outputs; the first N rows are the training points.
+      y_train: (N, k) targets.
+      loss: `"mse"` or `"cross_entropy"`.
+
+    Returns:
+      A jax boolean scalar.
+    """
+    bad = ~jnp.all(jnp.isfinite(f_all))
+    if loss == "cross_entropy":
+        bad = bad | (losses.get(loss)(f_all[: y_train.shape[0]], y_train) <= 0)
+    return bad
+
+
+@functools.lru_cache(maxsize=32)
+def _advance_fn(loss: str, full_batch: bool, schedule: Optional[Callable]):
+    """The jitted recursion from step `start` to `stop`, for one loss, batch mode and schedule (None: constant)."""
     chi_fn = functools.partial(losses.chi, loss)
 
-    def advance(state, k_all_train, y_train, batch_indices, rates, start, stop, beta):
-        # state = (f_all (P, k), u_all (P, k)); rows 0..N-1 of f_all are the training set; rates (steps,) = lr_s.
+    def advance(state, k_all_train, y_train, batch_indices, lr, start, stop, beta):
+        # state = (f_all (P, k), u_all (P, k), first bad state): rows 0..N-1 of f_all are the training set.
+        n_train = y_train.shape[0]
+
         def body(step, carry):
-            f_all, u_all = carry
-            batch = batch_indices[step]
-            chi = chi_fn(f_all[batch], y_train[batch])  # (B, k)
-            u_all = beta * u_all + k_all_train[:, batch] @ chi
-            return f_all - rates[step] * u_all, u_all
+            f_all, u_all, bad = carry
+            if full_batch:
+                u_all = beta * u_all + k_all_train @ chi_fn(f_all[:n_train], y_train)
+            else:
+                batch = batch_indices[step]
+                u_all = beta * u_all + k_all_train[:, batch] @ chi_fn(f_all[batch], y_train[batch])
+            rate = lr if schedule is None else lr * schedule(step)
+            f_all = f_all - rate * u_all
+            return f_all, u_all, jnp.where((bad < 0) & degenerate(f_all, y_train, loss), step + 1, bad)
 
         return jax.lax.fori_loop(start, stop, body, state)
 
@@ -179,7 +226,7 @@ def kernel_descent(
     loss: str = "mse",
     momentum: float = 0.0,
     batch_indices=None,
-    rate_factors=None,
+    schedule: Optional[Callable] = None,
     f0_train=None,
     f0_test=None,
     dtype: str = "float32",
@@ -187,14 +234,18 @@ def kernel_descent(
 ) -> Predictions:
     """Exact discrete-time kernel gradient descent (optionally heavy-ball momentum, minibatches), any loss.
 
-    Step ``s`` uses the training rows ``batch_indices[s]`` and the loss
-    averaged over that batch (so ``chi`` is [`infinite_width.losses.chi`][]
-    of the batch), and the rate ``lr_s = lr * rate_factors[s]``:
+    Step `s` uses the training rows `batch_indices[s]` and the loss
+    averaged over that batch (so `chi` is [`infinite_width.losses.chi`][infinite_width.losses.chi]
+    of the batch), and the rate `lr_s = lr * schedule(s)`:
 
-    ```text
-    u_s = momentum * u_{s-1} + K(., batch_s) chi(f_s[batch_s], y[batch_s])
-    f_{s+1} = f_s - lr_s * u_s
-    ```
+        u_s = momentum * u_{s-1} + K(., batch_s) chi(f_s[batch_s], y[batch_s])
+        f_{s+1} = f_s - lr_s * u_s
+
+    Nothing of size `steps` is allocated (full batch needs no rows, the
+    schedule is evaluated in the loop). A degenerate state
+    ([`degenerate`][infinite_width.limits.kernel_dynamics.degenerate]: NaN,
+    Inf, or a cross-entropy rounded to 0) marks the run diverged at that
+    step (`first_nonfinite_step`), and its records from there on are NaN.
 
     Args:
       k_train_train: (N, N) kernel.
@@ -202,52 +253,68 @@ def kernel_descent(
       y_train: (N, k) targets.
       lr: learning rate.
       steps: (R,) increasing steps to record.
-      loss: ``"mse"`` or ``"cross_entropy"``.
-      momentum: heavy-ball ``beta``.
+      loss: `"mse"` or `"cross_entropy"`.
+      momentum: heavy-ball `beta`.
       batch_indices: (steps, B) int rows per step (e.g. the order
-        ``infinite_width.finite.train`` uses for the same key); None = full batch.
-      rate_factors: (steps,) a schedule's factors
-        ([`infinite_width.optim.Optimizer.rate_factors`][]); None = all 1.
+        `infinite_width.finite.train` uses for the same key); None = full batch.
+      schedule: the learning-rate factor of step `s`, a jax-traceable function
+        (an optax schedule, `optimizer.schedule`); None = 1 at every step.
       f0_train: (N, k) outputs at step 0; None means 0.
       f0_test: (Nt, k) outputs at step 0; None means 0.
-      dtype: ``"float32"`` (full-precision matmuls) or ``"float64"``.
+      dtype: `"float32"` (full-precision matmuls) or `"float64"`.
       progress: show a tqdm bar of the steps (updated at each recorded step).
 
     Returns:
-      [`Predictions`][infinite_width.Predictions] in ``dtype``.
+      [`Predictions`][infinite_width.Predictions] in `dtype`.
     """
     losses.get(loss)
     k_train_train, k_test_train, y_train = _check_kernels(k_train_train, k_test_train, y_train)
     steps = _check_steps(steps)
     n, k = y_train.shape
     total = int(steps[-1]) if len(steps) else 0
-    if batch_indices is None:
-        batch_indices = np.tile(np.arange(n), (max(total, 1), 1))
-    batch_indices = np.asarray(batch_indices)
-    if batch_indices.ndim != 2 or batch_indices.shape[0] < total:
-        raise ValueError(f"batch_indices must have shape (steps >= {total}, B), got {batch_indices.shape}")
-    rate_factors = np.ones(max(total, 1)) if rate_factors is None else np.asarray(rate_factors, np.float64)
-    if rate_factors.ndim != 1 or rate_factors.shape[0] < total:
-        raise ValueError(f"rate_factors must have shape (steps >= {total},), got {rate_factors.shape}")
+    if batch_indices is not None:
+        batch_indices = np.asarray(batch_indices)
+        if batch_indices.ndim != 2 or batch_indices.shape[0] < total:
+            raise ValueError(f"batch_indices must have shape (steps >= {total}, B), got {batch_indices.shape}")
     k_all_train = k_train_train if k_test_train is None else np.concatenate([k_train_train, k_test_train])
     f0 = _initial(f0_train, (n, k))
     if k_test_train is not None:
         f0 = np.concatenate([f0, _initial(f0_test, (k_test_train.shape[0], k))])
-    advance = _advance_fn(loss)
+    advance = _advance_fn(loss, batch_indices is None, schedule)
     recorded = []
     bar = progress_bar(total=total, progress=progress, desc="kernel dynamics", unit="step", leave=False)
     with bar, precision_scope(dtype) as np_dtype:
-        state = (jnp.asarray(f0, np_dtype), jnp.zeros(f0.shape, np_dtype))
-        args = (jnp.asarray(k_all_train, np_dtype), jnp.asarray(y_train, np_dtype), jnp.asarray(batch_indices),
-                jnp.asarray(lr * rate_factors, np_dtype))
+        state = (jnp.asarray(f0, np_dtype), jnp.zeros(f0.shape, np_dtype), jnp.asarray(-1, jnp.int32))
+        rows = jnp.zeros((0, 0), jnp.int32) if batch_indices is None else jnp.asarray(batch_indices)
+        args = (jnp.asarray(k_all_train, np_dtype), jnp.asarray(y_train, np_dtype), rows, np_dtype(lr))
         current = 0
         for step in steps:
             state = advance(state, *args, current, int(step), np_dtype(momentum))
             bar.update(int(step) - current)
             current = int(step)
             recorded.append(np.asarray(state[0]))
+        first_bad = int(state[2])
     out = np.stack(recorded)
-    return _predictions(steps, out[:, :n], None if k_test_train is None else out[:, n:], k)
+    if first_bad >= 0:
+        out[steps >= first_bad] = np.nan
+    test = None if k_test_train is None else out[:, n:]
+    return _predictions(steps, out[:, :n], test, k, first_bad)
+
+
+def _flow_steps(schedule: Optional[Callable], steps: np.ndarray) -> np.ndarray:
+    """Each recorded step in units of constant-rate steps, `sum_{s<t} schedule(s)`, summed in a loop
+    (nothing of size `steps`); neural-tangents multiplies it by `lr`."""
+    if schedule is None:
+        return steps.astype(np.float64)
+    with precision_scope("float64"):
+        add = jax.jit(lambda start, stop, total: jax.lax.fori_loop(
+            start, stop, lambda s, acc: acc + jnp.asarray(schedule(s), jnp.float64), total))
+        times, total, current = [], jnp.zeros((), jnp.float64), 0
+        for step in steps:
+            total = add(current, int(step), total)
+            current = int(step)
+            times.append(float(total))
+    return np.asarray(times)
 
 
 def kernel_flow(
@@ -259,35 +326,34 @@ def kernel_flow(
     *,
     loss: str = "mse",
     momentum: Optional[float] = None,
-    rate_factors=None,
+    schedule: Optional[Callable] = None,
     f0_train=None,
     f0_test=None,
 ) -> Predictions:
-    """Continuous-time kernel dynamics from neural-tangents ``predict``, at ``t = lr * step``.
+    """Continuous-time kernel dynamics from neural-tangents `predict`, at `t = lr * step`.
 
-    With ``rate_factors`` (steps,) (a schedule, no momentum) step ``t`` is
-    flow time ``lr * sum_{s<t} rate_factors[s]``, the exact reparametrization.
+    With a `schedule` (no momentum) step `t` is flow time
+    `lr * sum_{s<t} schedule(s)`, the exact reparametrization.
 
-    MSE without momentum: ``predict.gradient_descent_mse`` (closed form of
-    ``df/dt = -K (f - y) / (N k)``). Otherwise ``predict.gradient_descent``
-    (an ODE solver; with ``momentum`` its time is ``sqrt(lr) * step``, see the
+    MSE without momentum: `predict.gradient_descent_mse` (closed form of
+    `df/dt = -K (f - y) / (N k)`). Otherwise `predict.gradient_descent`
+    (an ODE solver; with `momentum` its time is `sqrt(lr) * step`, see the
     module docstring).
 
     Args:
       k_train_train: (N, N) kernel.
       k_test_train: (Nt, N) kernel, or None.
       y_train: (N, k) targets.
-      lr: learning rate (time per step).
-      steps: (R,) increasing steps.
-      loss: a loss of [`infinite_width.losses`][].
-      momentum: heavy-ball ``beta``, or None.
-      rate_factors: (steps,) the schedule's factors, or None for a constant rate.
-      f0_train: (N, k) outputs at step 0; None means 0.
-      f0_test: (Nt, k) outputs at step 0; None means 0.
+      lr: learning rate (flow time per step).
+      steps: (R,) increasing steps to record.
+      loss: `"mse"` or `"cross_entropy"`.
+      momentum: None, or the heavy-ball `beta` of the second-order flow.
+      schedule: the learning-rate factor of step `s` (an optax schedule); None = 1.
+      f0_train: (N, k) outputs at time 0; None means 0.
+      f0_test: (Nt, k) outputs at time 0; None means 0.
 
     Returns:
-      [`Predictions`][infinite_width.Predictions], shapes as for
-      [`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent].
+      [`Predictions`][infinite_width.Predictions] in float64.
     """
     from infinite_width._src.nt import predict
 
@@ -296,15 +362,10 @@ def kernel_flow(
     steps = _check_steps(steps)
     n, k = y_train.shape
     f0_train = _initial(f0_train, (n, k))
-    times = steps.astype(np.float64)
-    if rate_factors is not None:
-        if momentum is not None:
-            raise ValueError("a learning-rate schedule has no exact continuous-time form with momentum; use "
-                             "time='discrete'")
-        rate_factors = np.asarray(rate_factors, np.float64)
-        if rate_factors.ndim != 1 or rate_factors.shape[0] < steps[-1]:
-            raise ValueError(f"rate_factors must have shape (steps >= {steps[-1]},), got {rate_factors.shape}")
-        times = np.concatenate([[0.0], np.cumsum(rate_factors)])[steps]
+    if schedule is not None and momentum is not None:
+        raise ValueError("a learning-rate schedule has no exact continuous-time form with momentum; use "
+                         "time='discrete'")
+    times = _flow_steps(schedule, steps)
     with precision_scope("float64"):
         k_tt = jnp.asarray(k_train_train)
         y = jnp.asarray(y_train)
@@ -319,6 +380,17 @@ def kernel_flow(
     if k_te is None:
         return _predictions(steps, np.asarray(out), None, k)
     return _predictions(steps, np.asarray(out[0]), np.asarray(out[1]), k)
+
+
+def _largest_rate(optimizer: Optimizer, total: int) -> float:
+    """The largest rate `lr * schedule(s)` of steps `0 .. total - 1`, found in a loop."""
+    if optimizer.schedule.is_constant or total == 0:
+        return optimizer.lr
+    with precision_scope("float64"):
+        largest = jax.jit(lambda stop: jax.lax.fori_loop(
+            0, stop, lambda s, top: jnp.maximum(top, jnp.asarray(optimizer.schedule(s), jnp.float64)),
+            jnp.asarray(-jnp.inf, jnp.float64)))(total)
+    return optimizer.lr * float(largest)
 
 
 def _warn_if_unstable(k_train_train, lr: float, n_outputs: int, momentum: float) -> None:
@@ -370,25 +442,25 @@ def run(
       dtype: ``"float32"`` or ``"float64"`` ([`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent]).
       progress: a progress bar ([`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent]).
     """
-    if not isinstance(optimizer, Optimizer) or optimizer.adaptive:
+    check_optimizer(optimizer, "kernel dynamics", transformation_ok=False)
+    if optimizer.adaptive:
         raise ValueError(
-            f"kernel dynamics are the limit of sgd and momentum; got {optimizer!r} (adam and sign have the "
+            f"kernel dynamics are the limit of sgd and momentum, not of {optimizer.name} (adam and sign have the "
             "Adam-like limit, infinite_width.AdamLimit)"
         )
     if time not in TIMES:
         raise ValueError(f"time must be one of {TIMES}, got {time!r}")
     beta = optimizer.beta if optimizer.name == "momentum" else 0.0
-    total = int(np.max(steps, initial=0))
-    factors = None if optimizer.schedule.is_constant else optimizer.rate_factors(total)
+    schedule = None if optimizer.schedule.is_constant else optimizer.schedule
     if time == "continuous":
         if batch_indices is not None:
             raise ValueError("time='continuous' is gradient flow on the full batch; pass batch_indices=None")
         return kernel_flow(k_train_train, k_test_train, y_train, optimizer.lr, steps, loss=loss,
-                           momentum=beta if optimizer.name == "momentum" else None, rate_factors=factors)
+                           momentum=beta if optimizer.name == "momentum" else None, schedule=schedule)
     if loss == "mse" and batch_indices is None:
-        largest = optimizer.lr * (1.0 if factors is None else float(np.max(factors, initial=0.0)))
-        _warn_if_unstable(k_train_train, largest, np.shape(y_train)[1], beta)
-        if beta == 0.0 and factors is None:
+        _warn_if_unstable(k_train_train, _largest_rate(optimizer, int(np.max(steps, initial=0))),
+                          np.shape(y_train)[1], beta)
+        if beta == 0.0 and schedule is None:
             return mse_closed_form(k_train_train, k_test_train, y_train, optimizer.lr, steps)
     return kernel_descent(k_train_train, k_test_train, y_train, optimizer.lr, steps, loss=loss, momentum=beta,
-                          batch_indices=batch_indices, rate_factors=factors, dtype=dtype, progress=progress)
+                          batch_indices=batch_indices, schedule=schedule, dtype=dtype, progress=progress)

@@ -103,7 +103,10 @@ def _optimizer_text(optimizer: Optional[dict]) -> Optional[str]:
     """``"adam(lr=0.02, b1=0.9, ...)"`` from the optimizer's metadata (its name and hyper-parameters)."""
     if optimizer is None:
         return None
-    return f"{optimizer['name']}(" + ", ".join(f"{k}={v:g}" for k, v in optimizer.items() if k != "name") + ")"
+    numbers = [f"{k}={v:g}" for k, v in optimizer.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if "schedule" in optimizer:  # a dict (optim.Schedule.describe): named by its function
+        numbers.append("schedule=" + optimizer["schedule"].get("function", "").split(".<locals>")[0].rsplit(".", 1)[-1])
+    return f"{optimizer['name']}(" + ", ".join(numbers) + ")"
 
 
 def _format(value) -> str:

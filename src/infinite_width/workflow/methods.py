@@ -38,15 +38,14 @@ from typing import ClassVar, Optional
 
 import numpy as np
 
-from infinite_width import kernels, losses
+from infinite_width import finite, kernels, losses
 from infinite_width._src.checks import check_choice, check_int, check_nonnegative
 from infinite_width._src.numerics import DTYPES
-from infinite_width._src.rng import ensemble_keys, minibatch_indices
+from infinite_width._src.rng import ensemble_keys
 from infinite_width.architectures import Architecture
-from infinite_width.finite import INITS, PARAMETRIZATIONS, RATES, network, train_checked
 from infinite_width.limits import adam_limit, baselines, kernel_dynamics
 from infinite_width.limits.baselines import DEFAULT_RIDGE
-from infinite_width.optim import Optimizer
+from infinite_width.optim import AnyOptimizer, Optimizer, check_optimizer, metadata
 from infinite_width.predictions import Predictions
 from infinite_width.problem import Problem
 
@@ -55,11 +54,6 @@ __all__ = ["Method", "Finite", "KernelDynamics", "AdamLimit", "Posterior", "Kern
 
 RIDGE_KERNELS = ("ntk", "nngp", "nnpk")
 """``KernelRidge.kernel``: the NTK, the NNGP kernel, or the Neural Network Prior Kernel."""
-
-
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def _layers(readout_only: bool) -> str:
@@ -76,6 +70,9 @@ class Method:
 
     trained: ClassVar[bool] = True
     """True for methods trained by an optimizer for ``steps`` steps; False for t = infinity baselines."""
+    accepts_transformation: ClassVar[bool] = False
+    """True for methods that train with any optax GradientTransformation (finite networks); a limit needs a spec
+    of `infinite_width.optim`, since it must know the entrywise rule."""
 
     def regime(self, readout_only: bool) -> str:
         """The regime family (``"finite"``, ``"ntk"``, ``"nngp"``, ``"adam_limit"``, a baseline name).
@@ -85,7 +82,7 @@ class Method:
         """
         raise NotImplementedError
 
-    def label(self, optimizer: Optional[Optimizer], readout_only: bool) -> str:
+    def label(self, optimizer: Optional[AnyOptimizer], readout_only: bool) -> str:
         """Default name in tables and legends, e.g. ``"w=256 adam all"``.
 
         Args:
@@ -94,7 +91,7 @@ class Method:
         """
         raise NotImplementedError
 
-    def check(self, arch: Architecture, optimizer: Optional[Optimizer], readout_only: bool,
+    def check(self, arch: Architecture, optimizer: Optional[AnyOptimizer], readout_only: bool,
               batch_size: Optional[int]) -> None:
         """Refuse, before anything is computed, what the method cannot run.
 
@@ -112,8 +109,7 @@ class Method:
         if self.trained:
             if optimizer is None:
                 raise ValueError(f"{type(self).__name__} trains: give an optimizer (infinite_width.optim)")
-            if not isinstance(optimizer, Optimizer):
-                raise TypeError(f"optimizer must be an infinite_width.optim.Optimizer, got {type(optimizer).__name__}")
+            check_optimizer(optimizer, type(self).__name__, transformation_ok=self.accepts_transformation)
             return
         if optimizer is not None:
             raise ValueError(f"{type(self).__name__} is a t = infinity baseline and trains nothing: pass no optimizer")
@@ -121,7 +117,7 @@ class Method:
             if value:
                 raise ValueError(f"{name} applies to trained methods, not to the baseline {type(self).__name__}")
 
-    def run(self, problem: Problem, arch: Architecture, optimizer: Optional[Optimizer], *, steps: int,
+    def run(self, problem: Problem, arch: Architecture, optimizer: Optional[AnyOptimizer], *, steps: int,
             record: np.ndarray, readout_only: bool, batch_indices: Optional[np.ndarray], key,
             progress: bool) -> Predictions:
         """Predictions of ``arch`` on ``problem`` at the recorded steps (arguments already checked).
@@ -159,86 +155,32 @@ def _requires_closed_form(method: Method, arch: Architecture) -> None:
 # Trained methods.
 
 
-@dataclasses.dataclass(frozen=True)
-class Finite(Method):
-    """``seeds`` finite networks of ``width``, trained with optax ([`infinite_width.finite.train`][]).
+class Finite(finite.Finite, Method):
+    """`seeds` finite networks of `width`, trained with optax ([`finite.train`][infinite_width.finite.train]).
 
-    Attributes:
-      width: hidden width (an int >= 1).
-      seeds: independent initialisations, trained in one vectorised call.
-      parametrization: ``"ntk"``, ``"standard"`` or ``"mup"``
-        ([`infinite_width.finite.network`][]).
-      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
-      centered: train ``f - f_0`` (default, comparable with the limits, which
-        start from 0); False trains the raw network.
-      rates: ``"per_group"`` (default): Adam and sign use the limit-matched
-        per-group rates ``lr * r_grp`` and epsilons ``eps * s_grp``, so the
-        network converges to the Adam-like limit as the width grows;
-        ``"global"``: one optax learning rate and the given ``eps`` for every
-        parameter, as in flax or PyTorch (no width-independent limit).
-        docs/theory.md, section 3.
-      linearized: train the network's linearization at init,
-        ``f_0 + J(theta_0) (theta - theta_0)``: feature learning disabled in
-        every layer, at any width (``readout_only=True`` disables it by
-        training the readout only). With SGD it is exactly empirical-NTK
-        descent; as the width grows it tends to NTK descent (SGD) and to the
-        Adam-like limit (Adam, per-group rates).
-
-    [`traditional`][infinite_width.workflow.methods.Finite.traditional] builds the practitioner's network (standard
-    parametrization, global rates, not centered).
+    The options record [`infinite_width.finite.Finite`][infinite_width.finite.Finite]
+    (its attributes, defaults and checks) as a method of
+    [`infinite_width.solve`][infinite_width.solve]; it trains under any
+    optimizer spec or any `optax.GradientTransformation`.
+    [`traditional`][infinite_width.finite.options.Finite.traditional] builds the
+    practitioner's network (standard parametrization, global rates, not centered).
     """
 
-    width: int
-    seeds: int = 1
-    parametrization: str = "ntk"
-    init: str = "gaussian"
-    centered: bool = True
-    rates: str = "per_group"
-    linearized: bool = False
-
-    def __post_init__(self):
-        object.__setattr__(self, "width", check_int("width", self.width, 1))
-        object.__setattr__(self, "seeds", check_int("seeds", self.seeds, 1))
-        check_choice("parametrization", self.parametrization, PARAMETRIZATIONS)
-        check_choice("init", self.init, INITS)
-        _check_bool("centered", self.centered)
-        check_choice("rates", self.rates, RATES)
-        _check_bool("linearized", self.linearized)
-
-    @classmethod
-    def traditional(cls, width: int, seeds: int = 3, parametrization: str = "standard",
-                    init: str = "gaussian") -> "Finite":
-        """The network a practitioner trains in flax or PyTorch: the baseline infinite-width models are compared with.
-
-        Standard parametrization (``"mup"`` as a variant), one global optax
-        learning rate with the usual ``eps`` (``rates="global"``: with
-        ``optim.adam(1e-3)`` this is ``optax.adam(1e-3)``), not centered.
-
-        Args:
-          width: hidden width, >= 1.
-          seeds: independent initialisations.
-          parametrization: ``"standard"`` or ``"mup"``.
-          init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
-        """
-        return cls(width, seeds=seeds, parametrization=parametrization, init=init, centered=False, rates="global")
+    accepts_transformation = True
 
     def regime(self, readout_only):
         return "finite"
 
     def label(self, optimizer, readout_only):
         variant = (" global-rate" if self.rates == "global" else "") + (" linearized" if self.linearized else "")
-        return f"w={self.width} {optimizer.name}{variant} {_layers(readout_only)}"
+        return f"w={self.width} {metadata(optimizer)['name']}{variant} {_layers(readout_only)}"
 
     def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
-        net = network(arch, self.width, parametrization=self.parametrization, init=self.init)
-        if batch_indices is None:
-            batch_indices = minibatch_indices(None, problem.n_train, None, steps)
         init_keys, _ = ensemble_keys(key, self.seeds)
-        return train_checked(
-            net, problem.x_train, problem.y_train, problem.x_test, optimizer, record,
-            batch_indices.astype(np.int32), init_keys, loss_fn=losses.get(problem.loss), readout_only=readout_only,
-            centered=self.centered, rates=self.rates, linearized=self.linearized, on_nonfinite="record",
-            progress=progress,
+        return finite.train_checked(
+            self, arch, problem.x_train, problem.y_train, problem.x_test, optimizer, steps, record,
+            None if batch_indices is None else batch_indices.astype(np.int32), init_keys,
+            loss_fn=losses.get(problem.loss), readout_only=readout_only, on_nonfinite="record", progress=progress,
         )
 
 
@@ -382,7 +324,8 @@ class Posterior(Method):
 
     Attributes:
       ridge: observation noise relative to the kernel's scale
-        (``ridge * mean(diag K)``).
+        (`ridge * mean(diag K)`; unlike the absolute `noise` of
+        [`log_marginal_likelihood`][infinite_width.kernels.log_marginal_likelihood]).
       dtype: ``"float32"`` or ``"float64"`` for the kernels.
     """
 
@@ -425,9 +368,10 @@ class KernelRidge(Method):
         ``"nngp"``, or ``"nnpk"``: the Neural Network Prior Kernel
         ([`infinite_width.kernels.nnpk`][], per output, ``normalize="mean"``)
         of ``networks`` random networks of ``width``.
-      ridge: relative ridge (``ridge * mean(diag K)``).
+      ridge: relative ridge (`ridge * mean(diag K)`; unlike the absolute
+        `noise` of [`log_marginal_likelihood`][infinite_width.kernels.log_marginal_likelihood]).
       width: hidden width of the NNPK's networks (required for, and only for, ``"nnpk"``).
-      networks: number of random networks of the NNPK.
+      networks: number of random networks of the NNPK (only for ``"nnpk"``).
       dtype: ``"float32"`` or ``"float64"`` for the kernels.
     """
 
@@ -441,14 +385,23 @@ class KernelRidge(Method):
     def __post_init__(self):
         check_choice("kernel", self.kernel, RIDGE_KERNELS)
         object.__setattr__(self, "ridge", _check_ridge(self.ridge))
-        object.__setattr__(self, "networks", check_int("networks", self.networks, 1))
+        check_choice("dtype", self.dtype, DTYPES)
         if self.kernel == "nnpk":
             if self.width is None:
                 raise ValueError("KernelRidge(kernel='nnpk') needs the width of its random networks: width=...")
-            object.__setattr__(self, "width", check_int("width", self.width, 1))
-        elif self.width is not None:
-            raise ValueError(f"width is the width of the NNPK's networks; KernelRidge(kernel={self.kernel!r}) has none")
-        check_choice("dtype", self.dtype, DTYPES)
+            options = self.nnpk_options  # the NNPK's own checks of width and networks
+            object.__setattr__(self, "width", options.width)
+            object.__setattr__(self, "networks", options.networks)
+        else:
+            for name, default in (("width", None), ("networks", 256)):
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name} is an option of the NNPK's networks; KernelRidge(kernel={self.kernel!r}) "
+                                     "has none")
+
+    @property
+    def nnpk_options(self) -> kernels.NNPKOptions:
+        """The options of the NNPK (``kernel="nnpk"``): its ``width``, ``networks`` and ``dtype``, mean-normalized."""
+        return kernels.NNPKOptions(width=self.width, networks=self.networks, normalize="mean", dtype=self.dtype)
 
     def regime(self, readout_only):
         return f"{self.kernel}_ridge"
@@ -463,8 +416,7 @@ class KernelRidge(Method):
 
     def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
         if self.kernel == "nnpk":
-            k_all = kernels.nnpk(arch, _all_points(problem), problem.x_train, width=self.width,
-                                 networks=self.networks, key=key, normalize="mean", dtype=self.dtype)
+            k_all = kernels.nnpk(arch, _all_points(problem), problem.x_train, self.nnpk_options, key=key)
         else:
             kernel_fn = kernels.ntk if self.kernel == "ntk" else kernels.nngp
             k_all = kernel_fn(arch, _all_points(problem), problem.x_train, dtype=self.dtype)

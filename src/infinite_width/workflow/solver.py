@@ -45,6 +45,7 @@ import numpy as np
 from infinite_width._src.checks import as_key, check_int
 from infinite_width._src.rng import minibatch_indices, split_run_key
 from infinite_width.architectures import Architecture
+from infinite_width import optim
 from infinite_width.optim import Optimizer
 from infinite_width.predictions import STATIC_STEP
 from infinite_width.problem import Problem
@@ -138,17 +139,6 @@ def environment() -> dict:
     }
 
 
-def _optimizer_fields(optimizer: Optional[Optimizer]) -> Optional[dict]:
-    """The optimizer's name and the hyper-parameters it uses, as a dict (with its schedule unless constant)."""
-    if optimizer is None:
-        return None
-    used = {"sgd": (), "momentum": ("beta",), "adam": ("b1", "b2", "eps"), "sign": ()}[optimizer.name]
-    fields = {"name": optimizer.name, "lr": optimizer.lr, **{field: getattr(optimizer, field) for field in used}}
-    if not optimizer.schedule.is_constant:
-        fields["schedule"] = optimizer.schedule.describe()
-    return fields
-
-
 def _key_description(key):
     data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     return np.asarray(data).tolist()
@@ -170,7 +160,7 @@ def _metadata(problem, arch, method, optimizer, *, steps, record, readout_only, 
         "loss": problem.loss,
         "architecture": arch.name,
         "architecture_spec": repr(arch),
-        "optimizer": _optimizer_fields(optimizer),
+        "optimizer": optim.metadata(optimizer),
         "readout_only": bool(readout_only),
         "width": _width(method),
         "steps": int(steps) if method.trained else None,
