@@ -42,7 +42,7 @@ import dataclasses
 import sys
 
 import infinite_width as iw
-from infinite_width.experiments import nnpk_ablation, scripts
+from infinite_width.experiments import images, nnpk_ablation, scripts
 from infinite_width.experiments.nnpk_ablation import Config, one_factor_grid
 
 #: Sizes per data set, chosen so that each runs in about 30 minutes on an idle 2-core CPU (docs/REPRODUCTION.md).
@@ -129,7 +129,7 @@ def problems(args):
     if "conv" in args.families:
         data = iw.datasets.load(args.dataset, args.data_dir, n_train=args.conv_n_train, n_test=args.conv_n_test,
                                 seed=args.seed, flatten=False)
-        out["conv"] = scripts.pooled_problem(data, args.conv_pool)
+        out["conv"] = images.pooled_problem(data, args.conv_pool)
     return out
 
 

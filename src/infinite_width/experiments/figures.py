@@ -53,7 +53,8 @@ def reference_line(label: str, linestyle: str = "--") -> Tuple[Line2D, str]:
 
 def figure_legend(figure: Figure, axes: Iterable, columns: int = 4, extra: Sequence[Tuple] = ()) -> None:
     """One legend for the whole figure, below the panels: every labelled artist once, in order of appearance,
-    then the ``(handle, label)`` pairs of ``extra``."""
+    then the ``(handle, label)`` pairs of ``extra``; in at most ``columns`` columns, fewer when that many would be
+    wider than the figure (a legend is never clipped at its sides)."""
     handles: List = []
     labels: List[str] = []
     pairs = [pair for ax in axes for pair in zip(*ax.get_legend_handles_labels())] + list(extra)
@@ -61,9 +62,14 @@ def figure_legend(figure: Figure, axes: Iterable, columns: int = 4, extra: Seque
         if label not in labels:
             handles.append(handle)
             labels.append(label)
-    if handles:
-        figure.legend(handles, labels, loc="outside lower center", ncol=min(columns, len(labels)), fontsize=8,
-                      frameon=False)
+    if not handles:
+        return
+    renderer = figure.canvas.get_renderer()
+    for ncol in range(min(columns, len(labels)), 0, -1):
+        legend = figure.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
+        if ncol == 1 or legend.get_window_extent(renderer).width <= 0.98 * figure.bbox.width:
+            return
+        legend.remove()
 
 
 def save(figure: Figure, stem: Union[str, os.PathLike], formats: Sequence[str] = FORMATS) -> List[Path]:
