@@ -21,7 +21,6 @@ objects.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import warnings
