@@ -1,4 +1,4 @@
-"""Experiment bookkeeping: :class:`Clock` times a point (wall time, process CPU time and the load average,
+"""Experiment bookkeeping: `Clock` times a point (wall time, process CPU time and the load average,
 since the machine may be shared); JSON and CSV summaries are written atomically.
 
 The resumable store of the experiments' results is `infinite_width.experiments.store`.

@@ -64,7 +64,7 @@ def accuracy_interval(correct, resamples: int = 2000, seed: int = 0) -> Dict[str
 
     Returns:
       ``accuracy`` (the mean), ``se`` (standard deviation of the resampled
-      accuracies), ``low`` and ``high`` (their percentiles at [`LEVEL`][infinite_width.experiments.bootstrap.LEVEL]).
+      accuracies), ``low`` and ``high`` (their percentiles at `LEVEL`).
     """
     boot = PairedBootstrap({"model": correct}, resamples=resamples, seed=seed)
     low, high = boot.interval("model")
@@ -119,30 +119,56 @@ class PairedBootstrap:
         return self._draws[name]
 
     def draws(self, name: str) -> np.ndarray:
-        """The bootstrap distribution (resamples,) of ``name``'s accuracy."""
+        """The bootstrap distribution (resamples,) of ``name``'s accuracy.
+
+        Args:
+          name: a model.
+        """
         return self._get(name).copy()
 
     def accuracy(self, name: str) -> float:
-        """The accuracy of ``name`` on the test points (no resampling)."""
+        """The accuracy of ``name`` on the test points (no resampling).
+
+        Args:
+          name: a model.
+        """
         self._get(name)
         return self._accuracy[name]
 
     def standard_error(self, name: str) -> float:
-        """The standard deviation of ``name``'s bootstrap distribution (test points and model noise)."""
+        """The standard deviation of ``name``'s bootstrap distribution (test points and model noise).
+
+        Args:
+          name: a model.
+        """
         return float(np.std(self._get(name), ddof=1))
 
     def interval(self, name: str) -> Tuple[float, float]:
-        """The percentile interval of ``name``'s accuracy."""
+        """The percentile interval of ``name``'s accuracy.
+
+        Args:
+          name: a model.
+        """
         return _percentiles(self._get(name))
 
     def difference(self, a: str, b: str) -> Dict[str, object]:
-        """``accuracy(a) - accuracy(b)`` with its paired interval: ``difference``, ``interval``, ``se``."""
+        """``accuracy(a) - accuracy(b)`` with its paired interval: ``difference``, ``interval``, ``se``.
+
+        Args:
+          a: a model.
+          b: another model.
+        """
         draws = self._get(a) - self._get(b)
         return {"difference": self._accuracy[a] - self._accuracy[b], "interval": list(_percentiles(draws)),
                 "se": float(np.std(draws, ddof=1))}
 
     def ratio_interval(self, numerator: Tuple[str, str], denominator: Tuple[str, str]) -> Tuple[float, float]:
-        """Percentile interval of ``(acc a - acc b) / (acc c - acc d)`` over the draws with a non-zero denominator."""
+        """Percentile interval of ``(acc a - acc b) / (acc c - acc d)`` over the draws with a non-zero denominator.
+
+        Args:
+          numerator: the models ``(a, b)``.
+          denominator: the models ``(c, d)``.
+        """
         top = self._get(numerator[0]) - self._get(numerator[1])
         bottom = self._get(denominator[0]) - self._get(denominator[1])
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -20,7 +20,15 @@ __all__ = ["pool_images", "pooled_problem"]
 
 
 def pool_images(x: np.ndarray, factor: int) -> np.ndarray:
-    """Average-pool NHWC images (N, H, W, C) by ``factor`` in each spatial direction (H, W divisible by it)."""
+    """Average-pool NHWC images (N, H, W, C) by ``factor`` in each spatial direction.
+
+    Args:
+      x: (N, H, W, C) images.
+      factor: the pooling factor (H and W divisible by it).
+
+    Returns:
+      (N, H / factor, W / factor, C) images of the same dtype.
+    """
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"pool_images needs NHWC images (N, H, W, C), got shape {x.shape}")

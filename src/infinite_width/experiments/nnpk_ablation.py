@@ -26,7 +26,7 @@ test points (and a 95% percentile interval) from the experiments' one
 bootstrap (`infinite_width.experiments.bootstrap`), from a fixed seed. The
 NNGP reference goes through the same rule.
 
-Architectures (the table :data:`ARCHITECTURES`, all with weight scale sqrt(2)):
+Architectures (the table `ARCHITECTURES`, all with weight scale sqrt(2)):
 ``mlp1`` .. ``mlp4`` (depth 1-4, bias scale 0.1), ``conv2`` (two 3x3
 convolutions, global average pooling, dense readout), ``myrtle5``
 (Shankar et al. 2020), and ``conv2-maxpool`` / ``conv2-layernorm``: ``conv2``
@@ -134,7 +134,7 @@ def _conv2_with(middle):
     return build
 
 
-#: ``{name: (activation, out_dim) -> Architecture}``: every architecture of :data:`FAMILIES`.
+#: ``{name: (activation, out_dim) -> Architecture}``: every architecture of `FAMILIES`.
 ARCHITECTURES: Dict[str, Callable[[str, int], Architecture]] = {
     **{f"mlp{depth}": functools.partial(lambda depth, activation, out_dim: mlp(depth, activation, _W_STD, _MLP_B_STD,
                                                                               out_dim=out_dim), depth)
@@ -147,7 +147,7 @@ ARCHITECTURES: Dict[str, Callable[[str, int], Architecture]] = {
 
 
 def architecture(name: str, activation: str, out_dim: int) -> Architecture:
-    """The architecture ``name`` (one of :data:`FAMILIES`) with ``activation`` and ``out_dim`` outputs."""
+    """The architecture ``name`` (one of `FAMILIES`) with ``activation`` and ``out_dim`` outputs."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; expected one of {list(ARCHITECTURES)}")
     return ARCHITECTURES[name](activation, out_dim)

@@ -26,7 +26,7 @@ and reports the kernel-target alignment (CKA with the label kernel ``y y^T``)
 of every kernel. The NNPK is streamed (:func:`infinite_width.kernels.nnpk_prefixes`),
 so its alignments are recorded at every power of two up to ``networks``.
 
-Training (:func:`train_adam`, by `infinite_width.finite.train`): plain Adam
+Training (`train_adam`, by `infinite_width.finite.train`): plain Adam
 (one global optax rate, ``rates="global"``) on the softmax cross-entropy, in
 the standard parametrization (Adam moves the effective weights, as in
 ordinary deep-learning practice; the library's per-group rates are built for
@@ -103,13 +103,17 @@ class Training:
 
 
 def train_adam(net, x, y, *, key, training: Training = Training()):
-    """Train one network from its initialisation by `key`: returns ``(initial params, trained params)``.
+    """Train one network from its initialisation by ``key``: returns ``(initial params, trained params)``.
 
-    ``net`` is a :class:`infinite_width.finite.Network` (use the standard
-    parametrization for ordinary Adam), ``x`` (N, ...) inputs, ``y`` (N, k)
-    one-hot targets. It is `infinite_width.finite.train` with one global optax
-    Adam rate (``rates="global"``: ``optax.adam(lr)``) on the softmax
-    cross-entropy; the initialisation and the minibatch order come from ``key``.
+    It is `infinite_width.finite.train` with one global optax Adam rate
+    (``rates="global"``: ``optax.adam(lr)``) on the softmax cross-entropy.
+
+    Args:
+      net: an `infinite_width.finite.Network` (the standard parametrization for ordinary Adam).
+      x: (N, ...) training inputs.
+      y: (N, k) one-hot targets.
+      key: int seed or jax PRNG key: the initialisation and the minibatch order.
+      training: the steps, minibatch size and learning rate.
     """
     _, state = train(net, x, y, optim.adam(training.lr), training.steps, record=[0, training.steps],
                      loss="cross_entropy", rates="global", batch_size=min(training.batch_size, len(x)), key=key,

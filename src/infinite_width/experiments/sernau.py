@@ -8,10 +8,10 @@ several training-set sizes N (learning curves):
    (linearized networks, readout-only training);
 3. the gap comes from the optimizer: an Adam-like infinite-width limit erases it.
 
-Regimes: the table [`REGIMES`][infinite_width.experiments.sernau.REGIMES] of
+Regimes: the table `REGIMES` of
 [`Regime`][infinite_width.experiments.sernau.Regime] entries (what is
 trained, how, with which grid and losses, which claim it serves);
-architectures: [`ARCHITECTURES`][infinite_width.experiments.sernau.ARCHITECTURES]
+architectures: `ARCHITECTURES`
 (``mlp2``; ``conv2``, ``conv3`` and ``myrtle5`` with global average pooling).
 
 Protocol (one for every regime; docs/REPRODUCTION.md states it with its numbers):
@@ -103,13 +103,13 @@ ROLES = ("traditional", "frozen", "kernel", "limit", "control")
 
 @dataclasses.dataclass(frozen=True)
 class Regime:
-    """One regime of the comparison (an entry of :data:`REGIMES`).
+    """One regime of the comparison (an entry of `REGIMES`).
 
     Attributes:
       name: its name in files and on the command line.
       label: its name in tables and legends.
-      kind: how it is computed, one of :data:`KINDS`.
-      role: what it stands for in the claims, one of :data:`ROLES`.
+      kind: how it is computed, one of `KINDS`.
+      role: what it stands for in the claims, one of `ROLES`.
       grid: the grid of its setting (see ``setting``).
       setting: what the grid holds: ``"learning rate"``, ``"fraction of the
         largest stable rate"`` (kernel descent: the rate is that fraction of
@@ -197,7 +197,7 @@ _BY_NAME = {regime.name: regime for regime in REGIMES}
 
 @dataclasses.dataclass(frozen=True)
 class ArchitectureEntry:
-    """An architecture of the comparison (an entry of :data:`ARCHITECTURES`).
+    """An architecture of the comparison (an entry of `ARCHITECTURES`).
 
     Attributes:
       name: its name on the command line.
@@ -235,13 +235,13 @@ class Config:
     """The sizes, regimes and protocol of one run (see the module docstring).
 
     Attributes:
-      arch: a key of :data:`ARCHITECTURES`.
+      arch: a key of `ARCHITECTURES`.
       n_train: the training-set sizes N (the learning curve).
       widths: widths of the finite networks (channels for conv nets).
       seeds: finite networks per width and setting (vectorized; the error bars).
       budget: minibatch size, epochs and patience of every trained regime.
       samples, replicas: Monte Carlo sizes of the Adam-like limit.
-      regimes: names of the regimes to run (entries of :data:`REGIMES`).
+      regimes: names of the regimes to run (entries of `REGIMES`).
       losses: the training losses to run (each regime runs those of its own it has).
       grids: ``((regime name, Grid), ...)``: grids replacing the table's.
       bootstrap: bootstrap resamples of the error bars and intervals.
@@ -284,7 +284,11 @@ class Config:
                 raise ValueError(f"grids must pair regime names with Grids, got {name!r}: {grid!r}")
 
     def regime(self, name: str) -> Regime:
-        """The table's regime ``name`` with this run's grid."""
+        """The table's regime ``name`` with this run's grid.
+
+        Args:
+          name: a regime's name.
+        """
         return dataclasses.replace(_BY_NAME[name], **({"grid": dict(self.grids)[name]} if name in dict(self.grids)
                                                       else {}))
 
@@ -300,6 +304,16 @@ class Config:
 def load_splits(dataset: str, data_dir, n_train: Sequence[int], *, n_validation: int, n_test: int, images: bool,
                 pool: int = 1, seed: int = 0) -> Dict[int, Split]:
     """``{N: Split}``: N training images and the same validation and test images for every N.
+
+    Args:
+      dataset: a name of `infinite_width.datasets.load` (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"digits"``).
+      data_dir: its data folder (None: the environment variable ``INFINITE_WIDTH_DATA``).
+      n_train: the training-set sizes (multiples of the number of classes).
+      n_validation: validation points (the same for every N).
+      n_test: test points (the same for every N).
+      images: keep NHWC images (conv nets); False flattens them (MLPs).
+      pool: average-pooling factor of the images (1: full resolution).
+      seed: the seed of every subset.
 
     Each training set is a class-balanced random subset of the data set's
     training images; the validation and test points are the first
@@ -588,6 +602,13 @@ def run(splits: Mapping[int, Split], config: Config, out_dir, *, progress: bool 
         finished_only: bool = False) -> Tuple[List[dict], List[str]]:
     """Tune every regime, loss and width of ``config`` at every N of ``splits``; resumable in ``out_dir``.
 
+    Args:
+      splits: ``{N: Split}`` ([`load_splits`][infinite_width.experiments.sernau.load_splits]).
+      config: the run's sizes, regimes and protocol.
+      out_dir: the run's folder (``runs/``, ``kernels/``).
+      progress: progress bars of the solves.
+      finished_only: compute nothing: the entries whose runs are all stored.
+
     Returns:
       ``(entries, notes)``: one tuned entry per (N, regime, loss, width) whose
       runs are finished (dicts with ``n_train``, ``regime``, ``loss``, ``width``,
@@ -694,6 +715,11 @@ _VERDICT = {"positive": "supported", "negative": "not supported", "zero within t
 def claims(rows: Sequence[dict], boot: PairedBootstrap) -> List[dict]:
     """The verdicts on the three claims at one N: dicts with ``claim``, ``verdict``, ``numbers``, ``text``.
 
+    Args:
+      rows: the table rows at one N (``name``, ``regime``, ``role``, ``label``,
+        ``loss``, ``width``, ``validation_accuracy``).
+      boot: the paired bootstrap of those rows' models (by ``name``).
+
     Differences of test accuracy with their 95 % paired-bootstrap intervals
     (see the module docstring for the models compared). A claim is
     *supported* when its interval lies above 0, *not supported* below 0 (the
@@ -756,7 +782,13 @@ def _describe(row: Mapping) -> str:
 
 
 def summarize(entries: Sequence[dict], splits: Mapping[int, Split], config: Config) -> Tuple[List[dict], Dict]:
-    """The table rows (one per tuned entry) and ``{N: claims}``, from one paired bootstrap per N."""
+    """The table rows (one per tuned entry) and ``{N: claims}``, from one paired bootstrap per N.
+
+    Args:
+      entries: the tuned entries of [`run`][infinite_width.experiments.sernau.run].
+      splits: ``{N: Split}`` they were run on (their test points).
+      config: the run's configuration (its regimes, the bootstrap's size and seed).
+    """
     rows, verdicts = [], {}
     for n, split in splits.items():
         mine = [entry for entry in entries if entry["n_train"] == n]
@@ -793,7 +825,14 @@ def _table(rows: Sequence[dict], verdicts: Mapping) -> str:
 
 
 def write_results(out_dir, rows: Sequence[dict], verdicts: Mapping, header: dict) -> str:
-    """``results.json`` (header, rows, verdicts), ``results.csv`` and ``table.md`` in ``out_dir``; returns the table."""
+    """``results.json`` (header, rows, verdicts), ``results.csv`` and ``table.md`` in ``out_dir``; returns the table.
+
+    Args:
+      out_dir: the folder.
+      rows: the rows of [`summarize`][infinite_width.experiments.sernau.summarize].
+      verdicts: ``{N: claims}`` of the same.
+      header: what else ``results.json`` records (title, splits, configuration, notes).
+    """
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     Path(out_dir, "results.json").write_text(json.dumps(
         dict(header, rows=list(rows), claims={str(n): v for n, v in verdicts.items()}), indent=1))
@@ -807,7 +846,11 @@ def write_results(out_dir, rows: Sequence[dict], verdicts: Mapping, header: dict
 
 
 def read_results(out_dir) -> dict:
-    """The ``results.json`` of a finished run (its header, ``rows`` and ``claims``)."""
+    """The ``results.json`` of a finished run (its header, ``rows`` and ``claims``).
+
+    Args:
+      out_dir: the run's folder.
+    """
     path = Path(out_dir, "results.json")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no results (run the experiment into {out_dir} first)")
@@ -849,8 +892,10 @@ def _grid_of(count: int):
 def accuracy_figure(sets: Sequence[Tuple[str, dict]]):
     """Test accuracy of every regime at the largest N of each results set (a panel each), with error bars.
 
-    ``sets`` is ``[(title, results)]`` with ``results`` as written by
-    :func:`write_results`; finite networks at their best width on validation.
+    Args:
+      sets: ``[(title, results)]`` with ``results`` as read by
+        [`read_results`][infinite_width.experiments.sernau.read_results];
+        finite networks at their best width on validation.
     """
     fig, axes = _grid_of(len(sets))
     for ax, (title, results) in zip(axes.flat, sets):
@@ -872,7 +917,11 @@ def accuracy_figure(sets: Sequence[Tuple[str, dict]]):
 
 
 def learning_curve_figure(sets: Sequence[Tuple[str, dict]]):
-    """Test accuracy against N of every regime and loss (finite networks at their best width), a panel per set."""
+    """Test accuracy against N of every regime and loss (finite networks at their best width), a panel per set.
+
+    Args:
+      sets: ``[(title, results)]`` as for [`accuracy_figure`][infinite_width.experiments.sernau.accuracy_figure].
+    """
     fig, axes = _grid_of(len(sets))
     for ax, (title, results) in zip(axes.flat, sets):
         rows = _best_rows(results["rows"])
@@ -906,7 +955,12 @@ _CLAIM_SERIES = {
 
 def claim_figure(sets: Sequence[Tuple[str, dict]], claim: int):
     """Claim ``claim`` against N: the compared models' test accuracies (top) and their differences with 95 %
-    paired intervals (bottom), a column per results set."""
+    paired intervals (bottom), a column per results set.
+
+    Args:
+      sets: ``[(title, results)]`` as for [`accuracy_figure`][infinite_width.experiments.sernau.accuracy_figure].
+      claim: 1, 2 or 3.
+    """
     models, differences = _CLAIM_SERIES[claim]
     fig, axes = figures.new_figure(2, len(sets), panel_size=(4.2, 2.8), sharex="col")
     for column, (title, results) in enumerate(sets):
@@ -961,7 +1015,11 @@ def _hide_unused(axes, used: int):
 
 
 def figures_of(sets: Sequence[Tuple[str, dict]]) -> Dict[str, object]:
-    """Every figure of results sets ``[(title, results)]``: ``{file stem: Figure}``."""
+    """Every figure of results sets: ``{file stem: Figure}``.
+
+    Args:
+      sets: ``[(title, results)]`` as for [`accuracy_figure`][infinite_width.experiments.sernau.accuracy_figure].
+    """
     out = {"sernau_2024_accuracy": accuracy_figure(sets), "sernau_2024_learning_curves": learning_curve_figure(sets)}
     for claim in (1, 2, 3):
         out[f"sernau_2024_claim{claim}"] = claim_figure(sets, claim)
@@ -970,7 +1028,20 @@ def figures_of(sets: Sequence[Tuple[str, dict]]) -> Dict[str, object]:
 
 def report(splits: Mapping[int, Split], config: Config, out_dir, *, title: str, progress: bool = True,
            finished_only: bool = False) -> Tuple[List[dict], Dict]:
-    """:func:`run`, then the table (JSON, CSV, Markdown), the verdicts (printed) and the figures (PDF, PNG)."""
+    """[`run`][infinite_width.experiments.sernau.run], then the table, the verdicts (printed) and the figures.
+
+    Args:
+      splits: as for [`run`][infinite_width.experiments.sernau.run].
+      config: as for [`run`][infinite_width.experiments.sernau.run].
+      out_dir: as for [`run`][infinite_width.experiments.sernau.run]; the
+        results (JSON, CSV, Markdown) and figures (PDF, PNG) go there too.
+      title: the data set and architecture, in the figures' titles.
+      progress: as for [`run`][infinite_width.experiments.sernau.run].
+      finished_only: as for [`run`][infinite_width.experiments.sernau.run].
+
+    Returns:
+      ``(rows, {N: claims})`` of [`summarize`][infinite_width.experiments.sernau.summarize].
+    """
     entries, notes = run(splits, config, out_dir, progress=progress, finished_only=finished_only)
     rows, verdicts = summarize(entries, splits, config)
     header = dict(title=title, splits={str(n): split.describe() for n, split in splits.items()},
@@ -1025,6 +1096,12 @@ class _Calibration(_Context):
 
 def plan(splits: Mapping[int, Split], config: Config, out_dir, *, progress: bool = False) -> List[dict]:
     """Print the jobs of a run of ``config`` on ``splits`` with an estimated runtime; return one row per entry.
+
+    Args:
+      splits: as for [`run`][infinite_width.experiments.sernau.run].
+      config: as for [`run`][infinite_width.experiments.sernau.run].
+      out_dir: the run's folder (its calibration runs go to ``plan/``).
+      progress: progress bars of the calibration solves.
 
     Each tuned entry (N, regime, loss, width) is calibrated by two short runs
     at the middle of its grid, of 1 and 2 epochs: their difference is the cost

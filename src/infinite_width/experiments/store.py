@@ -69,13 +69,20 @@ class Store:
         remove_orphan_temporaries(self.folder, opened)
 
     def path(self, name: str) -> Path:
-        """Where the result ``name`` is stored."""
+        """Where the result ``name`` is stored.
+
+        Args:
+          name: the result's name (letters, digits, ``_.=+-``).
+        """
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"result name {name!r} is not a safe file name (letters, digits and _.=+- only)")
         return self.folder / f"{name}.npz"
 
     def read(self, name: str) -> tuple:
         """``(fingerprint, result)`` stored under ``name``.
+
+        Args:
+          name: the result's name.
 
         Raises:
           FileNotFoundError: nothing is stored under ``name``.
@@ -93,7 +100,13 @@ class Store:
             raise StoreFileError(f"{path}: not a readable stored result ({type(error).__name__}: {error})") from error
 
     def write(self, name: str, job: Mapping, result: Mapping) -> dict:
-        """Store ``result`` of ``job`` under ``name`` (atomically); return it as read back."""
+        """Store ``result`` of ``job`` under ``name`` (atomically); return it as read back.
+
+        Args:
+          name: the result's name.
+          job: what determines the result (its fingerprint is stored with it).
+          result: the result (a dict, see the module docstring).
+        """
         fields, arrays = _split(result)
         header = json.dumps({"fingerprint": job_fingerprint(job), "fields": fields}, allow_nan=True)
         with atomic_path(self.path(name), suffix=".npz") as temporary:
@@ -102,7 +115,12 @@ class Store:
         return self.read(name)[1]
 
     def load(self, name: str, job: Mapping) -> Optional[dict]:
-        """The result of ``job`` stored under ``name``, or None (missing, another job's, unreadable: warned)."""
+        """The result of ``job`` stored under ``name``, or None (missing, another job's, unreadable: warned).
+
+        Args:
+          name: the result's name.
+          job: the job it must be the result of.
+        """
         path = self.path(name)
         if not path.exists():
             return None

@@ -27,7 +27,7 @@ from infinite_width._src.checks import check_int
 
 __all__ = ["Grid", "Budget", "best_index", "score", "tune", "LANDINGS"]
 
-#: Where a grid's optimum landed (:meth:`Grid.landing`).
+#: Where a grid's optimum landed ([`Grid.landing`][infinite_width.experiments.tuning.Grid.landing]).
 LANDINGS = ("inside", "at the lower bound", "at the upper bound", "single value")
 
 
@@ -69,7 +69,12 @@ class Grid:
             object.__setattr__(self, name, value)
 
     def extension(self, tried: Sequence[float], best: float) -> Optional[float]:
-        """The next value to try when ``best`` is an end of ``tried``, within the bounds; None if there is none."""
+        """The next value to try when ``best`` is an end of ``tried``, within the bounds; None if there is none.
+
+        Args:
+          tried: the values evaluated so far.
+          best: the best of them.
+        """
         tried = sorted(tried)
         if len(self.values) < 2:  # a single value is a fixed setting, not a search
             return None
@@ -80,7 +85,12 @@ class Grid:
         return None
 
     def landing(self, tried: Sequence[float], best: float) -> str:
-        """Where ``best`` landed among ``tried``: one of :data:`LANDINGS`."""
+        """Where ``best`` landed among ``tried``: one of `LANDINGS`.
+
+        Args:
+          tried: the values evaluated.
+          best: the best of them.
+        """
         tried = sorted(tried)
         if len(tried) == 1:
             return "single value"
@@ -124,37 +134,65 @@ class Budget:
             raise ValueError(f"initial_epochs ({self.initial_epochs}) must be <= max_epochs ({self.max_epochs})")
 
     def steps_per_epoch(self, n_train: int) -> int:
-        """Steps of one epoch on ``n_train`` points (the last incomplete minibatch of an epoch is dropped)."""
+        """Steps of one epoch on ``n_train`` points (the last incomplete minibatch of an epoch is dropped).
+
+        Args:
+          n_train: the training points.
+        """
         n_train = check_int("n_train", n_train, 1)
         if n_train < self.batch_size:
             raise ValueError(f"batch_size {self.batch_size} exceeds the {n_train} training points")
         return n_train // self.batch_size
 
     def recorded_epochs(self, epochs: int) -> List[int]:
-        """The epochs a run of ``epochs`` epochs records: 0, every ``every``-th, and the last."""
+        """The epochs a run of ``epochs`` epochs records: 0, every ``every``-th, and the last.
+
+        Args:
+          epochs: the run's epochs.
+        """
         every = max(1, epochs // self.records)
         return sorted(set(range(0, epochs + 1, every)) | {epochs})
 
     def next_epochs(self, epochs: int, best_epoch: int) -> Optional[int]:
-        """The epochs of the next run, or None when this one is finished (patience seen, or ``max_epochs``)."""
+        """The epochs of the next run, or None when this one is finished (patience seen, or ``max_epochs``).
+
+        Args:
+          epochs: the epochs of this run.
+          best_epoch: its epoch with the best validation score.
+        """
         if epochs - best_epoch >= self.patience or epochs >= self.max_epochs:
             return None
         return min(2 * epochs, self.max_epochs)
 
     def stopped_by(self, epochs: int, best_epoch: int) -> str:
-        """``"patience"`` when validation stopped improving, ``"max_epochs"`` when the bound ended the run."""
+        """``"patience"`` when validation stopped improving, ``"max_epochs"`` when the bound ended the run.
+
+        Args:
+          epochs: the epochs of the run.
+          best_epoch: its epoch with the best validation score.
+        """
         return "patience" if epochs - best_epoch >= self.patience else "max_epochs"
 
 
 def score(accuracy: float, loss: float) -> Tuple[float, float]:
-    """The sort key of a validation result: higher accuracy, then lower loss; NaN is worst."""
+    """The sort key of a validation result: higher accuracy, then lower loss; NaN is worst.
+
+    Args:
+      accuracy: the validation accuracy.
+      loss: the validation loss.
+    """
     accuracy = -math.inf if not math.isfinite(accuracy) else accuracy
     loss = math.inf if not math.isfinite(loss) else loss
     return accuracy, -loss
 
 
 def best_index(accuracy: Sequence[float], loss: Sequence[float]) -> int:
-    """The index of the best point of a validation curve: best accuracy, then lowest loss, then the earliest."""
+    """The index of the best point of a validation curve: best accuracy, then lowest loss, then the earliest.
+
+    Args:
+      accuracy: (R,) validation accuracies.
+      loss: (R,) validation losses.
+    """
     accuracy, loss = np.asarray(accuracy, np.float64), np.asarray(loss, np.float64)
     if accuracy.shape != loss.shape or accuracy.ndim != 1 or accuracy.size == 0:
         raise ValueError(f"accuracy and loss must be curves of one shape (R,), got {accuracy.shape} and {loss.shape}")
@@ -165,10 +203,14 @@ def best_index(accuracy: Sequence[float], loss: Sequence[float]) -> int:
 def tune(grid: Grid, evaluate: Callable[[float], Tuple[float, float]]) -> Tuple[Dict[float, Tuple[float, float]], float]:
     """Grid search with extensions: ``({value: (accuracy, loss)}, best value)``.
 
+    Args:
+      grid: the grid.
+      evaluate: ``value -> (validation accuracy, validation loss)``.
+
     ``evaluate(value)`` returns the validation ``(accuracy, loss)`` of a value
-    (its best point); the best value has the best :func:`score` (ties: the
+    (its best point); the best value has the best [`score`][infinite_width.experiments.tuning.score] (ties: the
     smaller value). Every value of ``grid`` is evaluated, then the grid
-    extends beyond a winning end (:meth:`Grid.extension`) until it cannot.
+    extends beyond a winning end ([`Grid.extension`][infinite_width.experiments.tuning.Grid.extension]) until it cannot.
     """
     results: Dict[float, Tuple[float, float]] = {}
     pending = list(grid.values)

@@ -62,7 +62,12 @@ class Split:
 
     @classmethod
     def from_training_rows(cls, problem: Problem, n_validation: int) -> "Split":
-        """The last ``n_validation`` training points of ``problem`` validate; its test set stays the test set."""
+        """The last ``n_validation`` training points of ``problem`` validate; its test set stays the test set.
+
+        Args:
+          problem: the data.
+          n_validation: validation points, in [1, N - 1].
+        """
         n = _check_count(problem, n_validation, "training")
         cut = problem.n_train - n
         train = Problem(problem.x_train[:cut], problem.y_train[:cut], problem.x_train[cut:], problem.y_train[cut:],
@@ -76,6 +81,10 @@ class Split:
         The training set is untouched, so a training set of any size gets the
         same validation and test points (draw the held-out set with the same
         seed for every size).
+
+        Args:
+          problem: the data.
+          n_validation: validation points, in [1, Nt - 1].
         """
         n = _check_count(problem, n_validation, "test")
         train = Problem(problem.x_train, problem.y_train, problem.x_test[:n], problem.y_test[:n],
@@ -111,7 +120,11 @@ class Split:
         return self.train.y_test
 
     def with_loss(self, loss: str) -> "Split":
-        """The same points with another training loss (``"mse"`` or ``"cross_entropy"``)."""
+        """The same points with another training loss.
+
+        Args:
+          loss: ``"mse"`` or ``"cross_entropy"``.
+        """
         train = Problem(self.train.x_train, self.train.y_train, self.train.x_test, self.train.y_test, loss=loss,
                         name=self.train.name)
         return Split(train, self.x_test, self.y_test)
