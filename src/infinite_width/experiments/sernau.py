@@ -370,6 +370,10 @@ class Run:
         return self.entry + f"-s{self.setting:.4g}" + ("" if self.epochs is None else f"-e{self.epochs}")
 
 
+# The fields of a Regime that change what its runs compute.
+_COMPUTED_FIELDS = ("kind", "setting", "optimizer", "readout_only", "linearized", "centered", "kernel")
+
+
 class _Context:
     """What the runs of one training-set size share: the split, the architecture, the kernels, the options."""
 
@@ -383,12 +387,16 @@ class _Context:
         self._rates: Dict[str, float] = {}
 
     def job(self, run_: Run) -> dict:
-        """What determines a run's result (its fingerprint in the store)."""
-        config = self.config
-        return dict(data=self.data, arch=self.arch, regime=run_.regime, loss=run_.loss, width=run_.width,
-                    setting=run_.setting, epochs=run_.epochs, seeds=config.seeds if run_.regime.finite else None,
-                    budget=config.budget, seed=config.seed,
-                    limit=(config.samples, config.replicas) if run_.regime.kind == "limit" else None)
+        """What determines a run's result (its fingerprint in the store): not the regime's name, label, colour or
+        grid, nor the patience, so that changing those does not recompute finished runs."""
+        config, regime = self.config, run_.regime
+        return dict(data=self.data, arch=self.arch, loss=run_.loss, width=run_.width, setting=run_.setting,
+                    epochs=run_.epochs, seed=config.seed,
+                    regime={field: getattr(regime, field) for field in _COMPUTED_FIELDS},
+                    recorded=config.budget.recorded_epochs(run_.epochs) if regime.trained else None,
+                    batch_size=config.budget.batch_size if regime.trained else None,
+                    seeds=config.seeds if regime.finite else None,
+                    limit=(config.samples, config.replicas) if regime.kind == "limit" else None)
 
     def kernels(self) -> Dict[str, np.ndarray]:
         """``{"nngp", "ntk"}``: (N + n_validation + n_test, N) closed-form kernels against the training points."""
@@ -1064,7 +1072,9 @@ def _jsonable(config: Config) -> dict:
 # --------------------------------------------------------------------------
 # The plan: the jobs of a run and their estimated runtime, from measured costs.
 
-_KERNEL_BLOCK = 256
+_CALIBRATION_STEPS = 150
+# Rows of the block the real kernels are timed on: {images: rows} (conv kernels cost ~1 ms per pair of 8x8 images).
+_KERNEL_BLOCK = {False: 256, True: 32}
 
 
 class _Calibration(_Context):
@@ -1081,17 +1091,22 @@ class _Calibration(_Context):
         return self._kernels
 
     def kernel_seconds(self) -> float:
-        """Seconds to compute both closed-form kernels, from a block of rows (compilation excluded) scaled up."""
+        """Seconds to compute both closed-form kernels, from a block of rows (compilation excluded) scaled up, and
+        their largest stable rates."""
+        started = time.perf_counter()
+        for kernel in ("ntk", "nngp"):
+            self.largest_rate(kernel)
+        rates = time.perf_counter() - started
         problem = self.split.evaluation_problem()
         x_all = np.concatenate([problem.x_train, problem.x_test])
-        block = x_all[: min(_KERNEL_BLOCK, x_all.shape[0])]
+        block = x_all[: min(_KERNEL_BLOCK[self.entry.images], x_all.shape[0])]
         batch = min(256, block.shape[0]) if self.entry.images else None
         compute = lambda: kernels.nngp_and_ntk(self.arch, block, problem.x_train, dtype=self.entry.kernel_dtype,  # noqa: E731
                                                batch_size=batch)
         compute()  # compiles
         started = time.perf_counter()
         compute()
-        return (time.perf_counter() - started) * x_all.shape[0] / block.shape[0]
+        return rates + (time.perf_counter() - started) * x_all.shape[0] / block.shape[0]
 
 
 def plan(splits: Mapping[int, Split], config: Config, out_dir, *, progress: bool = False) -> List[dict]:
@@ -1104,10 +1119,11 @@ def plan(splits: Mapping[int, Split], config: Config, out_dir, *, progress: bool
       progress: progress bars of the calibration solves.
 
     Each tuned entry (N, regime, loss, width) is calibrated by two short runs
-    at the middle of its grid, of 1 and 2 epochs: their difference is the cost
-    of an epoch, the rest the fixed cost of a run (compilation, the limit's
-    set-up). The kernel regimes run on random kernels of the real shapes; the
-    real kernels' cost is measured on 256 rows and scaled to all rows. The
+    at the middle of its grid, of one epoch and of enough epochs for 150
+    steps (at least 2): their difference gives the cost of an epoch, the rest
+    is the fixed cost of a run (compilation, the limit's set-up). The kernel regimes run on random kernels of the real shapes; the
+    real kernels' cost is measured on a block of rows (256, or 32 for conv
+    nets) and scaled to all rows, plus their largest stable rates. The
     estimate counts the first values of every grid at the initial epochs (the
     least a run costs), and a second figure adds, for every entry, one grid
     extension and one repetition with doubled epochs (typical of the runs
@@ -1118,6 +1134,9 @@ def plan(splits: Mapping[int, Split], config: Config, out_dir, *, progress: bool
     for n, split in splits.items():
         context = _Calibration(split, config, None, progress)
         kernel_seconds = None
+        # The longer calibration run: at least _CALIBRATION_STEPS steps, so that its epochs, not the compilation,
+        # make the difference to the one-epoch run.
+        longer = max(2, -(-_CALIBRATION_STEPS // budget.steps_per_epoch(n)))
         print(f"N = {n}: {split.describe()}; {config.arch}", flush=True)
         for regime in config.selected():
             reason = _available(regime, context.arch, config)
@@ -1125,21 +1144,23 @@ def plan(splits: Mapping[int, Split], config: Config, out_dir, *, progress: bool
                 print(f"  {regime.name}: not run ({reason})", flush=True)
                 continue
             if regime.kind.startswith("kernel") and kernel_seconds is None:
-                kernel_seconds = store.fetch(f"n{n}-kernels", dict(context.job(Run(regime, n, "mse", None, 0, None)),
-                                                                    what="kernel cost"),
-                                             lambda: {"seconds": context.kernel_seconds()})["seconds"]
+                job = dict(data=context.data, arch=context.arch, dtype=context.entry.kernel_dtype, what="kernel cost")
+                kernel_seconds = store.fetch(f"n{n}-kernels", job, lambda: {"seconds": context.kernel_seconds()})[
+                    "seconds"]
                 rows.append(dict(n_train=n, name="closed-form kernels (once per N)", jobs=1, fixed_s=kernel_seconds,
                                  epoch_s=0.0, estimate_s=kernel_seconds, typical_s=kernel_seconds))
                 print(f"  {rows[-1]['name']}: {kernel_seconds:.0f} s", flush=True)
+            if regime.kind == "kernel_descent":
+                context.largest_rate(regime.kernel)  # once per N, counted with the kernels, not in the runs
             setting = regime.grid.values[len(regime.grid.values) // 2]
             for loss in (l for l in regime.losses if l in config.losses):
                 for width in (config.widths if regime.finite else (None,)):
                     seconds = []
-                    for epochs in ((1, 2) if regime.trained else (None,)):
+                    for epochs in ((1, longer) if regime.trained else (None,)):
                         run_ = Run(regime, n, loss, width, setting, epochs)
                         record = store.fetch(run_.name, context.job(run_), lambda: _record(run_, context))
                         seconds.append(record["seconds"])
-                    epoch_s = max(seconds[-1] - seconds[0], 0.0) if regime.trained else 0.0
+                    epoch_s = max(seconds[-1] - seconds[0], 0.0) / (longer - 1) if regime.trained else 0.0
                     fixed_s = max(seconds[0] - epoch_s, 0.0)
                     jobs = len(regime.grid.values)
                     estimate = jobs * (fixed_s + epoch_s * (budget.initial_epochs if regime.trained else 0))
