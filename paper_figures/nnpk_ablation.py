@@ -104,7 +104,8 @@ def grids(quick: bool = False, grid: str = "full", max_networks: int = None):
 
 
 def parse_args(argv=None):
-    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits, tiny subsets and networks (seconds)")
+    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES,
+                            "digits, tiny subsets and networks: about 20 s of CPU time on a 2-core machine")
     parser.add_argument("--families", nargs="+", default=list(nnpk_ablation.FAMILIES),
                         choices=list(nnpk_ablation.FAMILIES))
     parser.add_argument("--batch-size", type=int, default=1000, help="rows per forward pass")

@@ -54,7 +54,8 @@ def _model(text: str):
 
 
 def parse_args(argv=None):
-    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits, tiny networks and few steps (seconds)")
+    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES,
+                            "digits, tiny networks and few steps: about 20 s of CPU time on a 2-core machine")
     parser.add_argument("--seeds", type=int, default=3, help="trained networks per model")
     parser.add_argument("--steps", type=int, default=1000, help="Adam steps (minibatches of 128)")
     parser.add_argument("--networks", type=int, default=1024, help="random networks of each NNPK")

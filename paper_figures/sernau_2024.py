@@ -69,8 +69,8 @@ def _quick_grid(regime: sernau.Regime) -> Grid:
 
 
 def parse_args(argv=None):
-    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits at tiny sizes: every code path in about a "
-                            "minute on a 2-core CPU")
+    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits at tiny sizes, every regime: about 75 s of CPU "
+                            "time on a 2-core machine (minutes of wall time when it is shared)")
     parser.add_argument("--arch", default="mlp2", choices=sorted(sernau.ARCHITECTURES),
                         help="mlp2, or a conv net with global average pooling (default: mlp2)")
     parser.add_argument("--widths", type=int, nargs="+", help="finite widths (channels for conv nets; default: "
