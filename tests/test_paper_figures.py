@@ -90,10 +90,10 @@ def test_nnpk_scripts_quick_write_numbers_and_figures_and_resume(tmp_path, scrip
     for name in ("summary.json", "summary.csv", "table.md", f"{figure}.png", f"{figure}.pdf"):
         assert (tmp_path / name).stat().st_size > 100, name
     assert (tmp_path / "table.md").read_text() in first.stdout
-    saved = sorted(path for folder in points for path in (tmp_path / folder).glob("*.json"))
+    saved = sorted(path for folder in points for path in (tmp_path / folder).glob("*.npz"))
     assert saved
     if "--max-networks" in extra:  # every m-curve stops at the cap
-        assert all(path.name.endswith("-m2.json") for path in (tmp_path / "points").glob("*.json"))
+        assert all(path.name.endswith("-m2.npz") for path in (tmp_path / "points").glob("*.npz"))
     mtimes = {path: path.stat().st_mtime_ns for path in saved}
     summary = (tmp_path / "summary.json").read_text()
     second = _run(script, tmp_path, *extra)
