@@ -370,6 +370,8 @@ class Run:
         return self.entry + f"-s{self.setting:.4g}" + ("" if self.epochs is None else f"-e{self.epochs}")
 
 
+# Rows per stored block of the kernels of architectures that store them.
+_KERNEL_ROWS = 500
 # The fields of a Regime that change what its runs compute.
 _COMPUTED_FIELDS = ("kind", "setting", "optimizer", "readout_only", "linearized", "centered", "kernel")
 
@@ -399,21 +401,33 @@ class _Context:
                     limit=(config.samples, config.replicas) if regime.kind == "limit" else None)
 
     def kernels(self) -> Dict[str, np.ndarray]:
-        """``{"nngp", "ntk"}``: (N + n_validation + n_test, N) closed-form kernels against the training points."""
+        """``{"nngp", "ntk"}``: (N + n_validation + n_test, N) closed-form kernels against the training points.
+
+        Architectures that store their kernels compute them in blocks of rows, each stored as it finishes, so an
+        interrupted computation (hours for conv nets) resumes at its last block.
+        """
         if self._kernels is None:
             problem = self.split.evaluation_problem()
+            x_all = np.concatenate([problem.x_train, problem.x_test])
+            batch = min(256, x_all.shape[0]) if self.entry.images else None
 
-            def compute():
-                x_all = np.concatenate([problem.x_train, problem.x_test])
-                nngp, ntk = kernels.nngp_and_ntk(self.arch, x_all, problem.x_train, dtype=self.entry.kernel_dtype,
-                                                 batch_size=min(256, x_all.shape[0]) if self.entry.images else None)
+            def compute(rows: slice):
+                nngp, ntk = kernels.nngp_and_ntk(self.arch, x_all[rows], problem.x_train,
+                                                 dtype=self.entry.kernel_dtype, batch_size=batch)
                 return {"nngp": np.asarray(nngp), "ntk": np.asarray(ntk)}
 
             if self._kernel_store is None:
-                self._kernels = compute()
+                self._kernels = compute(slice(None))
             else:
-                job = dict(data=self.data, arch=self.arch, dtype=self.entry.kernel_dtype)
-                self._kernels = self._kernel_store.fetch(f"n{self.split.n_train}", job, compute)
+                blocks = []
+                for start in range(0, x_all.shape[0], _KERNEL_ROWS):
+                    rows = slice(start, min(start + _KERNEL_ROWS, x_all.shape[0]))
+                    job = dict(data=self.data, arch=self.arch, dtype=self.entry.kernel_dtype, rows=(rows.start,
+                                                                                                      rows.stop))
+                    blocks.append(self._kernel_store.fetch(f"n{self.split.n_train}-rows{rows.start}-{rows.stop}", job,
+                                                           lambda: compute(rows)))
+                    print(f"kernels of N = {self.split.n_train}: rows {rows.stop} of {x_all.shape[0]}", flush=True)
+                self._kernels = {name: np.concatenate([block[name] for block in blocks]) for name in ("nngp", "ntk")}
         return self._kernels
 
     def largest_rate(self, kernel: str) -> float:
