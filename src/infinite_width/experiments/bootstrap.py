@@ -29,8 +29,8 @@ from infinite_width._src.checks import check_int
 
 __all__ = ["LEVEL", "accuracy_interval", "PairedBootstrap"]
 
-#: Confidence level of every interval.
 LEVEL = 0.95
+"""Confidence level of every interval."""
 # Resamples per vectorized batch: bounds the memory of scipy's resampled arrays (batch x points per model).
 _BATCH = 200
 

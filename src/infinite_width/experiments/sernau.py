@@ -86,15 +86,15 @@ __all__ = ["Regime", "REGIMES", "ArchitectureEntry", "ARCHITECTURES", "LOSSES", 
            "load_splits", "run", "summarize", "claims", "plan", "write_results", "read_results", "figures_of",
            "report"]
 
-#: Training losses of the network regimes, in table order.
 LOSSES = ("cross_entropy", "mse")
+"""Training losses of the network regimes, in table order."""
 _LOSS_NAMES = {"cross_entropy": "CE", "mse": "MSE"}
-#: How a regime is computed: finite networks and the Adam-like limit by `iw.solve`; the kernel regimes from the
-#: closed-form kernels, computed once per training set.
 KINDS = ("network", "limit", "kernel_descent", "kernel_ridge")
-#: What a regime stands for in the claims: the practitioner's network; finite networks without feature
-#: learning (claim 2); NTK-family kernel models (claims 1, 2); the Adam-like limit (claim 3); a control.
+"""How a regime is computed: finite networks and the Adam-like limit by `iw.solve`; the kernel regimes from the
+closed-form kernels, computed once per training set."""
 ROLES = ("traditional", "frozen", "kernel", "limit", "control")
+"""What a regime stands for in the claims: the practitioner's network; finite networks without feature
+learning (claim 2); NTK-family kernel models (claims 1, 2); the Adam-like limit (claim 3); a control."""
 
 
 # --------------------------------------------------------------------------
@@ -166,7 +166,6 @@ FRACTION_GRID = Grid((0.25, 0.5, 1.0), factor=2.0, low=1 / 64, high=2.0)
 RIDGE_GRID = Grid((1e-4, 1e-3, 1e-2, 1e-1), factor=10.0, low=1e-8, high=10.0)
 
 _ADAM, _ADAM_READOUT = palette.COLORS[("adam", False)], palette.COLORS[("adam", True)]
-#: Every regime, in the order they run and appear in tables and legends.
 REGIMES: Tuple[Regime, ...] = (
     Regime("practitioner", "finite Adam (practitioner)", "network", "traditional", ADAM_GRID, losses=LOSSES,
            optimizer="adam", color=_ADAM),
@@ -192,6 +191,7 @@ REGIMES: Tuple[Regime, ...] = (
     Regime("adam_limit_readout", "Adam-like limit, readout only", "limit", "control", LIMIT_GRID, optimizer="adam",
            readout_only=True, color="#ff9f5e"),
 )
+"""Every regime, in the order they run and appear in tables and legends."""
 _BY_NAME = {regime.name: regime for regime in REGIMES}
 
 
@@ -218,7 +218,6 @@ class ArchitectureEntry:
 
 
 _W_STD = math.sqrt(2.0)
-#: The architectures: ReLU, weight scale sqrt(2); the conv nets end in global average pooling and a dense readout.
 ARCHITECTURES: Dict[str, ArchitectureEntry] = {entry.name: entry for entry in (
     ArchitectureEntry("mlp2", lambda k: mlp(2, "relu", _W_STD, 0.1, out_dim=k), images=False, widths=(1024,)),
     ArchitectureEntry("conv2", lambda k: conv(2, "relu", W_std=_W_STD, out_dim=k), images=True, widths=(128,),
@@ -228,6 +227,7 @@ ARCHITECTURES: Dict[str, ArchitectureEntry] = {entry.name: entry for entry in (
     ArchitectureEntry("myrtle5", lambda k: myrtle(5, "relu", W_std=_W_STD, out_dim=k), images=True, widths=(64,),
                       kernel_dtype="float32", store_kernels=True),
 )}
+"""The architectures: ReLU, weight scale sqrt(2); the conv nets end in global average pooling and a dense readout."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -964,7 +964,7 @@ def learning_curve_figure(sets: Sequence[Tuple[str, dict]]):
     return fig
 
 
-#: The models and differences each claim's figure shows: (claim, accuracy series, difference series).
+# The models and differences each claim's figure shows: (claim, accuracy series, difference series).
 _CLAIM_SERIES = {
     1: ([("better", "best traditional network"), ("worse", "best kernel model")],
         [(("better", "worse"), "traditional minus kernel model")]),

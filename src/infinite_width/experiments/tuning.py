@@ -27,8 +27,8 @@ from infinite_width._src.checks import check_int
 
 __all__ = ["Grid", "Budget", "best_index", "score", "tune", "LANDINGS"]
 
-#: Where a grid's optimum landed ([`Grid.landing`][infinite_width.experiments.tuning.Grid.landing]).
 LANDINGS = ("inside", "at the lower bound", "at the upper bound", "single value")
+"""Where a grid's optimum landed ([`Grid.landing`][infinite_width.experiments.tuning.Grid.landing])."""
 
 
 def _positive(name: str, value) -> float:
