@@ -47,13 +47,14 @@ class Dataset:
     """A train/test split of an image classification data set (arrays are read-only).
 
     Attributes:
-      name: one of `infinite_width.datasets.DATASETS`.
-      x_train, x_test: float32 inputs, (N, d) with ``d = H*W*C`` (flattened in
+      name: one of [`DATASETS`][infinite_width.datasets.DATASETS].
+      x_train: float32 training inputs, (N, d) with ``d = H*W*C`` (flattened in
         NHWC order) or (N, H, W, C) images.
-      y_train, y_test: float32 targets (N, k): one-hot, or one-hot minus 1/k when
-        centered.
-      labels_train, labels_test: int32 labels (N,) in ``0..k-1``; label ``i``
-        is the original class ``classes[i]``.
+      y_train: float32 targets (N, k): one-hot, or one-hot minus 1/k when centered.
+      x_test: float32 test inputs, (Nt, ...) like ``x_train``.
+      y_test: float32 test targets (Nt, k).
+      labels_train: int32 labels (N,) in ``0..k-1``; label ``i`` is the original class ``classes[i]``.
+      labels_test: int32 test labels (Nt,).
       num_classes: k.
       image_shape: (H, W, C) of one image.
       classes: the original class ids kept, in label order.

@@ -26,7 +26,8 @@ test points (and a 95% percentile interval) from the experiments' one
 bootstrap (`infinite_width.experiments.bootstrap`), from a fixed seed. The
 NNGP reference goes through the same rule.
 
-Architectures (the table `ARCHITECTURES`, all with weight scale sqrt(2)):
+Architectures (the table [`ARCHITECTURES`][infinite_width.experiments.nnpk_ablation.ARCHITECTURES], all with weight
+scale sqrt(2)):
 ``mlp1`` .. ``mlp4`` (depth 1-4, bias scale 0.1), ``conv2`` (two 3x3
 convolutions, global average pooling, dense readout), ``myrtle5``
 (Shankar et al. 2020), and ``conv2-maxpool`` / ``conv2-layernorm``: ``conv2``
@@ -64,9 +65,9 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.records import Clock, write_csv, write_json
 from infinite_width.architectures import (
     ACTIVATIONS,
@@ -147,7 +148,14 @@ ARCHITECTURES: Dict[str, Callable[[str, int], Architecture]] = {
 
 
 def architecture(name: str, activation: str, out_dim: int) -> Architecture:
-    """The architecture ``name`` (one of `FAMILIES`) with ``activation`` and ``out_dim`` outputs."""
+    """An architecture of the ablation, by name, all with weight scale sqrt(2) (module docstring).
+
+    Args:
+      name: one of [`FAMILIES`][infinite_width.experiments.nnpk_ablation.FAMILIES] (a key of
+        [`ARCHITECTURES`][infinite_width.experiments.nnpk_ablation.ARCHITECTURES]).
+      activation: the activation of every hidden layer.
+      out_dim: outputs of the readout.
+    """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; expected one of {list(ARCHITECTURES)}")
     return ARCHITECTURES[name](activation, out_dim)
@@ -159,6 +167,13 @@ class Config:
 
     The accuracy is reported at every power of two m <= ``networks`` and at
     ``networks`` itself.
+
+    Attributes:
+      arch: an architecture name of [`FAMILIES`][infinite_width.experiments.nnpk_ablation.FAMILIES].
+      activation: the activation of every hidden layer.
+      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
+      width: hidden width of the random networks.
+      networks: the largest number of random networks m.
     """
 
     arch: str
@@ -198,15 +213,23 @@ class Config:
         return f"{self.arch}-{self.activation}"
 
     def architecture(self, out_dim: int) -> Architecture:
+        """The configuration's architecture ([`architecture`][infinite_width.experiments.nnpk_ablation.architecture]).
+
+        Args:
+          out_dim: outputs of the readout.
+        """
         return architecture(self.arch, self.activation, out_dim)
 
 
 def one_factor_grid(base: Config, variations: Mapping[str, Sequence]) -> List[Config]:
     """``base``, then ``base`` with one field changed at a time, for every value in ``variations``.
 
-    ``variations`` maps fields of [`Config`][infinite_width.experiments.nnpk_ablation.Config] (``"arch"``,
-    ``"activation"``, ``"init"``, ``"width"``, ``"networks"``) to values; values equal to the
-    base's are skipped, so ``base`` appears once.
+    Values equal to the base's are skipped, so ``base`` appears once.
+
+    Args:
+      base: the base [`Config`][infinite_width.experiments.nnpk_ablation.Config].
+      variations: maps fields of ``Config`` (``"arch"``, ``"activation"``, ``"init"``,
+        ``"width"``, ``"networks"``) to the values to try.
     """
     if not isinstance(base, Config):
         raise TypeError(f"base must be a Config, got {type(base).__name__}")
@@ -226,7 +249,12 @@ def one_factor_grid(base: Config, variations: Mapping[str, Sequence]) -> List[Co
 
 
 def point_key(seed: int, config: Config):
-    """The PRNG key of a configuration's networks: ``seed`` folded with a hash of its name."""
+    """The PRNG key of a configuration's networks: ``seed`` folded with a hash of its name.
+
+    Args:
+      seed: the base seed.
+      config: the configuration.
+    """
     return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(config.name.encode()) & 0x7FFFFFFF)
 
 
@@ -413,7 +441,7 @@ def run(
         for family in FAMILIES if family in {config.family for config in configs}
     ]
     records = [record for record in found if record is not None]
-    bar = tqdm(configs, desc="NNPK ablation", disable=not progress)
+    bar = progress_bar(configs, progress=progress, desc="NNPK ablation")
     for config in bar:
         bar.set_postfix_str(config.name)
         problem = problems[config.family]
@@ -434,8 +462,8 @@ def run(
                     arch, x_all, width=config.width, networks=config.networks, key=point_key(seed, config),
                     init=config.init, batch_size=batch_size,
                 )
-                for m, K in tqdm(stream, desc=config.name, disable=not progress, leave=False,
-                                 total=_prefix_count(config.networks)):
+                for m, K in progress_bar(stream, progress=progress, desc=config.name, leave=False,
+                                         total=_prefix_count(config.networks)):
                     curve.append({"networks": m, **evaluate_kernel(K, problem, **evaluation)})
             return {**dataclasses.asdict(config), "family": config.family, "kernel": "nnpk",
                     "has_closed_form": arch.has_closed_form, "prng": kernels.DEFAULT_PRNG, "curve": curve,
@@ -459,7 +487,11 @@ _ROW_FIELDS = (
 
 
 def summary_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
-    """Flat rows: one per (configuration, m) of the NNPK and one per closed-form reference (``networks`` empty)."""
+    """Flat rows: one per (configuration, m) of the NNPK and one per closed-form reference (``networks`` empty).
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_ablation.run].
+    """
     rows = []
     for record in records:
         points = record["curve"] if record["kernel"] == "nnpk" else [record]
@@ -476,7 +508,11 @@ def write_summary(records: Sequence[Mapping], out_dir: Union[str, os.PathLike]) 
 
 
 def final_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
-    """One row per configuration: NNPK accuracy at its largest m, the closed-form and linear references, timing."""
+    """One row per configuration: NNPK accuracy at its largest m, the closed-form and linear references, timing.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_ablation.run].
+    """
     references = {(r["arch"], r["activation"]): r for r in records if r["kernel"] == "nngp"}
     linear = {r["family"]: r for r in records if r["kernel"] == "linear"}
     score = lambda r: None if r is None else (r["test_accuracy"], r["test_accuracy_se"])
@@ -499,8 +535,12 @@ def final_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
 
 
 def markdown_table(records: Sequence[Mapping]) -> str:
-    """A Markdown table of [`final_rows`][infinite_width.experiments.nnpk_ablation.final_rows]: accuracy ± bootstrap standard error of the NNPK, the closed form and
-    the linear kernel of the inputs."""
+    """A Markdown table of [`final_rows`][infinite_width.experiments.nnpk_ablation.final_rows]: accuracy ± bootstrap
+    standard error of the NNPK, the closed form and the linear kernel of the inputs.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_ablation.run].
+    """
 
     def accuracy(pair):
         return "--" if pair is None else f"{pair[0]:.3f} ± {pair[1]:.3f}"
@@ -550,7 +590,14 @@ def figure(records: Sequence[Mapping], title: str = ""):
     """Test accuracy against m (log scale) with bootstrap error bars: a panel per family and varied field.
 
     Closed-form references are dashed lines of the curve's colour; one legend
-    for the figure. Returns a `matplotlib.figure.Figure`.
+    for the figure.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_ablation.run].
+      title: the figure's title.
+
+    Returns:
+      A `matplotlib.figure.Figure`.
     """
     from infinite_width.experiments import figures
 

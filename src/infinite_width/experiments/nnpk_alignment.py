@@ -26,7 +26,7 @@ and reports the kernel-target alignment (CKA with the label kernel ``y y^T``)
 of every kernel. The NNPK is streamed ([`infinite_width.kernels.nnpk_prefixes`][]),
 so its alignments are recorded at every power of two up to ``networks``.
 
-Training (`train_adam`, by `infinite_width.finite.train`): plain Adam
+Training ([`train_adam`][infinite_width.experiments.nnpk_alignment.train_adam], by `infinite_width.finite.train`): plain Adam
 (one global optax rate, ``rates="global"``) on the softmax cross-entropy, in
 the standard parametrization (Adam moves the effective weights, as in
 ordinary deep-learning practice; the library's per-group rates are built for
@@ -56,10 +56,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from infinite_width import kernels, optim
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.records import Clock, write_csv, write_json
 from infinite_width.experiments.nnpk_ablation import architecture
 from infinite_width.experiments.store import Store
@@ -95,7 +95,13 @@ _FORMAT_VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class Training:
-    """Plain Adam on the softmax cross-entropy: ``steps`` minibatches of ``batch_size``, learning rate ``lr``."""
+    """Plain Adam on the softmax cross-entropy.
+
+    Attributes:
+      steps: minibatch steps.
+      batch_size: rows per minibatch.
+      lr: Adam's learning rate (one global rate).
+    """
 
     steps: int = 1000
     batch_size: int = 128
@@ -109,11 +115,12 @@ def train_adam(net, x, y, *, key, training: Training = Training()):
     (``rates="global"``: ``optax.adam(lr)``) on the softmax cross-entropy.
 
     Args:
-      net: an `infinite_width.finite.Network` (the standard parametrization for ordinary Adam).
+      net: a [`infinite_width.finite.Network`][] (the standard parametrization for ordinary Adam).
       x: (N, ...) training inputs.
       y: (N, k) one-hot targets.
       key: int seed or jax PRNG key: the initialisation and the minibatch order.
-      training: the steps, minibatch size and learning rate.
+      training: the [`Training`][infinite_width.experiments.nnpk_alignment.Training] run: steps, minibatch size and
+        learning rate.
     """
     _, state = train(net, x, y, optim.adam(training.lr), training.steps, record=[0, training.steps],
                      loss="cross_entropy", rates="global", batch_size=min(training.batch_size, len(x)), key=key,
@@ -156,7 +163,7 @@ def _train_and_measure(net, arch_name, problem, x_eval, *, keys, training, progr
     x_train = _inputs_for(arch_name, problem.x_train)
     trained: List[Dict[str, np.ndarray]] = []
     test_accuracy = []
-    for key in tqdm(keys, desc="training", disable=not progress, leave=False):
+    for key in progress_bar(keys, progress=progress, desc="training", leave=False):
         initial, params = train_adam(net, x_train, problem.y_train, key=key, training=training)
         with precision_scope("float32"):
             outputs = np.asarray(net.apply(params, _inputs_for(arch_name, problem.x_test)))
@@ -210,6 +217,7 @@ def run(
     Args:
       problem: images (N, H, W, C) with one-hot targets; networks train on its
         training set and are compared on its first ``held_out`` test points.
+      out_dir: the folder of the resumable records (one JSON per model).
       models: ``(arch, width)`` pairs, arch ``"mlp2"`` or ``"conv2"``.
       seeds: trained networks per model (independent initialisations and minibatch orders).
       training: the Adam run ([`Training`][infinite_width.experiments.nnpk_alignment.Training]).
@@ -298,7 +306,7 @@ def run(
         }
 
     records = []
-    bar = tqdm(models, desc="alignment", disable=not progress)
+    bar = progress_bar(models, progress=progress, desc="alignment")
     for arch_name, width in bar:
         bar.set_postfix_str(f"{arch_name} w{width}")
         records.append(points.fetch(f"{arch_name}-w{width}", dict(settings, model=(arch_name, int(width))),
@@ -322,6 +330,9 @@ def summary_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
     ``measure`` is ``"cka"`` (``target`` a trained kernel, ``kernel`` a
     candidate), ``"kta"`` (alignment of ``kernel`` with the labels) or
     ``"test_accuracy"`` of the trained networks.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_alignment.run].
     """
     rows = []
     for record in records:
@@ -350,7 +361,12 @@ def write_summary(records: Sequence[Mapping], out_dir: Union[str, os.PathLike]) 
 
 
 def markdown_table(records: Sequence[Mapping], target: str) -> str:
-    """CKA of the trained ``target`` kernel (``"output"`` or ``"features"``) with each candidate, mean ± std over seeds."""
+    """CKA of a trained kernel with each candidate, mean ± std over seeds, as a Markdown table.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_alignment.run].
+      target: the trained kernel, ``"output"`` or ``"features"``.
+    """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
     header = "| model | test acc. | " + " | ".join(CANDIDATES) + " | KTA trained | KTA NNPK |\n"
@@ -382,7 +398,12 @@ _CANDIDATE_LABELS = {
 
 def figure(records: Sequence[Mapping], title: str = ""):
     """CKA of the trained output and feature kernels with each candidate (bars, ± std over seeds),
-    the label alignment of every kernel, and the NNPK's CKA against m. One legend."""
+    the label alignment of every kernel, and the NNPK's CKA against m. One legend.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_alignment.run].
+      title: the figure's title.
+    """
     from infinite_width.experiments import figures
 
     if not records:

@@ -240,7 +240,8 @@ class Config:
       widths: widths of the finite networks (channels for conv nets).
       seeds: finite networks per width and setting (vectorized; the error bars).
       budget: minibatch size, epochs and patience of every trained regime.
-      samples, replicas: Monte Carlo sizes of the Adam-like limit.
+      samples: total Monte Carlo samples of the Adam-like limit (a multiple of ``replicas``).
+      replicas: independent replicas of the Adam-like limit (>= 2: its Monte Carlo error).
       regimes: names of the regimes to run (entries of `REGIMES`).
       losses: the training losses to run (each regime runs those of its own it has).
       grids: ``((regime name, Grid), ...)``: grids replacing the table's.

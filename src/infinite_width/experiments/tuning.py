@@ -46,8 +46,9 @@ class Grid:
       values: the values tried first (increasing after sorting).
       factor: the step of an extension (> 1): the next value beyond an end
         is that end times (or divided by) ``factor``.
-      low, high: the stated bounds of the extensions, finite and positive
-        (the first values must lie within them).
+      low: the stated lower bound of the extensions, finite and positive
+        (the first values must lie within the bounds).
+      high: the stated upper bound of the extensions, finite and positive.
     """
 
     values: Tuple[float, ...]

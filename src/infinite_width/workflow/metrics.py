@@ -42,7 +42,12 @@ def _per_record(problem: Problem, predictions, targets) -> Dict[str, np.ndarray]
 
 
 def metrics(problem: Problem, predictions: Predictions) -> Dict[str, np.ndarray]:
-    """``train_loss``, ``test_loss``, ``train_accuracy``, ``test_accuracy``: each (S, R), float64."""
+    """``train_loss``, ``test_loss``, ``train_accuracy``, ``test_accuracy``: each (S, R), float64.
+
+    Args:
+      problem: the data and the loss.
+      predictions: the method's predictions on it.
+    """
     out = {}
     for split, values, targets in (("train", predictions.train, problem.y_train),
                                    ("test", predictions.test, problem.y_test)):
@@ -59,6 +64,11 @@ def diverged(problem: Problem, predictions: Predictions, values: Dict[str, np.nd
     NaN or Inf, or when a recorded training loss exceeds
     [`EXPLOSION_FACTOR`][infinite_width.workflow.metrics.EXPLOSION_FACTOR] times the training loss of the zero function
     (what every centered model and limit starts from).
+
+    Args:
+      problem: the data and the loss.
+      predictions: the method's predictions on it.
+      values: the [`metrics`][infinite_width.workflow.metrics.metrics] of ``predictions``.
     """
     zero_loss = float(losses.get(problem.loss)(jnp.zeros(problem.y_train.shape), problem.y_train))
     nonfinite = ~(np.isfinite(values["train_loss"]).all(axis=1) & np.isfinite(values["test_loss"]).all(axis=1))
@@ -68,7 +78,13 @@ def diverged(problem: Problem, predictions: Predictions, values: Dict[str, np.nd
 
 
 def to_trajectory(problem: Problem, predictions: Predictions, metadata: dict) -> Trajectory:
-    """The [`Trajectory`][infinite_width.Trajectory] of ``predictions`` on ``problem``: metrics computed here, predictions as float32."""
+    """The [`Trajectory`][infinite_width.Trajectory] of ``predictions`` on ``problem``: metrics computed here.
+
+    Args:
+      problem: the data and the loss.
+      predictions: the method's predictions on it (stored as float32).
+      metadata: the trajectory's metadata (JSON-serializable).
+    """
     values = metrics(problem, predictions)
     extras = {name: value for name, value in predictions.extras.items() if name not in _REPLICA_PREDICTIONS}
     for name, split in _REPLICA_PREDICTIONS.items():

@@ -110,8 +110,13 @@ def minibatch_order(key, n_train: int, batch_size: Optional[int], steps: int) ->
     so estimates compared with each other must share one: to draw independent
     Monte Carlo samples of the Adam-like limit on one order, pass it to
     [`infinite_width.limits.adam_limit.simulate`][] (``batch_indices=``) with
-    different keys. Each epoch is a fresh permutation of the ``n_train`` rows;
-    ``batch_size=None`` means full batch (every row, every step).
+    different keys. Each epoch is a fresh permutation of the ``n_train`` rows.
+
+    Args:
+      key: the key of the solve (an int seed or a jax key).
+      n_train: training points.
+      batch_size: rows per step; None means full batch (every row, every step).
+      steps: optimizer steps.
     """
     _, batch_key = split_run_key(as_key(key))
     return minibatch_indices(batch_key, n_train, batch_size, steps)
@@ -221,7 +226,7 @@ def solve(
         and, across methods, the same minibatch order.
       label: name in tables and legends (default: from method, optimizer and
         ``readout_only``).
-      progress: show tqdm progress bars on long runs.
+      progress: show progress bars on long runs (on a terminal or in a notebook; never in a log file).
 
     Returns:
       a [`Trajectory`][infinite_width.Trajectory]: predictions (S, R, N, k) and

@@ -33,9 +33,9 @@ from typing import Dict, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from infinite_width._src.files import check_writable_folder, remove_orphan_temporaries
+from infinite_width._src.progress import progress_bar
 from infinite_width.problem import Problem
 from infinite_width.workflow.methods import Finite
 from infinite_width.workflow.solver import solve
@@ -68,7 +68,11 @@ def _describe(value):
 
 
 def job_fingerprint(job: Mapping) -> str:
-    """A hash of a job's [`solve`][infinite_width.solve] arguments (arrays by content), stable across runs."""
+    """A hash of a job's [`solve`][infinite_width.solve] arguments (arrays by content), stable across runs.
+
+    Args:
+      job: the job's ``solve`` keyword arguments.
+    """
     text = json.dumps({k: _describe(v) for k, v in sorted(job.items()) if k != "progress"}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -78,6 +82,12 @@ def width_jobs(widths, name: str = "w", *, seeds: int = 1, **solve_arguments) ->
 
     An integer width solves ``Finite(width, seeds=seeds)``; ``math.inf`` the
     limit of the optimizer (the ``width=math.inf`` shortcut of [`solve`][infinite_width.solve]).
+
+    Args:
+      widths: integer widths and/or ``math.inf``.
+      name: the prefix of the job names.
+      seeds: initialisations per finite width.
+      **solve_arguments: the other [`solve`][infinite_width.solve] arguments, shared by every job.
     """
     return {
         f"{name}{'inf' if w == math.inf else int(w)}": {
@@ -123,7 +133,7 @@ def sweep(jobs: Mapping[str, Mapping], out_dir, *, progress: bool = True) -> Dic
     out_dir = check_writable_folder("out_dir", out_dir)
     remove_orphan_temporaries(out_dir, started)
     results = {}
-    bar = tqdm.tqdm(jobs.items(), desc="sweep", unit="job", disable=not progress)
+    bar = progress_bar(jobs.items(), progress=progress, desc="sweep", unit="job")
     for name, job in bar:
         bar.set_postfix_str(name)
         path = os.path.join(out_dir, f"{name}.npz")

@@ -91,7 +91,22 @@ def _json_normalize(metadata: dict) -> dict:
 
 @dataclasses.dataclass(eq=False)
 class Trajectory:
-    """Predictions and metrics of one solve at its recorded steps (shapes in the module docstring)."""
+    """Predictions and metrics of one solve at its recorded steps (shapes in the module docstring).
+
+    Attributes:
+      steps: (R,) recorded steps; ``-1`` for a t = infinity baseline.
+      train_predictions: (S, R, N, k) predictions on the training points.
+      test_predictions: (S, R, Nt, k) predictions on the test points.
+      train_loss: (S, R) training loss per seed and recorded step.
+      test_loss: (S, R) test loss.
+      train_accuracy: (S, R) training accuracy.
+      test_accuracy: (S, R) test accuracy.
+      diverged: (S,) True for seeds that diverged.
+      train_stderr: (R, N, k) Monte Carlo standard errors of the training predictions, or None.
+      test_stderr: (R, Nt, k) Monte Carlo standard errors of the test predictions, or None.
+      extras: further named arrays.
+      metadata: a JSON-serializable dict (regime, label, architecture, optimizer, ...).
+    """
 
     steps: np.ndarray
     train_predictions: np.ndarray
@@ -168,13 +183,21 @@ class Trajectory:
     # ---- summaries --------------------------------------------------------
 
     def mean_predictions(self, split: str = "test") -> np.ndarray:
-        """Predictions averaged over seeds (ignoring diverged seeds), shape (R, N, k)."""
+        """Predictions averaged over seeds (ignoring diverged seeds), shape (R, N, k).
+
+        Args:
+          split: ``"train"`` or ``"test"``.
+        """
         predictions = self.predictions(split)
         keep = ~self.diverged if not np.all(self.diverged) else np.ones_like(self.diverged)
         return predictions[keep].mean(axis=0)
 
     def metric(self, name: str):
-        """``(mean, std)`` over non-diverged seeds of a metric, each of shape (R,)."""
+        """``(mean, std)`` over non-diverged seeds of a metric, each of shape (R,).
+
+        Args:
+          name: ``"train_loss"``, ``"test_loss"``, ``"train_accuracy"`` or ``"test_accuracy"``.
+        """
         if name not in METRICS:
             raise ValueError(f"unknown metric {name!r}; expected one of {METRICS}")
         values = getattr(self, name)
@@ -186,19 +209,34 @@ class Trajectory:
         return values.mean(axis=0), values.std(axis=0)
 
     def final(self, name: str):
-        """``(mean, std)`` over seeds of a metric at the last recorded step (floats)."""
+        """``(mean, std)`` over seeds of a metric at the last recorded step (floats).
+
+        Args:
+          name: a metric, as for [`metric`][infinite_width.workflow.trajectory.Trajectory.metric].
+        """
         mean, std = self.metric(name)
         return float(mean[-1]), float(std[-1])
 
     def at(self, step: int) -> int:
-        """Index of ``step`` among the recorded steps (``ValueError`` if not recorded)."""
+        """Index of ``step`` among the recorded steps.
+
+        Args:
+          step: a recorded step.
+
+        Raises:
+          ValueError: ``step`` was not recorded.
+        """
         where = np.nonzero(self.steps == step)[0]
         if where.size == 0:
             raise ValueError(f"step {step} was not recorded; recorded steps are {self.steps.tolist()}")
         return int(where[0])
 
     def predictions(self, split: str) -> np.ndarray:
-        """``train_predictions`` (S, R, N, k) or ``test_predictions`` (S, R, Nt, k), by ``split`` name."""
+        """``train_predictions`` (S, R, N, k) or ``test_predictions`` (S, R, Nt, k), by ``split`` name.
+
+        Args:
+          split: ``"train"`` or ``"test"``.
+        """
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         return self.train_predictions if split == "train" else self.test_predictions
@@ -246,8 +284,13 @@ class Trajectory:
         resumed sweep) never sees a partial file, even if the process is
         killed; orphan temporaries of killed saves are removed by later saves
         (`infinite_width._src.files`). The file gets the usual
-        permissions (0o666 minus the umask). ``OSError`` naming the path if
-        it cannot be written.
+        permissions (0o666 minus the umask).
+
+        Args:
+          path: the file to write.
+
+        Raises:
+          OSError: naming the path, if it cannot be written.
         """
         path = _check_path(path)
         if not path.endswith(".npz"):
@@ -266,9 +309,13 @@ class Trajectory:
     def load(cls, path) -> "Trajectory":
         """Read a trajectory written by [`save`][infinite_width.workflow.trajectory.Trajectory.save] (``.npz`` appended if ``path`` has no such file).
 
-        Raises ``FileNotFoundError`` for a missing file and
-        [`TrajectoryFileError`][infinite_width.workflow.TrajectoryFileError] (a ``ValueError``) naming the path for
-        a truncated, partial, corrupt or foreign file.
+        Args:
+          path: the file written by ``save``.
+
+        Raises:
+          FileNotFoundError: a missing file.
+          TrajectoryFileError: (a ``ValueError``) naming the path, for a truncated, partial,
+            corrupt or foreign file.
         """
         path = _check_path(path)
         if not path.endswith(".npz") and not os.path.exists(path):
