@@ -42,7 +42,7 @@ import dataclasses
 import sys
 
 import infinite_width as iw
-from infinite_width.experiments import nnpk_ablation, scripts
+from infinite_width.experiments import images, nnpk_ablation, scripts
 from infinite_width.experiments.nnpk_ablation import Config, one_factor_grid
 
 #: Sizes per data set, chosen so that each runs in about 30 minutes on an idle 2-core CPU (docs/REPRODUCTION.md).
@@ -104,7 +104,8 @@ def grids(quick: bool = False, grid: str = "full", max_networks: int = None):
 
 
 def parse_args(argv=None):
-    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits, tiny subsets and networks (seconds)")
+    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES,
+                            "digits, tiny subsets and networks: about 20 s of CPU time on a 2-core machine")
     parser.add_argument("--families", nargs="+", default=list(nnpk_ablation.FAMILIES),
                         choices=list(nnpk_ablation.FAMILIES))
     parser.add_argument("--batch-size", type=int, default=1000, help="rows per forward pass")
@@ -129,7 +130,7 @@ def problems(args):
     if "conv" in args.families:
         data = iw.datasets.load(args.dataset, args.data_dir, n_train=args.conv_n_train, n_test=args.conv_n_test,
                                 seed=args.seed, flatten=False)
-        out["conv"] = scripts.pooled_problem(data, args.conv_pool)
+        out["conv"] = images.pooled_problem(data, args.conv_pool)
     return out
 
 

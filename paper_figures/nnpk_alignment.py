@@ -32,7 +32,7 @@ import argparse
 import sys
 
 import infinite_width as iw
-from infinite_width.experiments import nnpk_alignment, scripts
+from infinite_width.experiments import images, nnpk_alignment, scripts
 
 SIZES = {
     "mnist": dict(n_train=1000, n_test=500, pool=4),
@@ -54,7 +54,8 @@ def _model(text: str):
 
 
 def parse_args(argv=None):
-    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES, "digits, tiny networks and few steps (seconds)")
+    parser = scripts.parser(__doc__.split("\n\n")[0], SIZES,
+                            "digits, tiny networks and few steps: about 20 s of CPU time on a 2-core machine")
     parser.add_argument("--seeds", type=int, default=3, help="trained networks per model")
     parser.add_argument("--steps", type=int, default=1000, help="Adam steps (minibatches of 128)")
     parser.add_argument("--networks", type=int, default=1024, help="random networks of each NNPK")
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
     data = iw.datasets.load(args.dataset, args.data_dir, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                             flatten=False)
     records = nnpk_alignment.run(
-        scripts.pooled_problem(data, args.pool), args.out, models=args.models, seeds=args.seeds,
+        images.pooled_problem(data, args.pool), args.out, models=args.models, seeds=args.seeds,
         training=nnpk_alignment.Training(steps=args.steps), held_out=data.n_test, networks=args.networks,
         seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
     )

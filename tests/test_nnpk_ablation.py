@@ -2,14 +2,16 @@
 the m-curve from one pass equal to separate NNPKs, files, resuming, bad input."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 
 import infinite_width as iw
 from infinite_width import kernels
-from infinite_width.experiments import nnpk_ablation
+from infinite_width.experiments import bootstrap, images, nnpk_ablation
 from infinite_width.experiments.nnpk_ablation import Config, one_factor_grid
+from infinite_width.experiments.store import Store
 from infinite_width.problem import Problem
 
 RNG = np.random.RandomState(0)
@@ -70,7 +72,7 @@ def test_ridge_is_chosen_on_validation_and_bootstrap_matches_the_binomial_error(
     assert result["test_accuracy"] == pytest.approx(hits.mean())
     # The bootstrap standard error of a mean of 0/1 outcomes is the binomial one, sqrt(p (1 - p) / n).
     outcomes = np.arange(400) < 300
-    scores = nnpk_ablation.bootstrap_accuracy(outcomes, resamples=4000, seed=3)
+    scores = bootstrap.accuracy_interval(outcomes, resamples=4000, seed=3)
     assert scores["se"] == pytest.approx(np.sqrt(0.75 * 0.25 / 400), rel=0.06)
     assert scores["low"] < 0.75 < scores["high"] and scores["high"] - scores["low"] == pytest.approx(
         2 * 1.96 * scores["se"], rel=0.1)
@@ -107,8 +109,8 @@ def test_curve_from_one_pass_equals_separate_nnpks(first_run):
 
 def test_files_summaries_table_and_figure(first_run):
     out, records = first_run
-    assert sorted(p.stem for p in (out / "points").glob("*.json")) == sorted(c.name for c in CONFIGS)
-    assert sorted(p.stem for p in (out / "references").glob("*.json")) == ["linear-conv", "linear-mlp", "mlp2-relu"]
+    assert sorted(p.stem for p in (out / "points").glob("*.npz")) == sorted(c.name for c in CONFIGS)
+    assert sorted(p.stem for p in (out / "references").glob("*.npz")) == ["linear-conv", "linear-mlp", "mlp2-relu"]
     assert json.loads((out / "summary.json").read_text()) == records
     lines = (out / "summary.csv").read_text().splitlines()
     assert lines[0].startswith("family,arch,activation") and len(lines) == 1 + 2 + 4 + 1 + 4 + 2
@@ -122,14 +124,14 @@ def test_files_summaries_table_and_figure(first_run):
     assert titles == ["MLP: activation", "conv: base"]  # a family without variants (yet) still gets its panel
 
 
-def test_rerun_skips_finished_points_and_recomputes_a_deleted_one_identically(first_run):
+def test_rerun_skips_finished_points_and_recomputes_a_deleted_one_identically(first_run, tmp_path_factory):
     out, records = first_run
-    files = sorted((out / "points").glob("*.json")) + sorted((out / "references").glob("*.json"))
+    files = sorted((out / "points").glob("*.npz")) + sorted((out / "references").glob("*.npz"))
     mtimes = {f: f.stat().st_mtime_ns for f in files}
     assert nnpk_ablation.run(PROBLEMS, CONFIGS, out, **OPTIONS) == records
     assert {f: f.stat().st_mtime_ns for f in files} == mtimes
     removed = files[0]
-    before = json.loads(removed.read_text())["result"]
+    before = Store(removed.parent).read(removed.stem)[1]
     removed.unlink()
     # finished_only reports the rest and computes nothing
     name = lambda r: (r["kernel"], r["arch"], r["activation"], r.get("width"))
@@ -137,11 +139,22 @@ def test_rerun_skips_finished_points_and_recomputes_a_deleted_one_identically(fi
     assert not removed.exists()
     assert [name(r) for r in partial] == [name(r) for r in records if name(r) != name(before)]
     nnpk_ablation.run(PROBLEMS, CONFIGS, out, **OPTIONS)
-    after = json.loads(removed.read_text())["result"]
+    after = Store(removed.parent).read(removed.stem)[1]
     timing = ("seconds", "cpu_seconds", "load_start", "load_end")
     assert {k: v for k, v in after.items() if k not in timing} == {k: v for k, v in before.items() if k not in timing}
-    with pytest.raises(ValueError, match="other settings"):
-        nnpk_ablation.run(PROBLEMS, CONFIGS, out, **{**OPTIONS, "seed": 2})
+    # Records of other settings are not mixed in: they are recomputed, with a warning naming the file.
+    other = tmp_path_factory.mktemp("other")
+    for path in files:
+        (other / path.parent.name).mkdir(exist_ok=True)
+        (other / path.parent.name / path.name).write_bytes(path.read_bytes())
+    seed_2 = {**OPTIONS, "seed": 2}
+    with pytest.warns(UserWarning, match="holds a different job"):
+        nnpk_ablation.run(PROBLEMS, CONFIGS[:1], other, **seed_2)
+    stored = {path: path.stat().st_mtime_ns for path in other.glob("*/*.npz")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the seed-2 records are now the stored ones: read back, nothing recomputed
+        nnpk_ablation.run(PROBLEMS, CONFIGS[:1], other, **seed_2)
+    assert {path: path.stat().st_mtime_ns for path in other.glob("*/*.npz")} == stored
 
 
 @pytest.mark.parametrize(
@@ -154,8 +167,8 @@ def test_rerun_skips_finished_points_and_recomputes_a_deleted_one_identically(fi
         (lambda: Config("mlp2", networks=1.5), ValueError, "networks"),
         (lambda: one_factor_grid(Config("mlp2"), {"depth": [3]}), ValueError, "unknown Config fields"),
         (lambda: one_factor_grid(Config("mlp2"), {"init": "uniform"}), TypeError, "list"),
-        (lambda: nnpk_ablation.pool_images(IMAGES, 3), ValueError, "cannot be pooled"),
-        (lambda: nnpk_ablation.pool_images(X, 2), ValueError, "NHWC"),
+        (lambda: images.pool_images(IMAGES, 3), ValueError, "cannot be pooled"),
+        (lambda: images.pool_images(X, 2), ValueError, "NHWC"),
         (lambda: nnpk_ablation.run({"mlp": PROBLEMS["conv"]}, CONFIGS[:1], "unused", progress=False),
          ValueError, "flatten"),
         (lambda: nnpk_ablation.run({"mlp": PROBLEMS["mlp"]}, CONFIGS, "unused", progress=False), TypeError, "conv"),
@@ -170,6 +183,6 @@ def test_bad_input(make, error, match):
 
 
 def test_pooling_averages_blocks():
-    pooled = nnpk_ablation.pool_images(IMAGES, 2)
+    pooled = images.pool_images(IMAGES, 2)
     assert pooled.shape == (30, 2, 2, 1)
     np.testing.assert_allclose(pooled[3, 1, 0, 0], IMAGES[3, 2:4, 0:2, 0].mean(), rtol=1e-6)

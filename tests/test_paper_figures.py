@@ -20,45 +20,61 @@ def _run(script, out, *extra):
 
 
 @pytest.mark.slow
-def test_sernau_quick_writes_table_verdicts_figure_and_resumes(tmp_path):
+def test_sernau_quick_writes_table_verdicts_figures_and_resumes(tmp_path):
     # The regimes claims 1 and 3 compare (a subset keeps the test short; the others share these code paths).
-    regimes = ["--regimes", "traditional_adam", "adam_limit", "ntk_descent", "ntk_ridge"]
+    regimes = ["--regimes", "practitioner", "adam_limit", "ntk_descent", "ntk_ridge", "--losses", "cross_entropy", "mse"]
     first = _run("sernau_2024.py", tmp_path, *regimes)
     assert first.returncode == 0, first.stderr
-    for name in ("sernau_2024.png", "sernau_2024.pdf", "results.csv", "table.md"):
+    stems = ["accuracy", "learning_curves", "claim1", "claim2", "claim3"]
+    for name in [f"sernau_2024_{stem}.{kind}" for stem in stems for kind in ("png", "pdf")] + ["results.csv", "table.md"]:
         assert (tmp_path / name).stat().st_size > 500, name
     results = json.loads((tmp_path / "results.json").read_text())
-    rows = {(row["regime"], row["width"]): row for row in results["rows"]}
-    assert set(rows) == {("traditional_adam", 16), ("traditional_adam", 32), ("adam_limit", "inf"),
-                         ("ntk_descent", "inf"), ("ntk_ridge", "inf")}
+    rows = {(row["n_train"], row["regime"], row["loss"], row["width"]): row for row in results["rows"]}
+    expected = {(n, "practitioner", loss, 16) for n in (60, 120) for loss in ("cross_entropy", "mse")}
+    expected |= {(n, regime, "mse", "inf") for n in (60, 120) for regime in ("adam_limit", "ntk_descent", "ntk_ridge")}
+    assert set(rows) == expected
     for row in rows.values():
-        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["test_accuracy_err"] >= 0.0
-        # the chosen setting comes from the regime's own grid
-        grid = {"ntk_ridge": [1e-3, 1e-1], "adam_limit": [0.01, 0.03]}.get(row["regime"])
-        if grid is not None:
-            assert row["setting"] in grid
-    assert "Monte Carlo" in rows[("adam_limit", "inf")]["error"]
-    assert "bootstrap" in rows[("ntk_ridge", "inf")]["error"]
-    assert all(isinstance(row["limited_by"], str) for row in rows.values())
-    verdicts = results["claims"]["1"]
-    assert [v["claim"] for v in verdicts] == [1, 2, 3]
-    assert verdicts[1]["verdict"] == "not run"  # no finite network without feature learning in this subset
-    assert all(v["verdict"] in ("supported", "not supported", "inconclusive at this size") for v in verdicts[::2])
-    assert all(v["text"] in first.stdout for v in verdicts)
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["test_accuracy_err"] > 0.0
+        assert isinstance(row["limited_by"], str) and row["landing"]
+    ridge = rows[(60, "ntk_ridge", "mse", "inf")]
+    assert float(ridge["setting"]) in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the quick ridge grid, extended within [1e-4, 1]
+    assert "Monte Carlo" in rows[(60, "adam_limit", "mse", "inf")]["error"]
+    assert "2 seeds" in rows[(60, "practitioner", "cross_entropy", 16)]["error"]
+    for n in ("60", "120"):
+        verdicts = results["claims"][n]
+        assert [v["claim"] for v in verdicts] == [1, 2, 3]
+        assert verdicts[1]["verdict"] == "not run"  # no finite network without feature learning in this subset
+        assert all(v["verdict"] in ("supported", "not supported", "inconclusive") for v in verdicts[::2])
+        assert all(v["text"] in first.stdout for v in verdicts)
+    assert (tmp_path / "table.md").read_text() in first.stdout
 
-    saved = sorted(tmp_path.glob("*/*.npz"))
-    assert len(saved) == 2 * 2 + 3 * 2 + 5  # tuning: 2 widths x 2 rates, 3 regimes x 2 settings; 5 final solves
-    # A report of a run still going: a regime whose final solve is missing is left out, nothing is computed.
-    (tmp_path / "final" / "mlp1-ntk_ridge.npz").unlink()
-    saved = [path for path in saved if path.exists()]
+    saved = sorted((tmp_path / "runs").glob("*.npz"))
     mtimes = {path: path.stat().st_mtime_ns for path in saved}
+    # A report of a run still going: an entry with a run missing is left out, nothing is computed.
+    missing = next(path for path in saved if path.name.startswith("n120-ntk_ridge-mse-"))
+    missing.unlink()
     second = _run("sernau_2024.py", tmp_path, *regimes, "--finished-only")
     assert second.returncode == 0, second.stderr
-    assert "not finished yet: mlp1-ntk_ridge" in second.stdout
-    assert {path: path.stat().st_mtime_ns for path in saved} == mtimes  # loaded, not recomputed
-    assert not (tmp_path / "final" / "mlp1-ntk_ridge.npz").exists()
+    assert "not finished yet: n120-ntk_ridge-mse" in second.stdout
+    assert {path: path.stat().st_mtime_ns for path in saved if path != missing} == {
+        path: mtime for path, mtime in mtimes.items() if path != missing}
+    assert not missing.exists()
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    assert rows == [row for row in results["rows"] if row["regime"] != "ntk_ridge"]
+    assert len(rows) == len(expected) - 1
+    # Resumed: the missing run is recomputed, every other one read back.
+    third = _run("sernau_2024.py", tmp_path, *regimes)
+    assert third.returncode == 0, third.stderr
+    assert missing.exists()
+    assert {path: path.stat().st_mtime_ns for path in saved if path != missing} == {
+        path: mtime for path, mtime in mtimes.items() if path != missing}
+    untimed = lambda rows: [{k: v for k, v in row.items() if k != "wall_time_s"} for row in rows]  # noqa: E731
+    assert untimed(json.loads((tmp_path / "results.json").read_text())["rows"]) == untimed(results["rows"])
+    combined = tmp_path / "combined"
+    fourth = subprocess.run([sys.executable, str(ROOT / "paper_figures" / "sernau_2024.py"), "--combine", str(tmp_path),
+                             str(tmp_path), "--out", str(combined)], capture_output=True, text=True, timeout=600,
+                            cwd=ROOT)
+    assert fourth.returncode == 0, fourth.stderr
+    assert (combined / "sernau_2024_claim3.pdf").stat().st_size > 500
 
 
 @pytest.mark.parametrize(
@@ -74,10 +90,10 @@ def test_nnpk_scripts_quick_write_numbers_and_figures_and_resume(tmp_path, scrip
     for name in ("summary.json", "summary.csv", "table.md", f"{figure}.png", f"{figure}.pdf"):
         assert (tmp_path / name).stat().st_size > 100, name
     assert (tmp_path / "table.md").read_text() in first.stdout
-    saved = sorted(path for folder in points for path in (tmp_path / folder).glob("*.json"))
+    saved = sorted(path for folder in points for path in (tmp_path / folder).glob("*.npz"))
     assert saved
     if "--max-networks" in extra:  # every m-curve stops at the cap
-        assert all(path.name.endswith("-m2.json") for path in (tmp_path / "points").glob("*.json"))
+        assert all(path.name.endswith("-m2.npz") for path in (tmp_path / "points").glob("*.npz"))
     mtimes = {path: path.stat().st_mtime_ns for path in saved}
     summary = (tmp_path / "summary.json").read_text()
     second = _run(script, tmp_path, *extra)
@@ -131,15 +147,22 @@ def test_nnpk_alignment_models_option(monkeypatch, capsys):
         assert "ARCH:WIDTH" in capsys.readouterr().err
 
 
-def test_sernau_grids_from_the_command_line(monkeypatch):
+def test_sernau_options_defaults_and_honest_help(monkeypatch, capsys):
     module = _script("sernau_2024.py")
     monkeypatch.delenv("INFINITE_WIDTH_DATA", raising=False)
-    default = module.config_of(module.parse_args(["--dataset", "digits"]))
-    wider = module.config_of(module.parse_args(["--dataset", "digits", "--adam-lrs", "1e-3", "3e-3", "1e-2",
-                                                "--limit-adam-lrs", "0.1"]))
-    assert wider.adam_lrs == (1e-3, 3e-3, 1e-2) and wider.limit_adam_lrs == (0.1,)
-    assert wider.sgd_lrs == default.sgd_lrs  # an option not given keeps its default
-    quick = module.config_of(module.parse_args(["--quick", "--sgd-lrs", "0.2"]))
-    assert quick.sgd_lrs == (0.2,) and quick.adam_lrs == (1e-3, 1e-2)  # the rest: the quick grids
-    with pytest.raises(ValueError, match="adam_lrs must be a non-empty grid of positive numbers"):
-        module.config_of(module.parse_args(["--dataset", "digits", "--adam-lrs", "0"]))
+    mlp = module.parse_args(["--dataset", "digits"])
+    assert mlp.n_train == (200, 500, 1000) and mlp.pool == 1 and mlp.widths == [1024]
+    conv = module.parse_args(["--dataset", "digits", "--arch", "conv2", "--conv-n-train", "300"])
+    assert conv.n_train == (300,) and conv.pool == 1 and conv.widths == [128] and conv.n_test == 260
+    config = module.config_of(module.parse_args(["--dataset", "digits", "--patience", "4", "--losses", "mse"]))
+    assert config.budget.patience == 4 and config.budget.batch_size == 128 and config.losses == ("mse",)
+    assert config.grids == () and config.regime("practitioner").grid.values == (3e-4, 1e-3, 3e-3)
+    quick = module.config_of(module.parse_args(["--quick"]))
+    assert quick.n_train == (60, 120) and quick.regime("ntk_ridge").grid.values == (1e-3, 1e-1)
+    with pytest.raises(SystemExit):
+        module.parse_args(["--dataset", "digits", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "per data set" not in text and "(seconds)" not in text
+    assert "default: 1000 2000 5000 10000 (mnist)" in text and "1000 2000 5000 9000 (cifar10)" in text
+    with pytest.raises(SystemExit):
+        module.main(["--dataset", "digits", "--samples", "30", "--replicas", "4"])

@@ -69,12 +69,13 @@ def reference_line(label: str, linestyle: str = "--") -> Tuple[Line2D, str]:
 
 def figure_legend(figure: Figure, axes: Iterable, columns: int = 4, extra: Sequence[Tuple] = ()) -> None:
     """One legend for the whole figure, below the panels: every labelled artist once, in order of appearance,
-    then the ``(handle, label)`` pairs of ``extra``.
+    then the ``(handle, label)`` pairs of ``extra``; in at most ``columns`` columns, fewer when that many would be
+    wider than the figure (a legend is never clipped at its sides).
 
     Args:
       figure: the figure.
       axes: its panels.
-      columns: the most legend columns.
+      columns: the most legend columns (fewer if that many would be wider than the figure).
       extra: further ``(handle, label)`` pairs.
     """
     handles: List = []
@@ -84,9 +85,14 @@ def figure_legend(figure: Figure, axes: Iterable, columns: int = 4, extra: Seque
         if label not in labels:
             handles.append(handle)
             labels.append(label)
-    if handles:
-        figure.legend(handles, labels, loc="outside lower center", ncol=min(columns, len(labels)), fontsize=8,
-                      frameon=False)
+    if not handles:
+        return
+    renderer = figure.canvas.get_renderer()
+    for ncol in range(min(columns, len(labels)), 0, -1):
+        legend = figure.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
+        if ncol == 1 or legend.get_window_extent(renderer).width <= 0.98 * figure.bbox.width:
+            return
+        legend.remove()
 
 
 def save(figure: Figure, stem: Union[str, os.PathLike], formats: Sequence[str] = FORMATS) -> List[Path]:

@@ -17,14 +17,17 @@ against m from one streaming pass over its largest m
 Evaluation ([`evaluate_kernel`][infinite_width.experiments.nnpk_ablation.evaluate_kernel]): the relative ridge (see
 [`infinite_width.limits.baselines.kernel_regression`][]) is chosen from
 [`RIDGES`][infinite_width.experiments.nnpk_ablation.RIDGES] by accuracy on a validation split carved from the training
-set (its last ``validation_fraction``; the training subsets of
+set (its last ``validation_fraction``, `Split.from_training_rows` of
+`infinite_width.experiments.validation`; the training subsets of
 [`infinite_width.datasets.load`][] are in random order), ties going to the
 larger ridge; the model is then refitted on the whole training set and
 scored once on the test set. Error bars are bootstrap standard errors over
-test points (and a 95% percentile interval), from a fixed seed. The NNGP
-reference goes through the same rule.
+test points (and a 95% percentile interval) from the experiments' one
+bootstrap (`infinite_width.experiments.bootstrap`), from a fixed seed. The
+NNGP reference goes through the same rule.
 
-Architectures ([`architecture`][infinite_width.experiments.nnpk_ablation.architecture], all with weight scale sqrt(2)):
+Architectures (the table [`ARCHITECTURES`][infinite_width.experiments.nnpk_ablation.ARCHITECTURES], all with weight
+scale sqrt(2)):
 ``mlp1`` .. ``mlp4`` (depth 1-4, bias scale 0.1), ``conv2`` (two 3x3
 convolutions, global average pooling, dense readout), ``myrtle5``
 (Shankar et al. 2020), and ``conv2-maxpool`` / ``conv2-layernorm``: ``conv2``
@@ -35,10 +38,12 @@ infinite-width one of neural-tangents.
 
 Files in ``out_dir``:
 
-* ``points/<config name>.json`` and ``references/<arch>-<activation>.json``:
-  one per configuration and per closed-form reference, written atomically.
-  Re-running skips the files already there, so an interrupted run resumes
-  at the configuration it stopped in; each configuration draws its networks
+* ``points/<config name>.npz`` and ``references/<arch>-<activation>.npz``:
+  one record per configuration and per closed-form reference, in the
+  experiments' resumable store (`infinite_width.experiments.store`: written
+  atomically with the fingerprint of their data and settings). Re-running
+  skips the records already there, so an interrupted run resumes at the
+  configuration it stopped in; each configuration draws its networks
   from a key derived from ``seed`` and its name ([`point_key`][infinite_width.experiments.nnpk_ablation.point_key]), so
   it gives the same numbers whenever and in whatever order it runs;
 * ``summary.json`` and ``summary.csv``: one row per (configuration, m) and
@@ -51,18 +56,19 @@ Every record holds the wall time, the process CPU time and the load average
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import zlib
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import jax
 import numpy as np
 
 from infinite_width import kernels, losses
 from infinite_width._src.progress import progress_bar
-from infinite_width._src.records import Clock, problem_settings, read_record, write_csv, write_json, write_record
+from infinite_width._src.records import Clock, write_csv, write_json
 from infinite_width.architectures import (
     ACTIVATIONS,
     NO_CLOSED_FORM_ACTIVATIONS,
@@ -77,19 +83,21 @@ from infinite_width.architectures import (
     mlp,
     myrtle,
 )
+from infinite_width.experiments.bootstrap import accuracy_interval
+from infinite_width.experiments.store import Store
+from infinite_width.experiments.validation import Split
 from infinite_width.finite.networks import INITS
 from infinite_width.limits.baselines import kernel_regression
 from infinite_width.problem import Problem
 
 __all__ = [
     "FAMILIES",
+    "ARCHITECTURES",
     "RIDGES",
     "Config",
     "architecture",
     "one_factor_grid",
     "point_key",
-    "pool_images",
-    "bootstrap_accuracy",
     "evaluate_kernel",
     "run",
     "summary_rows",
@@ -114,30 +122,43 @@ _FORMAT_VERSION = 2
 # Configurations.
 
 
+def _conv2_with(middle):
+    """``conv2`` with a layer (max pooling, layer normalization) after its first activation."""
+    def build(activation: str, out_dim: int) -> Architecture:
+        layers = (
+            Conv(None, (3, 3), (1, 1), "SAME", _W_STD, 0.0), Activation(activation), middle(),
+            Conv(None, (3, 3), (1, 1), "SAME", _W_STD, 0.0), Activation(activation),
+            GlobalAvgPool(), Dense(out_dim, _W_STD, 0.0),
+        )
+        name = "conv2-maxpool" if middle is MaxPool else "conv2-layernorm"
+        return Architecture(layers, name=f"{name}-{activation}", input_kind="image")
+    return build
+
+
+ARCHITECTURES: Dict[str, Callable[[str, int], Architecture]] = {
+    **{f"mlp{depth}": functools.partial(lambda depth, activation, out_dim: mlp(depth, activation, _W_STD, _MLP_B_STD,
+                                                                              out_dim=out_dim), depth)
+       for depth in (1, 2, 3, 4)},
+    "conv2": lambda activation, out_dim: conv(2, activation, W_std=_W_STD, out_dim=out_dim),
+    "myrtle5": lambda activation, out_dim: myrtle(5, activation, W_std=_W_STD, out_dim=out_dim),
+    "conv2-maxpool": _conv2_with(MaxPool),
+    "conv2-layernorm": _conv2_with(LayerNorm),
+}
+"""``{name: (activation, out_dim) -> Architecture}``: every architecture of `FAMILIES`."""
+
+
 def architecture(name: str, activation: str, out_dim: int) -> Architecture:
     """An architecture of the ablation, by name, all with weight scale sqrt(2) (module docstring).
 
     Args:
-      name: one of [`FAMILIES`][infinite_width.experiments.nnpk_ablation.FAMILIES].
+      name: one of [`FAMILIES`][infinite_width.experiments.nnpk_ablation.FAMILIES] (a key of
+        [`ARCHITECTURES`][infinite_width.experiments.nnpk_ablation.ARCHITECTURES]).
       activation: the activation of every hidden layer.
       out_dim: outputs of the readout.
     """
-    if name.startswith("mlp") and name in FAMILIES["mlp"]:
-        return mlp(int(name[3:]), activation, _W_STD, _MLP_B_STD, out_dim=out_dim)
-    if name == "conv2":
-        return conv(2, activation, W_std=_W_STD, out_dim=out_dim)
-    if name == "myrtle5":
-        return myrtle(5, activation, W_std=_W_STD, out_dim=out_dim)
-    if name in ("conv2-maxpool", "conv2-layernorm"):
-        middle = MaxPool() if name == "conv2-maxpool" else LayerNorm()
-        layers = (
-            Conv(None, (3, 3), (1, 1), "SAME", _W_STD, 0.0), Activation(activation), middle,
-            Conv(None, (3, 3), (1, 1), "SAME", _W_STD, 0.0), Activation(activation),
-            GlobalAvgPool(), Dense(out_dim, _W_STD, 0.0),
-        )
-        return Architecture(layers, name=f"{name}-{activation}", input_kind="image")
-    known = [n for names in FAMILIES.values() for n in names]
-    raise ValueError(f"unknown architecture {name!r}; expected one of {known}")
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; expected one of {list(ARCHITECTURES)}")
+    return ARCHITECTURES[name](activation, out_dim)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,8 +183,8 @@ class Config:
     networks: int = 1024
 
     def __post_init__(self):
-        if not any(self.arch in names for names in FAMILIES.values()):
-            raise ValueError(f"unknown architecture {self.arch!r}; expected one of {sum(FAMILIES.values(), ())}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; expected one of {list(ARCHITECTURES)}")
         if self.activation not in ACTIVATIONS + NO_CLOSED_FORM_ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {self.activation!r}; expected one of {ACTIVATIONS + NO_CLOSED_FORM_ACTIVATIONS}"
@@ -237,50 +258,8 @@ def point_key(seed: int, config: Config):
     return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(config.name.encode()) & 0x7FFFFFFF)
 
 
-def pool_images(x: np.ndarray, factor: int) -> np.ndarray:
-    """Average-pool NHWC images by ``factor`` in each spatial direction.
-
-    Args:
-      x: (N, H, W, C) images, H and W divisible by ``factor``.
-      factor: the pooling window and stride.
-    """
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"pool_images needs NHWC images (N, H, W, C), got shape {x.shape}")
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"factor must be an integer >= 1, got {factor!r}")
-    n, h, w, c = x.shape
-    if h % factor or w % factor:
-        raise ValueError(f"images of {h}x{w} pixels cannot be pooled by {factor}")
-    return x.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4)).astype(x.dtype)
-
-
 # --------------------------------------------------------------------------
 # Evaluation of one kernel.
-
-
-def bootstrap_accuracy(correct, resamples: int = 2000, seed: int = 0) -> Dict[str, float]:
-    """Accuracy of a boolean vector ``correct`` (N,) with its bootstrap standard error and 95% interval.
-
-    Test points are resampled with replacement; ``se`` is the standard
-    deviation of the resampled accuracies, ``low``/``high`` their 2.5% and
-    97.5% percentiles.
-
-    Args:
-      correct: (N,) booleans, one per test point.
-      resamples: bootstrap resamples.
-      seed: the seed of the resampling generator.
-
-    Returns:
-      ``{"accuracy", "se", "low", "high"}``.
-    """
-    correct = np.asarray(correct, dtype=bool)
-    if correct.ndim != 1 or correct.size == 0:
-        raise ValueError(f"correct must be a non-empty vector of booleans, got shape {correct.shape}")
-    rng = np.random.default_rng(seed)
-    means = correct[rng.integers(0, correct.size, size=(resamples, correct.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"accuracy": float(correct.mean()), "se": float(means.std(ddof=1)), "low": float(low), "high": float(high)}
 
 
 def _correct(predictions, targets) -> np.ndarray:
@@ -307,7 +286,7 @@ def evaluate_kernel(
         training points are the validation split; the rest fit the model.
       ridges: relative ridges to try ([`infinite_width.limits.baselines.kernel_regression`][]).
       resamples: bootstrap resamples over test points
-        ([`bootstrap_accuracy`][infinite_width.experiments.nnpk_ablation.bootstrap_accuracy]).
+        (`infinite_width.experiments.bootstrap.accuracy_interval`).
       seed: the seed of that bootstrap.
 
     Returns:
@@ -323,8 +302,8 @@ def evaluate_kernel(
     n_validation = int(round(validation_fraction * n))
     if not 0 < n_validation < n:
         raise ValueError(f"validation_fraction={validation_fraction} leaves no validation or no fitting points of {n}")
-    n_fit = n - n_validation
-    y_fit, y_validation = problem.y_train[:n_fit], problem.y_train[n_fit:]
+    split = Split.from_training_rows(problem, n_validation)
+    n_fit, y_fit, y_validation = split.n_train, split.train.y_train, split.y_validation
     validation_accuracy = []
     for ridge in ridges:
         try:
@@ -342,7 +321,7 @@ def evaluate_kernel(
             continue
     else:
         raise np.linalg.LinAlgError(f"no ridge of {list(ridges)} makes the kernel positive definite")
-    scores = bootstrap_accuracy(_correct(predictions, problem.y_test), resamples, seed)
+    scores = accuracy_interval(_correct(predictions, problem.y_test), resamples, seed)
     return {
         "ridge": float(ridges[i]),
         "validation_accuracy": validation_accuracy,
@@ -425,7 +404,9 @@ def run(
     inputs, with ``arch="input"``), its evaluation and timing. Every
     reference appears once, the linear ones first.
 
-    Raises ``ValueError`` if ``out_dir`` holds results of other data or settings.
+    Records are kept in a resumable [`Store`][infinite_width.experiments.store.Store]
+    (``points/``, ``references/``): a record computed from other data or
+    settings than this call's is recomputed, with a warning naming its file.
     """
     configs = list(configs)
     if not configs or not all(isinstance(config, Config) for config in configs):
@@ -435,29 +416,20 @@ def run(
         raise ValueError(f"resamples must be an integer >= 2, got {resamples!r}")
     out_dir = Path(out_dir)
     evaluation = dict(validation_fraction=validation_fraction, ridges=tuple(ridges), resamples=resamples, seed=seed)
-    settings_of = {
-        family: {
-            "format": _FORMAT_VERSION,
-            **problem_settings(problem),
-            "seed": int(seed),
-            "validation_fraction": float(validation_fraction),
-            "ridges": [float(r) for r in ridges],
-            "resamples": resamples,
-            "prng": kernels.DEFAULT_PRNG,
-        }
-        for family, problem in problems.items()
-    }
+    settings = dict(format=_FORMAT_VERSION, seed=int(seed), validation_fraction=float(validation_fraction),
+                    ridges=[float(r) for r in ridges], resamples=resamples, prng=kernels.DEFAULT_PRNG)
+    references, points = Store(out_dir / "references"), Store(out_dir / "points")
+
     def reference(name, family, fields, compute_kernel):
-        """The record of a reference kernel, read back or computed and stored in references/<name>.json."""
-        path = out_dir / "references" / f"{name}.json"
-        record = read_record(path, settings_of[family])
-        if record is None and not finished_only:
+        """The record of a reference kernel, read back or computed and stored in references/."""
+        def compute():
             with Clock() as clock:
-                record = {**fields, "family": family,
-                          **evaluate_kernel(compute_kernel(), problems[family], **evaluation)}
-            record.update(clock.record())
-            write_record(path, settings_of[family], record)
-        return record
+                record = {**fields, "family": family, **evaluate_kernel(compute_kernel(), problems[family],
+                                                                        **evaluation)}
+            return {**record, **clock.record()}
+
+        job = dict(settings, problem=problems[family], reference=name)
+        return references.fetch(name, job, compute, finished_only=finished_only)
 
     def inputs(problem):
         return np.concatenate([problem.x_train, problem.x_test])
@@ -472,7 +444,7 @@ def run(
     bar = progress_bar(configs, progress=progress, desc="NNPK ablation")
     for config in bar:
         bar.set_postfix_str(config.name)
-        problem, settings = problems[config.family], settings_of[config.family]
+        problem = problems[config.family]
         arch = config.architecture(problem.out_dim)
         x_all = inputs(problem)
         if arch.has_closed_form:
@@ -482,11 +454,8 @@ def run(
                                lambda: kernels.nngp(arch, x_all, batch_size=blocks))
             if record is not None and record not in records:
                 records.append(record)
-        path = out_dir / "points" / f"{config.name}.json"
-        record = read_record(path, settings)
-        if record is None and finished_only:
-            continue
-        if record is None:
+
+        def compute():
             with Clock() as clock:
                 curve = []
                 stream = kernels.nnpk_prefixes(
@@ -496,11 +465,14 @@ def run(
                 for m, K in progress_bar(stream, progress=progress, desc=config.name, leave=False,
                                          total=_prefix_count(config.networks)):
                     curve.append({"networks": m, **evaluate_kernel(K, problem, **evaluation)})
-            record = {**dataclasses.asdict(config), "family": config.family, "kernel": "nnpk",
-                      "has_closed_form": arch.has_closed_form, "prng": kernels.DEFAULT_PRNG, "curve": curve,
-                      **clock.record()}
-            write_record(path, settings, record)
-        records.append(record)
+            return {**dataclasses.asdict(config), "family": config.family, "kernel": "nnpk",
+                    "has_closed_form": arch.has_closed_form, "prng": kernels.DEFAULT_PRNG, "curve": curve,
+                    **clock.record()}
+
+        record = points.fetch(config.name, dict(settings, problem=problem, config=config), compute,
+                              finished_only=finished_only)
+        if record is not None:
+            records.append(record)
     write_summary(records, out_dir)
     return records
 

@@ -26,11 +26,11 @@ and reports the kernel-target alignment (CKA with the label kernel ``y y^T``)
 of every kernel. The NNPK is streamed ([`infinite_width.kernels.nnpk_prefixes`][]),
 so its alignments are recorded at every power of two up to ``networks``.
 
-Training ([`train_adam`][infinite_width.experiments.nnpk_alignment.train_adam]): plain Adam (optax, one global learning
-rate) on the softmax cross-entropy, in the standard parametrization (Adam moves the
-effective weights, as in ordinary deep-learning practice; the library's
-width-scaled Adam of [`infinite_width.optim`][] is built for the
-infinite-width limit instead, in which hidden features barely move), from
+Training ([`train_adam`][infinite_width.experiments.nnpk_alignment.train_adam], by `infinite_width.finite.train`): plain Adam
+(one global optax rate, ``rates="global"``) on the softmax cross-entropy, in
+the standard parametrization (Adam moves the effective weights, as in
+ordinary deep-learning practice; the library's per-group rates are built for
+the infinite-width limit instead, in which hidden features barely move), from
 Gaussian initialisation, minibatches in epochs. The NNPK and the initial
 networks use the same initialisation distribution.
 
@@ -38,9 +38,11 @@ Architectures: ``mlp2`` and ``conv2`` of
 [`infinite_width.experiments.nnpk_ablation.architecture`][] (ReLU). Inputs
 are NHWC images; the MLPs see them flattened.
 
-Files in ``out_dir``: ``points/<arch>-w<width>.json`` (all seeds of one
-trained model and its NNPK curve), ``kernels/<name>.npy`` (the fixed
-kernels of the baselines on the held-out points), ``summary.json`` and
+Files in ``out_dir``: ``points/<arch>-w<width>.npz`` (all seeds of one
+trained model and its NNPK curve), ``kernels/<name>.npz`` (the fixed
+kernels of the baselines on the held-out points), both in the experiments'
+resumable store (`infinite_width.experiments.store`: a record of other data
+or settings is recomputed, with a warning), ``summary.json`` and
 ``summary.csv``. Re-running skips what is there.
 """
 
@@ -53,18 +55,15 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from infinite_width import kernels, losses
-from infinite_width._src.files import atomic_path
+from infinite_width import kernels, optim
 from infinite_width._src.numerics import precision_scope
 from infinite_width._src.progress import progress_bar
-from infinite_width._src.rng import minibatch_indices
-from infinite_width._src.records import Clock, problem_settings, read_record, write_csv, write_json, write_record
+from infinite_width._src.records import Clock, write_csv, write_json
 from infinite_width.experiments.nnpk_ablation import architecture
-from infinite_width.finite.networks import network
+from infinite_width.experiments.store import Store
+from infinite_width.finite import network, train
 from infinite_width.problem import Problem
 
 __all__ = [
@@ -110,37 +109,24 @@ class Training:
 
 
 def train_adam(net, x, y, *, key, training: Training = Training()):
-    """Train one network from ``net.init(key)``: returns ``(initial params, trained params)``.
+    """Train one network from its initialisation by ``key``: returns ``(initial params, trained params)``.
+
+    It is `infinite_width.finite.train` with one global optax Adam rate
+    (``rates="global"``: ``optax.adam(lr)``) on the softmax cross-entropy.
 
     Args:
-      net: a [`infinite_width.finite.Network`][] (use the standard parametrization for
-        ordinary Adam).
+      net: a [`infinite_width.finite.Network`][] (the standard parametrization for ordinary Adam).
       x: (N, ...) training inputs.
       y: (N, k) one-hot targets.
-      key: the initialisation key; the minibatch order comes from it too.
-      training: the [`Training`][infinite_width.experiments.nnpk_alignment.Training] run.
+      key: int seed or jax PRNG key: the initialisation and the minibatch order.
+      training: the [`Training`][infinite_width.experiments.nnpk_alignment.Training] run: steps, minibatch size and
+        learning rate.
     """
-    init_key, batch_key = jax.random.split(key)
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    batches = minibatch_indices(batch_key, x.shape[0], min(training.batch_size, x.shape[0]), training.steps)
-    optimizer = optax.adam(training.lr)
-
-    def loss(params, rows):
-        return losses.cross_entropy(net.apply(params, x[rows]), y[rows])
-
-    @jax.jit
-    def fit(params, batches):
-        def step(carry, rows):
-            params, state = carry
-            updates, state = optimizer.update(jax.grad(loss)(params, rows), state, params)
-            return (optax.apply_updates(params, updates), state), None
-
-        (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), batches)
-        return params
-
-    with precision_scope("float32"):
-        initial = net.init(init_key, tuple(x.shape[1:]))
-        return initial, fit(initial, jnp.asarray(batches))
+    _, state = train(net, x, y, optim.adam(training.lr), training.steps, record=[0, training.steps],
+                     loss="cross_entropy", rates="global", batch_size=min(training.batch_size, len(x)), key=key,
+                     return_params=True)
+    first = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[0], tree)  # noqa: E731 (the one seed)
+    return first(state.initial_params), first(state.final_params)
 
 
 def _inputs_for(arch_name: str, x: np.ndarray) -> np.ndarray:
@@ -150,20 +136,6 @@ def _inputs_for(arch_name: str, x: np.ndarray) -> np.ndarray:
 def model_key(seed: int, arch: str, width: int, replica: int):
     digest = zlib.crc32(f"{arch}-w{width}-seed{replica}".encode()) & 0x7FFFFFFF
     return jax.random.fold_in(jax.random.PRNGKey(seed), digest)
-
-
-def _save_kernel(path: Path, kernel: np.ndarray) -> None:
-    with atomic_path(path, suffix=".npy") as temporary:
-        with open(temporary, "wb") as handle:
-            np.save(handle, np.asarray(kernel, np.float32))
-
-
-def _cached_kernel(path: Path, compute) -> np.ndarray:
-    if path.exists():
-        return np.load(path)
-    kernel = compute()
-    _save_kernel(path, kernel)
-    return kernel
 
 
 def _check_arguments(problem, models, seeds, held_out):
@@ -269,7 +241,7 @@ def run(
     out_dir = Path(out_dir)
     settings = {
         "format": _FORMAT_VERSION,
-        **problem_settings(problem),
+        "problem": problem,
         "seed": int(seed),
         "training": dataclasses.asdict(training),
         "held_out": held_out,
@@ -279,7 +251,7 @@ def run(
     }
     x_held, y_held = problem.x_test[:held_out], problem.y_test[:held_out]
     k = problem.out_dim
-    kernel_dir = out_dir / "kernels"
+    kernel_store, points = Store(out_dir / "kernels"), Store(out_dir / "points")
 
     def fixed(name, arch_name, activation, width):
         """A baseline kernel on the held-out points, computed once and kept in kernels/."""
@@ -287,23 +259,19 @@ def run(
         x = _inputs_for(arch_name, x_held)
         if name == "nngp":
             blocks = image_kernel_batch_size if arch.input_kind == "image" else None
-            return _cached_kernel(kernel_dir / f"nngp-{arch_name}-{activation}.npy",
-                                  lambda: kernels.nngp(arch, x, batch_size=blocks))
-        return _cached_kernel(
-            kernel_dir / f"nnpk-{arch_name}-{activation}-w{width}-m{networks}.npy",
-            lambda: kernels.nnpk(arch, x, width=width, networks=networks, key=seed, batch_size=batch_size),
-        )
+            stem, compute = f"nngp-{arch_name}-{activation}", lambda: kernels.nngp(arch, x, batch_size=blocks)
+        else:
+            stem = f"nnpk-{arch_name}-{activation}-w{width}-m{networks}"
+            compute = lambda: kernels.nnpk(arch, x, width=width, networks=networks, key=seed,  # noqa: E731
+                                           batch_size=batch_size)
+        stored = kernel_store.fetch(stem, dict(settings, kernel=stem),
+                                    lambda: {"kernel": np.asarray(compute(), np.float32)})
+        return stored["kernel"]
 
     label = y_held @ y_held.T
-    records = []
-    bar = progress_bar(models, progress=progress, desc="alignment")
-    for arch_name, width in bar:
-        bar.set_postfix_str(f"{arch_name} w{width}")
-        path = out_dir / "points" / f"{arch_name}-w{width}.json"
-        record = read_record(path, settings)
-        if record is not None:
-            records.append(record)
-            continue
+
+    def measure(arch_name, width):
+        """The record of one trained model: its networks trained and compared with every candidate kernel."""
         with Clock() as clock:
             arch = architecture(arch_name, "relu", k)
             other = _OTHER_ARCH[arch_name]
@@ -313,13 +281,13 @@ def run(
                 "nnpk_other_activation": fixed("nnpk", arch_name, other_activation, _BASELINE_WIDTH[arch_name]),
                 "input": (lambda z: z @ z.T)(x_held.reshape(held_out, -1).astype(np.float64)),
             }
-            net = network(arch, int(width), parametrization="standard")
+            net = network(arch, width, parametrization="standard")
             x_eval = _inputs_for(arch_name, x_held)
             keys = [model_key(seed, arch_name, width, replica) for replica in range(seeds)]
             trained, test_accuracy = _train_and_measure(net, arch_name, problem, x_eval, keys=keys,
                                                         training=training, progress=progress)
             curve = []
-            stream = kernels.nnpk_prefixes(arch, x_eval, width=int(width), networks=networks, key=seed,
+            stream = kernels.nnpk_prefixes(arch, x_eval, width=width, networks=networks, key=seed,
                                            batch_size=batch_size)
             for m, K in stream:
                 curve.append({
@@ -330,14 +298,19 @@ def run(
                 })
             nnpk_kernel = K
             alignment, label_alignment = _alignments(trained, nnpk_kernel, baselines, label)
-        record = {
-            "arch": arch_name, "width": int(width), "seeds": seeds, "test_accuracy": test_accuracy,
+        return {
+            "arch": arch_name, "width": width, "seeds": seeds, "test_accuracy": test_accuracy,
             "alignment": alignment, "label_alignment": label_alignment,
             "nnpk_vs_nngp": _cka(nnpk_kernel, baselines["nngp"]), "nnpk_curve": curve, "prng": kernels.DEFAULT_PRNG,
             **clock.record(),
         }
-        write_record(path, settings, record)
-        records.append(record)
+
+    records = []
+    bar = progress_bar(models, progress=progress, desc="alignment")
+    for arch_name, width in bar:
+        bar.set_postfix_str(f"{arch_name} w{width}")
+        records.append(points.fetch(f"{arch_name}-w{width}", dict(settings, model=(arch_name, int(width))),
+                                    lambda: measure(arch_name, int(width))))
     write_summary(records, out_dir)
     return records
 

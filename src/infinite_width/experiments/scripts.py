@@ -1,11 +1,11 @@
-"""Command-line plumbing shared by the reproduction scripts (``paper_figures/nnpk_*.py``).
+"""Command-line plumbing shared by the reproduction scripts (``paper_figures/*.py``).
 
 Every script takes ``--dataset``, ``--data-dir`` (default: the environment
 variable ``INFINITE_WIDTH_DATA``; a missing folder stops the script with a
 message naming it), ``--out`` (default ``outputs/<script>/<dataset>``),
-``--quick`` (digits at tiny sizes), its per-data-set size options,
-``--seed`` and ``--no-progress``; and writes its Markdown table and its
-figure (PDF and PNG) next to its numbers.
+``--quick`` (digits at tiny sizes), its per-data-set size options (their help
+lists the default of every data set), ``--seed`` and ``--no-progress``; and
+writes its Markdown table and its figure (PDF and PNG) next to its numbers.
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ import os
 from pathlib import Path
 from typing import Dict, List, Mapping
 
-import numpy as np
-
 from infinite_width import datasets
 from infinite_width.experiments import figures
-from infinite_width.experiments.nnpk_ablation import pool_images
-from infinite_width.problem import Problem
 
-__all__ = ["parser", "finish", "pooled_problem", "write_outputs"]
+__all__ = ["parser", "finish", "write_outputs"]
 
 
 def parser(description: str, sizes: Mapping[str, Mapping[str, int]], quick_help: str) -> argparse.ArgumentParser:
@@ -39,10 +35,21 @@ def parser(description: str, sizes: Mapping[str, Mapping[str, int]], quick_help:
     parser.add_argument("--out", default=None, help="output folder (default: outputs/<script>/<dataset>)")
     parser.add_argument("--quick", action="store_true", help=quick_help)
     for name in next(iter(sizes.values())):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None, help="default: per data set")
+        several = isinstance(next(iter(sizes.values()))[name], tuple)
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None, nargs="+" if several else None,
+                            help=_defaults_help({dataset: values[name] for dataset, values in sizes.items()}))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _defaults_help(defaults: Mapping[str, object]) -> str:
+    """``"default: 2000"``, or ``"default: 2000 (mnist), 1000 (cifar10)"`` when the data sets differ."""
+    text = {dataset: " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            for dataset, value in defaults.items()}
+    if len(set(text.values())) == 1:
+        return f"default: {next(iter(text.values()))}"
+    return "default: " + ", ".join(f"{value} ({dataset})" for dataset, value in text.items())
 
 
 def finish(parser: argparse.ArgumentParser, args, sizes: Mapping[str, Mapping[str, int]], quick: Dict,
@@ -64,23 +71,13 @@ def finish(parser: argparse.ArgumentParser, args, sizes: Mapping[str, Mapping[st
     for name, value in sizes[args.dataset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+        elif isinstance(value, tuple):
+            setattr(args, name, tuple(getattr(args, name)))
     if args.dataset == "digits":
         args.data_dir = None
     if args.out is None:
         args.out = os.path.join("outputs", script, args.dataset)
     return args
-
-
-def pooled_problem(data, factor: int) -> Problem:
-    """The problem of a data set loaded with ``flatten=False``, its images average-pooled.
-
-    Args:
-      data: a [`Dataset`][infinite_width.datasets.Dataset] of images.
-      factor: the pooling window and stride.
-    """
-    pool = lambda x: pool_images(np.asarray(x), factor)
-    return Problem(pool(data.x_train), data.y_train, pool(data.x_test), data.y_test,
-                   name=f"{data.name} pooled x{factor}")
 
 
 def write_outputs(out_dir, table: str, figure, stem: str) -> List[Path]:
