@@ -25,7 +25,7 @@ def test_partly_diverged_ensembles_show_diverged_k_of_s_everywhere_metrics_are_a
     assert np.all(np.isnan(ensemble.test_accuracy[ensemble.diverged, -1]))
     assert np.all(np.isfinite(ensemble.test_accuracy[~ensemble.diverged, -1]))
     keep = ~ensemble.diverged  # the seeds that trained, as an ensemble of their own
-    healthy = Trajectory(
+    healthy = Trajectory.from_arrays(
         **{name: getattr(ensemble, name)[keep] for name in ("train_predictions", "test_predictions", "train_loss",
                                                              "test_loss", "train_accuracy", "test_accuracy",
                                                              "diverged")},

@@ -14,7 +14,7 @@ def _trajectory(predictions, test_stderr=None):
     """A one-step trajectory of (S, Nt, k) test predictions (train split unused)."""
     seeds = predictions.shape[0]
     zeros = np.zeros((seeds, 1))
-    return Trajectory(steps=[5], train_predictions=predictions[:, None, :1], test_predictions=predictions[:, None],
+    return Trajectory.from_arrays(steps=[5], train_predictions=predictions[:, None, :1], test_predictions=predictions[:, None],
                       train_loss=zeros, test_loss=zeros, train_accuracy=zeros, test_accuracy=zeros,
                       diverged=np.zeros(seeds, bool), train_stderr=None if test_stderr is None else
                       test_stderr[None, :1], test_stderr=None if test_stderr is None else test_stderr[None])

@@ -175,7 +175,7 @@ def test_sweep_into_a_read_only_folder_fails_before_the_first_job(read_only_fold
     solved = []
     monkeypatch.setattr(sweeps, "solve", lambda **job: solved.append(job))
     with pytest.raises(PermissionError, match=f"out_dir '{read_only_folder}' cannot be written to"):
-        sweeps.sweep({"a": {"steps": 1}}, read_only_folder, progress=False)
+        sweeps.sweep(_tiny_jobs(), read_only_folder, progress=False)
     assert solved == []
 
 

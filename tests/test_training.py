@@ -11,7 +11,7 @@ import pytest
 import infinite_width as iw
 from infinite_width import finite, kernels, losses, optim
 from infinite_width._src.nt import predict
-from infinite_width._src.rng import batch_indices_for, ensemble_keys
+from infinite_width._src.rng import run_keys
 
 RNG = np.random.default_rng(0)
 D = 4
@@ -122,7 +122,7 @@ def grad_of_loss(net, params, x, y):
 def test_one_sgd_step_is_params_minus_lr_times_grad(batch_size):
     _, result = finite.train(NET, X, Y, SGD, 1, batch_size=batch_size, key=6, record=[1], return_params=True)
     first = jax.tree_util.tree_map(lambda a: a[0], result.initial_params)
-    rows = batch_indices_for(6, 16, batch_size, 1)[0]  # the documented minibatch order of key 6
+    rows = run_keys(6).minibatch_order(16, batch_size, 1)[0]  # the documented minibatch order of key 6
     assert rows.shape == (16 if batch_size is None else 4,)
     grads = grad_of_loss(NET, first, X[rows], Y[rows])
     expected = jax.tree_util.tree_map(lambda p, g: p - SGD.lr * g, first, grads)
@@ -241,7 +241,7 @@ def test_zero_bias_std_is_frozen_under_adam_without_nans():
 
 def test_minibatch_order_is_shared_and_explicit_indices_reproduce_it():
     result = finite.train(NET, X, Y, SGD, 12, batch_size=4, key=5, record=[12])
-    rows = batch_indices_for(5, 16, 4, 12)  # the package's one derivation
+    rows = run_keys(5).minibatch_order(16, 4, 12)  # the package's one derivation
     np.testing.assert_array_equal(np.sort(rows[:4].ravel()), np.arange(16))  # each epoch is a permutation
     again = finite.train(NET, X, Y, SGD, 12, batch_indices=rows, key=5, record=[12])
     np.testing.assert_array_equal(again.train, result.train)
@@ -254,7 +254,7 @@ def test_ensemble_members_are_documented_inits_and_runs_are_deterministic():
                              return_params=True)
     b = finite.train(NET, X, Y, SGD, 4, key=jax.random.PRNGKey(3), seeds=3, record=[0, 1, 2, 3, 4])
     np.testing.assert_array_equal(a.train, b.train)
-    init_keys, _ = ensemble_keys(jax.random.PRNGKey(3), 3)
+    init_keys = run_keys(jax.random.PRNGKey(3)).init_keys(3)
     for i in range(3):
         expected = NET.init(init_keys[i], D)
         np.testing.assert_array_equal(params.initial_params[1]["W"][i], np.asarray(expected[1]["W"]))

@@ -27,7 +27,7 @@ def _trajectory(seeds=2, recorded=3, n=5, nt=4, k=2, seed=0) -> Trajectory:
     test[0, -1, 0, 0] = np.nan  # NaN must survive the round trip and compare equal to itself
     metrics = {name: rng.uniform(size=(seeds, recorded)) for name in
                ("train_loss", "test_loss", "train_accuracy", "test_accuracy")}
-    return Trajectory(
+    return Trajectory.from_arrays(
         steps=np.arange(recorded) * 5, train_predictions=train, test_predictions=test,
         diverged=np.array([True] + [False] * (seeds - 1)), test_stderr=np.abs(test[0]),
         train_stderr=np.abs(train[0]), extras={"test_variance": rng.uniform(size=(nt, k))},
@@ -65,11 +65,12 @@ def test_compressed_save_round_trips_exactly_and_reads_uncompressed_files(tmp_pa
 
 
 def test_equality_ignores_exactly_the_timing_keys():
-    assert TIMING_KEYS == ("wall_time", "setup_time_s")
+    assert TIMING_KEYS == ("wall_time", "setup_time_s", "timings_s")
     a = _trajectory()
     b = copy.deepcopy(a)
     b.metadata["wall_time"] = 99.0
     b.metadata["info"]["setup_time_s"] = 7.0
+    b.metadata["info"]["timings_s"] = {"steps": 3.5}  # the Adam-like limit's phases
     assert a == b
     b.metadata["info"]["samples"] = 3  # any other metadata counts
     assert a != b
@@ -216,12 +217,12 @@ def test_bad_fields_are_named():
         (dict(test_loss=np.zeros((2, 4))), ValueError, r"test_loss must have shape \(2, 3\)"),
         (dict(steps=np.arange(4)), ValueError, r"steps must have shape \(3,\)"),
         (dict(diverged=np.zeros(3)), ValueError, r"diverged must have shape \(2,\)"),
-        (dict(test_predictions=np.zeros((2, 3, 4))), ValueError, "test_predictions must have shape"),
+        (dict(test_predictions=np.zeros((2, 3, 4))), ValueError, "test predictions must have shape"),
         (dict(metadata=["regime"]), TypeError, "metadata must be a dict"),
         (dict(metadata={"wall_time": float("nan")}), ValueError, "metadata must be JSON-serializable"),
         (dict(extras=[1]), TypeError, "extras must be a dict"),
     ):
         with pytest.raises(error, match=message):
-            Trajectory(**{**fields, **change})
+            Trajectory.from_arrays(**{**fields, **change})
     with pytest.raises(TypeError, match="path must be a str"):
         good.save(None)

@@ -25,9 +25,10 @@ Baselines at t = infinity (no optimizer):
 :class:`AdamLimit` for adam/sign, an integer width :class:`Finite`.
 
 Every method gets the same checked problem and the same derived keys from
-:func:`infinite_width.solve`: ``key`` is the model key of the run (finite
-initialisations, Monte Carlo samples, NNPK networks) and ``batch_indices`` the
-shared minibatch order (None: full batch).
+:func:`infinite_width.solve`: ``keys`` are the run's keys (``keys.model``
+draws the finite initialisations, the Monte Carlo samples and the NNPK's
+networks; see ``infinite_width._src.rng.RunKeys``) and ``batch_indices`` the
+shared minibatch order (None: full batch, for which no order is built).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np
 from infinite_width import kernels, losses
 from infinite_width._src.checks import check_choice, check_int, check_nonnegative
 from infinite_width._src.numerics import DTYPES
-from infinite_width._src.rng import ensemble_keys, minibatch_indices
+from infinite_width._src.rng import RunKeys
 from infinite_width.architectures import Architecture
 from infinite_width.finite import INITS, PARAMETRIZATIONS, RATES, network, train_checked
 from infinite_width.limits import adam_limit, baselines, kernel_dynamics
@@ -101,7 +102,7 @@ class Method:
                 raise ValueError(f"{name} applies to trained methods, not to the baseline {type(self).__name__}")
 
     def run(self, problem: Problem, arch: Architecture, optimizer: Optional[Optimizer], *, steps: int,
-            record: np.ndarray, readout_only: bool, batch_indices: Optional[np.ndarray], key,
+            record: np.ndarray, readout_only: bool, batch_indices: Optional[np.ndarray], keys: RunKeys,
             progress: bool) -> Predictions:
         """Predictions of ``arch`` on ``problem`` at the steps ``record`` (R,) (checked arguments)."""
         raise NotImplementedError
@@ -187,11 +188,11 @@ class Finite(Method):
         variant = (" global-rate" if self.rates == "global" else "") + (" linearized" if self.linearized else "")
         return f"w={self.width} {optimizer.name}{variant} {_layers(readout_only)}"
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         net = network(arch, self.width, parametrization=self.parametrization, init=self.init)
         if batch_indices is None:
-            batch_indices = minibatch_indices(None, problem.n_train, None, steps)
-        init_keys, _ = ensemble_keys(key, self.seeds)
+            batch_indices = keys.minibatch_order(problem.n_train, None, steps)
+        init_keys = keys.init_keys(self.seeds)
         return train_checked(
             net, problem.x_train, problem.y_train, problem.x_test, optimizer, record,
             batch_indices.astype(np.int32), init_keys, loss_fn=losses.get(problem.loss), readout_only=readout_only,
@@ -239,7 +240,7 @@ class KernelDynamics(Method):
         if self.time == "continuous" and batch_size is not None:
             raise ValueError("KernelDynamics(time='continuous') is gradient flow on the full batch: drop batch_size")
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         kernel_fn = kernels.nngp if readout_only else kernels.ntk
         k_all = np.asarray(kernel_fn(arch, _all_points(problem), problem.x_train, dtype=self.dtype))
         return kernel_dynamics.run(
@@ -304,10 +305,10 @@ class AdamLimit(Method):
                 "use a finite width"
             )
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         result = adam_limit.simulate(
             arch, problem.x_train, problem.y_train, problem.x_test, optimizer, steps,
-            key=key, loss=problem.loss, readout_only=readout_only, batch_indices=batch_indices,
+            key=keys.model, loss=problem.loss, readout_only=readout_only, batch_indices=batch_indices,
             samples=self.samples, replicas=self.replicas, rank=self.rank, features=self.features,
             block_rows=self.block_rows, storage_dtype=self.storage_dtype, record=record, progress=progress,
         )
@@ -361,7 +362,7 @@ class Posterior(Method):
         super().check(arch, optimizer, readout_only, batch_size)
         _requires_closed_form(self, arch)
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         train, test, variance = baselines.nngp_posterior(
             kernels.nngp(arch, problem.x_train, dtype=self.dtype),
             problem.y_train,
@@ -418,10 +419,10 @@ class KernelRidge(Method):
         if self.kernel != "nnpk":
             _requires_closed_form(self, arch)
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         if self.kernel == "nnpk":
             k_all = kernels.nnpk(arch, _all_points(problem), problem.x_train, width=self.width,
-                                 networks=self.networks, key=key, normalize="mean", dtype=self.dtype)
+                                 networks=self.networks, key=keys.model, normalize="mean", dtype=self.dtype)
         else:
             kernel_fn = kernels.ntk if self.kernel == "ntk" else kernels.nngp
             k_all = kernel_fn(arch, _all_points(problem), problem.x_train, dtype=self.dtype)
