@@ -395,28 +395,30 @@ class Trajectory:
 
 
 def _read_archive(path: str):
-    """``(metadata, {name: array})`` of the zip at ``path``; a ``TrajectoryFileError`` for any damage."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {info.filename: info for info in archive.infolist()}
-            if _METADATA_MEMBER not in members:
-                raise TrajectoryFileError(f"{path}: no {_METADATA_MEMBER} member, so not a saved Trajectory")
-            metadata = json.loads(archive.read(_METADATA_MEMBER))
-            arrays = _read_arrays(path, archive, [info for name, info in members.items() if name != _METADATA_MEMBER])
-    except (TrajectoryFileError, MemoryError):
-        raise
-    except zipfile.BadZipFile as error:
-        raise TrajectoryFileError(f"{path}: truncated or corrupt archive ({error})") from error
-    except (zlib.error, EOFError) as error:
-        raise TrajectoryFileError(f"{path}: corrupt compressed data ({error})") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TrajectoryFileError(f"{path}: corrupt {_METADATA_MEMBER} ({error})") from error
-    except OSError as error:
-        if error.errno is not None:  # the file system's error (permissions, ...), which names the path
+    """``(metadata, {name: array})`` of the zip at ``path``; a ``TrajectoryFileError`` for any damage.
+
+    The file is opened first, so that the file system's errors (permissions)
+    stay what they are; every error while reading it is damage.
+    """
+    with open(path, "rb") as file:
+        try:
+            with zipfile.ZipFile(file) as archive:
+                members = {info.filename: info for info in archive.infolist()}
+                if _METADATA_MEMBER not in members:
+                    raise TrajectoryFileError(f"{path}: no {_METADATA_MEMBER} member, so not a saved Trajectory")
+                metadata = json.loads(archive.read(_METADATA_MEMBER))
+                arrays = _read_arrays(path, archive, [info for name, info in members.items()
+                                                      if name != _METADATA_MEMBER])
+        except (TrajectoryFileError, MemoryError):
             raise
-        raise TrajectoryFileError(f"{path}: unreadable array data ({error})") from error
-    except _DAMAGE as error:
-        raise TrajectoryFileError(f"{path}: corrupt archive ({type(error).__name__}: {error})") from error
+        except zipfile.BadZipFile as error:
+            raise TrajectoryFileError(f"{path}: truncated or corrupt archive ({error})") from error
+        except (zlib.error, EOFError) as error:
+            raise TrajectoryFileError(f"{path}: corrupt compressed data ({error})") from error
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise TrajectoryFileError(f"{path}: corrupt {_METADATA_MEMBER} ({error})") from error
+        except (OSError, *_DAMAGE) as error:  # an offset beyond the file (EINVAL), a bad header field, ...
+            raise TrajectoryFileError(f"{path}: corrupt archive ({type(error).__name__}: {error})") from error
     return metadata, arrays
 
 
