@@ -321,7 +321,8 @@ TRAINED = ("Finite", "KernelDynamics", "AdamLimit")
 
 
 @FUZZ
-@given(method=st.sampled_from(TRAINED), steps=st.integers(2**28 + 1, 10**12), batch_size=st.sampled_from([None, 1, 2, N]))
+@given(method=st.sampled_from(TRAINED), steps=st.integers(2**28 + 1, 10**12),
+       batch_size=st.sampled_from([None, 1, 2, N]))
 def test_huge_steps_never_build_a_full_batch_order_and_a_minibatch_order_is_refused(monkeypatch, method, steps,
                                                                                   batch_size):
     """A full batch hands the method no order at all; any minibatch order this long is refused before any work."""

@@ -147,7 +147,8 @@ class Trajectory:
         shape = (self.predictions.seeds, self.predictions.steps.size)
         for name in METRICS:
             if getattr(self, name).shape != shape:
-                raise ValueError(f"{name} must have shape {shape} (seeds, recorded steps), got {getattr(self, name).shape}")
+                raise ValueError(f"{name} must have shape {shape} (seeds, recorded steps), "
+                                 f"got {getattr(self, name).shape}")
         self.replica_metrics = _named_arrays("replica_metrics", self.replica_metrics)
         misnamed = [name for name in self.replica_metrics if not _REPLICA_METRIC.match(name)]
         misnamed += [name for name in self.predictions.extras if _REPLICA_METRIC.match(name)]
@@ -181,7 +182,8 @@ class Trajectory:
         train_loss = _metric("train_loss", train_loss)
         steps = np.asarray(steps)
         if train_loss.ndim == 2 and steps.shape != train_loss.shape[1:]:
-            raise ValueError(f"steps must have shape ({train_loss.shape[1]},) (one per recorded step), got {steps.shape}")
+            raise ValueError(f"steps must have shape ({train_loss.shape[1]},) (one per recorded step), "
+                             f"got {steps.shape}")
         info = metadata.get("info")
         predictions = Predictions(
             steps=steps, train=train_predictions, test=test_predictions, diverged=diverged,
