@@ -437,7 +437,7 @@ def test_compare_table_rows_csv_and_distances(problem, tmp_path):
     assert lines[0].split(",") == list(table.COLUMNS) and len(lines) == 4 and csv_text.splitlines() == lines
     only = compare({"f": finite, "n": ntk}, pairs=[("f", "n")]).distance_rows()
     assert len(only) == 1 and only[0]["test_distance"] == pytest.approx(expected, rel=1e-5)
-    with pytest.raises(ValueError, match="unknown trajectory name"):
+    with pytest.raises(ValueError, match="unknown trajectory 'g' in pairs; the keys are"):
         compare({"f": finite}, pairs=[("f", "g")])
     with pytest.raises(TypeError):
         compare([ntk, "x"])

@@ -57,8 +57,9 @@ def _per_record(problem: Problem, predictions, targets) -> Dict[str, np.ndarray]
     with precision_scope("float32"):
         loss = jax.vmap(loss_fn, in_axes=(0, None))(flat, targets)
         accuracy = jax.vmap(lambda f: losses.accuracy(f, targets, threshold))(flat)
-    return {"loss": np.asarray(loss, np.float64).reshape(batch_shape),
-            "accuracy": np.asarray(accuracy, np.float64).reshape(batch_shape)}
+    # np.array copies: a float64 jax result (x64 mode) would otherwise be a read-only view
+    return {"loss": np.array(loss, np.float64).reshape(batch_shape),
+            "accuracy": np.array(accuracy, np.float64).reshape(batch_shape)}
 
 
 def metrics(problem: Problem, predictions: Predictions) -> Dict[str, np.ndarray]:
