@@ -141,7 +141,7 @@ def as_key(key):
     if isinstance(key, jax.Array):  # tracers too: a key may be an argument of a jitted function
         if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
             if key.shape != ():
-                raise ValueError(f"key must be one PRNG key, got an array of {key.shape} keys")
+                raise ValueError(f"key must be a single PRNG key, got a key array of shape {key.shape}")
             return key
         if key.shape == raw_shape and key.dtype == jnp.uint32:
             return key
