@@ -35,10 +35,10 @@ from infinite_width._src.memory import GIB, available_memory
 
 __all__ = ["RunKeys", "run_keys", "minibatch_indices", "check_order_size", "MAX_ORDER_BYTES"]
 
-#: The largest minibatch order built as one array (bytes of int32 rows); larger ones are refused up front.
 MAX_ORDER_BYTES = 2**30
+"""The largest minibatch order built as one array (bytes of int32 rows); larger ones are refused up front."""
 
-#: Permutations drawn at once: chunks of about this many entries (epochs x n_train).
+# Permutations drawn at once: chunks of about this many entries (epochs x n_train).
 _CHUNK_ENTRIES = 1 << 22
 
 

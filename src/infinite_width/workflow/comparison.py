@@ -1,22 +1,24 @@
 """Side-by-side comparison of trajectories: final metrics and function-space distances.
 
-:func:`compare` builds a :class:`Comparison` of several
-:class:`~infinite_width.Trajectory` objects: one row per
+[`compare`][infinite_width.compare] builds a [`Comparison`][infinite_width.workflow.Comparison] of several
+[`Trajectory`][infinite_width.Trajectory] objects: one row per
 trajectory (final train/test loss and accuracy, mean and spread over the
 seeds that did not diverge, ``diverged`` as ``"k/S"`` seeds, Monte Carlo
 error, wall time) and one row per pair (the distance between
 their mean predictions at the last step they share). It prints as a table,
-converts to a list of dicts (:meth:`Comparison.rows`,
-:meth:`Comparison.distance_rows`) and to CSV (:meth:`Comparison.to_csv`).
+converts to a list of dicts ([`Comparison.rows`][infinite_width.workflow.comparison.Comparison.rows],
+[`Comparison.distance_rows`][infinite_width.workflow.comparison.Comparison.distance_rows]) and to CSV
+([`Comparison.to_csv`][infinite_width.workflow.comparison.Comparison.to_csv]).
 
 A baseline recorded at ``t = infinity`` (step ``-1``) is constant in time, so
 it "shares" every step of any other trajectory.
 
 Distances compare functions on the same inputs only: trajectories whose
 metadata identify different inputs of a split (``metadata["inputs"]``,
-checksums that :func:`~infinite_width.solve` records) have no distance on
-that split. :func:`distance` refuses them; a :class:`Comparison` leaves the
-split (or the pair) out and says so in its table (:meth:`Comparison.left_out`).
+checksums that [`solve`][infinite_width.solve] records) have no distance on
+that split. [`distance`][infinite_width.workflow.distance] refuses them; a
+[`Comparison`][infinite_width.workflow.Comparison] leaves the split (or the pair) out and says so in its table
+([`Comparison.left_out`][infinite_width.workflow.comparison.Comparison.left_out]).
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def _table(rows: List[Dict], columns: Sequence[str]) -> str:
 
 
 class Comparison:
-    """Final metrics of several trajectories and the distances between them (see :func:`compare`)."""
+    """Final metrics of several trajectories and the distances between them (see [`compare`][infinite_width.compare])."""
 
     COLUMNS = (
         "label", "regime", "width", "optimizer", "readout_only", "seeds", "step",
@@ -163,7 +165,7 @@ class Comparison:
         return gaps
 
     def rows(self) -> List[Dict]:
-        """One plain dict per trajectory (keys :attr:`COLUMNS`).
+        """One plain dict per trajectory (keys `COLUMNS`).
 
         Metrics are the mean and std over the seeds that did not diverge
         (NaN if all did); ``diverged`` says how many did, as the text
@@ -194,7 +196,8 @@ class Comparison:
 
         ``b`` is the reference of the relative distance. A split on which the
         two saw different inputs has no distance (None); a pair with neither,
-        or without a shared step, is left out (:meth:`left_out` says why).
+        or without a shared step, is left out ([`left_out`][infinite_width.workflow.comparison.Comparison.left_out] says
+        why).
         """
         rows = []
         for a, b in self.pairs:
@@ -249,18 +252,18 @@ def compare(trajectories, reference: Optional[Trajectory] = None, pairs=None) ->
     """Compare trajectories: final metrics (mean and std over seeds) and pairwise function-space distances.
 
     Args:
-      trajectories: a sequence of :class:`Trajectory`, or a dict of them
-        (e.g. the result of :func:`infinite_width.sweep`).
+      trajectories: a sequence of [`Trajectory`][infinite_width.Trajectory], or a dict of them
+        (e.g. the result of [`infinite_width.sweep`][]).
       reference: if given, distances are measured to it only (e.g. a limit).
       pairs: if given, distances of these ``(a, b)`` pairs only: Trajectory
         objects, or keys of ``trajectories`` when it is a dict (else their
         labels). Default: every pair.
 
     Returns:
-      a :class:`Comparison`: ``str()`` prints a table, ``.rows()`` and
+      a [`Comparison`][infinite_width.workflow.Comparison]: ``str()`` prints a table, ``.rows()`` and
       ``.distance_rows()`` give lists of dicts, ``.to_csv()`` CSV text.
       Pairs solved on different inputs are left out of the distances, and
-      the table says so (:meth:`Comparison.left_out`).
+      the table says so ([`Comparison.left_out`][infinite_width.workflow.comparison.Comparison.left_out]).
 
     Raises:
       TypeError: an object that is not a Trajectory.

@@ -1,24 +1,24 @@
-"""Losses, accuracies and divergence of :class:`~infinite_width.Predictions`: computed once, here, for every method.
+"""Losses, accuracies and divergence of [`Predictions`][infinite_width.Predictions]: computed once, here, for every method.
 
-:func:`to_trajectory` turns a method's predictions into a
-:class:`~infinite_width.Trajectory`: the losses and accuracies of every seed
-at every recorded step (:func:`metrics`), those of every Monte Carlo replica
+[`to_trajectory`][infinite_width.workflow.metrics.to_trajectory] turns a method's predictions into a
+[`Trajectory`][infinite_width.Trajectory]: the losses and accuracies of every seed
+at every recorded step ([`metrics`][infinite_width.workflow.metrics.metrics]), those of every Monte Carlo replica
 when there are replicas (``replica_metrics["replica_<split>_<metric>"]``,
-shape (R_mc, R)), and the ``diverged`` flags (:func:`diverged`).
+shape (R_mc, R)), and the ``diverged`` flags ([`diverged`][infinite_width.workflow.metrics.diverged]).
 
-One rule for divergence (:func:`diverged_records`): a seed has diverged from
-the first recorded step at which its train or test loss is NaN or Inf, or
-exceeds :data:`EXPLOSION_FACTOR` times the loss of the zero function on that
-split (what every centered model and limit starts from), or at which the
+One rule for divergence ([`diverged_records`][infinite_width.workflow.metrics.diverged_records]): a seed has diverged
+from the first recorded step at which its train or test loss is NaN or Inf, or
+exceeds [`EXPLOSION_FACTOR`][infinite_width.workflow.metrics.EXPLOSION_FACTOR] times the loss of the zero function on
+that split (what every centered model and limit starts from), or at which the
 method itself saw it diverge. From that step on its accuracies are NaN (a
 diverged model classifies nothing), and every summary (``Trajectory.final``,
-``metric``, the tables of :func:`~infinite_width.workflow.compare`) leaves
+``metric``, the tables of [`compare`][infinite_width.compare]) leaves
 the seed out; its losses are kept as computed, to show how it diverged.
 
 A single output (k = 1) is classified by the side of the threshold halfway
 between the smallest and the largest training target (0 for labels in
 {-1, +1}, 0.5 for labels in {0, 1}; see
-:func:`infinite_width.losses.accuracy`), on both splits.
+[`infinite_width.losses.accuracy`][]), on both splits.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from infinite_width.workflow.trajectory import Trajectory
 
 __all__ = ["metrics", "diverged", "diverged_records", "to_trajectory", "EXPLOSION_FACTOR"]
 
-#: A loss above this many times that of the zero function on its split has exploded (see :func:`diverged`).
 EXPLOSION_FACTOR = 1e4
+"""A loss above this many times that of the zero function on its split has exploded (see [`diverged`][infinite_width.workflow.metrics.diverged])."""
 
-#: Raw replica predictions stay in :class:`Predictions`; a trajectory keeps their metrics.
+# Raw replica predictions stay in `Predictions`; a trajectory keeps their metrics.
 _REPLICA_PREDICTIONS = {"replica_train": "train", "replica_test": "test"}
 
 
@@ -66,7 +66,7 @@ def metrics(problem: Problem, predictions: Predictions) -> Dict[str, np.ndarray]
     """``train_loss``, ``test_loss``, ``train_accuracy``, ``test_accuracy``: each (S, R), float64.
 
     As computed from the predictions, before the divergence rule (see
-    :func:`to_trajectory`) sets the accuracies of diverged records to NaN.
+    [`to_trajectory`][infinite_width.workflow.metrics.to_trajectory]) sets the accuracies of diverged records to NaN.
     """
     out = {}
     for split, values, targets in (("train", predictions.train, problem.y_train),
@@ -79,7 +79,7 @@ def metrics(problem: Problem, predictions: Predictions) -> Dict[str, np.ndarray]
 def diverged_records(problem: Problem, predictions: Predictions, values: Dict[str, np.ndarray]) -> np.ndarray:
     """(S, R) True at and after the first recorded step at which a seed diverged (the rule of the module docstring).
 
-    ``values`` are the :func:`metrics` of ``predictions``. The method's own
+    ``values`` are the [`metrics`][infinite_width.workflow.metrics.metrics] of ``predictions``. The method's own
     verdict counts from its ``first_nonfinite_step`` (from the last recorded
     step when it names none).
     """
@@ -97,14 +97,14 @@ def diverged_records(problem: Problem, predictions: Predictions, values: Dict[st
 
 
 def diverged(problem: Problem, predictions: Predictions, values: Dict[str, np.ndarray]) -> np.ndarray:
-    """(S,) True for the seeds that diverged at some recorded step (:func:`diverged_records`)."""
+    """(S,) True for the seeds that diverged at some recorded step ([`diverged_records`][infinite_width.workflow.metrics.diverged_records])."""
     return diverged_records(problem, predictions, values).any(axis=1)
 
 
 def to_trajectory(problem: Problem, predictions: Predictions, metadata: dict) -> Trajectory:
-    """The :class:`Trajectory` of ``predictions`` on ``problem``: metrics computed here, predictions as float32.
+    """The [`Trajectory`][infinite_width.Trajectory] of ``predictions`` on ``problem``: metrics computed here, predictions as float32.
 
-    The trajectory's predictions carry the verdict of :func:`diverged`, and
+    The trajectory's predictions carry the verdict of [`diverged`][infinite_width.workflow.metrics.diverged], and
     the accuracies of every diverged record are NaN.
     """
     values = metrics(problem, predictions)

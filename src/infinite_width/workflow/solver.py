@@ -1,23 +1,18 @@
-"""One entry point for every method: :func:`solve` a :class:`~infinite_width.Problem`.
+"""One entry point for every method: [`solve`][infinite_width.solve] a [`Problem`][infinite_width.Problem].
 
 ``solve(problem, arch, method, optimizer, steps=...)`` runs a method object
-(:mod:`infinite_width.workflow.methods`) and returns a
-:class:`~infinite_width.Trajectory` of the same layout whatever the method.
-``width=`` is a shortcut that picks the method (:func:`method_for`):
+([`infinite_width.workflow.methods`][]) and returns a
+[`Trajectory`][infinite_width.Trajectory] of the same layout whatever the method.
+``width=`` is a shortcut that picks the method ([`method_for`][infinite_width.workflow.method_for]):
 
-=====================  ==================  =================  ===========================================
-method                 optimizer           ``readout_only``   what is computed
-=====================  ==================  =================  ===========================================
-``Finite(width)``      any                 either             optax training of ``seeds`` networks
-                                                              (:mod:`infinite_width.finite`)
-``KernelDynamics()``   sgd / momentum      False              NTK gradient descent
-                                                              (:mod:`infinite_width.limits.kernel_dynamics`)
-``KernelDynamics()``   sgd / momentum      True               NNGP-kernel gradient descent (``K^{L+1}``)
-``AdamLimit()``        adam / sign         either             the Adam-like limit by Monte Carlo (MLPs;
-                       (sgd / momentum)                       :mod:`infinite_width.limits.adam_limit`)
-``Posterior()``        none                --                 NNGP posterior mean and variance, t = infinity
-``KernelRidge(...)``   none                --                 kernel ridge regression (NTK, NNGP or NNPK)
-=====================  ==================  =================  ===========================================
+| method | optimizer | ``readout_only`` | what is computed |
+|---|---|---|---|
+| ``Finite(width)`` | any | either | optax training of ``seeds`` networks ([`infinite_width.finite`][]) |
+| ``KernelDynamics()`` | sgd / momentum | False | NTK gradient descent ([`infinite_width.limits.kernel_dynamics`][]) |
+| ``KernelDynamics()`` | sgd / momentum | True | NNGP-kernel gradient descent (``K^{L+1}``) |
+| ``AdamLimit()`` | adam / sign (sgd / momentum) | either | the Adam-like limit by Monte Carlo (MLPs; [`infinite_width.limits.adam_limit`][]) |
+| ``Posterior()`` | none | -- | NNGP posterior mean and variance, t = infinity |
+| ``KernelRidge(...)`` | none | -- | kernel ridge regression (NTK, NNGP or NNPK) |
 
 ``width=math.inf`` means ``KernelDynamics()`` for sgd/momentum and
 ``AdamLimit()`` for adam/sign; an integer width means ``Finite(width)``.
@@ -28,14 +23,14 @@ Conventions that make the methods comparable:
   by default (``f - f_0``, ``Finite(..., centered=True)``);
 * one ``key`` gives one minibatch order, shared by every method solved with
   that key: the package's one key derivation, done once here, splits it into
-  ``(model, batch)`` keys; the order is :func:`minibatch_order` (drawn from
+  ``(model, batch)`` keys; the order is [`minibatch_order`][infinite_width.workflow.minibatch_order] (drawn from
   ``batch``; full batch needs none), and the finite networks' initialisations
-  (``jax.random.split(model, seeds)``, as :func:`infinite_width.finite.train`
+  (``jax.random.split(model, seeds)``, as [`infinite_width.finite.train`][]
   draws them for the same key), the Monte Carlo samples and the NNPK's
   networks use ``model``;
-* the recorded steps come from one policy, :class:`~infinite_width.workflow.Record`;
+* the recorded steps come from one policy, [`Record`][infinite_width.Record];
 * losses, accuracies and divergence are computed once from the predictions
-  (:mod:`infinite_width.workflow.metrics`).
+  ([`infinite_width.workflow.metrics`][]).
 """
 
 from __future__ import annotations
@@ -117,13 +112,13 @@ def minibatch_order(key, n_train: int, batch_size: Optional[int], steps: int) ->
     With minibatches a trained model, its limits included, depends on the order,
     so estimates compared with each other must share one: to draw independent
     Monte Carlo samples of the Adam-like limit on one order, pass it to
-    :func:`infinite_width.limits.adam_limit.simulate` (``batch_indices=``) with
+    [`infinite_width.limits.adam_limit.simulate`][] (``batch_indices=``) with
     different keys. Each epoch is a fresh permutation of the ``n_train`` rows;
     ``batch_size=None`` means full batch (every row, every step; the methods
     themselves need no such array).
 
     Args:
-      key: the run's key, as given to :func:`solve` (an int seed, a
+      key: the run's key, as given to [`solve`][infinite_width.solve] (an int seed, a
         ``numpy.random.Generator`` or a jax PRNG key).
       n_train: the number of training points N.
       batch_size: rows per step, in [1, N], or None (full batch).
@@ -204,7 +199,7 @@ def _metadata(problem, arch, method, optimizer, *, steps, record, readout_only, 
 
 @dataclasses.dataclass(frozen=True)
 class _Checked:
-    """What :func:`solve` runs, every argument checked."""
+    """What [`solve`][infinite_width.solve] runs, every argument checked."""
 
     method: Method
     steps: int
@@ -240,16 +235,16 @@ def _check_arguments(problem, arch, method, optimizer, *, width, steps, readout_
 
 def check_solve_arguments(problem, arch, method=None, optimizer=None, *, width=None, steps=100, readout_only=False,
                           batch_size=None, record=None, key=0, label=None, progress=True) -> None:
-    """Check the arguments of a :func:`solve` call as :func:`solve` does, without computing anything.
+    """Check the arguments of a [`solve`][infinite_width.solve] call as [`solve`][infinite_width.solve] does, without computing anything.
 
-    Takes :func:`solve`'s arguments (see there) and raises what it would raise
+    Takes [`solve`][infinite_width.solve]'s arguments (see there) and raises what it would raise
     before starting (a ``numpy.random.Generator`` given as ``key`` is not drawn
-    from); :func:`infinite_width.sweep` checks every job with it before it
+    from); [`infinite_width.sweep`][] checks every job with it before it
     runs the first.
 
     Raises:
       TypeError: an argument of the wrong kind (named in the message).
-      ValueError: a value :func:`solve` refuses (named in the message).
+      ValueError: a value [`solve`][infinite_width.solve] refuses (named in the message).
       MemoryError: the minibatch order would not fit.
     """
     _check_arguments(problem, arch, method, optimizer, width=width, steps=steps, readout_only=readout_only,
@@ -271,37 +266,37 @@ def solve(
     label: Optional[str] = None,
     progress: bool = True,
 ) -> Trajectory:
-    """Solve ``problem`` with ``arch`` by ``method`` (or the method ``width`` picks); returns a :class:`Trajectory`.
+    """Solve ``problem`` with ``arch`` by ``method`` (or the method ``width`` picks); returns a [`Trajectory`][infinite_width.Trajectory].
 
     Args:
-      problem: the data and loss (:class:`~infinite_width.Problem`).
+      problem: the data and loss ([`Problem`][infinite_width.Problem]).
       arch: the architecture; its ``out_dim`` must equal the problem's k.
-      method: a method object: :class:`~infinite_width.Finite`,
-        :class:`~infinite_width.KernelDynamics`, :class:`~infinite_width.AdamLimit`,
-        :class:`~infinite_width.Posterior` or :class:`~infinite_width.KernelRidge`.
-      optimizer: :func:`infinite_width.optim.sgd`, ``momentum``, ``adam`` or
+      method: a method object: [`Finite`][infinite_width.Finite],
+        [`KernelDynamics`][infinite_width.KernelDynamics], [`AdamLimit`][infinite_width.AdamLimit],
+        [`Posterior`][infinite_width.Posterior] or [`KernelRidge`][infinite_width.KernelRidge].
+      optimizer: [`infinite_width.optim.sgd`][], ``momentum``, ``adam`` or
         ``sign`` for trained methods; None for the baselines.
       width: instead of ``method``: ``math.inf`` (the limit of ``optimizer``)
-        or an int (``Finite(width)``), see :func:`~infinite_width.workflow.method_for`.
+        or an int (``Finite(width)``), see [`method_for`][infinite_width.workflow.method_for].
       steps: number of optimizer steps (trained methods).
       readout_only: train the readout layer only (feature learning disabled);
         default every layer.
       batch_size: minibatch rows per step; None means full batch.
-      record: the recorded steps: a :class:`~infinite_width.workflow.Record`,
+      record: the recorded steps: a [`Record`][infinite_width.Record],
         an int (``Record(count=...)``), a sequence of steps
         (``Record(at=...)``) or None (``Record()``: every step up to 100
         steps, else 101 evenly spaced).
       key: an int seed in [0, 2**64), a ``numpy.random.Generator`` (a seed
         is drawn from it) or a jax PRNG key; the same key gives the same
         trajectory and, across methods, the same minibatch order (and, with
-        ``Finite``, the networks :func:`infinite_width.finite.train` trains
+        ``Finite``, the networks [`infinite_width.finite.train`][] trains
         for that key). None means 0.
       label: name in tables and legends (default: from method, optimizer and
         ``readout_only``).
       progress: show tqdm progress bars on long runs.
 
     Returns:
-      a :class:`~infinite_width.Trajectory`: predictions (S, R, N, k) and
+      a [`Trajectory`][infinite_width.Trajectory]: predictions (S, R, N, k) and
       (S, R, Nt, k), metrics (S, R), ``diverged`` (S,), metadata with the
       regime, the method and its options, the optimizer and its
       hyper-parameters, ``readout_only``, the wall time, versions and device.

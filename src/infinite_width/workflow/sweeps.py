@@ -1,6 +1,6 @@
-"""Resumable batches of solves: width sweeps and any other set of :func:`~infinite_width.solve` calls.
+"""Resumable batches of solves: width sweeps and any other set of [`solve`][infinite_width.solve] calls.
 
-:func:`sweep` runs named jobs (each a dict of :func:`solve` arguments) and
+[`sweep`][infinite_width.sweep] runs named jobs (each a dict of [`solve`][infinite_width.solve] arguments) and
 writes every finished trajectory at once to ``out_dir/<name>.npz``
 (atomically: temporary file, then ``os.replace``). Run again after a crash or
 a kill, it loads the finished jobs instead of recomputing them and computes
@@ -12,13 +12,13 @@ in ``metadata["job"]``; a file whose fingerprint does not match the job of
 the same name (the job changed) is recomputed, with a warning, and so is a
 file that cannot be read (truncated, corrupt: the warning names it).
 
-Before the first job the sweep checks every job as :func:`solve` would
-(:func:`~infinite_width.workflow.solver.check_solve_arguments`: a bad
+Before the first job the sweep checks every job as [`solve`][infinite_width.solve] would
+([`check_solve_arguments`][infinite_width.workflow.solver.check_solve_arguments]: a bad
 argument of the last job fails at once, not after the others have run),
 proves that ``out_dir`` is writable and that every job's file can be saved
 there (a read-only folder, a name too long for the file system, a folder in
 the way of a result), and removes orphan temporary files left there by saves
-that were killed before this sweep started (:mod:`infinite_width._src.files`).
+that were killed before this sweep started (`infinite_width._src.files`).
 """
 
 from __future__ import annotations
@@ -71,13 +71,13 @@ def _describe(value):
 
 
 def job_fingerprint(job: Mapping) -> str:
-    """A hash of a job's :func:`solve` arguments (arrays by content), stable across runs."""
+    """A hash of a job's [`solve`][infinite_width.solve] arguments (arrays by content), stable across runs."""
     text = json.dumps({k: _describe(v) for k, v in sorted(job.items()) if k != "progress"}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _job_width(width):
-    """A width of :func:`width_jobs`: ``math.inf``, or an integer >= 1 (an integral float such as 64.0 too)."""
+    """A width of [`width_jobs`][infinite_width.width_jobs]: ``math.inf``, or an integer >= 1 (an integral float such as 64.0 too)."""
     if isinstance(width, (float, np.floating)) and width == math.inf:
         return math.inf
     if isinstance(width, (bool, np.bool_)) or not isinstance(width, (int, float, np.integer, np.floating)):
@@ -91,14 +91,14 @@ def width_jobs(widths, name: str = "w", *, seeds: int = 1, **solve_arguments) ->
     """One job per width, named ``f"{name}{width}"`` (``math.inf``: ``{name}inf``), with ``solve_arguments``.
 
     An integer width solves ``Finite(width, seeds=seeds)``; ``math.inf`` the
-    limit of the optimizer (the ``width=math.inf`` shortcut of :func:`solve`).
+    limit of the optimizer (the ``width=math.inf`` shortcut of [`solve`][infinite_width.solve]).
 
     Args:
       widths: integers >= 1 (integral floats such as 64.0 are read as 64) or
         ``math.inf``, each once.
       name: the prefix of the job names.
       seeds: the seeds of each finite width.
-      **solve_arguments: every other argument of :func:`solve`.
+      **solve_arguments: every other argument of [`solve`][infinite_width.solve].
 
     Raises:
       TypeError: a width that is not a number, a name that is not a string.
@@ -118,7 +118,7 @@ def width_jobs(widths, name: str = "w", *, seeds: int = 1, **solve_arguments) ->
 
 
 def _checked_jobs(jobs: Mapping[str, Mapping]) -> None:
-    """Every job's name and arguments, checked as :func:`solve` would, before any job runs."""
+    """Every job's name and arguments, checked as [`solve`][infinite_width.solve] would, before any job runs."""
     if not isinstance(jobs, Mapping):
         raise TypeError(f"jobs must be a mapping of names to solve arguments, got {type(jobs).__name__}")
     for name, job in jobs.items():
@@ -163,7 +163,7 @@ def sweep(jobs: Mapping[str, Mapping], out_dir, *, progress: bool = True) -> Dic
 
     Raises:
       TypeError: a job or job name of the wrong kind, or an argument
-        :func:`solve` refuses as such (the job named), before any job runs.
+        [`solve`][infinite_width.solve] refuses as such (the job named), before any job runs.
       ValueError: a bad job name or argument (the job named), before any job runs.
       MemoryError: a job's minibatch order would not fit (the job named),
         before any job runs.

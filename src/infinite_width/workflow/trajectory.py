@@ -1,15 +1,15 @@
 """The result of one solve: its predictions, losses and accuracies at recorded steps, with metadata.
 
-Every regime of :func:`infinite_width.solve` returns a :class:`Trajectory`
+Every regime of [`infinite_width.solve`][] returns a [`Trajectory`][infinite_width.Trajectory]
 of the same layout, so that they can be compared, plotted and saved alike.
-A trajectory holds the method's :class:`~infinite_width.Predictions`
-(``traj.predictions``) and what :mod:`infinite_width.workflow.metrics`
+A trajectory holds the method's [`Predictions`][infinite_width.Predictions]
+(``traj.predictions``) and what [`infinite_width.workflow.metrics`][]
 computed from them.
 
 Shapes (``S`` seeds, ``R`` recorded steps, ``N``/``Nt`` train/test points,
 ``k`` outputs):
 
-* ``predictions``: the :class:`~infinite_width.Predictions`, whose fields
+* ``predictions``: the [`Predictions`][infinite_width.Predictions], whose fields
   are also attributes of the trajectory: ``steps`` (R,) int (a
   non-dynamical baseline has one recorded step, ``-1``, meaning ``t =
   infinity``), ``train_predictions`` (S, R, N, k) and ``test_predictions``
@@ -18,7 +18,7 @@ Shapes (``S`` seeds, ``R`` recorded steps, ``N``/``Nt`` train/test points,
   limit the mean over samples), ``train_stderr`` (R, N, k) and
   ``test_stderr`` (R, Nt, k) (Monte Carlo standard errors, or None), and
   ``diverged`` (S,) bool, the verdict of the metrics (see
-  :func:`infinite_width.workflow.metrics.diverged`);
+  [`infinite_width.workflow.metrics.diverged`][]);
 * ``train_loss``, ``test_loss``, ``train_accuracy``, ``test_accuracy`` (S, R);
 * ``replica_metrics``: the same per Monte Carlo replica of the Adam-like
   limit, ``replica_<split>_<metric>`` (R_mc, R);
@@ -27,15 +27,15 @@ Shapes (``S`` seeds, ``R`` recorded steps, ``N``/``Nt`` train/test points,
 * ``metadata``: a JSON-serializable dict (regime, label, architecture,
   optimizer, width, wall time, versions, device, ...).
 
-:meth:`Trajectory.save` writes one compressed ``.npz`` file (the arrays,
+[`Trajectory.save`][infinite_width.workflow.trajectory.Trajectory.save] writes one compressed ``.npz`` file (the arrays,
 and the metadata as a ``metadata.json`` member of the same zip archive)
-atomically; :meth:`Trajectory.load` reads it back exactly (and reads the
-files of earlier versions), and raises :class:`TrajectoryFileError` naming
+atomically; [`Trajectory.load`][infinite_width.workflow.trajectory.Trajectory.load] reads it back exactly (and reads the
+files of earlier versions), and raises [`TrajectoryFileError`][infinite_width.workflow.TrajectoryFileError] naming
 the file for anything it cannot read, before allocating arrays that a
 corrupt header claims.
 
 ``==`` compares every array (dtype and values, NaN equal to NaN) and the
-metadata except the measured durations :data:`TIMING_KEYS`, so two
+metadata except the measured durations [`TIMING_KEYS`][infinite_width.workflow.TIMING_KEYS], so two
 identical solves compare equal.
 """
 
@@ -60,27 +60,27 @@ from infinite_width.predictions import STATIC_STEP, Predictions, bool_array
 
 __all__ = ["Trajectory", "TrajectoryFileError", "STATIC_STEP", "TIMING_KEYS"]
 
-#: Metadata keys holding measured durations (seconds), ignored by ``Trajectory ==`` wherever they
-#: occur in the metadata (top level or nested dicts): ``wall_time`` (the whole solve),
-#: ``setup_time_s`` (setup before the first step) and ``timings_s`` (the Adam-like limit's phases).
-#: They differ between two runs of the same solve.
 TIMING_KEYS = ("wall_time", "setup_time_s", "timings_s")
+"""Metadata keys holding measured durations (seconds), ignored by ``Trajectory ==`` wherever they
+occur in the metadata (top level or nested dicts): ``wall_time`` (the whole solve),
+``setup_time_s`` (setup before the first step) and ``timings_s`` (the Adam-like limit's phases).
+They differ between two runs of the same solve."""
 
 METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
-#: The arrays of a file, in the order of :meth:`Trajectory.from_arrays`.
+# The arrays of a file, in the order of `Trajectory.from_arrays`.
 _ARRAYS = ("steps", "train_predictions", "test_predictions") + METRICS + ("diverged",)
 _OPTIONAL = ("train_stderr", "test_stderr", "first_nonfinite_step")
 _EXTRA = "extra__"
 _METADATA_MEMBER = "metadata.json"
-#: The replica metrics' names; a file keeps them among the extras.
+# The replica metrics' names; a file keeps them among the extras.
 _REPLICA_METRIC = re.compile(r"^replica_(train|test)_(loss|accuracy)$")
-#: What the zip and npy readers raise for damaged bytes (a flipped bit in a header field, a bad length, ...).
+# What the zip and npy readers raise for damaged bytes (a flipped bit in a header field, a bad length, ...).
 _DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, RuntimeError, NotImplementedError, struct.error,
            KeyError, IndexError, OverflowError, UnicodeDecodeError)
 
 
 class TrajectoryFileError(ValueError):
-    """A file that :meth:`Trajectory.load` cannot read: truncated, partial, corrupt or not a trajectory.
+    """A file that [`Trajectory.load`][infinite_width.workflow.trajectory.Trajectory.load] cannot read: truncated, partial, corrupt or not a trajectory.
 
     The message starts with the file's path and says what is wrong.
     """
@@ -119,14 +119,15 @@ class Trajectory:
     """The predictions of one solve and their metrics at the recorded steps (shapes in the module docstring).
 
     Attributes:
-      predictions: the method's :class:`~infinite_width.Predictions`, with
+      predictions: the method's [`Predictions`][infinite_width.Predictions], with
         ``diverged`` set to the verdict of the metrics.
       train_loss, test_loss, train_accuracy, test_accuracy: (S, R) arrays.
       replica_metrics: ``{"replica_<split>_<metric>": (R_mc, R)}`` of the
         Adam-like limit's Monte Carlo replicas (empty otherwise).
       metadata: a JSON-serializable dict.
 
-    :meth:`from_arrays` builds one from plain arrays, the layout of a file.
+    [`from_arrays`][infinite_width.workflow.trajectory.Trajectory.from_arrays] builds one from plain arrays, the layout
+    of a file.
     """
 
     predictions: Predictions
@@ -223,7 +224,7 @@ class Trajectory:
 
     @property
     def diverged(self) -> np.ndarray:
-        """(S,) True for the seeds that diverged (see :func:`infinite_width.workflow.metrics.diverged`)."""
+        """(S,) True for the seeds that diverged (see [`infinite_width.workflow.metrics.diverged`][])."""
         return self.predictions.diverged
 
     @property
@@ -309,7 +310,7 @@ class Trajectory:
     # ---- equality, saving, loading ----------------------------------------
 
     def _arrays(self) -> Dict[str, np.ndarray]:
-        """The arrays of a file: those of :meth:`from_arrays`, and the extras as ``extra__<name>``."""
+        """The arrays of a file: those of [`from_arrays`][infinite_width.workflow.trajectory.Trajectory.from_arrays], and the extras as ``extra__<name>``."""
         arrays = {name: getattr(self, name) for name in _ARRAYS}
         arrays["first_nonfinite_step"] = self.predictions.first_nonfinite_step
         for name in ("train_stderr", "test_stderr"):
@@ -319,7 +320,7 @@ class Trajectory:
         return arrays
 
     def __eq__(self, other) -> bool:
-        """Same arrays (dtypes and values, NaN == NaN) and same metadata apart from :data:`TIMING_KEYS`."""
+        """Same arrays (dtypes and values, NaN == NaN) and same metadata apart from [`TIMING_KEYS`][infinite_width.workflow.TIMING_KEYS]."""
         if not isinstance(other, Trajectory):
             return NotImplemented
         mine, theirs = self._arrays(), other._arrays()
@@ -340,7 +341,7 @@ class Trajectory:
         folder and moved into place with ``os.replace``, so a reader (or a
         resumed sweep) never sees a partial file, even if the process is
         killed; orphan temporaries of killed saves are removed by later saves
-        (:mod:`infinite_width._src.files`). The file gets the usual
+        (`infinite_width._src.files`). The file gets the usual
         permissions (0o666 minus the umask).
 
         Args:
@@ -368,7 +369,7 @@ class Trajectory:
 
     @classmethod
     def load(cls, path) -> "Trajectory":
-        """Read a trajectory written by :meth:`save` (``.npz`` appended if ``path`` has no such file).
+        """Read a trajectory written by [`save`][infinite_width.workflow.trajectory.Trajectory.save] (``.npz`` appended if ``path`` has no such file).
 
         Files written by earlier versions load too. Every member's header is
         checked against the bytes it holds before an array is allocated.
@@ -377,7 +378,7 @@ class Trajectory:
           path: the file (str or os.PathLike).
 
         Returns:
-          the :class:`Trajectory`, equal to the one saved.
+          the [`Trajectory`][infinite_width.Trajectory], equal to the one saved.
 
         Raises:
           FileNotFoundError: no such file.

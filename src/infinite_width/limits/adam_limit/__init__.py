@@ -1,15 +1,20 @@
 """The Adam-like infinite-width limit (docs/theory.md, sections 5-7).
 
-* :func:`simulate` — Monte Carlo engine for MLPs, any optimizer of
-  :mod:`infinite_width.optim`, any loss, full batch or minibatches
-  (:mod:`infinite_width.limits.adam_limit.engine`; lazy steps that read only the
-  batch rows, :mod:`~infinite_width.limits.adam_limit.step`);
-* :func:`estimate_memory` — bytes a configuration needs, checked before allocating;
-* :func:`sampling_root`, :func:`pivoted_root` — (truncated) pivoted Cholesky
-  roots of layer kernels, used to draw the fields;
-* exact special cases (docs/theory.md, section 6, :mod:`infinite_width.limits.adam_limit.exact`):
-  :func:`sign_kernel`, :func:`sign_dynamics`, :func:`sign_sgd_dynamics`,
-  :func:`normalized_readout_dynamics` and their Gaussian integrals.
+* [`simulate`][infinite_width.limits.adam_limit.simulate] — Monte Carlo engine for MLPs, any optimizer of
+  [`infinite_width.optim`][], any loss, full batch or minibatches
+  ([`infinite_width.limits.adam_limit.engine`][]; lazy steps that read only the
+  batch rows, [`step`][infinite_width.limits.adam_limit.step]);
+* [`estimate_memory`][infinite_width.limits.adam_limit.estimate_memory] — bytes a configuration needs, checked before
+  allocating;
+* [`sampling_root`][infinite_width.limits.adam_limit.sampling_root],
+  [`pivoted_root`][infinite_width.limits.adam_limit.pivoted_root] — (truncated) pivoted Cholesky roots of layer kernels,
+  used to draw the fields;
+* exact special cases (docs/theory.md, section 6, [`infinite_width.limits.adam_limit.exact`][]):
+  [`sign_kernel`][infinite_width.limits.adam_limit.sign_kernel],
+  [`sign_dynamics`][infinite_width.limits.adam_limit.sign_dynamics],
+  [`sign_sgd_dynamics`][infinite_width.limits.adam_limit.sign_sgd_dynamics],
+  [`normalized_readout_dynamics`][infinite_width.limits.adam_limit.normalized_readout_dynamics] and their Gaussian
+  integrals.
 """
 
 from infinite_width.limits.adam_limit.engine import STORAGE_DTYPES, LimitResult, simulate

@@ -1,24 +1,24 @@
 """Monte Carlo engine of the Adam-like infinite-width limit of MLPs (docs/theory.md, sections 5 and 7).
 
-:func:`simulate` trains the limit with any optimizer of :mod:`infinite_width.optim`
-and any loss of :mod:`infinite_width.losses`, full batch or minibatches. The
-terms it estimates are those of :mod:`~infinite_width.limits.adam_limit.terms`; M
+[`simulate`][infinite_width.limits.adam_limit.simulate] trains the limit with any optimizer of
+[`infinite_width.optim`][] and any loss of [`infinite_width.losses`][], full batch or minibatches. The
+terms it estimates are those of [`terms`][infinite_width.limits.adam_limit.terms]; M
 samples are split into R independent replicas of C = M / R samples (each a
 full run), giving the mean and standard error of every prediction.
 
 How (docs/theory.md, section 7):
 
-1. *Fields* (:mod:`~infinite_width.limits.adam_limit.fields`): per sample, the
+1. *Fields* ([`fields`][infinite_width.limits.adam_limit.fields]): per sample, the
    pre-activations ``h^l`` of every layer and the backward fields ``z^l_c``
    (l < L) on all P = N_train + N_test points, drawn once. ``h^1`` comes
    exactly from input weights (``K^1`` has rank d + 1), ``z^L`` is k numbers
    per sample (``B^{L+1} = 1``), ``phi(h)`` and ``phi'(h)`` both come from
    the stored ``h``. The other fields come from pivoted Cholesky roots of
-   their P x P kernels (:mod:`~infinite_width.limits.adam_limit.roots`), exact, or,
+   their P x P kernels ([`roots`][infinite_width.limits.adam_limit.roots]), exact, or,
    above ``rank + features`` columns, the leading ``rank`` columns plus
    per-replica random features of the residual, which keep the covariance
-   right in expectation (:mod:`~infinite_width.limits.adam_limit.features`).
-2. *Lazy steps* (:mod:`~infinite_width.limits.adam_limit.step`): the network is
+   right in expectation ([`features`][infinite_width.limits.adam_limit.features]).
+2. *Lazy steps* ([`step`][infinite_width.limits.adam_limit.step]): the network is
    lazy, so ``f_t = f_0 - sum_terms coef mean_m U V A_m`` with ``A_m`` each
    sample's accumulated update; a step reads the fields on its batch rows
    only. Predictions on all points are computed at recorded steps. This is
@@ -40,15 +40,15 @@ bfloat16 with ``storage_dtype="bfloat16"``):
 * time of the T steps: O(T M B (L + (L - 1) k + k)), plus
   O(T_rec M P (L + (L - 1) k + k)) for the predictions on all points;
 * memory (the largest of three phases, see
-  :mod:`~infinite_width.limits.adam_limit.memory`): stored fields
+  [`memory`][infinite_width.limits.adam_limit.memory]): stored fields
   ``M P (L + (L - 1) k)`` numbers (+ ``M (k + 1)``), accumulators and
   optimizer state O(M (2 L + k)(s + 4)), step temporaries
   O(M block_rows (3 L + 2 (L - 1) k)); float32 roots O(P r' (L - 1))
   (R copies when truncated); while the roots are computed, P^2 float64 per
   field kernel (O(P^2 L)); while the fields are drawn, one replica's latent
   normals O((d + 1 + (L - 1)(1 + k) r') M / R).
-  :func:`~infinite_width.limits.adam_limit.memory.estimate_memory` counts
-  every part and :func:`simulate` refuses a run that does not fit, naming a
+  [`estimate_memory`][infinite_width.limits.adam_limit.estimate_memory] counts
+  every part and [`simulate`][infinite_width.limits.adam_limit.simulate] refuses a run that does not fit, naming a
   sample count that does.
 
 Measured (docs/BENCHMARKS.md, section "Adam-like limit"; 2-core CPU, MNIST
@@ -63,7 +63,7 @@ Scale-out: the sample axis is sharded over ``devices`` with a one-axis
 sample; sums over samples become cross-device reductions); the same key gives
 the same draws on any number of devices. Across several hosts, start every
 process with ``jax.distributed.initialize(coordinator_address, num_processes,
-process_id)`` and call :func:`simulate` with the same arguments on each, with
+process_id)`` and call [`simulate`][infinite_width.limits.adam_limit.simulate] with the same arguments on each, with
 ``devices=jax.devices()`` (all hosts' devices): every process then draws and
 steps its own samples, and the recorded predictions (replicated) are read on
 each host. The host-side parts (layer kernels, LAPACK roots) are repeated on
@@ -128,7 +128,7 @@ class LimitResult:
         a truncated root drops (0 for exact roots).
       storage_dtype: dtype of the stored fields.
       devices: number of devices the samples were sharded over.
-      memory: the :class:`MemoryEstimate` checked before allocating.
+      memory: the [`MemoryEstimate`][infinite_width.limits.adam_limit.MemoryEstimate] checked before allocating.
       setup_time_s: kernels, roots and sampling; wall_time_s: the whole call.
       timings: seconds of each stage: ``roots`` (layer kernels and their
         pivoted Cholesky factors), ``features`` (per-replica roots),
@@ -253,13 +253,14 @@ def _plan_memory(arch, problem, samples, replicas, root_width, storage_dtype, re
 
 @dataclasses.dataclass(frozen=True)
 class SampledFields:
-    """The random fields of a run and what they are for (see :func:`sample_fields`).
+    """The random fields of a run and what they are for (see [`sample_fields`][infinite_width.limits.adam_limit.engine.sample_fields]).
 
     Attributes:
       fields: ``{"h<l>": (P, R, C), "z<l>": (P, R, k, C), "zeta": (R, k, C),
-        "coordinate": (R, C)}`` (:mod:`~infinite_width.limits.adam_limit.fields`).
-      layout: their :class:`~infinite_width.limits.adam_limit.fields.FieldLayout`.
-      terms, output_coefficient: the limit's terms (:func:`~infinite_width.limits.adam_limit.terms.limit_terms`).
+        "coordinate": (R, C)}`` ([`fields`][infinite_width.limits.adam_limit.fields]).
+      layout: their [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout].
+      terms, output_coefficient: the limit's terms
+        ([`limit_terms`][infinite_width.limits.adam_limit.terms.limit_terms]).
       ranks, residual_fractions: per root field, its rank and the fraction of variance truncation dropped.
       timings: seconds spent on ``roots``, ``features`` and ``fields``.
     """
@@ -279,7 +280,7 @@ def field_roots(arch, x_all, layout, rank: Optional[int], features: int):
     With ``rank=None`` every root is exact (LAPACK). Otherwise only the first
     ``rank + features + 1`` columns are computed (O(P r'^2)): enough to tell
     whether a root is truncated and to draw it; the roots whose exact draws
-    make features (:func:`~infinite_width.limits.adam_limit.features.feature_sources`)
+    make features ([`feature_sources`][infinite_width.limits.adam_limit.features.feature_sources])
     are then factorized completely.
     """
     W_std, _ = layer_scales(arch)
@@ -298,9 +299,9 @@ def field_roots(arch, x_all, layout, rank: Optional[int], features: int):
 def sample_fields(arch: Architecture, x_all, *, key, samples: int, replicas: int, readout_only: bool = False,
                   linear: bool = False, rank: Optional[int] = DEFAULT_RANK, features: int = DEFAULT_FEATURES,
                   storage_dtype: str = "float32", devices=None) -> SampledFields:
-    """The fields :func:`simulate` draws for the same arguments (``x_all`` (P, d): train rows, then test rows).
+    """The fields [`simulate`][infinite_width.limits.adam_limit.simulate] draws for the same arguments (``x_all`` (P, d): train rows, then test rows).
 
-    ``key`` is :func:`simulate`'s key; ``linear``: an SGD or momentum optimizer.
+    ``key`` is [`simulate`][infinite_width.limits.adam_limit.simulate]'s key; ``linear``: an SGD or momentum optimizer.
     """
     devices = list(jax.devices() if devices is None else devices)
     x_all = np.asarray(x_all, np.float32)
@@ -373,13 +374,13 @@ def simulate(
       arch: an MLP (``arch.is_mlp``) with at least one hidden layer.
       x_train: (N, d) training inputs; y_train: (N, k) targets, k = ``arch.out_dim``.
       x_test: (Nt, d) test inputs (or None).
-      optimizer: an :class:`infinite_width.optim.Optimizer` (sgd, momentum, adam, sign).
+      optimizer: an [`infinite_width.optim.Optimizer`][] (sgd, momentum, adam, sign).
       steps: number of training steps.
       key: jax PRNG key (or int seed). It draws the samples and, with
         ``batch_size``, the minibatch order
         ``run_keys(key).minibatch_order`` (``infinite_width._src.rng``), the order
-        :func:`infinite_width.finite.train` uses for the same key.
-      loss: a name of :mod:`infinite_width.losses`; only ``chi = dloss/df`` enters.
+        [`infinite_width.finite.train`][] uses for the same key.
+      loss: a name of [`infinite_width.losses`][]; only ``chi = dloss/df`` enters.
       readout_only: train only the readout weights and the output bias
         ("feature learning disabled"); default: every layer.
       batch_size: minibatch size B; default: full batch.
@@ -391,7 +392,7 @@ def simulate(
         exceeds ``rank + features`` keeps its leading ``rank`` pivoted
         Cholesky columns (``None``: exact roots, see below).
       features: with ``rank``, every replica adds ``features`` random features
-        of the residual (:mod:`~infinite_width.limits.adam_limit.features`): the
+        of the residual ([`features`][infinite_width.limits.adam_limit.features]): the
         covariance is then right in expectation, and the fields cost
         O(M P (rank + features) k) instead of O(M P q k) to draw. Defaults
         512 and 512; measured bias (MNIST, P = 2,000 and 4,000) below a third
@@ -465,7 +466,7 @@ class _Plan:
 def _plan(arch, x_train, y_train, x_test, optimizer, steps, *, key, loss, readout_only, batch_size, batch_indices,
           samples, replicas, rank, features, storage_dtype, f0_train, f0_test, record, devices, max_memory_bytes,
           block_rows) -> _Plan:
-    """Check every argument of :func:`simulate` (errors name the problem) and the memory the run needs."""
+    """Check every argument of [`simulate`][infinite_width.limits.adam_limit.simulate] (errors name the problem) and the memory the run needs."""
     _check_choices(arch, optimizer, loss, readout_only, storage_dtype)
     steps = check_int("steps", steps, 0)
     samples = check_int("samples", samples, 2)
@@ -496,7 +497,7 @@ def _plan(arch, x_train, y_train, x_test, optimizer, steps, *, key, loss, readou
 
 
 def _step_start(plan: _Plan, sampled: SampledFields):
-    """What the step loop starts from: its static :class:`StepSpec`, the problem's arrays on the devices
+    """What the step loop starts from: its static [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec], the problem's arrays on the devices
     (x_all, f_0, y_train, batch rows; replicated) and the zero accumulators and optimizer state (sharded)."""
     problem = plan.problem
     field_sharding, replicated = _shardings(plan.devices)
@@ -564,7 +565,7 @@ def _blocks(record_steps, steps, progress):
 
 
 def _result(trajectory, plan: _Plan, sampled: SampledFields, timings, setup_time, wall_start) -> LimitResult:
-    """The :class:`LimitResult` of the (R, T, P, k) replica predictions ``trajectory``: mean and standard error
+    """The [`LimitResult`][infinite_width.limits.adam_limit.LimitResult] of the (R, T, P, k) replica predictions ``trajectory``: mean and standard error
     over replicas, split into train and test rows, with what the run was."""
     n = plan.problem.n_train
     mean = trajectory.mean(axis=0)

@@ -14,7 +14,7 @@ output bias's. A step therefore needs the fields on its batch rows only:
    sample (sums over the batch rows),
 3. ``Q_t = direction(g)`` (the optimizer's optax direction, state per sample),
    ``A += lr_t Q_t`` with ``lr_t = lr * factor(t)`` under a learning-rate
-   schedule (the optimizer's :class:`~infinite_width.optim.Schedule`).
+   schedule (the optimizer's [`Schedule`][infinite_width.optim.Schedule]).
 
 Both passes run over blocks of ``block_rows`` batch rows (a ``lax.scan``),
 which bounds the temporaries to ``block_rows * M * (k + a few)`` numbers.
