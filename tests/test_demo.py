@@ -1,4 +1,4 @@
-"""The main demo runs end to end (``--quick``) in a subprocess and writes its table and figure."""
+"""The main demo runs end to end (``--quick``) in a subprocess and writes its table and figure; the figure names what it shows."""
 
 import argparse
 import csv
@@ -8,9 +8,46 @@ import sys
 
 import pytest
 
+from infinite_width.workflow import Trajectory
+
+
+def _assert_the_figure_names_what_it_shows(results):
+    """Issue 21: 12 finite curves were told apart only by transparency, with no width labels, and nothing
+    named the data set or the architecture; issue 13: one shared legend, colours from the metadata."""
+    import matplotlib.colors
+
+    from infinite_width.experiments import demo
+    from infinite_width.workflow import palette
+
+    figure = demo.figure(results)
+    title = figure.get_suptitle()
+    assert "digits: 40 train / 40 test" in title and "mlp1-relu" in title and "7 steps" in title
+    # one column per training family: titled by it, its legend naming each width and the limit
+    panels = {ax.get_title(): ax for ax in figure.axes if ax.get_legend() is not None}
+    assert set(panels) == {"sgd, all layers", "adam, all layers", "sgd, readout only", "adam, readout only"}
+    legend = [text.get_text() for text in panels["adam, all layers"].get_legend().get_texts()]
+    assert legend == ["width 16", "width 64", "Adam-like limit"]
+    assert [t.get_text() for t in panels["sgd, readout only"].get_legend().get_texts()][-1] == "NNGP descent"
+    # widths differ by opaque shades of the family colour, lighter when narrower, not by transparency
+    lines = {line.get_label(): line for line in panels["adam, all layers"].get_lines()}
+    shades = [matplotlib.colors.to_rgb(lines[f"w={w} adam all"].get_color()) for w in (16, 64)]
+    assert all(lines[f"w={w} adam all"].get_alpha() in (None, 1.0) for w in (16, 64))
+    assert sum(shades[0]) > sum(shades[1])
+    assert shades[1] == pytest.approx(matplotlib.colors.to_rgb(palette.COLORS[("adam", False)]))
+    # one figure legend for families and line styles
+    assert len(figure.legends) == 1
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert {"adam, all layers", "sgd, readout only", "ntk_ridge"} <= set(labels) and len(labels) == len(set(labels))
+    # the width panel: the widths as tick labels, the limit's Monte Carlo error as a band of its colour
+    width_panel = next(ax for ax in figure.axes if ax.get_title() == "final test accuracy against width")
+    assert [tick.get_text() for tick in width_panel.get_xticklabels()] == ["16", "64"]
+    adam_rgb = matplotlib.colors.to_rgb(palette.COLORS[("adam", False)])
+    assert any(tuple(patch.get_facecolor()[:3]) == adam_rgb for patch in width_panel.patches)
+
 
 @pytest.mark.slow
 def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
+    # One demo run serves every check, its figure included: its solves are most of the cost (compilation).
     # --steps given explicitly wins over --quick (issue 9, item 14); the other sizes are --quick's
     command = [sys.executable, "-m", "infinite_width", "demo", "--quick", "--steps", "7", "--no-progress",
                "--out", str(tmp_path)]
@@ -46,6 +83,7 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert [p.stat().st_mtime_ns for p in results] == mtimes
+    _assert_the_figure_names_what_it_shows({path.stem: Trajectory.load(path) for path in results})
 
 
 def test_demo_rejects_unknown_arguments():
@@ -90,3 +128,4 @@ def test_an_unwritable_output_folder_is_refused_before_any_solve(tmp_path, capsy
     blocker.write_text("not a folder")
     assert main(["demo", "--quick", "--no-progress", "--out", str(blocker / "out")]) == 2
     assert "--out: cannot write in" in capsys.readouterr().err
+

@@ -3,7 +3,6 @@
 import math
 
 import jax
-import matplotlib.colors
 import numpy as np
 import pytest
 
@@ -11,8 +10,8 @@ import infinite_width as iw
 from infinite_width import kernels, optim
 from infinite_width._src.rng import run_keys
 from infinite_width.problem import Problem
-from infinite_width.workflow import Record, Trajectory, compare, distance, fit_slope, method_for, palette, solve
-from infinite_width.workflow.plotting import accuracy_vs_width, demo_figure, distance_vs_width, learning_curves
+from infinite_width.workflow import Record, Trajectory, compare, distance, fit_slope, method_for, solve
+from infinite_width.workflow.plotting import accuracy_vs_width, distance_vs_width, learning_curves
 
 ARCH = iw.mlp(2, "relu", W_std=1.3, b_std=0.2, out_dim=2)
 
@@ -458,28 +457,6 @@ def test_plots_write_pngs_and_fit_the_slope(problem, tmp_path):
     assert slope == pytest.approx(np.polyfit(np.log([8, 32, 128]), np.log(finals), 1)[0])
     with pytest.raises(ValueError, match="unknown metric"):
         learning_curves([ntk], metric="f1")
-
-
-def test_demo_figure_has_one_shared_legend_and_one_colour_per_family(problem):
-    """Issue 13: one legend per figure (not one 18-entry legend per panel), colours from the metadata."""
-    sgd, adam = optim.sgd(2.0), optim.adam(0.05, 0.9, 0.99)
-    runs = [solve(problem, ARCH, iw.AdamLimit(128, 2), adam, steps=4, progress=False),
-            solve(problem, ARCH, iw.KernelDynamics(), sgd, steps=4, readout_only=True, progress=False),
-            solve(problem, ARCH, iw.KernelRidge(), progress=False)]
-    runs += [solve(problem, ARCH, iw.Finite(w, seeds=2), opt, steps=4, readout_only=readout_only, progress=False)
-             for w in (8, 16) for opt, readout_only in ((adam, False), (sgd, True))]
-    figure = demo_figure(runs)
-    assert len(figure.legends) == 1 and all(ax.get_legend() is None for ax in figure.axes)
-    labels = [text.get_text() for text in figure.legends[0].get_texts()]
-    # 3 families (adam all layers, sgd readout only, ntk_ridge), 3 line styles, the Monte Carlo band
-    assert len(labels) == 7 and len(set(labels)) == 7, labels
-    assert {"adam, all layers", "sgd, readout only", "ntk_ridge"} <= set(labels)
-    # a finite network and its limit share the family colour, whatever else is in the figure
-    assert palette.color(runs[0].metadata) == palette.color(runs[3].metadata) == palette.COLORS[("adam", False)]
-    assert palette.color(runs[1].metadata) == palette.color(runs[4].metadata) != palette.color(runs[0].metadata)
-    # the width panel shows the limit's Monte Carlo error as a band of its colour
-    adam_rgb = matplotlib.colors.to_rgb(palette.COLORS[("adam", False)])
-    assert any(tuple(patch.get_facecolor()[:3]) == adam_rgb for patch in figure.axes[2].patches)
 
 
 # ---------------------------------------------------------------- issue 9 regressions

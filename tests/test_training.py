@@ -1,5 +1,6 @@
 """The optax trainer: limits, per-group scaling, minibatches, ensembles, errors."""
 
+import contextlib
 import re
 
 import jax
@@ -7,6 +8,7 @@ import jax.flatten_util
 import numpy as np
 import optax
 import pytest
+from conftest import TerminalStream
 
 import infinite_width as iw
 from infinite_width import finite, kernels, losses, optim
@@ -262,11 +264,12 @@ def test_ensemble_members_are_documented_inits_and_runs_are_deterministic():
     assert not np.allclose(a.train[0], a.train[1])
 
 
-def test_progress_bar_chunks_give_identical_results(capsys):
+def test_progress_bar_chunks_give_identical_results():
     quiet = finite.train(NET, X, Y, SGD, 7, key=2, record=[0, 3, 7])
-    loud = finite.train(NET, X, Y, SGD, 7, key=2, record=[0, 3, 7], progress=True)
+    with contextlib.redirect_stderr(TerminalStream()) as terminal:  # bars are drawn on terminals only
+        loud = finite.train(NET, X, Y, SGD, 7, key=2, record=[0, 3, 7], progress=True)
     np.testing.assert_allclose(loud.train, quiet.train, rtol=1e-6, atol=1e-7)
-    assert "train width 32" in capsys.readouterr().err
+    assert "train width 32" in terminal.getvalue()
 
 
 def test_nonfinite_loss_raises_naming_the_step_or_is_recorded():

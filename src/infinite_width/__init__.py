@@ -27,47 +27,65 @@ by all of them. Every subpackage is an attribute of the package from the start (
 checkers for property tests) needs the ``test`` extra and is imported
 explicitly: ``from infinite_width import testing``.
 
-``import infinite_width`` is light: neural-tangents is imported on first use
-of a kernel, and TensorFlow never.
+``import infinite_width`` is light: every name is imported on first use (jax
+with the first architecture, kernel or solve, neural-tangents with the first
+kernel), and TensorFlow never.
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
-from infinite_width.architectures import (
-    ACTIVATIONS,
-    NO_CLOSED_FORM_ACTIVATIONS,
-    Activation,
-    Architecture,
-    AvgPool,
-    Conv,
-    Dense,
-    Flatten,
-    GlobalAvgPool,
-    LayerNorm,
-    MaxPool,
-    conv,
-    mlp,
-    myrtle,
-)
-from infinite_width.predictions import Predictions
-from infinite_width.problem import Problem
-from infinite_width.workflow import (
-    AdamLimit,
-    Finite,
-    KernelDynamics,
-    KernelRidge,
-    Posterior,
-    Record,
-    Trajectory,
-    compare,
-    solve,
-    sweep,
-    width_jobs,
-)
+if TYPE_CHECKING:  # the lazy names below, for type checkers and the API reference (the same names)
+    from infinite_width.architectures import (
+        ACTIVATIONS,
+        NO_CLOSED_FORM_ACTIVATIONS,
+        Activation,
+        Architecture,
+        AvgPool,
+        Conv,
+        Dense,
+        Flatten,
+        GlobalAvgPool,
+        LayerNorm,
+        MaxPool,
+        conv,
+        mlp,
+        myrtle,
+    )
+    from infinite_width.predictions import Predictions
+    from infinite_width.problem import Problem
+    from infinite_width.workflow import (
+        AdamLimit,
+        Finite,
+        KernelDynamics,
+        KernelRidge,
+        Posterior,
+        Record,
+        Trajectory,
+        compare,
+        solve,
+        sweep,
+        width_jobs,
+    )
 
 __version__ = "0.1.0"
 
-# Subpackages and modules reachable as attributes, imported on first access (PEP 562).
+# Every name is imported on first access (PEP 562), from the module that defines it: `import
+# infinite_width` and `python -m infinite_width --help` load no jax (a few seconds).
+_LAZY_NAMES = {
+    "infinite_width.architectures": (
+        "ACTIVATIONS", "NO_CLOSED_FORM_ACTIVATIONS", "Activation", "Architecture", "AvgPool", "Conv", "Dense",
+        "Flatten", "GlobalAvgPool", "LayerNorm", "MaxPool", "conv", "mlp", "myrtle",
+    ),
+    "infinite_width.predictions": ("Predictions",),
+    "infinite_width.problem": ("Problem",),
+    "infinite_width.workflow": (
+        "AdamLimit", "Finite", "KernelDynamics", "KernelRidge", "Posterior", "Record", "Trajectory", "compare",
+        "solve", "sweep", "width_jobs",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _LAZY_NAMES.items() for name in names}
+# Subpackages and modules reachable as attributes, imported on first access too.
 _SUBMODULES = ("datasets", "experiments", "finite", "kernels", "limits", "losses", "optim", "workflow")
 # Reachable the same way but left out of ``__all__``: ``from infinite_width import *`` must not import
 # neural-tangents.
@@ -75,13 +93,17 @@ _HEAVY_SUBMODULES = ("nt",)
 
 
 def __getattr__(name: str):
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+        globals()[name] = value  # later accesses are plain attribute lookups
+        return value
     if name in _SUBMODULES or name in _HEAVY_SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_SUBMODULES) | set(_HEAVY_SUBMODULES))
+    return sorted(set(globals()) | set(_MODULE_OF) | set(_SUBMODULES) | set(_HEAVY_SUBMODULES))
 
 
 __all__ = [

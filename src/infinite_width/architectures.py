@@ -105,7 +105,12 @@ def _check_activation(name: str) -> str:
 
 
 def activation_fn(name: str) -> Callable:
-    """The elementwise function ``phi`` of the activation ``name`` ([`ACTIVATIONS`][infinite_width.ACTIVATIONS] or [`NO_CLOSED_FORM_ACTIVATIONS`][infinite_width.NO_CLOSED_FORM_ACTIVATIONS])."""
+    """The elementwise function ``phi`` of an activation, as a jax function.
+
+    Args:
+      name: one of [`ACTIVATIONS`][infinite_width.ACTIVATIONS] or
+        [`NO_CLOSED_FORM_ACTIVATIONS`][infinite_width.NO_CLOSED_FORM_ACTIVATIONS].
+    """
     name = _check_activation(name)
     return _ACTIVATION_FNS.get(name) or _NO_CLOSED_FORM_ACTIVATION_FNS[name]
 
@@ -120,6 +125,11 @@ class Dense:
 
     NTK parametrization (neural-tangents ``stax.Dense``):
     ``h = W_std / sqrt(fan_in) * W x + b_std * b`` with ``W, b ~ N(0, 1)``.
+
+    Attributes:
+      out: output features; None for a hidden layer (the width of the view built).
+      W_std: weight scale.
+      b_std: bias scale.
     """
 
     out: Optional[int] = None
@@ -129,7 +139,16 @@ class Dense:
 
 @dataclasses.dataclass(frozen=True)
 class Conv:
-    """2-D convolution over NHWC images, ``out=None`` meaning hidden channels."""
+    """2-D convolution over NHWC images (NTK parametrization, as [`Dense`][infinite_width.Dense]).
+
+    Attributes:
+      out: output channels; None for a hidden layer (the width of the view built).
+      filter_shape: ``(height, width)`` of the filter.
+      strides: ``(height, width)`` strides.
+      padding: ``"SAME"`` or ``"VALID"``.
+      W_std: weight scale (the fan-in counts input channels times filter size).
+      b_std: bias scale.
+    """
 
     out: Optional[int] = None
     filter_shape: Tuple[int, int] = (3, 3)
@@ -141,7 +160,12 @@ class Conv:
 
 @dataclasses.dataclass(frozen=True)
 class Activation:
-    """Elementwise nonlinearity, one of [`ACTIVATIONS`][infinite_width.ACTIVATIONS] or [`NO_CLOSED_FORM_ACTIVATIONS`][infinite_width.NO_CLOSED_FORM_ACTIVATIONS]."""
+    """Elementwise nonlinearity.
+
+    Attributes:
+      name: one of [`ACTIVATIONS`][infinite_width.ACTIVATIONS] or
+        [`NO_CLOSED_FORM_ACTIVATIONS`][infinite_width.NO_CLOSED_FORM_ACTIVATIONS] (``ValueError`` otherwise).
+    """
 
     name: str = "relu"
 
@@ -151,7 +175,13 @@ class Activation:
 
 @dataclasses.dataclass(frozen=True)
 class AvgPool:
-    """Average pooling over the spatial axes of NHWC images."""
+    """Average pooling over the spatial axes of NHWC images.
+
+    Attributes:
+      window: ``(height, width)`` of the pooling window.
+      strides: ``(height, width)`` strides.
+      padding: ``"VALID"`` or ``"SAME"``.
+    """
 
     window: Tuple[int, int] = (2, 2)
     strides: Tuple[int, int] = (2, 2)
@@ -160,7 +190,13 @@ class AvgPool:
 
 @dataclasses.dataclass(frozen=True)
 class MaxPool:
-    """Max pooling. Finite networks only: it has no closed-form kernel."""
+    """Max pooling. Finite networks only: it has no closed-form kernel.
+
+    Attributes:
+      window: ``(height, width)`` of the pooling window.
+      strides: ``(height, width)`` strides.
+      padding: ``"VALID"`` or ``"SAME"``.
+    """
 
     window: Tuple[int, int] = (2, 2)
     strides: Tuple[int, int] = (2, 2)
@@ -179,7 +215,11 @@ class Flatten:
 
 @dataclasses.dataclass(frozen=True)
 class LayerNorm:
-    """Normalise each example's features to zero mean and unit variance (no learned gain)."""
+    """Normalise each example's features to zero mean and unit variance (no learned gain).
+
+    Attributes:
+      eps: added to the variance before the square root.
+    """
 
     eps: float = 1e-12
 
@@ -288,9 +328,15 @@ class Architecture:
 
     @property
     def activations(self) -> Tuple[str, ...]:
+        """The names of the activation layers, input to output."""
         return tuple(layer.name for layer in self.layers if isinstance(layer, Activation))
 
     def replace(self, **changes) -> "Architecture":
+        """A copy with some fields replaced (``dataclasses.replace``), checked again.
+
+        Args:
+          **changes: new values of ``layers``, ``name`` or ``input_kind``.
+        """
         return dataclasses.replace(self, **changes)
 
     # ---- scales ----------------------------------------------------------
@@ -311,6 +357,12 @@ class Architecture:
         ``arch.with_scales(arch.scales) == arch``. The kernels compile once per
         ``arch.with_scales([(None, None)] * n)`` (the structure) and take the
         scales as arguments.
+
+        Args:
+          scales: one ``(W_std, b_std)`` pair per weighted layer (floats or traced jax scalars).
+
+        Raises:
+          ValueError: not one pair per weighted layer.
         """
         scales = tuple(scales)
         weighted = self.weighted_layers
@@ -343,6 +395,15 @@ def mlp(
     parametrization with weight scale ``W_std`` and bias scale ``b_std`` in
     every layer (docs/theory.md, section 1). Inputs have
     shape (N, d).
+
+    Args:
+      depth: hidden layers, >= 0.
+      activation: the activation of every hidden layer (one of
+        [`ACTIVATIONS`][infinite_width.ACTIVATIONS] or
+        [`NO_CLOSED_FORM_ACTIVATIONS`][infinite_width.NO_CLOSED_FORM_ACTIVATIONS]).
+      W_std: weight scale of every layer.
+      b_std: bias scale of every layer.
+      out_dim: outputs of the readout.
     """
     depth = check_int("depth", depth, 0)
     out_dim = check_int("out_dim", out_dim, 1)
@@ -367,6 +428,14 @@ def conv(
     """``depth`` convolutions (SAME padding) with activations, global average pooling, dense readout.
 
     Inputs are NHWC images of shape (N, H, W, C).
+
+    Args:
+      depth: convolution layers, >= 1.
+      activation: the activation after every convolution.
+      filter_shape: ``(height, width)`` of every filter.
+      W_std: weight scale of every layer.
+      b_std: bias scale of every layer.
+      out_dim: outputs of the dense readout.
     """
     depth = check_int("depth", depth, 1)
     out_dim = check_int("out_dim", out_dim, 1)
@@ -399,6 +468,13 @@ def myrtle(
     dense readout. ``depth`` is 5, 7 or 10 as in the paper. The final
     pooling is global, so any image of at least 4x4 pixels works (8x8
     digits as well as 32x32 CIFAR-10).
+
+    Args:
+      depth: 5, 7 or 10.
+      activation: the activation after every convolution.
+      W_std: weight scale of every layer.
+      b_std: bias scale of every layer.
+      out_dim: outputs of the dense readout.
     """
     depth = check_int("depth", depth, 0)
     if depth not in _MYRTLE_STAGES:

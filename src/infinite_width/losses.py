@@ -21,12 +21,22 @@ __all__ = ["LOSSES", "get", "mse", "cross_entropy", "chi", "accuracy", "binary_t
 
 
 def mse(f, y):
-    """``0.5 * mean((f - y)^2)``; f, y of shape (N, k)."""
+    """``0.5 * mean((f - y)^2)``, the mean over all N k entries.
+
+    Args:
+      f: (N, k) predictions.
+      y: (N, k) targets.
+    """
     return 0.5 * jnp.mean((f - y) ** 2)
 
 
 def cross_entropy(f, y):
-    """Softmax cross-entropy averaged over examples; logits f and targets y of shape (N, k)."""
+    """Softmax cross-entropy averaged over examples.
+
+    Args:
+      f: (N, k) logits.
+      y: (N, k) target probabilities (one-hot).
+    """
     return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(f, axis=-1), axis=-1))
 
 
@@ -34,7 +44,15 @@ LOSSES = {"mse": mse, "cross_entropy": cross_entropy}
 
 
 def get(name: str) -> Callable:
-    """The loss function called ``name`` (``"mse"`` or ``"cross_entropy"``)."""
+    """The loss function called ``name``.
+
+    Args:
+      name: ``"mse"`` or ``"cross_entropy"`` (a key of ``LOSSES``).
+
+    Raises:
+      TypeError: ``name`` is not a string.
+      ValueError: an unknown name.
+    """
     if not isinstance(name, str):
         raise TypeError(f"loss must be a name, one of {tuple(LOSSES)}, got {name!r} of type {type(name).__name__}")
     if name not in LOSSES:
@@ -43,7 +61,13 @@ def get(name: str) -> Callable:
 
 
 def chi(name: str, f, y):
-    """Output gradient ``d loss / d f``, shape (N, k)."""
+    """Output gradient ``d loss / d f``, shape (N, k).
+
+    Args:
+      name: the loss, ``"mse"`` or ``"cross_entropy"``.
+      f: (N, k) predictions.
+      y: (N, k) targets.
+    """
     return jax.grad(get(name))(f, y)
 
 
@@ -52,6 +76,12 @@ def binary_threshold(y):
 
     0 for labels in {-1, +1}, 0.5 for labels in {0, 1}; NaN when every target
     is the same (one class: nothing to tell apart).
+
+    Args:
+      y: (N, 1) targets.
+
+    Returns:
+      A scalar jax array.
     """
     low, high = jnp.min(y), jnp.max(y)
     return jnp.where(high > low, (low + high) / 2, jnp.nan)
@@ -60,15 +90,22 @@ def binary_threshold(y):
 def accuracy(f, y, threshold=None):
     """Fraction of rows classified right; NaN if any row of ``f`` is not finite.
 
-    ``f`` (N, k) predictions, ``y`` (N, k) targets; returns a scalar. With
-    k >= 2 outputs a row is right when its largest output is the largest
+    With k >= 2 outputs a row is right when its largest output is the largest
     target's. With a single output (k = 1) the two classes are the two sides
-    of ``threshold`` (default `binary_threshold` of ``y``: 0 for labels in
-    {-1, +1}, 0.5 for labels in {0, 1}): a row is right when ``f`` and ``y``
-    lie on the same side (``> threshold`` or not). A row of ``f`` holding NaN
-    or Inf has no meaningful argmax (NaN would count as class 0), so its
-    correctness is NaN, and so is the mean: a diverged prediction never
-    yields an accuracy.
+    of ``threshold``: a row is right when ``f`` and ``y`` lie on the same side
+    (``> threshold`` or not). A row of ``f`` holding NaN or Inf has no
+    meaningful argmax (NaN would count as class 0), so its correctness is NaN,
+    and so is the mean: a diverged prediction never yields an accuracy.
+
+    Args:
+      f: (N, k) predictions.
+      y: (N, k) targets.
+      threshold: the threshold of a single output (k = 1); default
+        `binary_threshold` of ``y``: 0 for labels in {-1, +1}, 0.5 for labels
+        in {0, 1}. Ignored for k >= 2.
+
+    Returns:
+      A scalar jax array.
     """
     if f.shape[-1] == 1:
         threshold = binary_threshold(y) if threshold is None else threshold

@@ -76,6 +76,14 @@ class Schedule:
     Calling it, ``schedule(t)``, gives ``factor(t)`` for an int or an integer
     jax array (traceable, an optax schedule); [`factors`][infinite_width.optim.Schedule.factors] the (steps,)
     factors of a run.
+
+    Attributes:
+      name: one of ``SCHEDULES``: ``"constant"``, ``"warmup_cosine"`` or ``"step_decay"``.
+      warmup: ``warmup_cosine``: steps of the linear warmup from 0 to 1.
+      total: ``warmup_cosine``: the step where the cosine reaches ``final`` (warmup included).
+      final: ``warmup_cosine``: the factor at and after ``total``.
+      boundaries: ``step_decay``: increasing steps where the factor is multiplied by ``factor``.
+      factor: ``step_decay``: the multiplier at each boundary.
     """
 
     name: str = "constant"
@@ -116,7 +124,11 @@ class Schedule:
         return self.optax_schedule()(t)
 
     def factors(self, steps: int) -> np.ndarray:
-        """``factor(t)`` for ``t = 0 .. steps - 1``, shape (steps,), float64."""
+        """``factor(t)`` for ``t = 0 .. steps - 1``, shape (steps,), float64.
+
+        Args:
+          steps: the number of steps of the run, >= 0.
+        """
         steps = check_int("steps", steps, 0)
         return np.broadcast_to(np.asarray(self(jnp.arange(steps)), dtype=np.float64), (steps,)).copy()
 
@@ -140,12 +152,22 @@ def warmup_cosine(warmup: int, total: int, final: float = 0.0) -> Schedule:
     (optax's ``warmup_cosine_decay_schedule(0, 1, warmup, total, final)``; ``total`` counts the warmup).
 
     Step 0 has factor 0 when ``warmup > 0``; after ``total`` the factor stays ``final``.
+
+    Args:
+      warmup: steps of the warmup, >= 0.
+      total: the step where the decay ends, > ``warmup``.
+      final: the factor at the end, >= 0.
     """
     return Schedule("warmup_cosine", warmup=warmup, total=total, final=final)
 
 
 def step_decay(boundaries: Sequence[int], factor: float = 0.1) -> Schedule:
-    """Factor 1, multiplied by ``factor`` at each step of ``boundaries`` (optax's piecewise constant schedule)."""
+    """Factor 1, multiplied by ``factor`` at each step of ``boundaries`` (optax's piecewise constant schedule).
+
+    Args:
+      boundaries: increasing steps >= 1.
+      factor: the multiplier at each boundary, > 0.
+    """
     return Schedule("step_decay", boundaries=tuple(np.atleast_1d(boundaries).tolist()), factor=factor)
 
 
@@ -157,6 +179,15 @@ class Optimizer:
     Python floats): ``TypeError`` naming the field for anything else (a
     string, a bool), ``ValueError`` for ``lr <= 0``, ``beta``, ``b1`` or
     ``b2`` outside [0, 1), ``eps < 0``, NaN or Inf.
+
+    Attributes:
+      name: one of ``OPTIMIZERS``: ``"sgd"``, ``"momentum"``, ``"adam"`` or ``"sign"``.
+      lr: the learning rate, > 0.
+      beta: momentum's decay.
+      b1: Adam's first-moment decay.
+      b2: Adam's second-moment decay.
+      eps: Adam's epsilon (on the normalized gradient, module docstring).
+      schedule: the learning-rate [`Schedule`][infinite_width.optim.Schedule] (constant by default).
     """
 
     name: str
@@ -188,7 +219,11 @@ class Optimizer:
         return f"Optimizer({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
     def rate_factors(self, steps: int) -> np.ndarray:
-        """The schedule's factors of steps ``0 .. steps - 1``, shape (steps,): step t moves by ``lr * factors[t]``."""
+        """The schedule's factors of steps ``0 .. steps - 1``, shape (steps,): step t moves by ``lr * factors[t]``.
+
+        Args:
+          steps: the number of steps of the run, >= 0.
+        """
         return self.schedule.factors(steps)
 
     @property
@@ -199,9 +234,10 @@ class Optimizer:
     def direction(self, eps_scale: float = 1.0) -> optax.GradientTransformation:
         """The transformation ``G -> Q_t(G)`` (no learning rate, no sign flip).
 
-        ``eps_scale`` multiplies Adam's epsilon: the finite trainer passes
-        ``s_grp`` so that group ``grp`` uses ``eps * s_grp``; the infinite-width
-        limit applies the direction to normalized gradients and passes 1.
+        Args:
+          eps_scale: multiplies Adam's epsilon: the finite trainer passes
+            ``s_grp`` so that group ``grp`` uses ``eps * s_grp``; the infinite-width
+            limit applies the direction to normalized gradients and passes 1.
         """
         if self.name == "sgd":
             return optax.identity()
@@ -212,6 +248,7 @@ class Optimizer:
         return optax.scale_by_sign()
 
     def describe(self) -> str:
+        """A short text of the optimizer and its hyper-parameters, e.g. ``adam(lr=0.02, b1=0.9, ...)``."""
         if self.name == "sgd":
             text = f"sgd(lr={self.lr:g}"
         elif self.name == "momentum":
@@ -231,21 +268,45 @@ def _schedule(schedule: Optional[Schedule]) -> Schedule:
 
 
 def sgd(lr: float, *, schedule: Optional[Schedule] = None) -> Optimizer:
-    """Plain gradient descent with one global learning rate (its limit is NTK gradient descent)."""
+    """Plain gradient descent with one global learning rate (its limit is NTK gradient descent).
+
+    Args:
+      lr: the learning rate, > 0.
+      schedule: a learning-rate [`Schedule`][infinite_width.optim.Schedule]; None is constant.
+    """
     return Optimizer("sgd", lr, schedule=_schedule(schedule))
 
 
 def momentum(lr: float, beta: float = 0.9, *, schedule: Optional[Schedule] = None) -> Optimizer:
-    """Heavy-ball momentum ``m_t = beta m_{t-1} + G``, ``dp = -lr m_t``, one global rate."""
+    """Heavy-ball momentum ``m_t = beta m_{t-1} + G``, ``dp = -lr m_t``, one global rate.
+
+    Args:
+      lr: the learning rate, > 0.
+      beta: the decay, in [0, 1).
+      schedule: a learning-rate [`Schedule`][infinite_width.optim.Schedule]; None is constant.
+    """
     return Optimizer("momentum", lr, beta=beta, schedule=_schedule(schedule))
 
 
 def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *,
          schedule: Optional[Schedule] = None) -> Optimizer:
-    """Adam (bias-corrected) with per-group rates ``lr * r_grp`` and epsilons ``eps * s_grp``."""
+    """Adam (bias-corrected) with per-group rates ``lr * r_grp`` and epsilons ``eps * s_grp``.
+
+    Args:
+      lr: the learning rate, > 0 (scaled per group, module docstring).
+      b1: first-moment decay, in [0, 1).
+      b2: second-moment decay, in [0, 1).
+      eps: epsilon on the normalized gradient, >= 0.
+      schedule: a learning-rate [`Schedule`][infinite_width.optim.Schedule]; None is constant.
+    """
     return Optimizer("adam", lr, b1=b1, b2=b2, eps=eps, schedule=_schedule(schedule))
 
 
 def sign(lr: float, *, schedule: Optional[Schedule] = None) -> Optimizer:
-    """SignSGD, ``dp = -lr * r_grp * sign(G)`` (Adam with b1 = b2 = 0 and eps = 0)."""
+    """SignSGD, ``dp = -lr * r_grp * sign(G)`` (Adam with b1 = b2 = 0 and eps = 0).
+
+    Args:
+      lr: the learning rate, > 0 (scaled per group, module docstring).
+      schedule: a learning-rate [`Schedule`][infinite_width.optim.Schedule]; None is constant.
+    """
     return Optimizer("sign", lr, b1=0.0, b2=0.0, eps=0.0, schedule=_schedule(schedule))

@@ -56,6 +56,10 @@ def bool_array(name: str, value) -> np.ndarray:
     """``value`` as a bool array: bools, or numbers 0 and 1; ``TypeError`` for anything else.
 
     Strings are refused rather than cast (``np.asarray(["False"], bool)`` is True).
+
+    Args:
+      name: the field's name, for the error message.
+      value: an array-like of bools, or of the numbers 0 and 1.
     """
     array = np.asarray(value)
     if array.dtype.kind == "b":
@@ -79,7 +83,23 @@ def _nonfinite(steps: np.ndarray, train: np.ndarray, test: np.ndarray):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Predictions:
-    """Outputs of one method at its recorded steps (shapes in the module docstring), checked at construction."""
+    """Outputs of one method at its recorded steps (shapes in the module docstring), checked at construction.
+
+    Attributes:
+      steps: (R,) recorded steps, increasing; [`STATIC_STEP`][infinite_width.workflow.STATIC_STEP] for t = infinity.
+      train: (S, R, N, k) predictions on the training points.
+      test: (S, R, Nt, k) predictions on the test points.
+      diverged: (S,) bool; None derives it from ``first_nonfinite_step``.
+      first_nonfinite_step: (S,) first recorded step with a non-finite prediction, -1 for none;
+        None derives it from the predictions.
+      train_stderr: (R, N, k) Monte Carlo standard errors of ``train``, or None.
+      test_stderr: (R, Nt, k) Monte Carlo standard errors of ``test``, or None.
+      extras: further named arrays (module docstring).
+      info: a JSON-serializable dict about the computation.
+
+    Raises:
+      ValueError: a shape that does not fit the others, or ``info`` that is not JSON-serializable.
+    """
 
     steps: np.ndarray
     train: np.ndarray
@@ -134,12 +154,25 @@ class Predictions:
 
     @classmethod
     def deterministic(cls, steps, train, test, **fields) -> "Predictions":
-        """Predictions of a deterministic limit (one "seed"): ``train`` (R, N, k), ``test`` (R, Nt, k)."""
+        """Predictions of a deterministic limit (one "seed").
+
+        Args:
+          steps: (R,) recorded steps.
+          train: (R, N, k) predictions on the training points.
+          test: (R, Nt, k) predictions on the test points.
+          **fields: further fields of [`Predictions`][infinite_width.Predictions] (``train_stderr``, ``info``, ...).
+        """
         return cls(steps=steps, train=np.asarray(train)[None], test=np.asarray(test)[None], **fields)
 
     @classmethod
     def at_infinity(cls, train, test, **fields) -> "Predictions":
-        """Predictions of a t = infinity baseline: ``train`` (N, k), ``test`` (Nt, k), recorded at [`STATIC_STEP`][infinite_width.workflow.STATIC_STEP]."""
+        """Predictions of a t = infinity baseline, recorded at [`STATIC_STEP`][infinite_width.workflow.STATIC_STEP].
+
+        Args:
+          train: (N, k) predictions on the training points.
+          test: (Nt, k) predictions on the test points.
+          **fields: further fields of [`Predictions`][infinite_width.Predictions] (``extras``, ``info``, ...).
+        """
         return cls.deterministic([STATIC_STEP], np.asarray(train)[None], np.asarray(test)[None], **fields)
 
     @property

@@ -150,7 +150,13 @@ class Problem:
 
     @classmethod
     def from_dataset(cls, dataset, loss: str = "mse") -> "Problem":
-        """The problem of a [`infinite_width.datasets.Dataset`][] (one-hot targets)."""
+        """The problem of a data set (its one-hot targets).
+
+        Args:
+          dataset: a [`infinite_width.datasets.Dataset`][] (anything with ``x_train``, ``y_train``,
+            ``x_test`` and ``y_test``; its ``name`` is kept).
+          loss: ``"mse"`` or ``"cross_entropy"``.
+        """
         for field in ("x_train", "y_train", "x_test", "y_test"):
             if not hasattr(dataset, field):
                 raise TypeError(f"expected a datasets.Dataset, got {type(dataset).__name__} without {field!r}")
@@ -174,6 +180,7 @@ class Problem:
         }
 
     def describe(self) -> str:
+        """One line: the name, the sizes, the input shape, the outputs and the loss."""
         return (
             f"{self.name}: {self.n_train} train / {self.n_test} test, inputs {self.x_train.shape[1:]}, "
             f"{self.out_dim} outputs, loss {self.loss}"

@@ -77,6 +77,10 @@ def property_settings(max_examples: int = 15, **overrides) -> settings:
     ``derandomize=True`` (the same examples on every run and machine),
     ``deadline=None`` (the first example of an architecture pays for its
     compilation), no example database. Use as a decorator.
+
+    Args:
+      max_examples: examples per test.
+      **overrides: further ``hypothesis.settings`` options, overriding these.
     """
     options = dict(
         max_examples=max_examples,
@@ -138,6 +142,16 @@ def architectures(
     pooling, dense readout; per-layer scales) are drawn too; they take NHWC
     images. (Each new architecture costs a compilation, about 0.3 s per
     convolution on a CPU: keep ``conv_depths`` small in tests.)
+
+    Args:
+      activations: the activations drawn from.
+      depths: closed interval of MLP depths.
+      W_std: closed interval of weight scales.
+      b_std: closed interval of bias scales.
+      out_dims: the output dimensions drawn from.
+      bias: False sets every ``b_std`` to 0.
+      conv: draw small convolutional networks too.
+      conv_depths: closed interval of their numbers of convolutions.
     """
     activations = tuple(activations)
     if not activations:
@@ -192,6 +206,14 @@ def inputs(
     standard normal draws from a drawn seed, each example multiplied by its
     own factor in ``scale``, so inputs are finite, nonzero and of order one
     (bias-free arc-cosine kernels are 0/0 at x = 0).
+
+    Args:
+      arch: the architecture the inputs are for (vectors or images).
+      n: closed interval of N.
+      d: closed interval of the vector dimension d.
+      image_size: closed interval of the image side H = W.
+      channels: closed interval of the image channels C.
+      scale: closed interval of each example's factor.
     """
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
@@ -205,7 +227,12 @@ def inputs(
 
 
 def architectures_and_inputs(arch_strategy=None, **input_options):
-    """Strategy for ``(arch, x)`` pairs: an architecture and inputs it accepts."""
+    """Strategy for ``(arch, x)`` pairs: an architecture and inputs it accepts.
+
+    Args:
+      arch_strategy: a strategy for architectures; None is ``architectures()``.
+      **input_options: options of [`inputs`][infinite_width.testing.inputs].
+    """
     arch_strategy = architectures() if arch_strategy is None else arch_strategy
     return arch_strategy.flatmap(lambda arch: st.tuples(st.just(arch), inputs(arch, **input_options)))
 
@@ -243,7 +270,12 @@ def _assert_close(what: str, actual, expected, rtol: float) -> float:
 
 
 def check_symmetric(K, rtol: float = 1e-6) -> float:
-    """Assert ``K == K.T``; return ``max|K - K.T| / max|K|``. K of shape (N, N)."""
+    """Assert ``K == K.T``; return ``max|K - K.T| / max|K|``.
+
+    Args:
+      K: (N, N) kernel.
+      rtol: the largest relative asymmetry allowed.
+    """
     K = _square("K", K)
     return _assert_close("kernel is not symmetric", K.T, K, rtol)
 
@@ -251,8 +283,12 @@ def check_symmetric(K, rtol: float = 1e-6) -> float:
 def check_psd(K, tol: float = 1e-6) -> float:
     """Assert ``K`` is positive semi-definite: ``lambda_min >= -tol * lambda_max``.
 
-    K of shape (N, N) (symmetrised before the eigendecomposition). Returns
-    ``lambda_min / lambda_max`` (0 for the zero matrix).
+    Args:
+      K: (N, N) kernel (symmetrised before the eigendecomposition).
+      tol: the most negative ``lambda_min / lambda_max`` allowed.
+
+    Returns:
+      ``lambda_min / lambda_max`` (0 for the zero matrix).
     """
     K = _square("K", K)
     eigenvalues = np.linalg.eigvalsh(0.5 * (K + K.T))
@@ -281,7 +317,12 @@ def check_ntk_dominates_nngp(arch: Architecture, x, tol: float = 1e-6) -> float:
     layers. Nothing stronger holds in general (e.g. ``NTK - c NNGP`` for
     ``c > 1`` can be indefinite).
 
-    Computed in float64. ``tol`` is relative to ``lambda_max(NTK)``.
+    Computed in float64.
+
+    Args:
+      arch: an architecture whose last weighted layer is the readout.
+      x: (N, ...) inputs.
+      tol: relative to ``lambda_max(NTK)``.
     """
     nngp, ntk = kernels.nngp_and_ntk(arch, x, dtype="float64")
     eigenvalues = np.linalg.eigvalsh(0.5 * ((ntk - nngp) + (ntk - nngp).T))
@@ -309,8 +350,15 @@ def arccos_relu_kernels(x1, x2=None, *, depth: int, W_std: float, b_std: float) 
     K^{l+1} = W_std^2 S^l + b_std^2,  Theta^{l+1} = K^{l+1} + W_std^2 Sd^l Theta^l
     ```
 
-    x1 of shape (N1, d), x2 of shape (N2, d) (None: x1). Returns
-    ``(K^{L+1}, Theta^{L+1})``, each (N1, N2), float64.
+    Args:
+      x1: (N1, d) inputs.
+      x2: (N2, d) inputs, or None for x1.
+      depth: L, the hidden layers.
+      W_std: weight scale of every layer.
+      b_std: bias scale of every layer.
+
+    Returns:
+      ``(K^{L+1}, Theta^{L+1})``, each (N1, N2), float64.
     """
     x1 = np.asarray(x1, dtype=np.float64)
     x2 = x1 if x2 is None else np.asarray(x2, dtype=np.float64)
@@ -340,11 +388,17 @@ def bivariate_gaussian_expectation(
 ) -> np.ndarray:
     """``E[f(u) g(v)]`` for ``(u, v) ~ N(0, [[k11, k12], [k12, k22]])``, by 2-D Gauss-Hermite quadrature.
 
-    ``k11, k12, k22`` are arrays of one shape (broadcast); ``f, g`` are
-    vectorised numpy functions. Exact for polynomials of degree < 2 * order,
-    fast-converging for smooth functions; for kinks (ReLU, its step
-    derivative) use closed forms instead. The covariance may be singular
-    (``u = v`` on a kernel's diagonal).
+    Exact for polynomials of degree < 2 * order, fast-converging for smooth
+    functions; for kinks (ReLU, its step derivative) use closed forms instead.
+    The covariance may be singular (``u = v`` on a kernel's diagonal).
+
+    Args:
+      f: a vectorised numpy function of ``u``.
+      g: a vectorised numpy function of ``v``.
+      k11: ``Var u``.
+      k12: ``Cov(u, v)``.
+      k22: ``Var v``; the three broadcast to one shape.
+      order: Gauss-Hermite nodes per dimension.
     """
     k11, k12, k22 = np.broadcast_arrays(*(np.asarray(k, dtype=np.float64) for k in (k11, k12, k22)))
     nodes, weights = np.polynomial.hermite_e.hermegauss(order)
@@ -379,7 +433,14 @@ def check_positive_homogeneity(arch: Architecture, x, a: float, b: float, rtol: 
     of degree 1 ([`POSITIVELY_HOMOGENEOUS`][infinite_width.testing.POSITIVELY_HOMOGENEOUS]): every pre-activation is
     then homogeneous of degree 1 in its input, so ``K^l`` and ``S^l`` are of degree
     1 in each argument while ``Sd^l`` (hence ``B^l``) is of degree 0; both the
-    NNGP and the NTK are of degree 1 in each argument. ``a, b > 0``. Float64.
+    NNGP and the NTK are of degree 1 in each argument. Float64.
+
+    Args:
+      arch: a bias-free architecture with positively homogeneous activations.
+      x: (N, ...) inputs.
+      a: the factor of the first argument, > 0.
+      b: the factor of the second argument, > 0.
+      rtol: the largest relative error allowed.
     """
     if not (a > 0 and b > 0):
         raise ValueError(f"a and b must be positive, got a={a!r}, b={b!r}")
@@ -403,6 +464,12 @@ def check_permutation_equivariance(arch: Architecture, x, seed: int = 0, rtol: f
       weights are i.i.d. over it.
 
     Float64.
+
+    Args:
+      arch: an architecture with a closed-form kernel.
+      x: (N, ...) inputs.
+      seed: the seed of the permutations.
+      rtol: the largest relative error allowed.
     """
     x = np.asarray(x, dtype=np.float64)
     rng = np.random.default_rng(seed)
@@ -424,12 +491,17 @@ def check_batched_equals_unbatched(
 ) -> float:
     """Assert ``kernels.nngp_and_ntk(..., batch_size=b)`` equals the unbatched kernels; return the error.
 
-    x1 of shape (N1, ...), x2 of shape (N2, ...) or None; N need not be a
-    multiple of ``batch_size``. Float64. The tolerance is not 1e-15 because
-    an example paired with itself in an off-diagonal block goes through the
-    ``x1 != x2`` code path, where neural-tangents' arc-cosine (safe square
-    root and clipping near ``cos t = 1``) differs from the diagonal path by
-    about 1e-9 relative.
+    Float64. The tolerance is not 1e-15 because an example paired with itself
+    in an off-diagonal block goes through the ``x1 != x2`` code path, where
+    neural-tangents' arc-cosine (safe square root and clipping near ``cos t =
+    1``) differs from the diagonal path by about 1e-9 relative.
+
+    Args:
+      arch: an architecture with a closed-form kernel.
+      x1: (N1, ...) inputs.
+      x2: (N2, ...) inputs, or None.
+      batch_size: the block size (N need not be a multiple of it).
+      rtol: the largest relative error allowed.
     """
     batched = kernels.nngp_and_ntk(arch, x1, x2, batch_size=batch_size, dtype="float64")
     whole = kernels.nngp_and_ntk(arch, x1, x2, dtype="float64")
@@ -445,6 +517,11 @@ def check_float32_matches_float64(arch: Architecture, x, rtol: float = 1e-3) -> 
     The default allows for the arc-cosine's square-root sensitivity near
     ``cos t = 1`` (the diagonal), where float32 rounding of ``cos t`` moves
     ``t`` by about ``sqrt(1e-7)``.
+
+    Args:
+      arch: an architecture with a closed-form kernel.
+      x: (N, ...) inputs.
+      rtol: the largest error allowed, relative to max |K|.
     """
     single = kernels.nngp_and_ntk(arch, x, dtype="float32")
     double = kernels.nngp_and_ntk(arch, x, dtype="float64")

@@ -10,5 +10,6 @@ part of the library's API:
 * `nt`: the only module that imports neural-tangents, and the architecture -> stax translation;
 * `files`: atomic file writes;
 * `memory`: the memory a computation can still allocate (for memory plans);
-* `records`: resumable experiment records (one JSON per point, with its settings) and their timing.
+* `records`: resumable experiment records (one JSON per point, with its settings) and their timing;
+* `progress`: the progress bars, shown only on a terminal or in a notebook.
 """

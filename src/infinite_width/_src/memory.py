@@ -35,6 +35,9 @@ def available_memory(device=None) -> int:
     without swapping), not ``MemFree``: a machine that has read large files
     has little free but much available memory. Elsewhere it falls back to the
     free physical pages (``os.sysconf``), and to no limit if even that is unknown.
+
+    Args:
+      device: a jax device, or None for the CPU.
     """
     if device is not None:
         try:

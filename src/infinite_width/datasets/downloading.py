@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional, Sequence
 
+from infinite_width._src.progress import progress_bar
 from infinite_width.datasets.files import (
     CHUNK_BYTES,
     CIFAR10_FILES,
@@ -58,13 +59,12 @@ _CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c00
 
 
 def _fetch(url: str, target: Path, progress: bool) -> None:
-    """Stream ``url`` into the file ``target``, with a tqdm bar if ``progress``."""
-    from tqdm.auto import tqdm
-
+    """Stream ``url`` into the file ``target``, with a progress bar if ``progress``."""
     request = urllib.request.Request(url, headers={"User-Agent": "infinite_width"})
     with urllib.request.urlopen(request, timeout=60) as response, open(target, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], disable=not progress) as bar:
+        with progress_bar(total=total, progress=progress, unit="B", unit_scale=True,
+                          desc=url.rsplit("/", 1)[-1]) as bar:
             while chunk := response.read(CHUNK_BYTES):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -102,7 +102,15 @@ def download(name: str, data_dir=None, *, progress: bool = True) -> Optional[Pat
     Fashion-MNIST checksums are of the decompressed idx content; CIFAR-10's
     of the official ``cifar-10-python.tar.gz``, whose batches are extracted
     (the archive is then deleted). ``"digits"`` ships with scikit-learn:
-    nothing to fetch. Returns the data set's folder (None for digits).
+    nothing to fetch.
+
+    Args:
+      name: a data set name.
+      data_dir: the data folder (created if needed); None for ``$INFINITE_WIDTH_DATA``.
+      progress: show a progress bar per file.
+
+    Returns:
+      The data set's folder (None for digits).
     """
     name = check_name(name)
     if name == "digits":

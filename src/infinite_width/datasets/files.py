@@ -36,7 +36,9 @@ __all__ = [
 ]
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+"""The data sets [`load`][infinite_width.datasets.load] reads."""
 DATA_ENV_VAR = "INFINITE_WIDTH_DATA"
+"""The environment variable naming the data folder when no ``data_dir`` is given."""
 
 FOLDERS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist", "cifar10": "cifar-10-batches-py"}
 """Folder of each data set inside the data folder."""
@@ -60,7 +62,14 @@ class DatasetFileError(ValueError):
 
 
 def check_name(name) -> str:
-    """The canonical name (``"fashion-mnist"`` is accepted for ``"fashion_mnist"``)."""
+    """The canonical name of a data set (``"fashion-mnist"`` is accepted for ``"fashion_mnist"``).
+
+    Args:
+      name: a data set name.
+
+    Raises:
+      ValueError: an unknown name.
+    """
     canonical = name.replace("-", "_").lower() if isinstance(name, str) else None
     if canonical not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
@@ -71,11 +80,15 @@ def check_name(name) -> str:
 
 
 def sha256(path, *, decompress: bool = False) -> str:
-    """Hex SHA-256 of the file at ``path``, or of its gzip-decompressed content if ``decompress``.
+    """Hex SHA-256 of a file.
 
     A decompressed content beyond `MAX_DECOMPRESSED_BYTES` (a gzip bomb) is
     a [`DatasetFileError`][infinite_width.datasets.DatasetFileError] naming the file, raised as soon as the bound
     is passed.
+
+    Args:
+      path: the file.
+      decompress: hash its gzip-decompressed content instead.
     """
     path = Path(path)
     if not path.is_file():
@@ -95,8 +108,11 @@ def sha256(path, *, decompress: bool = False) -> str:
 def verify_sha256(path, expected: str, *, decompress: bool = False) -> None:
     """Raise [`DatasetFileError`][infinite_width.datasets.DatasetFileError] naming ``path`` unless its SHA-256 is ``expected``.
 
-    ``decompress=True`` checks the gzip-decompressed content (how MNIST and
-    Fashion-MNIST checksums are given: mirrors recompress the files).
+    Args:
+      path: the file.
+      expected: the hex SHA-256 it must have.
+      decompress: check the gzip-decompressed content (how MNIST and
+        Fashion-MNIST checksums are given: mirrors recompress the files).
     """
     if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", expected):
         raise ValueError(f"expected must be a SHA-256 hex digest of 64 characters, got {expected!r}")
@@ -123,7 +139,15 @@ def _gzip_errors(path: Path):
 def data_folder(data_dir, name: str, create: bool = False) -> Path:
     """The data folder from the argument or the environment; a clear error if neither.
 
-    A missing folder is created if ``create`` (for downloads), else an error.
+    Args:
+      data_dir: the data folder, or None for ``$INFINITE_WIDTH_DATA``.
+      name: the data set the folder is for (named in the errors).
+      create: create a missing folder (for downloads) instead of refusing it.
+
+    Raises:
+      ValueError: neither a folder nor the variable is given.
+      TypeError: ``data_dir`` is not a path.
+      FileNotFoundError: the folder is missing (and ``create`` is False).
     """
     if data_dir is None:
         data_dir = os.environ.get(DATA_ENV_VAR) or None
@@ -164,7 +188,12 @@ def cifar_train_batches(folder: Path) -> Sequence[Path]:
 
 
 def is_present(name: str, root: Path) -> bool:
-    """Whether the files of data set ``name`` are in the data folder ``root`` (looked for, not validated)."""
+    """Whether the files of a data set are in a data folder (looked for, not validated).
+
+    Args:
+      name: a data set name.
+      root: the data folder.
+    """
     folder = root / FOLDERS[name]
     if name == "cifar10":
         return (folder / "test_batch").is_file() and bool(cifar_train_batches(folder))
@@ -175,8 +204,11 @@ def is_present(name: str, root: Path) -> bool:
 def available(data_dir=None) -> Tuple[str, ...]:
     """Names of the data sets that can be loaded: ``"digits"`` always, the others if their files are present.
 
-    ``data_dir`` (or ``INFINITE_WIDTH_DATA``) is the data folder; with neither
-    only ``("digits",)`` is available. Files are looked for, not validated.
+    Files are looked for, not validated.
+
+    Args:
+      data_dir: the data folder, or None for ``$INFINITE_WIDTH_DATA``; with neither only
+        ``("digits",)`` is available.
     """
     if data_dir is None and not os.environ.get(DATA_ENV_VAR):
         return ("digits",)
@@ -232,7 +264,12 @@ def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
 
 
 def read_idx_dataset(name: str, root: Path):
-    """``(x_train, labels_train, x_test, labels_test)`` of MNIST or Fashion-MNIST: uint8 (N, 28, 28, 1) images."""
+    """``(x_train, labels_train, x_test, labels_test)`` of MNIST or Fashion-MNIST: uint8 (N, 28, 28, 1) images.
+
+    Args:
+      name: ``"mnist"`` or ``"fashion_mnist"``.
+      root: the data folder.
+    """
     folder = root / FOLDERS[name]
     image_shape = IMAGE_SHAPES[name][:2]
     arrays = []
@@ -291,7 +328,11 @@ def _read_cifar_batch(path: Path):
 
 
 def read_cifar10(root: Path):
-    """``(x_train, labels_train, x_test, labels_test)`` of CIFAR-10: uint8 (N, 32, 32, 3) images."""
+    """``(x_train, labels_train, x_test, labels_test)`` of CIFAR-10: uint8 (N, 32, 32, 3) images.
+
+    Args:
+      root: the data folder.
+    """
     folder = root / FOLDERS["cifar10"]
     batches = cifar_train_batches(folder)
     if not batches:

@@ -12,7 +12,6 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from infinite_width._src.checks import as_seed
 from infinite_width.datasets.downloading import download as download_files
 from infinite_width.datasets.files import (
     IMAGE_SHAPES,
@@ -48,13 +47,14 @@ class Dataset:
     """A train/test split of an image classification data set (arrays are read-only).
 
     Attributes:
-      name: one of `infinite_width.datasets.DATASETS`.
-      x_train, x_test: float32 inputs, (N, d) with ``d = H*W*C`` (flattened in
+      name: one of [`DATASETS`][infinite_width.datasets.DATASETS].
+      x_train: float32 training inputs, (N, d) with ``d = H*W*C`` (flattened in
         NHWC order) or (N, H, W, C) images.
-      y_train, y_test: float32 targets (N, k): one-hot, or one-hot minus 1/k when
-        centered.
-      labels_train, labels_test: int32 labels (N,) in ``0..k-1``; label ``i``
-        is the original class ``classes[i]``.
+      y_train: float32 targets (N, k): one-hot, or one-hot minus 1/k when centered.
+      x_test: float32 test inputs, (Nt, ...) like ``x_train``.
+      y_test: float32 test targets (Nt, k).
+      labels_train: int32 labels (N,) in ``0..k-1``; label ``i`` is the original class ``classes[i]``.
+      labels_test: int32 test labels (Nt,).
       num_classes: k.
       image_shape: (H, W, C) of one image.
       classes: the original class ids kept, in label order.
@@ -244,6 +244,9 @@ def load(
     name = check_name(name)
     _check_count("n_train", n_train)
     _check_count("n_test", n_test)
+    # Imported here: checks imports jax, which the data sets (and `python -m infinite_width --help`) load without.
+    from infinite_width._src.checks import as_seed
+
     seed = as_seed("seed", seed)
     selected = _check_classes(classes, 10)
     how = _standardization(standardize)

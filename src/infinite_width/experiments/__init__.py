@@ -16,6 +16,17 @@
   of these figures.
 """
 
-from infinite_width.experiments import demo, figures, nnpk_ablation, nnpk_alignment, sernau
+import importlib
 
 __all__ = ["demo", "figures", "nnpk_ablation", "nnpk_alignment", "sernau"]
+
+
+def __getattr__(name: str):
+    # Imported on first access: the command line reads the demo's options without loading jax.
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

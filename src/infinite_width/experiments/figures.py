@@ -34,12 +34,23 @@ FORMATS: Tuple[str, ...] = ("pdf", "png")
 
 
 def color(index: int) -> str:
-    """The ``index``-th colour of [`PALETTE`][infinite_width.experiments.figures.PALETTE] (cycling)."""
+    """The ``index``-th colour of [`PALETTE`][infinite_width.experiments.figures.PALETTE] (cycling).
+
+    Args:
+      index: any integer >= 0.
+    """
     return PALETTE[index % len(PALETTE)]
 
 
 def new_figure(rows: int, columns: int, *, panel_size=(3.6, 2.9), **subplot_options):
-    """A constrained-layout figure with a grid of panels: ``(figure, axes)`` with axes of shape (rows, columns)."""
+    """A constrained-layout figure with a grid of panels: ``(figure, axes)`` with axes of shape (rows, columns).
+
+    Args:
+      rows: panel rows.
+      columns: panel columns.
+      panel_size: ``(width, height)`` of a panel in inches.
+      **subplot_options: options of ``Figure.subplots`` (``sharey=True``, ...).
+    """
     figure = Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows + 0.9), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False, **subplot_options)
@@ -47,13 +58,25 @@ def new_figure(rows: int, columns: int, *, panel_size=(3.6, 2.9), **subplot_opti
 
 
 def reference_line(label: str, linestyle: str = "--") -> Tuple[Line2D, str]:
-    """A legend entry (handle, label) for reference lines of this style (drawn in black or in their curve's colour)."""
+    """A legend entry (handle, label) for reference lines of this style (drawn in black or in their curve's colour).
+
+    Args:
+      label: the legend text.
+      linestyle: the matplotlib line style.
+    """
     return Line2D([], [], color=REFERENCE_COLOR, linestyle=linestyle, linewidth=1.0), label
 
 
 def figure_legend(figure: Figure, axes: Iterable, columns: int = 4, extra: Sequence[Tuple] = ()) -> None:
     """One legend for the whole figure, below the panels: every labelled artist once, in order of appearance,
-    then the ``(handle, label)`` pairs of ``extra``."""
+    then the ``(handle, label)`` pairs of ``extra``.
+
+    Args:
+      figure: the figure.
+      axes: its panels.
+      columns: the most legend columns.
+      extra: further ``(handle, label)`` pairs.
+    """
     handles: List = []
     labels: List[str] = []
     pairs = [pair for ax in axes for pair in zip(*ax.get_legend_handles_labels())] + list(extra)
@@ -67,7 +90,13 @@ def figure_legend(figure: Figure, axes: Iterable, columns: int = 4, extra: Seque
 
 
 def save(figure: Figure, stem: Union[str, os.PathLike], formats: Sequence[str] = FORMATS) -> List[Path]:
-    """Write ``figure`` as ``<stem>.pdf`` and ``<stem>.png`` (atomically); return the paths."""
+    """Write ``figure`` as ``<stem>.pdf`` and ``<stem>.png`` (atomically); return the paths.
+
+    Args:
+      figure: the figure.
+      stem: the path without suffix.
+      formats: the formats (suffixes) written.
+    """
     paths = []
     for extension in formats:
         path = Path(f"{os.fspath(stem)}.{extension}")

@@ -59,9 +59,9 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.records import Clock, problem_settings, read_record, write_csv, write_json, write_record
 from infinite_width.architectures import (
     ACTIVATIONS,
@@ -115,7 +115,13 @@ _FORMAT_VERSION = 2
 
 
 def architecture(name: str, activation: str, out_dim: int) -> Architecture:
-    """The architecture ``name`` (one of [`FAMILIES`][infinite_width.experiments.nnpk_ablation.FAMILIES]) with ``activation`` and ``out_dim`` outputs."""
+    """An architecture of the ablation, by name, all with weight scale sqrt(2) (module docstring).
+
+    Args:
+      name: one of [`FAMILIES`][infinite_width.experiments.nnpk_ablation.FAMILIES].
+      activation: the activation of every hidden layer.
+      out_dim: outputs of the readout.
+    """
     if name.startswith("mlp") and name in FAMILIES["mlp"]:
         return mlp(int(name[3:]), activation, _W_STD, _MLP_B_STD, out_dim=out_dim)
     if name == "conv2":
@@ -140,6 +146,13 @@ class Config:
 
     The accuracy is reported at every power of two m <= ``networks`` and at
     ``networks`` itself.
+
+    Attributes:
+      arch: an architecture name of [`FAMILIES`][infinite_width.experiments.nnpk_ablation.FAMILIES].
+      activation: the activation of every hidden layer.
+      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
+      width: hidden width of the random networks.
+      networks: the largest number of random networks m.
     """
 
     arch: str
@@ -179,15 +192,23 @@ class Config:
         return f"{self.arch}-{self.activation}"
 
     def architecture(self, out_dim: int) -> Architecture:
+        """The configuration's architecture ([`architecture`][infinite_width.experiments.nnpk_ablation.architecture]).
+
+        Args:
+          out_dim: outputs of the readout.
+        """
         return architecture(self.arch, self.activation, out_dim)
 
 
 def one_factor_grid(base: Config, variations: Mapping[str, Sequence]) -> List[Config]:
     """``base``, then ``base`` with one field changed at a time, for every value in ``variations``.
 
-    ``variations`` maps fields of [`Config`][infinite_width.experiments.nnpk_ablation.Config] (``"arch"``,
-    ``"activation"``, ``"init"``, ``"width"``, ``"networks"``) to values; values equal to the
-    base's are skipped, so ``base`` appears once.
+    Values equal to the base's are skipped, so ``base`` appears once.
+
+    Args:
+      base: the base [`Config`][infinite_width.experiments.nnpk_ablation.Config].
+      variations: maps fields of ``Config`` (``"arch"``, ``"activation"``, ``"init"``,
+        ``"width"``, ``"networks"``) to the values to try.
     """
     if not isinstance(base, Config):
         raise TypeError(f"base must be a Config, got {type(base).__name__}")
@@ -207,12 +228,22 @@ def one_factor_grid(base: Config, variations: Mapping[str, Sequence]) -> List[Co
 
 
 def point_key(seed: int, config: Config):
-    """The PRNG key of a configuration's networks: ``seed`` folded with a hash of its name."""
+    """The PRNG key of a configuration's networks: ``seed`` folded with a hash of its name.
+
+    Args:
+      seed: the base seed.
+      config: the configuration.
+    """
     return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(config.name.encode()) & 0x7FFFFFFF)
 
 
 def pool_images(x: np.ndarray, factor: int) -> np.ndarray:
-    """Average-pool NHWC images (N, H, W, C) by ``factor`` in each spatial direction (H, W divisible by it)."""
+    """Average-pool NHWC images by ``factor`` in each spatial direction.
+
+    Args:
+      x: (N, H, W, C) images, H and W divisible by ``factor``.
+      factor: the pooling window and stride.
+    """
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"pool_images needs NHWC images (N, H, W, C), got shape {x.shape}")
@@ -231,9 +262,17 @@ def pool_images(x: np.ndarray, factor: int) -> np.ndarray:
 def bootstrap_accuracy(correct, resamples: int = 2000, seed: int = 0) -> Dict[str, float]:
     """Accuracy of a boolean vector ``correct`` (N,) with its bootstrap standard error and 95% interval.
 
-    Test points are resampled with replacement ``resamples`` times (a
-    generator seeded with ``seed``); ``se`` is the standard deviation of the
-    resampled accuracies, ``low``/``high`` their 2.5% and 97.5% percentiles.
+    Test points are resampled with replacement; ``se`` is the standard
+    deviation of the resampled accuracies, ``low``/``high`` their 2.5% and
+    97.5% percentiles.
+
+    Args:
+      correct: (N,) booleans, one per test point.
+      resamples: bootstrap resamples.
+      seed: the seed of the resampling generator.
+
+    Returns:
+      ``{"accuracy", "se", "low", "high"}``.
     """
     correct = np.asarray(correct, dtype=bool)
     if correct.ndim != 1 or correct.size == 0:
@@ -430,7 +469,7 @@ def run(
         for family in FAMILIES if family in {config.family for config in configs}
     ]
     records = [record for record in found if record is not None]
-    bar = tqdm(configs, desc="NNPK ablation", disable=not progress)
+    bar = progress_bar(configs, progress=progress, desc="NNPK ablation")
     for config in bar:
         bar.set_postfix_str(config.name)
         problem, settings = problems[config.family], settings_of[config.family]
@@ -454,8 +493,8 @@ def run(
                     arch, x_all, width=config.width, networks=config.networks, key=point_key(seed, config),
                     init=config.init, batch_size=batch_size,
                 )
-                for m, K in tqdm(stream, desc=config.name, disable=not progress, leave=False,
-                                 total=_prefix_count(config.networks)):
+                for m, K in progress_bar(stream, progress=progress, desc=config.name, leave=False,
+                                         total=_prefix_count(config.networks)):
                     curve.append({"networks": m, **evaluate_kernel(K, problem, **evaluation)})
             record = {**dataclasses.asdict(config), "family": config.family, "kernel": "nnpk",
                       "has_closed_form": arch.has_closed_form, "prng": kernels.DEFAULT_PRNG, "curve": curve,
@@ -476,7 +515,11 @@ _ROW_FIELDS = (
 
 
 def summary_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
-    """Flat rows: one per (configuration, m) of the NNPK and one per closed-form reference (``networks`` empty)."""
+    """Flat rows: one per (configuration, m) of the NNPK and one per closed-form reference (``networks`` empty).
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_ablation.run].
+    """
     rows = []
     for record in records:
         points = record["curve"] if record["kernel"] == "nnpk" else [record]
@@ -493,7 +536,11 @@ def write_summary(records: Sequence[Mapping], out_dir: Union[str, os.PathLike]) 
 
 
 def final_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
-    """One row per configuration: NNPK accuracy at its largest m, the closed-form and linear references, timing."""
+    """One row per configuration: NNPK accuracy at its largest m, the closed-form and linear references, timing.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_ablation.run].
+    """
     references = {(r["arch"], r["activation"]): r for r in records if r["kernel"] == "nngp"}
     linear = {r["family"]: r for r in records if r["kernel"] == "linear"}
     score = lambda r: None if r is None else (r["test_accuracy"], r["test_accuracy_se"])
@@ -516,8 +563,12 @@ def final_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
 
 
 def markdown_table(records: Sequence[Mapping]) -> str:
-    """A Markdown table of [`final_rows`][infinite_width.experiments.nnpk_ablation.final_rows]: accuracy ± bootstrap standard error of the NNPK, the closed form and
-    the linear kernel of the inputs."""
+    """A Markdown table of [`final_rows`][infinite_width.experiments.nnpk_ablation.final_rows]: accuracy ± bootstrap
+    standard error of the NNPK, the closed form and the linear kernel of the inputs.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_ablation.run].
+    """
 
     def accuracy(pair):
         return "--" if pair is None else f"{pair[0]:.3f} ± {pair[1]:.3f}"
@@ -567,7 +618,14 @@ def figure(records: Sequence[Mapping], title: str = ""):
     """Test accuracy against m (log scale) with bootstrap error bars: a panel per family and varied field.
 
     Closed-form references are dashed lines of the curve's colour; one legend
-    for the figure. Returns a `matplotlib.figure.Figure`.
+    for the figure.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_ablation.run].
+      title: the figure's title.
+
+    Returns:
+      A `matplotlib.figure.Figure`.
     """
     from infinite_width.experiments import figures
 

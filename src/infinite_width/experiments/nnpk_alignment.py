@@ -56,11 +56,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from infinite_width import kernels, losses
 from infinite_width._src.files import atomic_path
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.rng import minibatch_indices
 from infinite_width._src.records import Clock, problem_settings, read_record, write_csv, write_json, write_record
 from infinite_width.experiments.nnpk_ablation import architecture
@@ -96,7 +96,13 @@ _FORMAT_VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class Training:
-    """Plain Adam on the softmax cross-entropy: ``steps`` minibatches of ``batch_size``, learning rate ``lr``."""
+    """Plain Adam on the softmax cross-entropy.
+
+    Attributes:
+      steps: minibatch steps.
+      batch_size: rows per minibatch.
+      lr: Adam's learning rate (one global rate).
+    """
 
     steps: int = 1000
     batch_size: int = 128
@@ -106,9 +112,13 @@ class Training:
 def train_adam(net, x, y, *, key, training: Training = Training()):
     """Train one network from ``net.init(key)``: returns ``(initial params, trained params)``.
 
-    ``net`` is a [`infinite_width.finite.Network`][] (use the standard
-    parametrization for ordinary Adam), ``x`` (N, ...) inputs, ``y`` (N, k)
-    one-hot targets. The minibatch order comes from ``key`` too.
+    Args:
+      net: a [`infinite_width.finite.Network`][] (use the standard parametrization for
+        ordinary Adam).
+      x: (N, ...) training inputs.
+      y: (N, k) one-hot targets.
+      key: the initialisation key; the minibatch order comes from it too.
+      training: the [`Training`][infinite_width.experiments.nnpk_alignment.Training] run.
     """
     init_key, batch_key = jax.random.split(key)
     x, y = jnp.asarray(x), jnp.asarray(y)
@@ -181,7 +191,7 @@ def _train_and_measure(net, arch_name, problem, x_eval, *, keys, training, progr
     x_train = _inputs_for(arch_name, problem.x_train)
     trained: List[Dict[str, np.ndarray]] = []
     test_accuracy = []
-    for key in tqdm(keys, desc="training", disable=not progress, leave=False):
+    for key in progress_bar(keys, progress=progress, desc="training", leave=False):
         initial, params = train_adam(net, x_train, problem.y_train, key=key, training=training)
         with precision_scope("float32"):
             outputs = np.asarray(net.apply(params, _inputs_for(arch_name, problem.x_test)))
@@ -235,6 +245,7 @@ def run(
     Args:
       problem: images (N, H, W, C) with one-hot targets; networks train on its
         training set and are compared on its first ``held_out`` test points.
+      out_dir: the folder of the resumable records (one JSON per model).
       models: ``(arch, width)`` pairs, arch ``"mlp2"`` or ``"conv2"``.
       seeds: trained networks per model (independent initialisations and minibatch orders).
       training: the Adam run ([`Training`][infinite_width.experiments.nnpk_alignment.Training]).
@@ -285,7 +296,7 @@ def run(
 
     label = y_held @ y_held.T
     records = []
-    bar = tqdm(models, desc="alignment", disable=not progress)
+    bar = progress_bar(models, progress=progress, desc="alignment")
     for arch_name, width in bar:
         bar.set_postfix_str(f"{arch_name} w{width}")
         path = out_dir / "points" / f"{arch_name}-w{width}.json"
@@ -346,6 +357,9 @@ def summary_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
     ``measure`` is ``"cka"`` (``target`` a trained kernel, ``kernel`` a
     candidate), ``"kta"`` (alignment of ``kernel`` with the labels) or
     ``"test_accuracy"`` of the trained networks.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_alignment.run].
     """
     rows = []
     for record in records:
@@ -374,7 +388,12 @@ def write_summary(records: Sequence[Mapping], out_dir: Union[str, os.PathLike]) 
 
 
 def markdown_table(records: Sequence[Mapping], target: str) -> str:
-    """CKA of the trained ``target`` kernel (``"output"`` or ``"features"``) with each candidate, mean ± std over seeds."""
+    """CKA of a trained kernel with each candidate, mean ± std over seeds, as a Markdown table.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_alignment.run].
+      target: the trained kernel, ``"output"`` or ``"features"``.
+    """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
     header = "| model | test acc. | " + " | ".join(CANDIDATES) + " | KTA trained | KTA NNPK |\n"
@@ -406,7 +425,12 @@ _CANDIDATE_LABELS = {
 
 def figure(records: Sequence[Mapping], title: str = ""):
     """CKA of the trained output and feature kernels with each candidate (bars, ± std over seeds),
-    the label alignment of every kernel, and the NNPK's CKA against m. One legend."""
+    the label alignment of every kernel, and the NNPK's CKA against m. One legend.
+
+    Args:
+      records: the records of [`run`][infinite_width.experiments.nnpk_alignment.run].
+      title: the figure's title.
+    """
     from infinite_width.experiments import figures
 
     if not records:

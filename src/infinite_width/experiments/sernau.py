@@ -111,8 +111,10 @@ class Config:
       steps: full-batch optimizer steps of the tuning runs (the budget).
       record: recorded steps per tuning run (log-spaced): the early-stopping candidates.
       validation: training points held out to choose the settings.
-      samples, replicas: Monte Carlo sizes of the Adam-like limit.
-      adam_lrs, sgd_lrs: learning-rate grids of finite networks (one global rate).
+      samples: Monte Carlo samples of the Adam-like limit.
+      replicas: Monte Carlo replicas of the Adam-like limit.
+      adam_lrs: Adam learning-rate grid of finite networks (one global rate).
+      sgd_lrs: SGD learning-rate grid of finite networks.
       limit_adam_lrs: Adam learning rates of the Adam-like limit (its per-group rates are ``lr * r_grp``).
       kernel_lr_fractions: NTK/NNGP descent rates as fractions of the largest stable rate.
       ridges: relative ridges of NTK ridge and the NNGP posterior.
@@ -247,8 +249,14 @@ def run(problem: Problem, config: Config, out_dir, *, progress: bool = True, fin
 
     Tuning solves go to ``out_dir/tuning/``, final solves to ``out_dir/final/``
     (each a resumable [`sweep`][infinite_width.sweep]: finished solves are read back).
-    ``finished_only``: compute nothing, keep the regimes whose final solve is
-    on disk (a report of a run still going or interrupted).
+
+    Args:
+      problem: the data (its validation split is carved from the training set).
+      config: the sizes and grids ([`Config`][infinite_width.experiments.sernau.Config]).
+      out_dir: the folder of the resumable solves.
+      progress: show progress bars.
+      finished_only: compute nothing, keep the regimes whose final solve is
+        on disk (a report of a run still going or interrupted).
 
     Returns:
       ``{final job name: entry}`` where entry has ``depth``, ``regime``,
@@ -304,6 +312,12 @@ def bootstrap_accuracies(entries: Mapping[str, dict], y_test: np.ndarray, draws:
     for a Monte Carlo limit it redraws the mean predictions within their
     standard error (Gaussian), so the intervals include the seed spread and
     the Monte Carlo error as well as the finite test set.
+
+    Args:
+      entries: the entries of [`run`][infinite_width.experiments.sernau.run].
+      y_test: (Nt, k) test targets.
+      draws: bootstrap draws.
+      seed: the seed of the draws.
     """
     rng = np.random.default_rng(seed)
     labels = np.argmax(y_test, axis=-1)
@@ -381,6 +395,11 @@ def claims(entries: Mapping[str, dict], boot: Mapping[str, np.ndarray], depth: i
     finite network without feature learning with that kernel model; claim 3
     the fraction of the gap closed ``(limit - NTK descent) / (traditional -
     NTK descent)`` and the remaining gap ``traditional - limit``.
+
+    Args:
+      entries: the entries of [`run`][infinite_width.experiments.sernau.run].
+      boot: their paired bootstrap ([`bootstrap_accuracies`][infinite_width.experiments.sernau.bootstrap_accuracies]).
+      depth: the hidden layers of the MLPs compared.
     """
     trad, kernel = _best(entries, ("traditional_adam",), depth), _best(entries, KERNEL_MODELS, depth)
     frozen, limit = _best(entries, FROZEN_FEATURE_REGIMES, depth), _best(entries, ("adam_limit",), depth)
@@ -475,7 +494,17 @@ _COLUMNS = ("name", "depth", "regime", "label", "width", "setting_kind", "settin
 
 
 def write_table(rows: Sequence[dict], verdicts: Mapping, out_dir, header: dict) -> str:
-    """``results.json`` (header, rows, verdicts) and ``results.csv`` in ``out_dir``; returns the printed text."""
+    """``results.json`` (header, rows, verdicts), ``results.csv`` and ``table.md`` in ``out_dir``.
+
+    Args:
+      rows: the table rows (one per final solve).
+      verdicts: ``{depth: claims}`` ([`claims`][infinite_width.experiments.sernau.claims]).
+      out_dir: the output folder (created if needed).
+      header: what ``results.json`` starts with (the problem and the configuration).
+
+    Returns:
+      The Markdown table and verdicts, as printed.
+    """
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     Path(out_dir, "results.json").write_text(json.dumps(
         dict(header, rows=list(rows), claims={str(d): v for d, v in verdicts.items()}), indent=1))
@@ -503,6 +532,10 @@ def figure(rows: Sequence[dict], title: str):
     Finite networks: lines with error bars over seeds; infinite-width regimes:
     horizontal lines with a band of their error (Monte Carlo for the limit,
     bootstrap over test points for the kernel regimes).
+
+    Args:
+      rows: the table rows.
+      title: the figure's title.
     """
     depths = sorted({r["depth"] for r in rows})
     fig, axes = figures.new_figure(1, len(depths), sharey=True, panel_size=(4.6, 3.4))

@@ -111,6 +111,7 @@ __all__ = [
 PARAMETRIZATIONS = ("ntk", "standard", "mup")
 INITS = ("gaussian", "orthogonal", "uniform")
 GROUPS = ("input_W", "hidden_W", "hidden_b", "readout_W", "output_b")
+"""The parameter groups of a network (module docstring, "Groups and per-group scales")."""
 _PADDINGS = ("SAME", "VALID")
 
 Params = List[dict]
@@ -118,7 +119,15 @@ Params = List[dict]
 
 @dataclasses.dataclass(frozen=True)
 class LeafScale:
-    """Per-leaf constants: its group, multiplier ``m`` (``W_eff = m p``), init std ``sigma``, and ``s``, ``r``."""
+    """Per-leaf constants of a network's parameters (module docstring).
+
+    Attributes:
+      group: one of [`GROUPS`][infinite_width.finite.networks.GROUPS].
+      multiplier: ``m`` in ``W_eff = m p``.
+      init_std: ``sigma`` in ``p = sigma z`` at initialisation.
+      s: the gradient scale, ``G = s g`` with ``g`` of order one.
+      r: the Adam/sign rate factor.
+    """
 
     group: str
     multiplier: float
@@ -219,6 +228,12 @@ class Network:
 
     Build it with [`network`][infinite_width.finite.network]. Hashable,
     so it can key compiled-function caches.
+
+    Attributes:
+      arch: the [`Architecture`][infinite_width.Architecture].
+      width: hidden channels of every layer without an explicit ``out``.
+      parametrization: ``"ntk"``, ``"standard"`` or ``"mup"``.
+      init_kind: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
     """
 
     arch: Architecture
@@ -303,14 +318,18 @@ class Network:
     def group_scales(self, input_shape) -> List[dict]:
         """Per-leaf [`LeafScale`][infinite_width.finite.LeafScale] (group, m, sigma, s, r), same structure as params.
 
-        ``input_shape`` is one example's shape: ``d`` or ``(d,)`` for MLPs,
-        ``(H, W, C)`` for images.
+        Args:
+          input_shape: one example's shape: ``d`` or ``(d,)`` for MLPs, ``(H, W, C)`` for images.
         """
         plan = self._plan(_check_input_shape(self.arch, input_shape))
         return [dict(zip(("W", "b"), self._layer_scales(spec))) for spec in plan]
 
     def groups(self, params: Params) -> List[dict]:
-        """Same-structure pytree of group labels (strings from `GROUPS`)."""
+        """Same-structure pytree of group labels (strings from [`GROUPS`][infinite_width.finite.networks.GROUPS]).
+
+        Args:
+          params: parameters of this network.
+        """
         self.check_params(params)
         last = len(params) - 1
         labels = []
@@ -322,7 +341,15 @@ class Network:
         return labels
 
     def check_params(self, params) -> None:
-        """``TypeError``/``ValueError`` unless ``params`` is a list of ``{"W", "b"}`` dicts, one per weighted layer."""
+        """Refuse parameters of the wrong structure.
+
+        Args:
+          params: the parameters to check.
+
+        Raises:
+          TypeError: ``params`` is not a list of ``{"W", "b"}`` dicts.
+          ValueError: not one dict per weighted layer.
+        """
         if not isinstance(params, (list, tuple)) or not all(
             isinstance(layer, dict) and set(layer) == {"W", "b"} for layer in params
         ):
@@ -340,6 +367,10 @@ class Network:
         orthogonal networks are drawn one at a time (``jax.lax.map``): batched
         QR (a vmapped orthogonal init) can deadlock jaxlib's CPU LAPACK thread
         pool (seen on jax 0.10.2). Prefer this over vmapping [`init`][infinite_width.finite.networks.Network.init].
+
+        Args:
+          keys: (S,) jax PRNG keys, one per network.
+          input_shape: one example's shape, as for [`init`][infinite_width.finite.networks.Network.init].
         """
         init_one = functools.partial(self.init, input_shape=input_shape)
         if self.init_kind == "orthogonal":
@@ -349,10 +380,17 @@ class Network:
     def init(self, key, input_shape) -> Params:
         """Draw parameters for inputs of one example's shape ``input_shape``.
 
-        ``key`` is a jax PRNG key (or an int seed). One call draws the unit
-        variables ``z`` of all leaves at once (layer by layer, weight then
-        bias; one random kernel to compile instead of one per leaf), so a
-        fixed key gives identical ``z`` in every parametrization.
+        One call draws the unit variables ``z`` of all leaves at once (layer
+        by layer, weight then bias; one random kernel to compile instead of
+        one per leaf), so a fixed key gives identical ``z`` in every
+        parametrization.
+
+        Args:
+          key: a jax PRNG key or an int seed.
+          input_shape: one example's shape: ``d`` or ``(d,)`` for MLPs, ``(H, W, C)`` for images.
+
+        Returns:
+          A list of ``{"W": ..., "b": ...}``, one per weighted layer (module docstring).
         """
         input_shape = _check_input_shape(self.arch, input_shape)
         plan = self._plan(input_shape)
@@ -375,7 +413,12 @@ class Network:
         return params
 
     def apply(self, params: Params, x):
-        """Network outputs, shape (N, out_dim), for x of shape (N, d) or (N, H, W, C)."""
+        """Network outputs, shape (N, out_dim).
+
+        Args:
+          params: parameters of this network.
+          x: (N, d) or (N, H, W, C) inputs.
+        """
         return self._forward(params, x, len(self.arch.layers))
 
     def features(self, params: Params, x):
@@ -388,6 +431,10 @@ class Network:
         ``features(params, x) @ W_eff + b_eff`` of the readout (for a Dense
         readout that no layer follows), so ``features @ features.T`` is the
         kernel of the trained (or random) network's learned representation.
+
+        Args:
+          params: parameters of this network.
+          x: (N, d) or (N, H, W, C) inputs.
         """
         readout = max(i for i, layer in enumerate(self.arch.layers) if isinstance(layer, (Dense, Conv)))
         phi = self._forward(params, x, readout)

@@ -61,7 +61,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from infinite_width import losses
 from infinite_width._src.checks import (
@@ -73,6 +72,7 @@ from infinite_width._src.checks import (
 )
 from infinite_width._src.memory import GIB, available_memory
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar, shows_progress
 from infinite_width._src.rng import run_keys
 from infinite_width.architectures import Architecture
 from infinite_width.finite.networks import Network, network
@@ -92,8 +92,9 @@ class FiniteState:
     """Parameters of a trained ensemble ([`train`][infinite_width.finite.train] with ``return_params=True``).
 
     Attributes:
-      initial_params, final_params: parameter pytrees (lists of ``{"W", "b"}``)
-        whose numpy leaves have a leading seeds axis S.
+      initial_params: the parameters at initialisation, a list of ``{"W", "b"}`` whose numpy
+        leaves have a leading seeds axis S.
+      final_params: the parameters after the last step, of the same structure.
     """
 
     initial_params: list
@@ -308,7 +309,7 @@ def _run_steps(run, carry, step_inputs, arrays, progress: bool, width: int):
     """The compiled step loop over all steps, in chunks with a progress bar (`_chunk_steps`)."""
     steps = step_inputs[0].shape[0]
     chunk = _chunk_steps(steps, progress)
-    with tqdm(total=steps, disable=not progress, desc=f"train width {width}", leave=False) as bar:
+    with progress_bar(total=steps, progress=progress, desc=f"train width {width}", leave=False) as bar:
         for begin in range(0, steps, chunk):
             inputs = jax.tree_util.tree_map(lambda a: a[begin : begin + chunk], step_inputs)
             carry = run(carry, inputs, *arrays)
@@ -366,11 +367,26 @@ def train_checked(
 ):
     """[`train`][infinite_width.finite.train] on arguments that are already checked (what [`infinite_width.solve`][] calls).
 
-    ``x_train`` (N, ...) and ``x_test`` (Nt, ...) float32 inputs (``Nt`` may
-    be 0), ``y_train`` (N, k) float32, ``record`` (R,) sorted unique steps in
-    ``[0, steps]``, ``batch_indices`` (steps, B) int32 rows, ``init_keys``
-    (S, ...) one key per seed, ``loss_fn(f, y) -> scalar``. Nothing is
-    validated again. Returns what [`train`][infinite_width.finite.train] returns.
+    Nothing is validated again. Returns what [`train`][infinite_width.finite.train] returns.
+
+    Args:
+      net: a [`Network`][infinite_width.finite.Network].
+      x_train: (N, ...) float32 training inputs.
+      y_train: (N, k) float32 targets.
+      x_test: (Nt, ...) float32 test inputs (``Nt`` may be 0).
+      optimizer: an [`Optimizer`][infinite_width.optim.Optimizer].
+      record: (R,) sorted unique steps in ``[0, steps]``.
+      batch_indices: (steps, B) int32 training rows of each step.
+      init_keys: (S, ...) one initialisation key per seed.
+      loss_fn: ``loss_fn(f, y) -> scalar``.
+      readout_only: as for [`train`][infinite_width.finite.train].
+      centered: as for [`train`][infinite_width.finite.train].
+      rates: as for [`train`][infinite_width.finite.train].
+      linearized: as for [`train`][infinite_width.finite.train].
+      on_nonfinite: as for [`train`][infinite_width.finite.train].
+      progress: as for [`train`][infinite_width.finite.train].
+      return_params: as for [`train`][infinite_width.finite.train].
+      max_memory_bytes: as for [`train`][infinite_width.finite.train].
     """
     n_train = x_train.shape[0]
     full_batch = batch_indices.shape[1] == n_train and bool(np.all(batch_indices == np.arange(n_train)))
@@ -395,6 +411,7 @@ def _train_compiled(net, compiled, x_train, y_train, x_test, record, batch_indic
                     progress, return_params, max_memory_bytes):
     """Check memory, initialise, run the steps; outputs (S, R, P, k) at ``record``, parameters, first bad steps."""
     initialise, predict, run = compiled
+    progress = shows_progress(progress)  # a hidden bar needs no chunks
     steps, seeds = batch_indices.shape[0], init_keys.shape[0]
     x_all = np.concatenate([x_train, x_test])
     step_inputs, in_loop = _step_inputs(record, batch_indices)
@@ -473,7 +490,7 @@ def train(
       on_nonfinite: ``"raise"``: a NaN/Inf loss raises ``FloatingPointError``
         naming the first bad step; ``"record"``: mark the seed ``diverged`` and
         fill its records from that step on with NaN.
-      progress: show a tqdm progress bar (the run is then compiled in chunks).
+      progress: show a progress bar on a terminal or in a notebook (the run is then compiled in chunks).
       return_params: also return the initial and final parameters.
       max_memory_bytes: memory available, overriding the free memory of the
         device (the estimate is checked before allocating).
@@ -543,12 +560,24 @@ def width_sweep(
     """[`train`][infinite_width.finite.train] the network of ``arch`` at every width; ``{width: Predictions}``.
 
     The same ``key`` (hence the same minibatch order) is used at every width.
+
+    Args:
+      arch: an [`Architecture`][infinite_width.Architecture].
+      widths: hidden widths.
+      x_train: (N, ...) training inputs.
+      y_train: (N, k) targets.
+      optimizer: an [`Optimizer`][infinite_width.optim.Optimizer].
+      steps: number of updates.
+      parametrization: ``"ntk"``, ``"standard"`` or ``"mup"``.
+      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
+      progress: show progress bars.
+      **train_kwargs: further arguments of [`train`][infinite_width.finite.train] (``record``, ``key``, ...).
     """
     widths = list(widths)
     if not widths:
         raise ValueError("widths is empty")
     results = {}
-    for width in tqdm(widths, disable=not progress, desc="widths"):
+    for width in progress_bar(widths, progress=progress, desc="widths"):
         net = network(arch, width, parametrization=parametrization, init=init)
         results[width] = train(net, x_train, y_train, optimizer, steps, progress=progress, **train_kwargs)
     return results

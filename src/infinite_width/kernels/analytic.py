@@ -57,11 +57,11 @@ from typing import Callable, Optional, Tuple, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from infinite_width._src.checks import check_int, check_kernel_matrix, validate_inputs
 from infinite_width._src.memory import available_memory
 from infinite_width._src.numerics import as_result, cast_traced, is_traced, pad_rows, precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width.architectures import Architecture
 
 __all__ = ["nngp", "ntk", "nngp_and_ntk", "max_learning_rate", "stax"]
@@ -202,7 +202,7 @@ def _blocked(program, scales, x1, x2, block: int, n_kernels: int):
     out = [np.empty((n1, n2), x1.dtype) for _ in range(n_kernels)]
     pairs = [(i, j) for i in range(0, n1, block) for j in range(i if symmetric else 0, n2, block)]
     finite = np.ones(n_kernels, bool)
-    for i, j in tqdm.tqdm(pairs, desc="kernel blocks", leave=False, disable=True if len(pairs) < 2 else None):
+    for i, j in progress_bar(pairs, progress=len(pairs) > 1, desc="kernel blocks", leave=False):
         kernels, block_finite = program(scales, padded1[i : i + block], padded2[j : j + block])
         finite &= np.asarray(block_finite)
         rows, cols = min(block, n1 - i), min(block, n2 - j)
@@ -242,19 +242,6 @@ def _compute(source, x1, x2, get, batch_size, dtype, max_memory_bytes):
     return as_result(kernels)
 
 
-_SIGNATURE_DOC = """
-    Args:
-      arch: an [`Architecture`][infinite_width.Architecture], or a neural-tangents
-        stax ``kernel_fn``.
-      x1: (N1, ...) inputs; x2: (N2, ...) inputs, or None for ``x2 = x1``.
-      batch_size: compute in blocks of this many rows (concrete inputs only);
-        None chooses blocks only when the memory plan needs them.
-      dtype: ``"float32"`` or ``"float64"``.
-      max_memory_bytes: memory available to the computation, overriding the
-        measured free memory.
-"""
-
-
 def nngp(
     arch: KernelSource,
     x1,
@@ -264,7 +251,31 @@ def nngp(
     dtype: str = "float32",
     max_memory_bytes: Optional[int] = None,
 ) -> jax.Array:
-    """Infinite-width NNGP kernel, shape (N1, N2): the output covariance at initialisation."""
+    """Infinite-width NNGP kernel, shape (N1, N2): the output covariance at initialisation.
+
+    Args:
+      arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel, or a
+        neural-tangents stax ``kernel_fn``.
+      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network.
+      x2: (N2, ...) inputs of the same feature shape, or None for ``x2 = x1``.
+      batch_size: compute in square blocks of this many rows (concrete inputs only); None
+        chooses blocks only when the memory plan needs them.
+      dtype: ``"float32"`` or ``"float64"`` (x64 mode is switched on for the call).
+      max_memory_bytes: memory available to the computation, overriding the measured free
+        memory.
+
+    Returns:
+      The (N1, N2) kernel per output channel: a jax array (a numpy array for float64 results
+      while x64 mode is off, see the module docstring).
+
+    Raises:
+      TypeError: ``arch`` is neither an architecture nor a callable.
+      ValueError: inputs of the wrong rank or feature shape, NaN/Inf in concrete inputs, a bad
+        ``dtype`` or ``batch_size``.
+      NotImplementedError: an architecture without a closed form (``MaxPool``, ``tanh``, ...).
+      MemoryError: the result itself does not fit (before anything is allocated).
+      FloatingPointError: the kernel has non-finite entries.
+    """
     return _compute(arch, x1, x2, ("nngp",), batch_size, dtype, max_memory_bytes)[0]
 
 
@@ -277,7 +288,26 @@ def ntk(
     dtype: str = "float32",
     max_memory_bytes: Optional[int] = None,
 ) -> jax.Array:
-    """Infinite-width neural tangent kernel in NTK parametrization, shape (N1, N2)."""
+    """Infinite-width neural tangent kernel in NTK parametrization, shape (N1, N2).
+
+    Args:
+      arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel, or a
+        neural-tangents stax ``kernel_fn``.
+      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network.
+      x2: (N2, ...) inputs of the same feature shape, or None for ``x2 = x1``.
+      batch_size: compute in square blocks of this many rows (concrete inputs only); None
+        chooses blocks only when the memory plan needs them.
+      dtype: ``"float32"`` or ``"float64"`` (x64 mode is switched on for the call).
+      max_memory_bytes: memory available to the computation, overriding the measured free
+        memory.
+
+    Returns:
+      The (N1, N2) kernel per output channel, as [`nngp`][infinite_width.kernels.nngp] returns it.
+
+    Raises:
+      TypeError, ValueError, NotImplementedError, MemoryError, FloatingPointError: as for
+        [`nngp`][infinite_width.kernels.nngp].
+    """
     return _compute(arch, x1, x2, ("ntk",), batch_size, dtype, max_memory_bytes)[0]
 
 
@@ -290,13 +320,27 @@ def nngp_and_ntk(
     dtype: str = "float32",
     max_memory_bytes: Optional[int] = None,
 ) -> Tuple[jax.Array, jax.Array]:
-    """Both kernels from one pass: ``(nngp, ntk)``, each of shape (N1, N2)."""
+    """Both kernels from one pass: ``(nngp, ntk)``, each of shape (N1, N2).
+
+    Args:
+      arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel, or a
+        neural-tangents stax ``kernel_fn``.
+      x1: (N1, d) inputs for an MLP, (N1, H, W, C) for a convolutional network.
+      x2: (N2, ...) inputs of the same feature shape, or None for ``x2 = x1``.
+      batch_size: compute in square blocks of this many rows (concrete inputs only); None
+        chooses blocks only when the memory plan needs them.
+      dtype: ``"float32"`` or ``"float64"`` (x64 mode is switched on for the call).
+      max_memory_bytes: memory available to the computation, overriding the measured free
+        memory.
+
+    Returns:
+      ``(nngp, ntk)``, each as [`nngp`][infinite_width.kernels.nngp] returns it.
+
+    Raises:
+      TypeError, ValueError, NotImplementedError, MemoryError, FloatingPointError: as for
+        [`nngp`][infinite_width.kernels.nngp].
+    """
     return _compute(arch, x1, x2, ("nngp", "ntk"), batch_size, dtype, max_memory_bytes)
-
-
-for _function in (nngp, ntk, nngp_and_ntk):
-    _function.__doc__ += _SIGNATURE_DOC
-del _function
 
 
 def max_learning_rate(ntk_train_train, out_dim: int, momentum: float = 0.0) -> float:
@@ -327,10 +371,17 @@ def max_learning_rate(ntk_train_train, out_dim: int, momentum: float = 0.0) -> f
 def stax(arch: Architecture, width: int = 1, parameterization: str = "ntk"):
     """The neural-tangents ``(init_fn, apply_fn, kernel_fn)`` of ``arch``, for users who want them.
 
-    ``width`` sets the hidden size of the finite network that ``init_fn``
-    and ``apply_fn`` describe; ``kernel_fn`` (the infinite-width kernels)
-    does not depend on it. ``NotImplementedError`` for an architecture
-    without a closed form (``MaxPool``).
+    Args:
+      arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel.
+      width: hidden size of the finite network that ``init_fn`` and ``apply_fn`` describe;
+        ``kernel_fn`` (the infinite-width kernels) does not depend on it.
+      parameterization: neural-tangents' ``"ntk"`` or ``"standard"``.
+
+    Returns:
+      The stax triple ``(init_fn, apply_fn, kernel_fn)``.
+
+    Raises:
+      NotImplementedError: an architecture without a closed form (``MaxPool``).
     """
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")

@@ -73,8 +73,17 @@ def empirical_ntk(net: Network, params: Params, x1, x2=None, *, full: bool = Fal
 
     Shape (N1, N2), averaged over the k output channels like neural-tangents'
     per-channel kernels (for the ntk parametrization it converges to
-    [`infinite_width.kernels.ntk`][] as the width grows); ``full=True`` gives
-    the whole kernel, shape (N1, N2, k, k). ``x2=None`` means ``x2 = x1``.
+    [`infinite_width.kernels.ntk`][] as the width grows).
+
+    Args:
+      net: a finite [`Network`][infinite_width.finite.Network].
+      params: its parameters (from ``net.init`` or training).
+      x1: (N1, ...) inputs.
+      x2: (N2, ...) inputs, or None for ``x2 = x1``.
+      full: return the whole kernel, shape (N1, N2, k, k), instead of the channel average.
+
+    Returns:
+      The (N1, N2) kernel (or (N1, N2, k, k) with ``full=True``) as a numpy array.
     """
     with precision_scope("float32"):
         x1, x2 = _prepare(net, params, x1, x2)
@@ -93,8 +102,15 @@ def empirical_nngp(net: Network, params: Params, x1, x2=None, *, full: bool = Fa
     ``empirical_nngp_fn``) is one random sample of it and does not converge
     with width.
 
-    Shape (N1, N2), averaged over output channels; ``full=True`` gives
-    (N1, N2, k, k) (diagonal in the channels).
+    Args:
+      net: a finite [`Network`][infinite_width.finite.Network].
+      params: its parameters; all but the readout layer's are held fixed.
+      x1: (N1, ...) inputs.
+      x2: (N2, ...) inputs, or None for ``x2 = x1``.
+      full: return (N1, N2, k, k) (diagonal in the channels) instead of the channel average.
+
+    Returns:
+      The (N1, N2) kernel (or (N1, N2, k, k) with ``full=True``) as a numpy array.
     """
     with precision_scope("float32"):
         x1, x2 = _prepare(net, params, x1, x2)

@@ -46,7 +46,8 @@ class LayerwiseKernels:
         (``S^0 = x.x'/d``).
       Sd: ``Sd[l-1] = Sd^l = E[phi'(h^l(x)) phi'(h^l(x'))]``, l = 1..L.
       B: ``B[l-1] = B^l``, backward kernel, l = 1..L+1 (``B^{L+1} = 1``).
-      W_std, b_std: per weighted layer l = 1..L+1 (``W_std[l-1]``).
+      W_std: weight scale per weighted layer l = 1..L+1 (``W_std[l-1]``).
+      b_std: bias scale per weighted layer, indexed like ``W_std``.
     """
 
     K: List[jax.Array]
@@ -89,6 +90,15 @@ def layerwise(arch: Architecture, x1, x2=None, *, dtype: str = "float32") -> Lay
     ``K^l`` and ``S^l`` come from running the network's layers one by one;
     ``Sd^l`` from passing a kernel whose ``ntk`` is all ones through the
     activation layer (its output ``ntk`` is then ``Sd^l``).
+
+    Args:
+      arch: an MLP with a closed-form kernel ([`infinite_width.mlp`][]).
+      x1: (N1, d) inputs.
+      x2: (N2, d) inputs, or None for ``x2 = x1``.
+      dtype: ``"float32"`` or ``"float64"``.
+
+    Returns:
+      The [`LayerwiseKernels`][infinite_width.kernels.LayerwiseKernels], every entry (N1, N2).
     """
     _require_mlp(arch)
     scales = arch.scales

@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
 
 from infinite_width._src.checks import (
     check_int,
@@ -38,6 +37,7 @@ from infinite_width._src.checks import (
     validate_inputs,
 )
 from infinite_width._src.numerics import as_result, is_traced, precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width.architectures import Architecture
 from infinite_width.kernels.analytic import nngp, ntk
 
@@ -116,8 +116,9 @@ class HyperparameterFit:
     """Result of [`fit_hyperparameters`][infinite_width.kernels.fit_hyperparameters].
 
     Attributes:
-      W_std, b_std, noise: the fitted values (every weighted layer shares
-        ``W_std`` and ``b_std``).
+      W_std: the fitted weight scale, shared by every weighted layer.
+      b_std: the fitted bias scale, shared by every weighted layer.
+      noise: the fitted noise variance (absolute, added to the kernel's diagonal).
       log_likelihood: ``log p(Y | X)`` at the fitted values.
       arch: the architecture with the fitted scales.
       trace: ``{"W_std", "b_std", "noise", "log_likelihood"}``, each of shape
@@ -172,12 +173,14 @@ def fit_hyperparameters(
 
     Args:
       arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel.
-      x_train: (N, ...) inputs. y_train: (N, k) targets (or (N,)).
+      x_train: (N, ...) inputs.
+      y_train: (N, k) targets (or (N,)).
       init: starting values ``{"W_std", "b_std", "noise"}``; missing ones
         default to the readout's scales and a tenth of ``mean(y^2)``.
       fit: which hyperparameters to fit; the others stay at their initial values.
       kernel: ``"nngp"`` (the network's prior) or ``"ntk"``.
-      steps: optimizer steps. lr: Adam learning rate in log space.
+      steps: optimizer steps.
+      lr: Adam learning rate in log space.
       dtype: ``"float64"`` (JAX's x64 mode is switched on for the fit) or ``"float32"``.
       progress: show a tqdm bar of the steps.
 
@@ -226,7 +229,7 @@ def fit_hyperparameters(
         state = optimizer.init(log_params)
         trace = {name: [] for name in (*HYPERPARAMETERS, "log_likelihood")}
         # steps + 1 evaluations: the last one only reads the likelihood at the fitted values.
-        for index in tqdm.trange(steps + 1, desc="hyperparameter fit", leave=False, disable=not progress):
+        for index in progress_bar(range(steps + 1), progress=progress, desc="hyperparameter fit", leave=False):
             current = {**fixed, **{name: float(np.exp(value)) for name, value in log_params.items()}}
             new_params, state, value, conditioning = step(log_params, state)
             value = float(value)

@@ -140,6 +140,14 @@ def network_keys(key, networks: int, prng: str = DEFAULT_PRNG) -> jax.Array:
     (``jax.random.key``). A key of ``prng`` itself is split directly
     (``jax.random.split(key, networks)``); any other key first gives the
     data of a ``prng`` key through ``jax.random.bits``.
+
+    Args:
+      key: int seed, raw key or typed key.
+      networks: number of networks, >= 1.
+      prng: PRNG implementation of the keys, one of [`PRNG_IMPLS`][infinite_width.kernels.PRNG_IMPLS].
+
+    Returns:
+      Typed keys of shape (networks,).
     """
     networks = check_int("networks", networks, 1)
     if prng not in PRNG_IMPLS:
@@ -273,17 +281,25 @@ def plan_memory(
     the available memory (chunks of equal size); an explicit ``network_chunk``
     is kept (balanced to equal chunks of at most that size) if it fits.
 
-    ``arch``, ``width``, ``networks``, ``init``, ``parametrization``,
-    ``batch_size``, ``network_chunk``, ``return_stderr`` and ``dtype`` are as
-    for [`nnpk`][infinite_width.kernels.nnpk].
-
     Args:
+      arch: the architecture, as for [`nnpk`][infinite_width.kernels.nnpk].
       x1_shape: shape of x1, (N1, d) or (N1, H, W, C).
       x2_shape: shape of x2, or None for x2 = x1.
+      width: hidden width of the networks.
+      networks: number of random networks m.
+      init: initialisation, as for [`nnpk`][infinite_width.kernels.nnpk].
+      parametrization: parametrization, as for [`nnpk`][infinite_width.kernels.nnpk].
+      batch_size: rows per forward pass (None: all rows at once).
+      network_chunk: networks run at once; None picks the largest that fits.
+      return_stderr: plan the extra accumulator of the standard error.
       features: plan [`nnpk_features`][infinite_width.kernels.nnpk_features] (its (N1, m * out_dim) result) instead of
         the kernel.
+      dtype: ``"float32"`` or ``"float64"``.
       max_memory_bytes: memory available, overriding the free memory of the
         device (``device.memory_stats()``, or free physical memory on the CPU).
+
+    Returns:
+      The [`MemoryPlan`][infinite_width.kernels.MemoryPlan]: networks per chunk and the bytes each part needs.
 
     Raises:
       MemoryError: not even one network at a time fits, or the explicit
@@ -669,14 +685,30 @@ def nnpk_prefixes(
     those of ``nnpk(..., networks=m)``: the keys of ``m`` networks are split
     from ``key`` for ``networks`` networks.
 
+    The arguments are checked, and the memory planned, when this is called,
+    before the first network is drawn.
+
     Args:
+      arch: the architecture, as for [`nnpk`][infinite_width.kernels.nnpk].
+      x1: (N1, d) or (N1, H, W, C) inputs.
+      x2: (N2, ...) inputs, or None for x1.
+      width: hidden width of the networks.
+      networks: the largest number of random networks.
+      key: int seed or jax PRNG key, as for [`nnpk`][infinite_width.kernels.nnpk].
       prefixes: counts of networks ``1 <= m <= networks`` (any order,
         duplicates ignored); None means every power of two below ``networks``,
         and ``networks``.
+      init: initialisation, as for [`nnpk`][infinite_width.kernels.nnpk].
+      parametrization: parametrization, as for [`nnpk`][infinite_width.kernels.nnpk].
+      batch_size: rows per forward pass (None: all rows at once).
+      network_chunk: networks run at once; None picks a chunk that fits.
+      normalize: ``"mean"`` over outputs (-> NNGP) or ``"sum"`` (-> out_dim * NNGP).
+      prng: PRNG implementation of the parameter draws.
+      dtype: ``"float32"`` or ``"float64"``.
+      max_memory_bytes: memory available, overriding the free memory of the device.
 
-    The other arguments are as for [`nnpk`][infinite_width.kernels.nnpk] (no ``return_stderr``). They
-    are checked, and the memory planned, when this is called, before the
-    first network is drawn.
+    Yields:
+      ``(m, K_m)`` for each prefix, ``K_m`` a numpy array of shape (N1, N2).
     """
     prefixes = _check_prefixes(prefixes, networks)
     with precision_scope(dtype) as np_dtype:
@@ -717,7 +749,24 @@ def nnpk_features(
     ``normalize="sum"``), so that ``features(x1) @ features(x2).T`` equals
     ``nnpk(arch, x1, x2, ...)`` for the same key and options. A linear
     readout on these features is kernel regression with the estimated NNPK.
-    Arguments as for [`nnpk`][infinite_width.kernels.nnpk]; ``x`` has shape (N, d) or (N, H, W, C).
+
+    Args:
+      arch: the architecture, as for [`nnpk`][infinite_width.kernels.nnpk].
+      x: (N, d) or (N, H, W, C) inputs.
+      width: hidden width of the networks.
+      networks: number of random networks m.
+      key: int seed or jax PRNG key, as for [`nnpk`][infinite_width.kernels.nnpk].
+      init: initialisation, as for [`nnpk`][infinite_width.kernels.nnpk].
+      parametrization: parametrization, as for [`nnpk`][infinite_width.kernels.nnpk].
+      batch_size: rows per forward pass (None: all rows at once).
+      network_chunk: networks run at once; None picks a chunk that fits.
+      normalize: ``"mean"`` (scale ``1/sqrt(m * out_dim)``) or ``"sum"`` (``1/sqrt(m)``).
+      prng: PRNG implementation of the parameter draws.
+      dtype: ``"float32"`` or ``"float64"``.
+      max_memory_bytes: memory available, overriding the free memory of the device.
+
+    Returns:
+      The (N, m * out_dim) features as a numpy array.
     """
     with precision_scope(dtype) as np_dtype:
         chunks = _network_outputs(
@@ -741,6 +790,14 @@ def kernel_alignment(K1, K2, *, centered: bool = True) -> float:
     uncentered alignment of Cristianini et al. (2002). Both are invariant to
     positive rescaling of either kernel, so ``NNPK`` and ``out_dim * NNGP``
     align as well as ``NNPK/out_dim`` and ``NNGP``.
+
+    Args:
+      K1: (N, N) kernel.
+      K2: (N, N) kernel on the same points.
+      centered: center both kernels first (Cortes et al.) or not (Cristianini et al.).
+
+    Returns:
+      The alignment, a float in [-1, 1].
     """
     K1 = _as_kernel("K1", K1, square=True)
     K2 = _as_kernel("K2", K2, square=True)

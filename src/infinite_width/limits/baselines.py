@@ -35,9 +35,18 @@ def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test, ridge: flo
     ``predict.gradient_descent_mse_ensemble`` runs at ``t=None``) with
     ``diag_reg=ridge``, in float64. Means have shapes (N, k) and (Nt, k); the
     test variance, shape (Nt,), is the same for every output (the kernel is
-    ``K ⊗ I``), clipped at 0. ``numpy.linalg.LinAlgError`` when the
-    regularized training kernel is singular (repeated inputs with
-    ``ridge=0``): increase ``ridge``.
+    ``K ⊗ I``), clipped at 0.
+
+    Args:
+      k_train_train: (N, N) NNGP kernel on the training points.
+      y_train: (N, k) targets.
+      k_test_train: (Nt, N) kernel between test and training points.
+      k_test_test: (Nt, Nt) kernel on the test points.
+      ridge: relative regularization, ``ridge * mean(diag K)`` added to the diagonal.
+
+    Raises:
+      numpy.linalg.LinAlgError: the regularized training kernel is singular
+        (repeated inputs with ``ridge=0``): increase ``ridge``.
     """
     from infinite_width._src.nt import predict
 
@@ -69,6 +78,12 @@ def kernel_ridge(k_train_train, k_test_train, y_train, ridge: float = DEFAULT_RI
 
     The end point of kernel gradient descent on MSE when ``ridge -> 0``
     (see [`kernel_regression`][infinite_width.limits.baselines.kernel_regression]).
+
+    Args:
+      k_train_train: (N, N) kernel on the training points.
+      k_test_train: (Nt, N) kernel between test and training points.
+      y_train: (N, k) targets.
+      ridge: relative regularization, ``ridge * mean(diag K)`` added to the diagonal.
     """
     k_train_train = check_kernel_matrix("k_train_train", k_train_train, square=True)
     n_train = k_train_train.shape[0]

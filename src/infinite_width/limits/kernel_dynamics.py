@@ -7,11 +7,7 @@ section 4). With ``K`` the per-output kernel (the full kernel is ``K ⊗ I``)
 and ``chi = d loss / d f`` ([`infinite_width.losses.chi`][]):
 
 * SGD, discrete time (exactly what a linearized network does step by step):
-
-```text
-f_{t+1}(x) = f_t(x) - lr * sum_{i in batch_t} K(x, x_i) chi_t(x_i)
-```
-
+  ``f_{t+1}(x) = f_t(x) - lr * sum_{i in batch_t} K(x, x_i) chi_t(x_i)``.
   For full-batch MSE (``chi = (f - y) / (N k)``) this has the closed form
   ``f_t = y + (I - lr K / (N k))^t (f_0 - y)`` on the training set, computed
   by eigendecomposition ([`mse_closed_form`][infinite_width.limits.kernel_dynamics.mse_closed_form]).
@@ -48,10 +44,10 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from infinite_width import losses
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width.kernels.analytic import max_learning_rate
 from infinite_width.optim import Optimizer
 from infinite_width.predictions import Predictions
@@ -239,7 +235,7 @@ def kernel_descent(
         f0 = np.concatenate([f0, _initial(f0_test, (k_test_train.shape[0], k))])
     advance = _advance_fn(loss)
     recorded = []
-    bar = tqdm.tqdm(total=total, desc="kernel dynamics", unit="step", disable=not progress, leave=False)
+    bar = progress_bar(total=total, progress=progress, desc="kernel dynamics", unit="step", leave=False)
     with bar, precision_scope(dtype) as np_dtype:
         state = (jnp.asarray(f0, np_dtype), jnp.zeros(f0.shape, np_dtype))
         args = (jnp.asarray(k_all_train, np_dtype), jnp.asarray(y_train, np_dtype), jnp.asarray(batch_indices),
@@ -275,7 +271,23 @@ def kernel_flow(
     MSE without momentum: ``predict.gradient_descent_mse`` (closed form of
     ``df/dt = -K (f - y) / (N k)``). Otherwise ``predict.gradient_descent``
     (an ODE solver; with ``momentum`` its time is ``sqrt(lr) * step``, see the
-    module docstring). Shapes as [`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent].
+    module docstring).
+
+    Args:
+      k_train_train: (N, N) kernel.
+      k_test_train: (Nt, N) kernel, or None.
+      y_train: (N, k) targets.
+      lr: learning rate (time per step).
+      steps: (R,) increasing steps.
+      loss: a loss of [`infinite_width.losses`][].
+      momentum: heavy-ball ``beta``, or None.
+      rate_factors: (steps,) the schedule's factors, or None for a constant rate.
+      f0_train: (N, k) outputs at step 0; None means 0.
+      f0_test: (Nt, k) outputs at step 0; None means 0.
+
+    Returns:
+      [`Predictions`][infinite_width.Predictions], shapes as for
+      [`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent].
     """
     from infinite_width._src.nt import predict
 

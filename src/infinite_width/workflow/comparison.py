@@ -67,16 +67,16 @@ def distance(a: Trajectory, b: Trajectory, split: str = "test", relative: bool =
 
     ``||f_a - f_b|| / sqrt(N k)`` (root mean square over the N x k outputs of
     ``split``), divided by the RMS of ``f_b`` when ``relative`` (step 0 of
-    centered runs, where ``f_b = 0``, is then NaN). ``b`` is the reference,
-    e.g. a limit.
+    centered runs, where ``f_b = 0``, is then NaN).
 
     Args:
-      a, b: the trajectories; they must have been solved on the same inputs of ``split``.
-      split: ``"test"`` or ``"train"``.
+      a: a trajectory.
+      b: the reference, e.g. a limit; solved on the same inputs of ``split`` as ``a``.
+      split: ``"train"`` or ``"test"``.
       relative: divide by the RMS of ``f_b``.
 
     Returns:
-      ``(steps (R,), distances (R,))``.
+      ``(steps, distances)``, each of shape (R,), at the steps both recorded.
 
     Raises:
       TypeError: ``a`` or ``b`` is not a Trajectory.
@@ -103,7 +103,12 @@ def distance(a: Trajectory, b: Trajectory, split: str = "test", relative: bool =
 def fit_slope(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
     """Least-squares fit of ``log y = slope * log x + intercept``; returns ``(slope, intercept)``.
 
-    Needs at least two points with positive finite ``x`` and ``y``.
+    Args:
+      x: the abscissae, e.g. widths.
+      y: the values, e.g. distances; points whose ``x`` or ``y`` is not positive and finite are left out.
+
+    Raises:
+      ValueError: fewer than two usable points.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
@@ -140,7 +145,12 @@ def _table(rows: List[Dict], columns: Sequence[str]) -> str:
 
 
 class Comparison:
-    """Final metrics of several trajectories and the distances between them (see [`compare`][infinite_width.compare])."""
+    """Final metrics of several trajectories and the distances between them (see [`compare`][infinite_width.compare]).
+
+    Args:
+      trajectories: the trajectories, one row each.
+      pairs: the ``(a, b)`` pairs whose distances are reported.
+    """
 
     COLUMNS = (
         "label", "regime", "width", "optimizer", "readout_only", "seeds", "step",
@@ -212,7 +222,12 @@ class Comparison:
         return rows
 
     def to_csv(self, path=None, distances: bool = False) -> str:
-        """The rows (or the distance rows) as CSV text; written to ``path`` if given."""
+        """The rows (or the distance rows) as CSV text; written to ``path`` if given.
+
+        Args:
+          path: a file to write, or None.
+          distances: the distance rows instead of the metric rows.
+        """
         rows, columns = (self.distance_rows(), self.DISTANCE_COLUMNS) if distances else (self.rows(), self.COLUMNS)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")

@@ -79,16 +79,37 @@ class Method:
     """True for methods trained by an optimizer for ``steps`` steps; False for t = infinity baselines."""
 
     def regime(self, readout_only: bool) -> str:
-        """The regime family (``"finite"``, ``"ntk"``, ``"nngp"``, ``"adam_limit"``, a baseline name)."""
+        """The regime family (``"finite"``, ``"ntk"``, ``"nngp"``, ``"adam_limit"``, a baseline name).
+
+        Args:
+          readout_only: whether only the readout is trained (the NTK's limit becomes the NNGP's).
+        """
         raise NotImplementedError
 
     def label(self, optimizer: Optional[Optimizer], readout_only: bool) -> str:
-        """Default name in tables and legends."""
+        """Default name in tables and legends, e.g. ``"w=256 adam all"``.
+
+        Args:
+          optimizer: the optimizer of the solve (None for a baseline).
+          readout_only: whether only the readout is trained.
+        """
         raise NotImplementedError
 
     def check(self, arch: Architecture, optimizer: Optional[Optimizer], readout_only: bool,
               batch_size: Optional[int]) -> None:
-        """``ValueError`` naming the problem when the method cannot run this architecture and optimizer."""
+        """Refuse, before anything is computed, what the method cannot run.
+
+        Args:
+          arch: the architecture of the solve.
+          optimizer: its optimizer (None for a baseline).
+          readout_only: whether only the readout is trained.
+          batch_size: the minibatch size (None: full batch).
+
+        Raises:
+          ValueError: naming the problem (an optimizer the method has no limit of, an architecture
+            without a closed form, an option a baseline does not take, ...).
+          TypeError: an optimizer that is not an [`Optimizer`][infinite_width.optim.Optimizer].
+        """
         if self.trained:
             if optimizer is None:
                 raise ValueError(f"{type(self).__name__} trains: give an optimizer (infinite_width.optim)")
@@ -104,7 +125,24 @@ class Method:
     def run(self, problem: Problem, arch: Architecture, optimizer: Optional[Optimizer], *, steps: int,
             record: np.ndarray, readout_only: bool, batch_indices: Optional[np.ndarray], keys: RunKeys,
             progress: bool) -> Predictions:
-        """Predictions of ``arch`` on ``problem`` at the steps ``record`` (R,) (checked arguments)."""
+        """Predictions of ``arch`` on ``problem`` at the recorded steps (arguments already checked).
+
+        Args:
+          problem: the data and the loss.
+          arch: the architecture.
+          optimizer: the optimizer (None for a baseline).
+          steps: optimizer steps.
+          record: (R,) increasing steps to record, in ``[0, steps]``.
+          readout_only: train only the readout.
+          batch_indices: (steps, batch_size) training rows of each step, or None for full batch.
+          keys: the run's keys, derived once by [`solve`][infinite_width.solve] from its ``key``: ``keys.model``
+            draws the model's randomness (finite initialisations, Monte Carlo fields, NNPK networks),
+            ``keys.batch`` the minibatch order.
+          progress: show progress bars.
+
+        Returns:
+          The [`Predictions`][infinite_width.Predictions] at the recorded steps.
+        """
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -178,6 +216,12 @@ class Finite(Method):
         Standard parametrization (``"mup"`` as a variant), one global optax
         learning rate with the usual ``eps`` (``rates="global"``: with
         ``optim.adam(1e-3)`` this is ``optax.adam(1e-3)``), not centered.
+
+        Args:
+          width: hidden width, >= 1.
+          seeds: independent initialisations.
+          parametrization: ``"standard"`` or ``"mup"``.
+          init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
         """
         return cls(width, seeds=seeds, parametrization=parametrization, init=init, centered=False, rates="global")
 
@@ -261,10 +305,11 @@ class AdamLimit(Method):
       samples: total Monte Carlo samples M (a multiple of ``replicas``).
       replicas: independent replicas R >= 2 (the error bars).
       storage_dtype: ``"float32"`` or ``"bfloat16"`` for the stored fields.
-      rank, features: low-rank roots of the P x P layer kernels: ``rank``
-        pivoted Cholesky columns plus ``features`` random features of the
-        residual per replica (unbiased; ``rank=None``: exact roots). See
+      rank: low-rank roots of the P x P layer kernels: ``rank`` pivoted
+        Cholesky columns, plus ``features`` random features of the residual
+        per replica (unbiased; ``rank=None``: exact roots). See
         [`infinite_width.limits.adam_limit.simulate`][] for the measured bias.
+      features: random features of the residual of a truncated root, per replica (see ``rank``).
       block_rows: points per block in a step (None: from a 256 MiB budget).
     """
 
@@ -448,6 +493,13 @@ def method_for(width, optimizer: Optional[Optimizer]) -> Method:
     ``math.inf`` with sgd/momentum: [`KernelDynamics`][infinite_width.KernelDynamics] (NTK, or NNGP with
     ``readout_only``); ``math.inf`` with adam/sign: [`AdamLimit`][infinite_width.AdamLimit]; an
     integer width: [`Finite`][infinite_width.Finite] of that width.
+
+    Args:
+      width: ``math.inf`` or an integer width >= 1.
+      optimizer: the optimizer of the solve.
+
+    Raises:
+      ValueError: any other width, or ``math.inf`` without an optimizer.
     """
     if isinstance(width, float) and width == math.inf:
         if not isinstance(optimizer, Optimizer):

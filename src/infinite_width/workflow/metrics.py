@@ -67,6 +67,10 @@ def metrics(problem: Problem, predictions: Predictions) -> Dict[str, np.ndarray]
 
     As computed from the predictions, before the divergence rule (see
     [`to_trajectory`][infinite_width.workflow.metrics.to_trajectory]) sets the accuracies of diverged records to NaN.
+
+    Args:
+      problem: the data and the loss.
+      predictions: the method's predictions on it.
     """
     out = {}
     for split, values, targets in (("train", predictions.train, problem.y_train),
@@ -79,9 +83,13 @@ def metrics(problem: Problem, predictions: Predictions) -> Dict[str, np.ndarray]
 def diverged_records(problem: Problem, predictions: Predictions, values: Dict[str, np.ndarray]) -> np.ndarray:
     """(S, R) True at and after the first recorded step at which a seed diverged (the rule of the module docstring).
 
-    ``values`` are the [`metrics`][infinite_width.workflow.metrics.metrics] of ``predictions``. The method's own
-    verdict counts from its ``first_nonfinite_step`` (from the last recorded
-    step when it names none).
+    The method's own verdict counts from its ``first_nonfinite_step`` (from
+    the last recorded step when it names none).
+
+    Args:
+      problem: the data and the loss.
+      predictions: the method's predictions on it.
+      values: the [`metrics`][infinite_width.workflow.metrics.metrics] of ``predictions``.
     """
     loss_fn = losses.get(problem.loss)
     bad = np.zeros(values["train_loss"].shape, bool)
@@ -97,7 +105,13 @@ def diverged_records(problem: Problem, predictions: Predictions, values: Dict[st
 
 
 def diverged(problem: Problem, predictions: Predictions, values: Dict[str, np.ndarray]) -> np.ndarray:
-    """(S,) True for the seeds that diverged at some recorded step ([`diverged_records`][infinite_width.workflow.metrics.diverged_records])."""
+    """(S,) True for the seeds that diverged at some recorded step ([`diverged_records`][infinite_width.workflow.metrics.diverged_records]).
+
+    Args:
+      problem: the data and the loss.
+      predictions: the method's predictions on it.
+      values: the [`metrics`][infinite_width.workflow.metrics.metrics] of ``predictions``.
+    """
     return diverged_records(problem, predictions, values).any(axis=1)
 
 
@@ -106,6 +120,11 @@ def to_trajectory(problem: Problem, predictions: Predictions, metadata: dict) ->
 
     The trajectory's predictions carry the verdict of [`diverged`][infinite_width.workflow.metrics.diverged], and
     the accuracies of every diverged record are NaN.
+
+    Args:
+      problem: the data and the loss.
+      predictions: the method's predictions on it (stored as float32).
+      metadata: the trajectory's metadata (JSON-serializable).
     """
     values = metrics(problem, predictions)
     bad = diverged_records(problem, predictions, values)

@@ -34,7 +34,11 @@ _FALLBACK = "#000000"
 
 
 def family(metadata: dict):
-    """``(optimizer name, readout_only)`` of a trained regime, or the baseline's regime name."""
+    """``(optimizer name, readout_only)`` of a trained regime, or the baseline's regime name.
+
+    Args:
+      metadata: a trajectory's metadata.
+    """
     optimizer = metadata.get("optimizer")
     if optimizer is None:
         return metadata.get("regime", "unknown")
@@ -42,12 +46,20 @@ def family(metadata: dict):
 
 
 def color(metadata: dict) -> str:
-    """The colour of the trajectory whose metadata this is (black for an unknown family)."""
+    """The colour of the trajectory whose metadata this is (black for an unknown family).
+
+    Args:
+      metadata: a trajectory's metadata.
+    """
     return COLORS.get(family(metadata), _FALLBACK)
 
 
 def family_name(metadata: dict) -> str:
-    """Legend text of the family: ``"adam, readout only"``, ``"nngp_posterior"``."""
+    """Legend text of the family: ``"adam, readout only"``, ``"nngp_posterior"``.
+
+    Args:
+      metadata: a trajectory's metadata.
+    """
     group = family(metadata)
     if isinstance(group, str):
         return group

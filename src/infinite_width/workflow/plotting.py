@@ -26,6 +26,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -34,7 +35,7 @@ from infinite_width.workflow import palette
 from infinite_width.workflow.comparison import distance, fit_slope
 from infinite_width.workflow.trajectory import METRICS, Trajectory
 
-__all__ = ["learning_curves", "accuracy_vs_width", "distance_vs_width", "demo_figure", "legend_handles"]
+__all__ = ["learning_curves", "accuracy_vs_width", "distance_vs_width", "legend_handles"]
 
 
 def _figure(ax, size=(6.0, 4.0)):
@@ -74,26 +75,36 @@ def _mc_error(t: Trajectory, metric: str):
 
 
 class _Styles:
-    """Colour from the family ([`palette`][infinite_width.workflow.palette]); finite networks solid, fainter when narrower; limits dashed."""
+    """Colour from the family ([`palette`][infinite_width.workflow.palette]); finite networks solid, in lighter
+    shades of it when narrower (opaque, so crossing curves stay apart); limits dashed. Every line is labelled
+    with its trajectory's label, so ``ax.get_legend_handles_labels()`` can build a panel's own legend."""
 
     def __init__(self, trajectories):
         widths = sorted({t.width for t in trajectories if t.regime == "finite"})
-        self.alpha = {w: 0.35 + 0.65 * (i + 1) / len(widths) for i, w in enumerate(widths)}
+        self.strength = {w: 0.3 + 0.7 * (i + 1) / len(widths) for i, w in enumerate(widths)}
 
     def __call__(self, t: Trajectory) -> dict:
         color = palette.color(t.metadata)
         if t.is_static:
-            return dict(color=color, linestyle=":", linewidth=1.6)
+            return dict(color=color, linestyle=":", linewidth=1.6, label=t.label)
         if t.regime == "finite":
-            return dict(color=color, alpha=self.alpha[t.width], linewidth=1.2)
-        return dict(color=color, linestyle="--", linewidth=2.2)
+            strength = self.strength[t.width]  # blended with white: 1 is the family colour itself
+            shade = tuple(1.0 - strength * (1.0 - c) for c in to_rgb(color))
+            return dict(color=shade, linewidth=0.9 + 0.6 * strength, label=t.label)
+        return dict(color=color, linestyle="--", linewidth=2.2, label=t.label)
 
 
 def legend_handles(trajectories) -> list:
     """Legend entries for a figure of ``trajectories``: one per family colour, one per line style.
 
-    Used for one shared legend per figure ([`demo_figure`][infinite_width.workflow.plotting.demo_figure]) instead of one
-    entry per trajectory in every panel.
+    Used for one shared legend per figure (the demo's, [`infinite_width.experiments.demo.figure`][]) instead
+    of one entry per trajectory in every panel.
+
+    Args:
+      trajectories: a sequence (or dict) of [`Trajectory`][infinite_width.Trajectory].
+
+    Returns:
+      A list of matplotlib artists with labels, for ``legend(handles=...)``.
     """
     trajectories = _check(trajectories)
     handles, seen = [], set()
@@ -104,7 +115,7 @@ def legend_handles(trajectories) -> list:
             handles.append(Patch(color=palette.color(t.metadata), label=name))
     kinds = {("finite" if t.regime == "finite" else "static" if t.is_static else "limit") for t in trajectories}
     styles = (
-        ("finite", dict(linestyle="-"), "finite networks (fainter: narrower; bars: std over seeds)"),
+        ("finite", dict(linestyle="-"), "finite networks (lighter: narrower; bands, bars: std over seeds)"),
         ("limit", dict(linestyle="--", linewidth=2.2), "infinite-width limit (" + ", ".join(
             sorted({palette.LIMIT_NAMES[t.regime] for t in trajectories if t.regime in palette.LIMIT_NAMES})) + ")"),
         ("static", dict(linestyle=":", linewidth=1.6), "t = infinity baseline"),
@@ -126,8 +137,15 @@ def learning_curves(trajectories, metric: str = "test_loss", *, ax=None, path=No
 
     Colour: the family ([`palette`][infinite_width.workflow.palette]); finite networks are fainter the
     narrower they are; limits are dashed with a band of their Monte Carlo
-    error; baselines dotted horizontal lines. ``legend``: one entry per
-    family and style (False leaves the legend to the caller).
+    error; baselines dotted horizontal lines.
+
+    Args:
+      trajectories: a sequence (or dict) of [`Trajectory`][infinite_width.Trajectory].
+      metric: ``"train_loss"``, ``"test_loss"``, ``"train_accuracy"`` or ``"test_accuracy"``.
+      ax: a matplotlib axes to draw into; None makes a new figure.
+      path: a file (or a list of files) to save the figure to, or None.
+      log_y: a logarithmic y axis; None means yes for losses.
+      legend: one legend entry per family and style (False leaves the legend to the caller).
     """
     trajectories = _check(trajectories)
     _check_metric(metric)
@@ -161,6 +179,16 @@ def accuracy_vs_width(trajectories, metric: str = "test_accuracy", *, ax=None, p
 
     Limits are horizontal lines with a band of their Monte Carlo error where
     they have one; baselines are dotted lines; colours by family.
+
+    Args:
+      trajectories: a sequence (or dict) of [`Trajectory`][infinite_width.Trajectory].
+      metric: the metric, as for [`learning_curves`][infinite_width.workflow.plotting.learning_curves].
+      ax: a matplotlib axes to draw into; None makes a new figure.
+      path: a file (or a list of files) to save the figure to, or None.
+      legend: one legend entry per family and style.
+
+    Returns:
+      The figure.
     """
     trajectories = _check(trajectories)
     _check_metric(metric)
@@ -173,7 +201,7 @@ def accuracy_vs_width(trajectories, metric: str = "test_accuracy", *, ax=None, p
         members.sort(key=lambda t: t.width)
         finals = np.array([t.final(metric) for t in members])
         ax.errorbar([t.width for t in members], finals[:, 0], yerr=finals[:, 1], marker="o", capsize=3,
-                    color=palette.color(members[0].metadata))
+                    color=palette.color(members[0].metadata), label=palette.family_name(members[0].metadata))
     style = _Styles(trajectories)
     for t in trajectories:
         if t.regime == "finite":
@@ -185,6 +213,9 @@ def accuracy_vs_width(trajectories, metric: str = "test_accuracy", *, ax=None, p
             ax.axhspan(mean - error[-1], mean + error[-1], color=line_style["color"], alpha=0.2, linewidth=0)
     if finite:
         ax.set_xscale("log", base=2)
+        widths = sorted({t.width for members in finite.values() for t in members})
+        ax.set_xticks(widths, [str(w) for w in widths])  # the widths themselves, not powers of two
+        ax.minorticks_off()
     ax.set_xlabel("width")
     ax.set_ylabel(f"final {metric.replace('_', ' ')}")
     _legend(ax, trajectories, legend)
@@ -196,7 +227,15 @@ def distance_vs_width(trajectories: Sequence[Trajectory], reference: Trajectory,
                       ax=None, path=None):
     """Relative RMS distance to ``reference`` at the last shared step against width, log-log, with the fitted slope.
 
-    Returns ``(figure, slope)``.
+    Args:
+      trajectories: finite networks of several widths.
+      reference: their limit.
+      split: ``"train"`` or ``"test"``.
+      ax: a matplotlib axes to draw into; None makes a new figure.
+      path: a file (or a list of files) to save the figure to, or None.
+
+    Returns:
+      ``(figure, slope)``, the slope of ``log distance`` against ``log width``.
     """
     trajectories = sorted(_check(trajectories), key=lambda t: t.width)
     if any(t.width == math.inf for t in trajectories):
@@ -213,20 +252,3 @@ def distance_vs_width(trajectories: Sequence[Trajectory], reference: Trajectory,
     ax.legend(fontsize="small")
     _save(figure, path)
     return figure, slope
-
-
-def demo_figure(trajectories, path=None):
-    """Learning curves (test loss, test accuracy) and final accuracy against width, with one shared legend."""
-    trajectories = _check(trajectories)
-    figure = Figure(figsize=(15.0, 5.6), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, 3)
-    learning_curves(trajectories, "test_loss", ax=axes[0], legend=False)
-    learning_curves(trajectories, "test_accuracy", ax=axes[1], legend=False)
-    accuracy_vs_width(trajectories, "test_accuracy", ax=axes[2], legend=False)
-    for ax, title in zip(axes, ("test loss", "test accuracy", "final test accuracy against width")):
-        ax.set_title(title)
-    handles = legend_handles(trajectories)
-    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize="small")
-    _save(figure, path)
-    return figure

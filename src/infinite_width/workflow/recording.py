@@ -56,7 +56,14 @@ class Record:
             object.__setattr__(self, "at", tuple(int(s) for s in np.unique(at)))
 
     def steps(self, total_steps: int) -> np.ndarray:
-        """The recorded steps of a run of ``total_steps`` steps, shape (R,), int64, increasing."""
+        """The recorded steps of a run of ``total_steps`` steps, shape (R,), int64, increasing.
+
+        Args:
+          total_steps: the optimizer steps of the run, >= 0.
+
+        Raises:
+          ValueError: explicit steps outside ``[0, total_steps]``.
+        """
         total_steps = check_int("steps", total_steps, 0)
         if self.at is not None:
             if self.at[-1] > total_steps:
@@ -89,7 +96,12 @@ def _distinct_steps(steps: np.ndarray, total_steps: int) -> np.ndarray:
 
 
 def as_record(record) -> Record:
-    """``record`` as a [`Record`][infinite_width.Record]: None -> ``Record()``, an int ``r`` -> ``Record(count=r)``, steps -> ``Record(at=steps)``."""
+    """``record`` as a [`Record`][infinite_width.Record].
+
+    Args:
+      record: None (``Record()``), an int ``r`` (``Record(count=r)``), a sequence of steps
+        (``Record(at=steps)``) or a ``Record``.
+    """
     if record is None:
         return Record()
     if isinstance(record, Record):

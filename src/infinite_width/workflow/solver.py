@@ -242,6 +242,20 @@ def check_solve_arguments(problem, arch, method=None, optimizer=None, *, width=N
     from); [`infinite_width.sweep`][] checks every job with it before it
     runs the first.
 
+    Args:
+      problem: as in [`solve`][infinite_width.solve].
+      arch: as in [`solve`][infinite_width.solve].
+      method: as in [`solve`][infinite_width.solve].
+      optimizer: as in [`solve`][infinite_width.solve].
+      width: as in [`solve`][infinite_width.solve].
+      steps: as in [`solve`][infinite_width.solve].
+      readout_only: as in [`solve`][infinite_width.solve].
+      batch_size: as in [`solve`][infinite_width.solve].
+      record: as in [`solve`][infinite_width.solve].
+      key: as in [`solve`][infinite_width.solve] (a ``numpy.random.Generator`` is not drawn from).
+      label: as in [`solve`][infinite_width.solve].
+      progress: as in [`solve`][infinite_width.solve].
+
     Raises:
       TypeError: an argument of the wrong kind (named in the message).
       ValueError: a value [`solve`][infinite_width.solve] refuses (named in the message).
@@ -293,7 +307,7 @@ def solve(
         for that key). None means 0.
       label: name in tables and legends (default: from method, optimizer and
         ``readout_only``).
-      progress: show tqdm progress bars on long runs.
+      progress: show progress bars on long runs (on a terminal or in a notebook; never in a log file).
 
     Returns:
       a [`Trajectory`][infinite_width.Trajectory]: predictions (S, R, N, k) and

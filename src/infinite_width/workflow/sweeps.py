@@ -36,9 +36,9 @@ from typing import Dict, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from infinite_width._src.files import check_savable, check_writable_folder, os_error, remove_orphan_temporaries
+from infinite_width._src.progress import progress_bar
 from infinite_width.problem import Problem
 from infinite_width.workflow.methods import Finite
 from infinite_width.workflow.solver import check_solve_arguments, solve
@@ -71,7 +71,11 @@ def _describe(value):
 
 
 def job_fingerprint(job: Mapping) -> str:
-    """A hash of a job's [`solve`][infinite_width.solve] arguments (arrays by content), stable across runs."""
+    """A hash of a job's [`solve`][infinite_width.solve] arguments (arrays by content), stable across runs.
+
+    Args:
+      job: the job's ``solve`` keyword arguments.
+    """
     text = json.dumps({k: _describe(v) for k, v in sorted(job.items()) if k != "progress"}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -97,8 +101,8 @@ def width_jobs(widths, name: str = "w", *, seeds: int = 1, **solve_arguments) ->
       widths: integers >= 1 (integral floats such as 64.0 are read as 64) or
         ``math.inf``, each once.
       name: the prefix of the job names.
-      seeds: the seeds of each finite width.
-      **solve_arguments: every other argument of [`solve`][infinite_width.solve].
+      seeds: initialisations per finite width.
+      **solve_arguments: the other [`solve`][infinite_width.solve] arguments, shared by every job.
 
     Raises:
       TypeError: a width that is not a number, a name that is not a string.
@@ -177,7 +181,7 @@ def sweep(jobs: Mapping[str, Mapping], out_dir, *, progress: bool = True) -> Dic
     _check_savable_results(jobs, out_dir)
     remove_orphan_temporaries(out_dir, started)
     results = {}
-    bar = tqdm.tqdm(jobs.items(), desc="sweep", unit="job", disable=not progress)
+    bar = progress_bar(jobs.items(), progress=progress, desc="sweep", unit="job")
     for name, job in bar:
         bar.set_postfix_str(name)
         path = os.path.join(out_dir, f"{name}.npz")

@@ -118,16 +118,19 @@ def _named_arrays(name: str, value) -> Dict[str, np.ndarray]:
 class Trajectory:
     """The predictions of one solve and their metrics at the recorded steps (shapes in the module docstring).
 
+    [`from_arrays`][infinite_width.workflow.trajectory.Trajectory.from_arrays] builds one from plain arrays, the layout
+    of a file.
+
     Attributes:
       predictions: the method's [`Predictions`][infinite_width.Predictions], with
         ``diverged`` set to the verdict of the metrics.
-      train_loss, test_loss, train_accuracy, test_accuracy: (S, R) arrays.
+      train_loss: (S, R) training loss per seed and recorded step.
+      test_loss: (S, R) test loss.
+      train_accuracy: (S, R) training accuracy (NaN from the step a seed diverged).
+      test_accuracy: (S, R) test accuracy (NaN from the step a seed diverged).
       replica_metrics: ``{"replica_<split>_<metric>": (R_mc, R)}`` of the
         Adam-like limit's Monte Carlo replicas (empty otherwise).
-      metadata: a JSON-serializable dict.
-
-    [`from_arrays`][infinite_width.workflow.trajectory.Trajectory.from_arrays] builds one from plain arrays, the layout
-    of a file.
+      metadata: a JSON-serializable dict (regime, label, architecture, optimizer, ...).
     """
 
     predictions: Predictions
@@ -170,6 +173,25 @@ class Trajectory:
         (``replica_<split>_<loss|accuracy>``, which go to ``replica_metrics``),
         as a file keeps them. ``metadata["info"]``
         is the predictions' ``info``.
+
+        Args:
+          steps: (R,) recorded steps; ``-1`` for a t = infinity baseline.
+          train_predictions: (S, R, N, k) predictions on the training points.
+          test_predictions: (S, R, Nt, k) predictions on the test points.
+          train_loss: (S, R) training loss per seed and recorded step.
+          test_loss: (S, R) test loss.
+          train_accuracy: (S, R) training accuracy.
+          test_accuracy: (S, R) test accuracy.
+          diverged: (S,) True for the seeds that diverged.
+          train_stderr: (R, N, k) Monte Carlo standard errors of the training predictions, or None.
+          test_stderr: (R, Nt, k) Monte Carlo standard errors of the test predictions, or None.
+          first_nonfinite_step: (S,) first recorded step with a non-finite prediction, -1 for none;
+            None derives it from the predictions.
+          extras: named arrays, the predictions' and the replica metrics.
+          metadata: a JSON-serializable dict.
+
+        Returns:
+          the [`Trajectory`][infinite_width.Trajectory].
 
         Raises:
           TypeError: an array of the wrong kind (strings, bools where numbers
@@ -263,13 +285,21 @@ class Trajectory:
     # ---- summaries --------------------------------------------------------
 
     def mean_predictions(self, split: str = "test") -> np.ndarray:
-        """Predictions averaged over seeds (ignoring diverged seeds), shape (R, N, k)."""
+        """Predictions averaged over seeds (ignoring diverged seeds), shape (R, N, k).
+
+        Args:
+          split: ``"train"`` or ``"test"``.
+        """
         predictions = self.split_predictions(split)
         keep = ~self.diverged if not np.all(self.diverged) else np.ones_like(self.diverged)
         return predictions[keep].mean(axis=0)
 
     def metric(self, name: str):
-        """``(mean, std)`` over non-diverged seeds of a metric, each of shape (R,)."""
+        """``(mean, std)`` over non-diverged seeds of a metric, each of shape (R,).
+
+        Args:
+          name: ``"train_loss"``, ``"test_loss"``, ``"train_accuracy"`` or ``"test_accuracy"``.
+        """
         if name not in METRICS:
             raise ValueError(f"unknown metric {name!r}; expected one of {METRICS}")
         values = getattr(self, name)
@@ -281,19 +311,34 @@ class Trajectory:
         return values.mean(axis=0), values.std(axis=0)
 
     def final(self, name: str):
-        """``(mean, std)`` over seeds of a metric at the last recorded step (floats)."""
+        """``(mean, std)`` over seeds of a metric at the last recorded step (floats).
+
+        Args:
+          name: a metric, as for [`metric`][infinite_width.workflow.trajectory.Trajectory.metric].
+        """
         mean, std = self.metric(name)
         return float(mean[-1]), float(std[-1])
 
     def at(self, step: int) -> int:
-        """Index of ``step`` among the recorded steps (``ValueError`` if not recorded)."""
+        """Index of ``step`` among the recorded steps.
+
+        Args:
+          step: a recorded step.
+
+        Raises:
+          ValueError: ``step`` was not recorded.
+        """
         where = np.nonzero(self.steps == step)[0]
         if where.size == 0:
             raise ValueError(f"step {step} was not recorded; recorded steps are {self.steps.tolist()}")
         return int(where[0])
 
     def split_predictions(self, split: str) -> np.ndarray:
-        """``train_predictions`` (S, R, N, k) or ``test_predictions`` (S, R, Nt, k), by ``split`` name."""
+        """``train_predictions`` (S, R, N, k) or ``test_predictions`` (S, R, Nt, k), by ``split`` name.
+
+        Args:
+          split: ``"train"`` or ``"test"``.
+        """
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         return self.train_predictions if split == "train" else self.test_predictions
@@ -345,7 +390,7 @@ class Trajectory:
         permissions (0o666 minus the umask).
 
         Args:
-          path: the file (str or os.PathLike).
+          path: the file to write (str or os.PathLike).
 
         Returns:
           the path written, with its ``.npz`` suffix.
@@ -375,7 +420,7 @@ class Trajectory:
         checked against the bytes it holds before an array is allocated.
 
         Args:
-          path: the file (str or os.PathLike).
+          path: the file written by ``save`` (str or os.PathLike).
 
         Returns:
           the [`Trajectory`][infinite_width.Trajectory], equal to the one saved.

@@ -81,7 +81,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
 
 from infinite_width import losses
 from infinite_width._src.checks import (
@@ -93,6 +92,7 @@ from infinite_width._src.checks import (
     validate_inputs,
 )
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.rng import run_keys
 from infinite_width.architectures import Architecture
 from infinite_width.limits.adam_limit.features import DEFAULT_FEATURES, DEFAULT_RANK, ReplicaRoots, feature_sources
@@ -117,26 +117,32 @@ class LimitResult:
 
     Attributes:
       steps: (T,) the recorded step numbers (0 = before training).
-      train_predictions, test_predictions: (T, N, k) / (T, Nt, k), mean over replicas.
-      train_stderr, test_stderr: same shapes, standard error of that mean
-        (replica standard deviation / sqrt(R)).
-      replica_train_predictions, replica_test_predictions: (R, T, N, k) /
-        (R, T, Nt, k), each replica a full run with samples / R samples.
-      samples, replicas: Monte Carlo sizes; block_rows: points per block in a step.
+      train_predictions: (T, N, k) the mean over replicas on the training points.
+      test_predictions: (T, Nt, k) the mean over replicas on the test points.
+      train_stderr: (T, N, k) standard error of that mean (replica standard deviation / sqrt(R)).
+      test_stderr: (T, Nt, k) standard error of the test mean.
+      replica_train_predictions: (R, T, N, k), each replica a full run with samples / R samples.
+      replica_test_predictions: (R, T, Nt, k).
+      samples: total Monte Carlo samples M.
+      replicas: independent replicas R.
+      block_rows: points per block in a step.
       ranks: columns of each field's root (``{"h2": r, "z1": r, ...}``).
       residual_fractions: the fraction of each field's variance (trace) that
         a truncated root drops (0 for exact roots).
       storage_dtype: dtype of the stored fields.
       devices: number of devices the samples were sharded over.
       memory: the [`MemoryEstimate`][infinite_width.limits.adam_limit.MemoryEstimate] checked before allocating.
-      setup_time_s: kernels, roots and sampling; wall_time_s: the whole call.
+      setup_time_s: seconds of the kernels, roots and sampling.
+      wall_time_s: seconds of the whole call.
       timings: seconds of each stage: ``roots`` (layer kernels and their
         pivoted Cholesky factors), ``features`` (per-replica roots),
         ``fields`` (drawing), ``steps`` (the step loop) and ``predictions``
         (all points at recorded steps); compilation is in the stage that
         first runs a shape: ``first_step_block`` is the first call of the
         step loop (``first_step_block_steps`` steps and the compilation).
-      optimizer, loss, readout_only: what was simulated.
+      optimizer: the [`Optimizer`][infinite_width.optim.Optimizer] simulated.
+      loss: the loss simulated.
+      readout_only: whether only the readout was trained.
     """
 
     steps: np.ndarray
@@ -372,11 +378,12 @@ def simulate(
 
     Args:
       arch: an MLP (``arch.is_mlp``) with at least one hidden layer.
-      x_train: (N, d) training inputs; y_train: (N, k) targets, k = ``arch.out_dim``.
+      x_train: (N, d) training inputs.
+      y_train: (N, k) targets, k = ``arch.out_dim``.
       x_test: (Nt, d) test inputs (or None).
       optimizer: an [`infinite_width.optim.Optimizer`][] (sgd, momentum, adam, sign).
       steps: number of training steps.
-      key: jax PRNG key (or int seed). It draws the samples and, with
+      key: an int seed, a ``numpy.random.Generator`` or a jax PRNG key. It draws the samples and, with
         ``batch_size``, the minibatch order
         ``run_keys(key).minibatch_order`` (``infinite_width._src.rng``), the order
         [`infinite_width.finite.train`][] uses for the same key.
@@ -387,7 +394,8 @@ def simulate(
       batch_indices: (steps, B) training rows of every step; overrides
         ``batch_size`` and the order drawn from ``key``.
       samples: total Monte Carlo samples M per term, split into ``replicas``
-        independent runs of M / R samples (R >= 2, gives the error bars).
+        independent runs of M / R samples.
+      replicas: independent runs R >= 2 (they give the error bars); M must be a multiple of R.
       rank: a root of a P x P layer kernel whose numerical rank q
         exceeds ``rank + features`` keeps its leading ``rank`` pivoted
         Cholesky columns (``None``: exact roots, see below).
@@ -519,7 +527,7 @@ def _run(spec, fields, inputs, accumulated, opt_state, record_steps, steps, prog
     bad = jnp.asarray(-1, jnp.int32)
     records = {}
     t = 0
-    with tqdm(total=steps, disable=not progress, desc="adam limit", unit="step") as bar:
+    with progress_bar(total=steps, progress=progress, desc="adam limit", unit="step") as bar:
         for stop in _blocks(record_steps, steps, progress):
             if stop > t:
                 start = time.perf_counter()

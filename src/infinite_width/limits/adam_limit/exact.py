@@ -64,12 +64,12 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from infinite_width import losses
 from infinite_width.architectures import ACTIVATIONS, Architecture, activation_fn
 from infinite_width._src.checks import validate_inputs
 from infinite_width._src.numerics import precision_scope
+from infinite_width._src.progress import progress_bar
 from infinite_width._src.rng import minibatch_indices
 from infinite_width.kernels import layerwise
 from infinite_width.predictions import Predictions
@@ -281,8 +281,11 @@ def _expectation_block(f, g, sigma_a, sigma_b, rho, order, a_breaks, b_breaks):
 def linear_sign_expectation(var_b, cov) -> np.ndarray:
     """``E[z(xi) sign z(x)] = sqrt(2/pi) cov / sqrt(var_b)`` for jointly Gaussian centered z.
 
-    ``var_b = Var z(x)`` and ``cov = Cov(z(xi), z(x))``, broadcastable arrays;
-    where ``var_b = 0`` (``z(x) = 0`` surely) the result is 0.
+    Where ``var_b = 0`` (``z(x) = 0`` surely) the result is 0.
+
+    Args:
+      var_b: ``Var z(x)``.
+      cov: ``Cov(z(xi), z(x))``, broadcastable with ``var_b``.
     """
     var_b = _as_float_array("var_b", var_b)
     cov = _as_float_array("cov", cov)
@@ -368,10 +371,18 @@ def derivative_sign_expectation(
 ) -> np.ndarray:
     """``E[phi'(a) sign phi'(b)]`` for ``(a, b) ~ N(0, [[var_a, cov], [cov, var_b]])``.
 
-    ``var_a, var_b, cov`` broadcast to a common shape S; returns shape S.
-    ``method``: ``"auto"`` (closed form for relu, leaky_relu, abs, identity;
-    quadrature otherwise), ``"closed_form"`` or ``"quadrature"`` (``order``
-    nodes per panel, [`gaussian_expectation_2d`][infinite_width.limits.adam_limit.gaussian_expectation_2d]).
+    Args:
+      activation: one of [`infinite_width.ACTIVATIONS`][].
+      var_a: ``Var a``.
+      var_b: ``Var b``.
+      cov: ``Cov(a, b)``; the three broadcast to a common shape S.
+      method: ``"auto"`` (closed form for relu, leaky_relu, abs, identity;
+        quadrature otherwise), ``"closed_form"`` or ``"quadrature"``.
+      order: quadrature nodes per panel
+        ([`gaussian_expectation_2d`][infinite_width.limits.adam_limit.gaussian_expectation_2d]).
+
+    Returns:
+      An array of shape S.
     """
     return _sign_expectation(activation, var_a, var_b, cov, method, order, derivative=True)
 
@@ -381,8 +392,16 @@ def activation_sign_expectation(
 ) -> np.ndarray:
     """``E[phi(a) sign phi(b)]`` for ``(a, b) ~ N(0, [[var_a, cov], [cov, var_b]])``.
 
-    Shapes and ``method`` as in
-    [`derivative_sign_expectation`][infinite_width.limits.adam_limit.derivative_sign_expectation].
+    Args:
+      activation: one of [`infinite_width.ACTIVATIONS`][].
+      var_a: ``Var a``.
+      var_b: ``Var b``.
+      cov: ``Cov(a, b)``; the three broadcast to a common shape S.
+      method: as for [`derivative_sign_expectation`][infinite_width.limits.adam_limit.derivative_sign_expectation].
+      order: quadrature nodes per panel.
+
+    Returns:
+      An array of shape S.
     """
     return _sign_expectation(activation, var_a, var_b, cov, method, order, derivative=False)
 
@@ -487,7 +506,7 @@ def sign_kernel(
     if readout_only:
         return theta
     input_term = x_eval @ np.sign(x_train).T / x_eval.shape[1]  # (1/d) sum_b xi_b sign(x_b)
-    for l in tqdm(range(1, depth + 1), desc="sign kernel layers", disable=not progress):
+    for l in progress_bar(range(1, depth + 1), progress=progress, desc="sign kernel layers"):
         blocks = _layer_blocks(kernels.K[l - 1], n_eval)
         derivative = derivative_sign_expectation(activation[l - 1], *blocks, method=method, order=order)
         # z^l ~ GP(0, sw_{l+1}^2 B^{l+1}); sw[l] is layer l+1's and B[l] is B^{l+1}.
@@ -639,10 +658,24 @@ def sign_sgd_dynamics(
 ) -> Predictions:
     """Exact infinite-width SignSGD, one training point per step: [`sign_kernel`][infinite_width.limits.adam_limit.sign_kernel] then [`sign_dynamics`][infinite_width.limits.adam_limit.sign_dynamics].
 
-    Shapes: ``x_train`` (N_train, d), ``y_train`` (N_train,) or (N_train, 1),
-    ``x_eval`` (N_eval, d), ``train_indices`` (steps,) or (steps, 1). Returns
-    [`Predictions`][infinite_width.Predictions] with ``train`` (1, steps + 1, N_train, 1)
-    and ``test`` (1, steps + 1, N_eval, 1).
+    Args:
+      arch: an MLP with ``depth >= 1`` and ``out_dim = 1``.
+      x_train: (N_train, d) training inputs.
+      y_train: (N_train,) or (N_train, 1) targets.
+      x_eval: (N_eval, d) points where the function is evaluated.
+      lr: learning rate.
+      train_indices: (steps,) or (steps, 1) the training point of each step.
+      readout_only: train only the readout (as for [`sign_kernel`][infinite_width.limits.adam_limit.sign_kernel]).
+      loss: ``"mse"`` or ``"cross_entropy"``.
+      f0_train: (N_train, 1) outputs at step 0; None means 0.
+      f0_eval: (N_eval, 1) outputs at step 0; None means 0.
+      method: the expectations' method, as for [`sign_kernel`][infinite_width.limits.adam_limit.sign_kernel].
+      quadrature_order: quadrature nodes per panel.
+      dtype: ``"float64"`` or ``"float32"``.
+
+    Returns:
+      [`Predictions`][infinite_width.Predictions] with ``train`` (1, steps + 1, N_train, 1)
+      and ``test`` (1, steps + 1, N_eval, 1).
     """
     with precision_scope(dtype) as np_dtype:
         x_train, x_eval = validate_inputs(arch, x_train, x_eval, np_dtype, names=("x_train", "x_eval"))

@@ -54,12 +54,18 @@ DEFAULT_RANK = 512
 only when its numerical rank exceeds their sum (below that, the exact root is cheaper). The bias this
 leaves is measured in docs/BENCHMARKS.md (section "Adam-like limit: low-rank roots")."""
 DEFAULT_FEATURES = 512
+"""Default random features of a truncated root's residual per replica (see `DEFAULT_RANK`)."""
 
 
 def feature_sources(truncated, depth: int) -> set:
     """The fields whose exact draws make the features of the ``truncated`` fields (``h1``, drawn from the
     input weights, and ``z<L>``, a constant, left out): ``h^{l-1}`` for ``h^l``; ``h^{l+1}`` and ``z^{l+1}``
-    for ``z^l``."""
+    for ``z^l``.
+
+    Args:
+      truncated: names of the truncated fields (``"h<l>"``, ``"z<l>"``).
+      depth: L, the hidden layers.
+    """
     needed = set()
     for name in truncated:
         l = int(name[1:])

@@ -56,9 +56,16 @@ def field_id(name: str) -> int:
 class FieldLayout:
     """Which fields a run stores, and their sizes.
 
-    ``h_layers``: the l whose ``h^l`` is stored; ``z_layers``: the l < L
-    whose ``z^l`` is stored; ``zeta``: whether ``z^L`` is; ``coordinate``:
-    whether the input term is trained.
+    Attributes:
+      points: P, the training and test points together.
+      replicas: R, the independent replicas.
+      per_replica: C, the samples of each replica.
+      out_dim: k, the outputs.
+      depth: L, the hidden layers.
+      h_layers: the l whose ``h^l`` is stored.
+      z_layers: the l < L whose ``z^l`` is stored.
+      zeta: whether ``z^L`` is stored.
+      coordinate: whether the input term is trained (a random input coordinate per sample).
     """
 
     points: int
@@ -79,7 +86,16 @@ class FieldLayout:
 
 def field_layout(terms: Tuple[Term, ...], depth: int, out_dim: int, points: int, replicas: int,
                  per_replica: int) -> FieldLayout:
-    """The fields that ``terms`` read (see the module docstring)."""
+    """The fields that ``terms`` read (see the module docstring).
+
+    Args:
+      terms: the limit's terms ([`limit_terms`][infinite_width.limits.adam_limit.terms.limit_terms]).
+      depth: L, the hidden layers.
+      out_dim: k, the outputs.
+      points: P, the training and test points together.
+      replicas: R, the independent replicas.
+      per_replica: C, the samples of each replica.
+    """
     u_layers = {t.u_layer for t in terms if t.u_layer is not None}
     v_layers = {t.v for t in terms if isinstance(t.v, int)}
     return FieldLayout(
@@ -98,19 +114,32 @@ def field_layout(terms: Tuple[Term, ...], depth: int, out_dim: int, points: int,
 
 
 def storage_dtype_of(dtype):
-    """The array dtype that stores fields of ``dtype`` (float32, or uint16 bits for bfloat16)."""
+    """The array dtype that stores fields of ``dtype`` (float32, or uint16 bits for bfloat16).
+
+    Args:
+      dtype: ``"float32"`` or ``"bfloat16"``.
+    """
     return jnp.uint16 if jnp.dtype(dtype) == jnp.bfloat16 else jnp.dtype(dtype)
 
 
 def narrow(values, dtype):
-    """float32 ``values`` as stored fields of ``dtype`` (rounded to nearest for bfloat16)."""
+    """float32 ``values`` as stored fields of ``dtype`` (rounded to nearest for bfloat16).
+
+    Args:
+      values: a float32 jax array.
+      dtype: the storage dtype, ``"float32"`` or ``"bfloat16"``.
+    """
     if jnp.dtype(dtype) == jnp.bfloat16:
         return jax.lax.bitcast_convert_type(values.astype(jnp.bfloat16), jnp.uint16)
     return values.astype(dtype)
 
 
 def widen(stored):
-    """Stored fields as float32 (bfloat16 bits are the upper half of a float32's: exact)."""
+    """Stored fields as float32 (bfloat16 bits are the upper half of a float32's: exact).
+
+    Args:
+      stored: an array of [`storage_dtype_of`][infinite_width.limits.adam_limit.fields.storage_dtype_of] a dtype.
+    """
     if stored.dtype == jnp.uint16:
         return jax.lax.bitcast_convert_type(stored.astype(jnp.uint32) << 16, jnp.float32)
     return stored.astype(jnp.float32)
@@ -190,14 +219,20 @@ def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, r
                 sharding=None, block_bytes: int = 1 << 26) -> Dict[str, jax.Array]:
     """Draw every stored field of ``layout``; replica rho's from the roots ``roots_for(rho)``.
 
-    ``roots_for(rho)``: ``{"h<l>": (P, r), "z<l>": (P, r)}``, the same widths
-    for every replica. ``key``: the samples key; ``dtype``: storage dtype of
-    the ``h`` and ``z`` fields; ``readout_scale``: ``W_std_{L+1}`` (``z^L =
-    W_std_{L+1} zeta``). ``sharding(ndim)``: the sharding of the sample axis
-    (last) for arrays of that rank, or None. ``block_bytes`` bounds the
-    float32 block of rows computed at once. Transient memory: one replica's
-    roots and latent normals (``sum_fields r C``, times k for ``z`` fields)
-    and one block.
+    Transient memory: one replica's roots and latent normals (``sum_fields r
+    C``, times k for ``z`` fields) and one block.
+
+    Args:
+      key: the samples key.
+      roots_for: ``roots_for(rho)`` gives ``{"h<l>": (P, r), "z<l>": (P, r)}``, the same widths
+        for every replica.
+      layout: the [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout] to draw.
+      dtype: storage dtype of the ``h`` and ``z`` fields.
+      input_dim: d, the input dimension (the range of the random input coordinate).
+      readout_scale: ``W_std_{L+1}`` (``z^L = W_std_{L+1} zeta``).
+      sharding: ``sharding(ndim)``: the sharding of the sample axis (last) for arrays of that
+        rank, or None.
+      block_bytes: bounds the float32 block of rows computed at once.
     """
     R, C, P = layout.replicas, layout.per_replica, layout.points
     place = (lambda x: jax.device_put(x, sharding(x.ndim))) if sharding is not None else (lambda x: x)
@@ -242,8 +277,15 @@ def first_layer_root(x_all: np.ndarray, W_std: float, b_std: float) -> np.ndarra
 
 @dataclasses.dataclass(frozen=True)
 class LayerValues:
-    """The fields on b points, float32: ``phi[l]``, ``dphi[l]`` (b, R, C);
-    ``z[l]`` (b, R, k, C) for l < L; ``zeta`` (R, k, C); ``x_b`` (b, R, C)."""
+    """The fields on b points, float32.
+
+    Attributes:
+      phi: ``phi[l]``, (b, R, C): ``phi(h^l)``.
+      dphi: ``dphi[l]``, (b, R, C): ``phi'(h^l)``.
+      z: ``z[l]``, (b, R, k, C), for l < L.
+      zeta: (R, k, C), or None.
+      x_b: (b, R, C) the random input coordinate of each sample, or None.
+    """
 
     phi: Dict[int, jax.Array]
     dphi: Dict[int, jax.Array]
@@ -262,7 +304,15 @@ def _gather(field, rows):
 
 
 def rows_of_fields(fields: Dict[str, jax.Array], layout: FieldLayout, activations, x_all, rows) -> LayerValues:
-    """[`LayerValues`][infinite_width.limits.adam_limit.fields.LayerValues] on the points ``rows`` (b,) (gathered from the stored fields)."""
+    """[`LayerValues`][infinite_width.limits.adam_limit.fields.LayerValues] on some points, gathered from the stored fields.
+
+    Args:
+      fields: the stored fields ([`draw_fields`][infinite_width.limits.adam_limit.fields.draw_fields]).
+      layout: their [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout].
+      activations: the activation name of each hidden layer.
+      x_all: (P, d) all points (for the input coordinate).
+      rows: (b,) the points.
+    """
     phi, dphi, z = {}, {}, {}
     for l in layout.h_layers:
         h = _gather(fields[f"h{l}"], rows)

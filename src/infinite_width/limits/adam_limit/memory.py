@@ -105,11 +105,23 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Bytes per device of a run of the engine on an MLP with ``depth`` hidden layers and ``out_dim`` outputs.
 
-    ``root_width``: columns of each root of a P x P kernel (default P, exact;
-    with low-rank roots ``rank + features + 1``); ``batch_size``: the
-    minibatch (default full batch); ``block_rows``: points per block in a
-    step; ``optimizer_state``: numbers of optimizer state per gradient entry
-    (Adam 2, momentum 1, SGD and sign 0); ``input_dim``: d.
+    Args:
+      depth: L, the hidden layers.
+      out_dim: k, the outputs.
+      n_train: N, the training points.
+      n_test: Nt, the test points.
+      samples: M, the Monte Carlo samples.
+      input_dim: d, the input dimension.
+      replicas: R, the independent replicas.
+      root_width: columns of each root of a P x P kernel (default P, exact;
+        with low-rank roots ``rank + features + 1``).
+      batch_size: the minibatch (default full batch).
+      block_rows: points per block in a step.
+      storage_dtype: ``"float32"`` or ``"bfloat16"`` for the stored fields.
+      readout_only: only the readout trains (fewer fields).
+      optimizer_state: numbers of optimizer state per gradient entry (Adam 2, momentum 1,
+        SGD and sign 0).
+      devices: devices the samples are sharded over.
     """
     if storage_dtype not in _ITEMSIZE:
         raise ValueError(f"unknown storage_dtype {storage_dtype!r}; expected one of {tuple(_ITEMSIZE)}")
@@ -145,8 +157,13 @@ def estimate_memory(
 def largest_fitting_samples(estimate_for, available: int, replicas: int, devices: int, samples: int) -> int:
     """The largest multiple of ``replicas * devices`` up to ``samples`` whose estimate fits (0 if none).
 
-    ``estimate_for(m)``: the [`MemoryEstimate`][infinite_width.limits.adam_limit.MemoryEstimate] of ``m`` samples (its
-    peak grows with m).
+    Args:
+      estimate_for: ``estimate_for(m)`` is the [`MemoryEstimate`][infinite_width.limits.adam_limit.MemoryEstimate]
+        of ``m`` samples (its peak grows with m).
+      available: bytes available per device.
+      replicas: R, the independent replicas.
+      devices: devices the samples are sharded over.
+      samples: the requested samples, the largest tried.
     """
     unit = replicas * devices
     low, high = 0, samples // unit
@@ -160,7 +177,15 @@ def largest_fitting_samples(estimate_for, available: int, replicas: int, devices
 
 
 def check_memory(estimate: MemoryEstimate, available: int, fitting_samples: int, unit: int) -> None:
-    """Raise ``MemoryError`` when ``estimate`` exceeds ``available`` bytes, saying what would fit."""
+    """Raise ``MemoryError`` when ``estimate`` exceeds ``available`` bytes, saying what would fit.
+
+    Args:
+      estimate: the run's [`MemoryEstimate`][infinite_width.limits.adam_limit.MemoryEstimate].
+      available: bytes available per device.
+      fitting_samples: the largest sample count that fits (from
+        [`largest_fitting_samples`][infinite_width.limits.adam_limit.memory.largest_fitting_samples]; 0 if none).
+      unit: the sample counts must be multiples of this (replicas times devices).
+    """
     if estimate.peak_bytes <= available:
         return
     if fitting_samples > 0:

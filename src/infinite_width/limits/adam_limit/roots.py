@@ -70,15 +70,27 @@ class Root:
         return self.factor.shape[1] + (0 if self.complete else 1)
 
     def leading(self, rank: Optional[int]) -> np.ndarray:
-        """The rank-r pivoted Cholesky approximation's root: the first r columns (all with None)."""
+        """The rank-r pivoted Cholesky approximation's root: the first r columns.
+
+        Args:
+          rank: columns kept; None keeps all.
+        """
         return self.factor if rank is None else self.factor[:, : min(int(rank), self.numerical_rank)]
 
     def residual(self, rank: Optional[int]) -> np.ndarray:
-        """(P,) the variance each point loses when truncated to ``rank`` columns (>= 0)."""
+        """(P,) the variance each point loses when truncated to ``rank`` columns (>= 0).
+
+        Args:
+          rank: columns kept; None keeps all.
+        """
         return np.maximum(self.variances - np.sum(self.leading(rank) ** 2, axis=1), 0.0)
 
     def residual_fraction(self, rank: Optional[int]) -> float:
-        """The fraction of the total variance (trace) that truncation to ``rank`` columns drops."""
+        """The fraction of the total variance (trace) that truncation to ``rank`` columns drops.
+
+        Args:
+          rank: columns kept; None keeps all.
+        """
         total = float(np.sum(self.variances))
         return float(np.sum(self.residual(rank))) / total if total > 0 and rank is not None else 0.0
 
@@ -101,6 +113,11 @@ def pivoted_root(kernel, name: str = "kernel", *, consume: bool = False) -> Root
     (P, 1) zero root. Time O(P^3 / 3), memory one float64 copy of the
     kernel, or none with ``consume=True`` and a C-contiguous float64 kernel
     (then overwritten).
+
+    Args:
+      kernel: (P, P) symmetric positive semi-definite kernel.
+      name: the kernel's name, for messages.
+      consume: factorize a C-contiguous float64 ``kernel`` in place.
     """
     k = _check_kernel(kernel, name)
     n = k.shape[0]
@@ -136,7 +153,13 @@ def partial_pivoted_root(kernel, name: str, columns: int) -> Root:
     """The first ``columns`` columns of the pivoted Cholesky root of ``kernel`` (P x P, float64, C-ordered),
     computed greedily in O(P columns^2) without factorizing the rest; complete (exact) when the numerical
     rank is reached first. Same pivots and columns as [`pivoted_root`][infinite_width.limits.adam_limit.pivoted_root],
-    up to round-off."""
+    up to round-off.
+
+    Args:
+      kernel: (P, P) symmetric positive semi-definite float64 kernel, C-ordered.
+      name: the kernel's name, for messages.
+      columns: columns to compute.
+    """
     k = _check_kernel(kernel, name)
     n = k.shape[0]
     variances = np.diagonal(k).astype(np.float64)
@@ -159,7 +182,13 @@ def partial_pivoted_root(kernel, name: str, columns: int) -> Root:
 def sampling_root(kernel, name: str = "kernel", rank: Optional[int] = None) -> np.ndarray:
     """A root ``A`` (P, r) of a symmetric P x P kernel, ``A @ A.T ~= kernel``: the first ``rank`` columns
     of its pivoted Cholesky root ([`pivoted_root`][infinite_width.limits.adam_limit.pivoted_root]; all of them by
-    default, exact)."""
+    default, exact).
+
+    Args:
+      kernel: (P, P) symmetric positive semi-definite kernel.
+      name: the kernel's name, for messages.
+      rank: columns kept; None keeps all (exact).
+    """
     return np.array(pivoted_root(kernel, name).leading(rank))
 
 
@@ -168,7 +197,11 @@ def sampling_root(kernel, name: str = "kernel", rank: Optional[int] = None) -> n
 
 
 def field_kernel_names(layout) -> Dict[str, str]:
-    """``{field: kernel description}`` of the fields drawn from P x P roots: ``h<l>`` (l >= 2), ``z<l>``."""
+    """``{field: kernel description}`` of the fields drawn from P x P roots: ``h<l>`` (l >= 2), ``z<l>``.
+
+    Args:
+      layout: the run's [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout].
+    """
     names = {f"h{l}": f"K^{l}" for l in layout.h_layers if l >= 2}
     names.update({f"z{l}": f"W_std_{l + 1}^2 B^{l + 1}" for l in layout.z_layers})
     return names
@@ -190,6 +223,13 @@ def field_kernels(arch, x_all: np.ndarray, layout, W_std, block_bytes: int = 1 <
     Computed in blocks of rows (``kernels.layerwise`` of a block against all
     points) so that the float32 layer kernels of one block stay below
     ``block_bytes``; memory P^2 float64 per kernel.
+
+    Args:
+      arch: the MLP.
+      x_all: (P, d) all points.
+      layout: the run's [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout].
+      W_std: the weight scale of each weighted layer.
+      block_bytes: bound on the float32 layer kernels of one block.
     """
     fields = field_kernel_names(layout)
     points = x_all.shape[0]

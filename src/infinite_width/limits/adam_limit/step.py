@@ -46,7 +46,19 @@ OUTPUT_BIAS = "output_bias"
 
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
-    """Everything static about a run's step (hashable: one compilation per spec and shapes)."""
+    """Everything static about a run's step (hashable: one compilation per spec and shapes).
+
+    Attributes:
+      terms: the Monte Carlo terms ([`limit_terms`][infinite_width.limits.adam_limit.terms.limit_terms]).
+      output_coefficient: the coefficient of the exact output-bias term.
+      layout: the stored fields' [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout].
+      activations: the activation name of each hidden layer.
+      optimizer: the [`Optimizer`][infinite_width.optim.Optimizer].
+      loss: the loss name.
+      n_train: N, the training points (the first N of the P points).
+      full_batch: every step uses all training points.
+      block_rows: points per block.
+    """
 
     terms: Tuple[Term, ...]
     output_coefficient: float
@@ -169,7 +181,12 @@ def _blocks_of(values, block: int):
 
 
 def initial_state(spec: StepSpec, state_sharding=None):
-    """Zero accumulators ``{term: (R, C) or (R, k, C), "output_bias": (R, k)}`` and the optimizer state."""
+    """Zero accumulators ``{term: (R, C) or (R, k, C), "output_bias": (R, k)}`` and the optimizer state.
+
+    Args:
+      spec: the run's [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec].
+      state_sharding: ``state_sharding(ndim)``: the sharding of arrays of that rank, or None.
+    """
     R, C, k = spec.layout.replicas, spec.layout.per_replica, spec.layout.out_dim
     place = (lambda x: jax.device_put(x, state_sharding(x.ndim))) if state_sharding is not None else (lambda x: x)
     accumulated = {t.name: place(jnp.zeros((R, k, C) if t.per_output else (R, C), jnp.float32)) for t in spec.terms}
@@ -200,6 +217,9 @@ def compiled_advance(spec: StepSpec):
 
     Runs steps [start, stop) in a ``lax.while_loop``, stopping at the first
     step whose batch predictions are not finite (``bad`` is then that step).
+
+    Args:
+      spec: the run's [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec] (one compilation per spec).
     """
 
     def advance(fields, x_all, f0, y_train, batch_indices, accumulated, opt_state, bad, start, stop):
@@ -223,7 +243,11 @@ def compiled_advance(spec: StepSpec):
 
 @functools.lru_cache(maxsize=64)
 def compiled_predict(spec: StepSpec):
-    """``predict(fields, x_all, f0, accumulated)``: ``f_t`` on all P points, (R, P, k)."""
+    """``predict(fields, x_all, f0, accumulated)``: ``f_t`` on all P points, (R, P, k).
+
+    Args:
+      spec: the run's [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec].
+    """
 
     def predict(fields, x_all, f0, accumulated):
         return _predict_rows(spec, fields, x_all, f0, accumulated, jnp.arange(spec.layout.points))

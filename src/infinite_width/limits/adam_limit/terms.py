@@ -40,10 +40,13 @@ __all__ = ["Term", "limit_terms", "layer_scales"]
 class Term:
     """One Monte Carlo term ``coef * E[U_c V Q(g)]``.
 
-    ``u_layer``: l of ``U = u^l`` (None: ``U = 1``, the readout). ``v``:
-    ``"x"`` (the input coordinate ``x_b``), None (the constant 1) or the
-    hidden layer l whose activation ``phi(h^l)`` it is. ``per_output``: one
-    ``g`` per output (the readout).
+    Attributes:
+      name: the term's parameter group, e.g. ``"hidden_weight2"``, ``"readout_weight"``.
+      coefficient: ``coef`` (module docstring).
+      u_layer: l of ``U = u^l`` (None: ``U = 1``, the readout).
+      v: ``"x"`` (the input coordinate ``x_b``), None (the constant 1) or the
+        hidden layer l whose activation ``phi(h^l)`` it is.
+      per_output: one ``g`` per output (the readout).
     """
 
     name: str
@@ -54,7 +57,11 @@ class Term:
 
 
 def layer_scales(arch: Architecture) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
-    """``(W_std, b_std)`` of the weighted layers 1..L+1 (index l-1)."""
+    """``(W_std, b_std)`` of the weighted layers 1..L+1 (index l-1).
+
+    Args:
+      arch: an MLP.
+    """
     dense = arch.layers[::2]
     return tuple(float(layer.W_std) for layer in dense), tuple(float(layer.b_std) for layer in dense)
 
@@ -62,10 +69,13 @@ def layer_scales(arch: Architecture) -> Tuple[Tuple[float, ...], Tuple[float, ..
 def limit_terms(arch: Architecture, readout_only: bool, linear: bool) -> Tuple[Tuple[Term, ...], float]:
     """The Monte Carlo terms of ``arch`` and the coefficient of the exact output-bias term.
 
-    ``readout_only``: only the readout weights and the output bias train.
-    ``linear``: SGD or momentum (squared coefficients). Groups with a zero
-    scale have zero gradient and no effect (and 0/0 in Adam with eps = 0),
-    so they are left out.
+    Groups with a zero scale have zero gradient and no effect (and 0/0 in
+    Adam with eps = 0), so they are left out.
+
+    Args:
+      arch: an MLP.
+      readout_only: only the readout weights and the output bias train.
+      linear: SGD or momentum (squared coefficients).
     """
     if not isinstance(readout_only, bool):  # a former train="all"|"readout" string would be truthy
         raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
