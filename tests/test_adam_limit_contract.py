@@ -16,7 +16,7 @@ import pytest
 
 import infinite_width as iw
 from infinite_width import optim
-from infinite_width._src.rng import batch_indices_for
+from infinite_width._src.rng import run_keys
 from infinite_width.finite import network, train
 from infinite_width.limits import adam_limit
 from infinite_width.limits.adam_limit import exact
@@ -50,7 +50,7 @@ def test_sign_sgd_one_point_per_step_converges_to_the_sign_kernel():
     y = np.sign(np.random.default_rng(1).normal(size=(N_TRAIN, 1))).astype(np.float32)
     arch = iw.mlp(2, "relu", 1.3, 0.2, 1)
     steps, lr = 12, 0.02
-    rows = batch_indices_for(jax.random.PRNGKey(4), N_TRAIN, 1, steps)
+    rows = run_keys(jax.random.PRNGKey(4)).minibatch_order(N_TRAIN, 1, steps)
     closed = exact.sign_sgd_dynamics(arch, x_train, y, x_test, lr, rows)
     exact_all = np.concatenate([closed.train[0], closed.test[0]], axis=1)
 

@@ -20,7 +20,7 @@ import infinite_width as iw
 from infinite_width import kernels, optim
 from infinite_width.limits import adam_limit
 from infinite_width._src.nt import predict
-from infinite_width._src.rng import batch_indices_for
+from infinite_width._src.rng import run_keys
 
 N_TRAIN, N_TEST, DIM = 24, 12, 6
 
@@ -131,7 +131,7 @@ def test_linear_optimizers_match_kernel_descent(name):
     x_all = np.concatenate([x_train, x_test])
     steps = 12
     key = jax.random.PRNGKey(7)
-    rows = batch_indices_for(key, N_TRAIN, batch_size, steps)  # the finite trainer's order
+    rows = run_keys(key).minibatch_order(N_TRAIN, batch_size, steps)  # the finite trainer's order
     f0 = np.random.default_rng(5).normal(size=(N_TRAIN + N_TEST, out_dim)).astype(np.float32) if with_f0 else None
     kernel = kernels.nngp(arch, x_all, x_train) if readout_only else kernels.ntk(arch, x_all, x_train)
     reference = kernel_descent(

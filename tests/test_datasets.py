@@ -287,6 +287,35 @@ def test_corrupt_idx_file_is_named(tmp_path, corruption):
         D.load("mnist", tmp_path)
 
 
+def _gzip_bomb(content: bytes, gigabytes: int) -> bytes:
+    """``content`` then ``gigabytes`` GiB of zeros, as a gzip file of a few MB (gzip members concatenate)."""
+    zeros = gzip.compress(bytes(1 << 24), compresslevel=9)  # 16 MiB of zeros in about 16 kB
+    return gzip.compress(content) + zeros * (64 * gigabytes)
+
+
+def test_a_gzip_bomb_is_refused_naming_the_file_without_decompressing_it(tmp_path, monkeypatch):
+    """Issue 24: 3-6 GB of zeros compressed to a few MB hung for over 120 s or raised a MemoryError naming nothing."""
+    contents = write_fake_idx_folder(tmp_path / "mnist")
+    bomb = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(_gzip_bomb(contents["train-images-idx3-ubyte"], 4))
+    assert bomb.stat().st_size < 5e6
+    read = []
+    real_read = gzip.GzipFile.read
+    monkeypatch.setattr(gzip.GzipFile, "read", lambda self, size=-1: read.append(size) or real_read(self, size))
+    with pytest.raises(D.DatasetFileError, match=r"train-images-idx3-ubyte.gz: wrong size \(trailing bytes\)"):
+        D.load("mnist", tmp_path)
+    assert sum(read) < 20 * 784 + 100  # the header, then what it declares and one byte: not 4 GiB
+    # a header that claims more images than the official file is refused before its data are read
+    bomb.write_bytes(gzip.compress(struct.pack(">IIII", 0x0803, 10**9, 28, 28)) + bomb.read_bytes()[-10**5:])
+    with pytest.raises(D.DatasetFileError, match="declares 1000000000 items, more than the 60000 of the official"):
+        D.load("mnist", tmp_path)
+    # and a checksum is never computed over more than MAX_DECOMPRESSED_BYTES
+    monkeypatch.setattr(D.files, "MAX_DECOMPRESSED_BYTES", 1 << 26)
+    bomb.write_bytes(_gzip_bomb(b"", 1))
+    with pytest.raises(D.DatasetFileError, match="decompresses to more than 67108864 bytes"):
+        D.verify_sha256(bomb, "0" * 64, decompress=True)
+
+
 def test_missing_idx_file_is_named(tmp_path):
     write_fake_idx_folder(tmp_path / "fashion-mnist")
     (tmp_path / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").unlink()

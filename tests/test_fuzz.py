@@ -1,4 +1,4 @@
-"""Fuzz suite (issue 9): malformed arrays, numbers, options and files against every public entry point.
+"""Fuzz suite (issues 9 and 24): malformed arrays, numbers, options and files against every public entry point.
 
 Each example corrupts ONE argument of an otherwise valid call (a NaN or Inf
 entry, a value beyond float32, a wrong rank or feature count, an empty axis,
@@ -8,6 +8,11 @@ damaged file) and asserts that the call raises ``ValueError`` or ``TypeError``
 any computation: never a bare jax, numpy or zip exception, and never a NaN
 passed off as a result. Since every call fails in its checks, nothing is
 compiled and the whole file runs in seconds.
+
+Issue 24 added four classes, each fuzzed as a class rather than case by case:
+sizes that must be planned (huge ``steps`` with and without minibatches),
+file formats (several corruptions at once, npy headers that lie, idx headers
+that claim too much), seeds, and comparisons across problems.
 """
 
 import gzip
@@ -181,7 +186,7 @@ SOLVE_ARGUMENTS = dict(
     steps=BAD_INTS.filter(lambda v: v != 0),  # 0 steps is allowed
     batch_size=st.sampled_from([0, -1, 1.5, "4", True, N + 1]),
     record=st.sampled_from([[], [-1], [3], [0.5], "all", [[0, 1]]]),
-    key=st.sampled_from(["abc", 1.5, [1, 2, 3]]),  # None is the default seed 0
+    key=st.sampled_from(["abc", 1.5, [1, 2, 3], 2**64, -1, np.zeros(2, np.float32), np.array([1, 2])]),  # None: 0
     readout_only=st.sampled_from(["yes", 1, None]),
     label=st.sampled_from([3, ["a"]]),
 )
@@ -308,3 +313,140 @@ def test_trajectory_load_names_the_damaged_file(saved_trajectory, tmp_path_facto
         assert str(error).startswith(str(path)), error
         return
     assert damage == "flip" and loaded == trajectory  # a flip in zip padding or an unused header field
+
+
+# -------------------------------------------------------------------------- sizes that must be planned (issue 24)
+
+TRAINED = ("Finite", "KernelDynamics", "AdamLimit")
+
+
+@FUZZ
+@given(method=st.sampled_from(TRAINED), steps=st.integers(2**28 + 1, 10**12),
+       batch_size=st.sampled_from([None, 1, 2, N]))
+def test_huge_steps_never_build_a_full_batch_order_and_a_minibatch_order_is_refused(monkeypatch, method, steps,
+                                                                                  batch_size):
+    """A full batch hands the method no order at all; any minibatch order this long is refused before any work."""
+    received = []
+    cls = type(METHODS[method]())
+    monkeypatch.setattr(cls, "run", lambda self, *a, **kw: received.append(kw["batch_indices"]) or pytest.skip())
+    call = lambda: iw.solve(PROBLEM, ARCH, METHODS[method](), iw.optim.sgd(0.1), steps=steps,  # noqa: E731
+                            batch_size=batch_size, record=2, progress=False)
+    if batch_size in (None, N):
+        with pytest.raises(pytest.skip.Exception):
+            call()
+        assert received == [None]
+    else:
+        error = _raises_naming("batch_size", call, errors=(MemoryError,))
+        assert f"steps={steps}" in str(error) and "at most" in str(error) and received == []
+
+
+# ------------------------------------------------------------------------------- file formats (issue 24)
+
+
+@FUZZ
+@given(positions=st.lists(st.floats(0.0, 0.999), min_size=2, max_size=6), masks=st.lists(st.integers(1, 255),
+       min_size=6, max_size=6), cut=st.one_of(st.none(), st.floats(0.3, 0.999)))
+def test_trajectory_load_names_the_file_for_any_mix_of_corruptions(saved_trajectory, tmp_path_factory, positions,
+                                                                   masks, cut):
+    trajectory, raw = saved_trajectory
+    damaged = bytearray(raw)
+    for position, mask in zip(positions, masks):
+        damaged[int(position * len(raw))] ^= mask
+    if cut is not None:
+        damaged = damaged[: int(cut * len(raw))]
+    path = tmp_path_factory.mktemp("mixed") / "run.npz"
+    path.write_bytes(bytes(damaged))
+    try:
+        loaded = iw.Trajectory.load(path)
+    except TrajectoryFileError as error:
+        assert str(error).startswith(str(path)), error
+        return
+    assert loaded == trajectory
+
+
+@FUZZ
+@given(member=st.sampled_from(["steps", "train_predictions", "diverged", "test_loss"]),
+       shape=st.lists(st.integers(0, 10**6), min_size=0, max_size=4),
+       dtype=st.sampled_from(["<i8", "<f4", "|b1", "<U5", "<c8", "<f8"]))
+def test_an_npy_header_that_lies_is_a_file_error_before_any_allocation(saved_trajectory, tmp_path_factory, member,
+                                                                        shape, dtype):
+    import io
+
+    _, raw = saved_trajectory
+    source = tmp_path_factory.mktemp("source") / "run.npz"
+    source.write_bytes(raw)
+    with zipfile.ZipFile(source) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    original = np.lib.format.read_array(io.BytesIO(members[f"{member}.npy"]))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)})
+    members[f"{member}.npy"] = header.getvalue() + original.tobytes()
+    path = source.parent / "lying.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    try:
+        iw.Trajectory.load(path)
+    except TrajectoryFileError as error:
+        assert str(error).startswith(str(path)), error
+        return
+    # only a header that tells the truth (the same bytes, another valid reading) may load
+    assert math.prod(shape) * np.dtype(dtype).itemsize == original.nbytes
+
+
+@FUZZ
+@given(file=st.sampled_from(["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]),
+       count=st.integers(0, 2**32 - 1), extra=st.integers(0, 3))
+def test_an_idx_header_that_claims_too_much_is_named(mnist_copy, tmp_path_factory, file, count, extra):
+    root = tmp_path_factory.mktemp("claims")
+    shutil.copytree(mnist_copy / "mnist", root / "mnist")
+    path = root / "mnist" / file
+    raw = gzip.decompress(path.read_bytes())
+    ndim = raw[3]
+    header = struct.pack(">I", 0x0800 | ndim) + struct.pack(">I", count) + raw[8:4 + 4 * ndim]
+    path.write_bytes(gzip.compress(header + raw[4 + 4 * ndim:] + bytes(extra)))
+    try:
+        datasets.load("mnist", root)
+    except DatasetFileError as error:
+        assert file in str(error), error
+        return
+    assert extra == 0 and count == struct.unpack(">I", raw[4:8])[0]  # only the true header loads
+
+
+# ------------------------------------------------------------------------- comparisons across problems (issue 24)
+
+
+@pytest.fixture(scope="module")
+def reference_solve():
+    return iw.solve(PROBLEM, ARCH, iw.KernelRidge("ntk"), progress=False)
+
+
+@FUZZ
+@given(split=st.sampled_from(["x_train", "x_test"]), row=st.integers(0, NT - 1), column=st.integers(0, D - 1),
+       change=st.sampled_from([1e-6, -1.0, 3.0]))
+def test_solves_on_different_inputs_have_no_distance_on_that_split(reference_solve, split, row, column, change):
+    arrays = dict(x_train=X.copy(), x_test=XT.copy())
+    arrays[split][row, column] += change
+    other = iw.solve(iw.Problem(arrays["x_train"], Y, arrays["x_test"], YT), ARCH, iw.KernelRidge("ntk"),
+                     progress=False)
+    changed, kept = ("train", "test") if split == "x_train" else ("test", "train")
+    with pytest.raises(ValueError, match=f"not comparable: different {changed} inputs"):
+        iw.workflow.distance(other, reference_solve, changed)
+    iw.workflow.distance(other, reference_solve, kept)  # the other split is comparable
+    (row_,) = iw.compare([other], reference=reference_solve).distance_rows()
+    assert row_[f"{changed}_distance"] is None and row_[f"{kept}_distance"] is not None
+
+
+@FUZZ
+@given(widths=st.lists(st.one_of(st.integers(-2, 300), st.floats(allow_nan=True, allow_infinity=True),
+                                 st.sampled_from(["8", None, True])), min_size=1, max_size=4))
+def test_width_jobs_accept_distinct_integral_widths_and_name_the_others(widths):
+    def valid(w):
+        return not isinstance(w, (bool, str)) and w is not None and (w == math.inf or (
+            isinstance(w, (int, float)) and math.isfinite(w) and w == int(w) and w >= 1))
+
+    normalized = [w if w == math.inf else int(w) for w in widths if valid(w)]
+    if all(valid(w) for w in widths) and len(set(normalized)) == len(normalized):
+        assert len(iw.workflow.width_jobs(widths)) == len(widths)
+    else:
+        _raises_naming("widths", lambda: iw.workflow.width_jobs(widths))

@@ -9,7 +9,7 @@ import pytest
 
 import infinite_width as iw
 from infinite_width import kernels, optim
-from infinite_width._src.rng import split_run_key
+from infinite_width._src.rng import run_keys
 from infinite_width.problem import Problem
 from infinite_width.workflow import Record, Trajectory, compare, distance, fit_slope, method_for, solve
 from infinite_width.workflow.plotting import accuracy_vs_width, distance_vs_width, learning_curves
@@ -281,7 +281,7 @@ def test_baselines_match_numpy_kernel_regression_and_gp_posterior(problem):
 def test_nnpk_ridge_is_kernel_regression_with_the_nnpk(problem):
     t = solve(problem, ARCH, iw.KernelRidge("nnpk", ridge=1e-3, width=32, networks=64), key=5, progress=False)
     x_all = np.concatenate([problem.x_train, problem.x_test])
-    k = kernels.nnpk(ARCH, x_all, problem.x_train, width=32, networks=64, key=split_run_key(5)[0],
+    k = kernels.nnpk(ARCH, x_all, problem.x_train, width=32, networks=64, key=run_keys(5).model,
                      normalize="mean")
     expected = k[20:] @ np.linalg.solve(k[:20] + 1e-3 * np.mean(np.diag(k[:20])) * np.eye(20), problem.y_train)
     np.testing.assert_allclose(t.test_predictions[0, 0], expected, rtol=1e-3, atol=1e-4)
@@ -437,7 +437,7 @@ def test_compare_table_rows_csv_and_distances(problem, tmp_path):
     assert lines[0].split(",") == list(table.COLUMNS) and len(lines) == 4 and csv_text.splitlines() == lines
     only = compare({"f": finite, "n": ntk}, pairs=[("f", "n")]).distance_rows()
     assert len(only) == 1 and only[0]["test_distance"] == pytest.approx(expected, rel=1e-5)
-    with pytest.raises(ValueError, match="unknown trajectory name"):
+    with pytest.raises(ValueError, match="unknown trajectory 'g' in pairs; the keys are"):
         compare({"f": finite}, pairs=[("f", "g")])
     with pytest.raises(TypeError):
         compare([ntk, "x"])

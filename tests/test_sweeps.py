@@ -39,6 +39,8 @@ def _run(out_dir):
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_recomputing(tmp_path):
+    import numpy as np
+
     from infinite_width.workflow import Trajectory
 
     names = ["w8", "w16", "w32", "w64", "w128", "winf"]
@@ -68,7 +70,7 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path):
     for name in names:
         a, b = Trajectory.load(interrupted / f"{name}.npz"), Trajectory.load(fresh / f"{name}.npz")
         for field in ("steps", "train_predictions", "test_predictions", "test_loss", "diverged"):
-            assert (getattr(a, field) == getattr(b, field)).all(), (name, field)
+            assert np.array_equal(getattr(a, field), getattr(b, field), equal_nan=True), (name, field)
         assert a.metadata["job"] == b.metadata["job"]
 
 
@@ -175,7 +177,7 @@ def test_sweep_into_a_read_only_folder_fails_before_the_first_job(read_only_fold
     solved = []
     monkeypatch.setattr(sweeps, "solve", lambda **job: solved.append(job))
     with pytest.raises(PermissionError, match=f"out_dir '{read_only_folder}' cannot be written to"):
-        sweeps.sweep({"a": {"steps": 1}}, read_only_folder, progress=False)
+        sweeps.sweep(_tiny_jobs(), read_only_folder, progress=False)
     assert solved == []
 
 
@@ -187,3 +189,67 @@ def test_sweep_checks_every_job_before_running_any(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(TypeError, match="out_dir must be a folder path"):
         sweep({}, None)
+
+
+def _solves_nothing(monkeypatch):
+    from infinite_width.workflow import sweeps
+
+    solved = []
+    monkeypatch.setattr(sweeps, "solve", lambda **job: solved.append(job))
+    return solved
+
+
+def test_a_bad_value_in_the_last_job_fails_before_the_first_runs(tmp_path, monkeypatch):
+    import infinite_width as iw
+    from infinite_width import optim
+
+    solved = _solves_nothing(monkeypatch)
+    for change, error, message in (
+        (dict(steps=-1), ValueError, "job 'b': steps must be an integer >= 0"),
+        (dict(key=2**64), ValueError, r"job 'b': key must be an int seed in \[0, 2\*\*64\)"),
+        (dict(width=None, method=iw.KernelDynamics(), optimizer=optim.adam(0.1)), ValueError,
+         "job 'b': KernelDynamics is the limit of sgd and momentum"),
+        (dict(batch_size=2, steps=10**9), MemoryError, "job 'b': the minibatch order"),
+    ):
+        jobs = _tiny_jobs()
+        jobs["b"] = dict(jobs["b"], **change)
+        with pytest.raises(error, match=message):
+            sweep(jobs, tmp_path / "out", progress=False)
+    assert solved == [] and not (tmp_path / "out").exists()
+
+
+def test_a_file_name_that_cannot_be_saved_fails_before_the_first_job(tmp_path, monkeypatch):
+    """A 300-character job name once failed with OSError only after its job had been computed."""
+    solved = _solves_nothing(monkeypatch)
+    jobs = _tiny_jobs()
+    long_name = "w" * 300
+    jobs[long_name] = jobs.pop("b")
+    with pytest.raises(OSError, match=f"the result of job '{long_name}' cannot be saved as .*{long_name}.npz"):
+        sweep(jobs, tmp_path, progress=False)
+    (tmp_path / "b.npz").mkdir()  # a folder where a result goes (it once raised a bare FileNotFoundError)
+    with pytest.raises(OSError, match="the result of job 'b' cannot be saved as .*b.npz: a folder is in the way"):
+        sweep(_tiny_jobs(), tmp_path, progress=False)
+    assert solved == [] and sorted(p.name for p in tmp_path.iterdir()) == ["b.npz"]
+
+
+def test_width_jobs_take_integral_widths_once_and_name_bad_ones():
+    import math
+
+    import numpy as np
+
+    import infinite_width as iw
+
+    jobs = width_jobs([8, 16.0, np.int64(32), np.float64(64.0), math.inf], seeds=2)
+    assert list(jobs) == ["w8", "w16", "w32", "w64", "winf"]
+    assert jobs["w16"]["method"] == iw.Finite(16, seeds=2) and jobs["winf"] == {"width": math.inf}
+    for widths, error, message in (
+        ([64.7], ValueError, "integers >= 1 or math.inf, got 64.7"),  # once truncated to 64
+        ([float("nan")], ValueError, "integers >= 1 or math.inf, got nan"),  # once "cannot convert float NaN"
+        ([64, 64.0], ValueError, r"widths holds 64 twice \(job 'w64'\)"),  # once collapsed silently
+        ([0], ValueError, "got 0"), ([-math.inf], ValueError, "got -inf"),
+        (["64"], TypeError, "got '64' of type str"), ([True], TypeError, "got True"),
+    ):
+        with pytest.raises(error, match=message):
+            width_jobs(widths)
+    with pytest.raises(TypeError, match="name must be a string"):
+        width_jobs([8], name=3)

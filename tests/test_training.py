@@ -13,7 +13,7 @@ from conftest import TerminalStream
 import infinite_width as iw
 from infinite_width import finite, kernels, losses, optim
 from infinite_width._src.nt import predict
-from infinite_width._src.rng import batch_indices_for, ensemble_keys
+from infinite_width._src.rng import run_keys
 
 RNG = np.random.default_rng(0)
 D = 4
@@ -125,7 +125,7 @@ def test_one_sgd_step_is_params_minus_lr_times_grad(batch_size):
     _, result = finite.train(NET, X, Y, SGD, 1, batch_size=batch_size, key=6, record=[1], centered=False,
                              return_params=True)
     first = jax.tree_util.tree_map(lambda a: a[0], result.initial_params)
-    rows = batch_indices_for(6, 16, batch_size, 1)[0]  # the documented minibatch order of key 6
+    rows = run_keys(6).minibatch_order(16, batch_size, 1)[0]  # the documented minibatch order of key 6
     assert rows.shape == (16 if batch_size is None else 4,)
     grads = grad_of_loss(NET, first, X[rows], Y[rows])
     expected = jax.tree_util.tree_map(lambda p, g: p - SGD.lr * g, first, grads)
@@ -246,7 +246,7 @@ def test_zero_bias_std_is_frozen_under_adam_without_nans():
 
 def test_minibatch_order_is_shared_and_explicit_indices_reproduce_it():
     result = finite.train(NET, X, Y, SGD, 12, batch_size=4, key=5, record=[12])
-    rows = batch_indices_for(5, 16, 4, 12)  # the package's one derivation
+    rows = run_keys(5).minibatch_order(16, 4, 12)  # the package's one derivation
     np.testing.assert_array_equal(np.sort(rows[:4].ravel()), np.arange(16))  # each epoch is a permutation
     again = finite.train(NET, X, Y, SGD, 12, batch_indices=rows, key=5, record=[12])
     np.testing.assert_array_equal(again.train, result.train)
@@ -259,7 +259,7 @@ def test_ensemble_members_are_documented_inits_and_runs_are_deterministic():
                              return_params=True)
     b = finite.train(NET, X, Y, SGD, 4, key=jax.random.PRNGKey(3), seeds=3, record=[0, 1, 2, 3, 4])
     np.testing.assert_array_equal(a.train, b.train)
-    init_keys, _ = ensemble_keys(jax.random.PRNGKey(3), 3)
+    init_keys = run_keys(jax.random.PRNGKey(3)).init_keys(3)
     for i in range(3):
         expected = NET.init(init_keys[i], D)
         np.testing.assert_array_equal(params.initial_params[1]["W"][i], np.asarray(expected[1]["W"]))
@@ -365,7 +365,7 @@ def test_width_sweep_trains_every_width():
         (dict(net=ARCH), TypeError, "needs its width"),
         (dict(options=iw.Finite(64)), ValueError, "contradict the network"),
         (dict(options="fast"), TypeError, "options must be"),
-        (dict(y_train=np.zeros(16, int)), ValueError, r"integer entries: class labels.*np.eye"),
+        (dict(y_train=np.full(16, 99)), ValueError, r"y_train holds class labels in \[99, 99\], outside \[0, "),
         (dict(steps=2**31), ValueError, "at most"),
         (dict(steps=-1), ValueError, "steps"),
         (dict(seeds=0), ValueError, "seeds"),

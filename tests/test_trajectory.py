@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ def _trajectory(seeds=2, recorded=3, n=5, nt=4, k=2, seed=0) -> Trajectory:
     test[0, -1, 0, 0] = np.nan  # NaN must survive the round trip and compare equal to itself
     metrics = {name: rng.uniform(size=(seeds, recorded)) for name in
                ("train_loss", "test_loss", "train_accuracy", "test_accuracy")}
-    return Trajectory(
+    return Trajectory.from_arrays(
         steps=np.arange(recorded) * 5, train_predictions=train, test_predictions=test,
         diverged=np.array([True] + [False] * (seeds - 1)), test_stderr=np.abs(test[0]),
         train_stderr=np.abs(train[0]), extras={"test_variance": rng.uniform(size=(nt, k))},
@@ -65,11 +66,12 @@ def test_compressed_save_round_trips_exactly_and_reads_uncompressed_files(tmp_pa
 
 
 def test_equality_ignores_exactly_the_timing_keys():
-    assert TIMING_KEYS == ("wall_time", "setup_time_s")
+    assert TIMING_KEYS == ("wall_time", "setup_time_s", "timings_s")
     a = _trajectory()
     b = copy.deepcopy(a)
     b.metadata["wall_time"] = 99.0
     b.metadata["info"]["setup_time_s"] = 7.0
+    b.metadata["info"]["timings_s"] = {"steps": 3.5}  # the Adam-like limit's phases
     assert a == b
     b.metadata["info"]["samples"] = 3  # any other metadata counts
     assert a != b
@@ -216,12 +218,164 @@ def test_bad_fields_are_named():
         (dict(test_loss=np.zeros((2, 4))), ValueError, r"test_loss must have shape \(2, 3\)"),
         (dict(steps=np.arange(4)), ValueError, r"steps must have shape \(3,\)"),
         (dict(diverged=np.zeros(3)), ValueError, r"diverged must have shape \(2,\)"),
-        (dict(test_predictions=np.zeros((2, 3, 4))), ValueError, "test_predictions must have shape"),
+        (dict(test_predictions=np.zeros((2, 3, 4))), ValueError, "test predictions must have shape"),
         (dict(metadata=["regime"]), TypeError, "metadata must be a dict"),
         (dict(metadata={"wall_time": float("nan")}), ValueError, "metadata must be JSON-serializable"),
         (dict(extras=[1]), TypeError, "extras must be a dict"),
     ):
         with pytest.raises(error, match=message):
-            Trajectory(**{**fields, **change})
+            Trajectory.from_arrays(**{**fields, **change})
     with pytest.raises(TypeError, match="path must be a str"):
         good.save(None)
+
+
+# ------------------------------------------------------------------ a trajectory holds its predictions (issue 21)
+
+DATA = Path(__file__).parent / "data"
+
+
+def _tiny_problem():
+    """The problem the files in tests/data were solved on (by the package at commit 7019cb9)."""
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[np.arange(8) % 2]
+    return Problem(x[:5], y[:5], x[5:], y[5:], name="tiny")
+
+
+def test_a_trajectory_holds_its_predictions_and_keeps_their_attributes():
+    t = _trajectory()
+    assert isinstance(t.predictions, iw.Predictions)
+    assert t.train_predictions is t.predictions.train and t.test_stderr is t.predictions.test_stderr
+    assert t.steps is t.predictions.steps and t.diverged is t.predictions.diverged
+    assert set(t.extras) == {"test_variance"} and t.extras["test_variance"] is t.predictions.extras["test_variance"]
+    with pytest.raises(TypeError):
+        t.extras["other"] = np.zeros(1)  # a read-only view
+    with pytest.raises(TypeError, match="predictions must be an infinite_width.Predictions"):
+        Trajectory(t.train_predictions, t.train_loss, t.test_loss, t.train_accuracy, t.test_accuracy)
+
+
+@pytest.mark.parametrize("name", ["adam_limit_7019cb9.npz", "posterior_7019cb9.npz"])
+def test_files_written_before_the_predictions_were_wrapped_still_load(name, tmp_path):
+    old = Trajectory.load(DATA / name)
+    problem = _tiny_problem()
+    # the arrays are where they were: the stored losses are those of the stored predictions
+    for split, targets in (("train", problem.y_train), ("test", problem.y_test)):
+        f = getattr(old, f"{split}_predictions").astype(np.float64)
+        np.testing.assert_allclose(getattr(old, f"{split}_loss"), 0.5 * ((f - targets) ** 2).mean(axis=(2, 3)),
+                                   rtol=1e-5)
+    if name.startswith("adam_limit"):  # the replica metrics of the old extras are replica metrics now
+        assert set(old.replica_metrics) == {f"replica_{s}_{m}" for s in ("train", "test") for m in ("loss", "accuracy")}
+        assert old.replica_metrics["replica_test_loss"].shape == (2, 4) and old.test_stderr.shape == (4, 3, 2)
+        assert old.predictions.extras == {}
+    else:
+        assert set(old.predictions.extras) == {"test_variance"} and old.replica_metrics == {}
+    assert not old.diverged.any() and (old.predictions.first_nonfinite_step == -1).all()
+    again = Trajectory.load(old.save(tmp_path / "again"))
+    assert again == old
+
+
+# -------------------------------------------------------------------------------- hostile files (issue 24)
+
+
+def _posterior_file():
+    return (DATA / "posterior_7019cb9.npz").read_bytes()
+
+
+def test_every_single_byte_flip_is_a_file_error_naming_the_path_or_loads_the_same(tmp_path):
+    """All of the file's bytes flipped one at a time: 10 + 10 + 1 of them once raised RuntimeError,
+    NotImplementedError or OSError (a flipped compression method, encryption flag or offset)."""
+    raw = _posterior_file()
+    original = Trajectory.load(DATA / "posterior_7019cb9.npz")
+    path = tmp_path / "flipped.npz"
+    outcomes = {"error": 0, "equal": 0}
+    for position in range(len(raw)):
+        path.write_bytes(raw[:position] + bytes([raw[position] ^ 0xFF]) + raw[position + 1:])
+        try:
+            loaded = Trajectory.load(path)
+        except TrajectoryFileError as error:
+            assert str(error).startswith(str(path)), (position, error)
+            outcomes["error"] += 1
+        else:
+            assert loaded == original, position  # a flip in an unused header field or in padding
+            outcomes["equal"] += 1
+    assert outcomes["error"] > len(raw) / 2  # the data are checked (CRC), not only read
+
+
+def _zip(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def test_a_header_claiming_a_huge_array_is_refused_before_allocating(tmp_path):
+    members = _members(DATA / "posterior_7019cb9.npz")
+    header = bytearray(members["steps.npy"])
+    lie = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.int64))
+    lie["shape"] = (10**12,)
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, lie)
+    members["steps.npy"] = buffer.getvalue() + bytes(header[len(buffer.getvalue()):])
+    _zip(tmp_path / "huge.npz", members)
+    with pytest.raises(TrajectoryFileError, match=r"huge.npz: corrupt member steps.npy: its header claims shape "
+                                                  r"\(1000000000000,\)"):
+        Trajectory.load(tmp_path / "huge.npz")
+
+
+def test_a_file_whose_arrays_do_not_fit_is_a_memory_error_naming_it(tmp_path, monkeypatch):
+    from infinite_width.workflow import trajectory
+
+    monkeypatch.setattr(trajectory, "available_memory", lambda: 100)
+    with pytest.raises(MemoryError, match=r"posterior_7019cb9.npz: its arrays take .* GiB, more than"):
+        Trajectory.load(DATA / "posterior_7019cb9.npz")
+
+
+def test_arrays_of_the_wrong_kind_are_refused_not_cast(tmp_path):
+    members = _members(DATA / "posterior_7019cb9.npz")
+    for name, array, message in (
+        ("diverged", np.array(["False"]), "diverged must hold bools"),  # loaded as True before
+        ("test_loss", np.array([["0.5"]]), "test_loss must hold real numbers"),
+        ("train_predictions", np.ones((1, 1, 5, 2), complex), "train must hold real numbers"),
+        ("first_nonfinite_step", np.array([0.5]), "first_nonfinite_step must hold integer steps"),
+    ):
+        _zip(tmp_path / f"{name}.npz", {**members, f"{name}.npy": _npy(array)})
+        with pytest.raises(TrajectoryFileError, match=message):
+            Trajectory.load(tmp_path / f"{name}.npz")
+    _zip(tmp_path / "objects.npz", {**members, "steps.npy": _npy_objects()})
+    with pytest.raises(TrajectoryFileError, match="holds Python objects"):
+        Trajectory.load(tmp_path / "objects.npz")
+
+
+def _npy_objects() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
+def test_a_directory_in_place_of_a_file_is_a_file_error(tmp_path):
+    (tmp_path / "w8.npz").mkdir()
+    with pytest.raises(TrajectoryFileError, match="w8.npz: a directory, not a trajectory file"):
+        Trajectory.load(tmp_path / "w8.npz")
+    with pytest.raises(TrajectoryFileError, match="a directory"):
+        Trajectory.load(tmp_path / "w8")  # the suffix is added, as for files
+
+
+def test_identical_solves_of_every_method_compare_equal():
+    """The timings (wall_time, setup_time_s, the Adam-like limit's timings_s) are left out of ==."""
+    problem = _tiny_problem()
+    arch = iw.mlp(1, out_dim=2)
+    cases = [(iw.Finite(4, seeds=2), optim.adam(0.05), dict(batch_size=2)), (iw.Posterior(), None, {}),
+             (iw.AdamLimit(samples=16, replicas=2, rank=None), optim.adam(0.05), {})]
+    for method, optimizer, options in cases:  # (KernelDynamics: test_two_identical_solves_compare_equal)
+        a, b = (iw.solve(problem, arch, method, optimizer, steps=3, key=4, progress=False, **options)
+                for _ in range(2))
+        assert a.metadata["wall_time"] != b.metadata["wall_time"]
+        assert a == b, type(method).__name__
+    assert a.metadata["info"]["timings_s"] != b.metadata["info"]["timings_s"]  # measured, yet ignored

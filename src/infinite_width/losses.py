@@ -17,7 +17,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["LOSSES", "get", "mse", "cross_entropy", "chi", "accuracy"]
+__all__ = ["LOSSES", "get", "mse", "cross_entropy", "chi", "accuracy", "binary_threshold"]
 
 
 def mse(f, y):
@@ -71,23 +71,45 @@ def chi(name: str, f, y):
     return jax.grad(get(name))(f, y)
 
 
-def accuracy(f, y):
-    """Fraction of rows whose largest output matches the largest target; NaN if any row of ``f`` is not finite.
+def binary_threshold(y):
+    """The threshold of a single output (k = 1): halfway between the smallest and the largest target.
 
-    For a single output (k = 1) the sign is compared with the target's sign.
-    A row of ``f`` holding NaN or Inf has no meaningful argmax (NaN would
-    count as class 0), so its correctness is NaN, and so is the mean: a
-    diverged prediction never yields an accuracy.
+    0 for labels in {-1, +1}, 0.5 for labels in {0, 1}; NaN when every target
+    is the same (one class: nothing to tell apart).
+
+    Args:
+      y: (N, 1) targets.
+
+    Returns:
+      A scalar jax array.
+    """
+    low, high = jnp.min(y), jnp.max(y)
+    return jnp.where(high > low, (low + high) / 2, jnp.nan)
+
+
+def accuracy(f, y, threshold=None):
+    """Fraction of rows classified right; NaN if any row of ``f`` is not finite.
+
+    With k >= 2 outputs a row is right when its largest output is the largest
+    target's. With a single output (k = 1) the two classes are the two sides
+    of ``threshold``: a row is right when ``f`` and ``y`` lie on the same side
+    (``> threshold`` or not). A row of ``f`` holding NaN or Inf has no
+    meaningful argmax (NaN would count as class 0), so its correctness is NaN,
+    and so is the mean: a diverged prediction never yields an accuracy.
 
     Args:
       f: (N, k) predictions.
       y: (N, k) targets.
+      threshold: the threshold of a single output (k = 1); default
+        `binary_threshold` of ``y``: 0 for labels in {-1, +1}, 0.5 for labels
+        in {0, 1}. Ignored for k >= 2.
 
     Returns:
       A scalar jax array.
     """
     if f.shape[-1] == 1:
-        correct = jnp.sign(f[:, 0]) == jnp.sign(y[:, 0])
+        threshold = binary_threshold(y) if threshold is None else threshold
+        correct = jnp.where(jnp.isnan(threshold), jnp.nan, (f[:, 0] > threshold) == (y[:, 0] > threshold))
     else:
         correct = jnp.argmax(f, axis=-1) == jnp.argmax(y, axis=-1)
     finite_rows = jnp.all(jnp.isfinite(f), axis=-1)

@@ -33,7 +33,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-__all__ = ["Predictions", "STATIC_STEP"]
+__all__ = ["Predictions", "STATIC_STEP", "bool_array"]
 
 STATIC_STEP = -1
 """The recorded step of a non-dynamical baseline (``t = infinity``)."""
@@ -41,22 +41,44 @@ STATIC_STEP = -1
 _FLOAT_DTYPES = (np.float32, np.float64)
 
 
-def _float_array(value) -> np.ndarray:
+def _float_array(name: str, value) -> np.ndarray:
+    """``value`` as a float32 or float64 array (other real numbers become float32); ``TypeError`` for strings,
+    bools, complex numbers or objects, which are no predictions."""
     array = np.asarray(value)
+    if array.dtype.kind not in "fiu" and array.dtype.name != "bfloat16":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     if array.dtype not in _FLOAT_DTYPES:
         array = array.astype(np.float32)
     return array
 
 
-def _first_nonfinite(steps: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """(S,) the first recorded step whose predictions are not all finite, -1 where every record is finite."""
+def bool_array(name: str, value) -> np.ndarray:
+    """``value`` as a bool array: bools, or numbers 0 and 1; ``TypeError`` for anything else.
+
+    Strings are refused rather than cast (``np.asarray(["False"], bool)`` is True).
+
+    Args:
+      name: the field's name, for the error message.
+      value: an array-like of bools, or of the numbers 0 and 1.
+    """
+    array = np.asarray(value)
+    if array.dtype.kind == "b":
+        return array
+    if array.dtype.kind in "iuf" and np.isin(array, (0, 1)).all():
+        return array.astype(bool)
+    raise TypeError(f"{name} must hold bools (True/False), got dtype {array.dtype}")
+
+
+def _nonfinite(steps: np.ndarray, train: np.ndarray, test: np.ndarray):
+    """``(diverged (S,), first (S,))``: seeds with a recorded prediction that is not finite, and the first
+    such recorded step (-1 where every record is finite)."""
     finite = np.isfinite(train).all(axis=(2, 3)) & np.isfinite(test).all(axis=(2, 3))  # (S, R)
     first = np.full(train.shape[0], -1, np.int64)
     for seed, row in enumerate(finite):
         bad = np.flatnonzero(~row)
         if bad.size:
             first[seed] = steps[bad[0]]
-    return first
+    return ~finite.all(axis=1), first
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -96,23 +118,29 @@ class Predictions:
         steps = steps.astype(np.int64)
         if np.any(np.diff(steps) <= 0):
             raise ValueError(f"steps must be strictly increasing, got {steps.tolist()}")
-        train, test = _float_array(self.train), _float_array(self.test)
+        train, test = _float_array("train", self.train), _float_array("test", self.test)
         if train.ndim != 4 or train.shape[1] != steps.size:
-            raise ValueError(f"train must have shape (S, R={steps.size}, N, k), got {train.shape}")
+            raise ValueError(f"train predictions must have shape (S, R={steps.size}, N, k), got {train.shape}")
         seeds, _, _, k = train.shape
         if test.ndim != 4 or test.shape[:2] != train.shape[:2] or test.shape[3] != k:
-            raise ValueError(f"test must have shape ({seeds}, {steps.size}, Nt, {k}), got {test.shape}")
-        first = self.first_nonfinite_step
-        first = _first_nonfinite(steps, train, test) if first is None else np.asarray(first, np.int64)
-        diverged = first >= 0 if self.diverged is None else np.asarray(self.diverged, bool)
+            raise ValueError(f"test predictions must have shape ({seeds}, {steps.size}, Nt, {k}), got {test.shape}")
+        nonfinite, first = _nonfinite(steps, train, test)
+        if self.first_nonfinite_step is not None:
+            first = np.asarray(self.first_nonfinite_step)
+            if first.dtype.kind not in "iu":
+                raise TypeError(f"first_nonfinite_step must hold integer steps, got dtype {first.dtype}")
+            first = first.astype(np.int64)
+        diverged = None if self.diverged is None else bool_array("diverged", self.diverged)
         for name, value in (("diverged", diverged), ("first_nonfinite_step", first)):
-            if value.shape != (seeds,):
+            if value is not None and value.shape != (seeds,):
                 raise ValueError(f"{name} must have shape ({seeds},), got {value.shape}")
+        if diverged is None:  # (a baseline's one step is -1: a first step of -1 does not say that it is finite)
+            diverged = nonfinite | (first >= 0)
         fields = dict(steps=steps, train=train, test=test, diverged=diverged, first_nonfinite_step=first)
         for name, predictions in (("train_stderr", train), ("test_stderr", test)):
             value = getattr(self, name)
             if value is not None:
-                value = _float_array(value)
+                value = _float_array(name, value)
                 if value.shape != predictions.shape[1:]:
                     raise ValueError(f"{name} must have shape {predictions.shape[1:]}, got {value.shape}")
             fields[name] = value

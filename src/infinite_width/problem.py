@@ -5,17 +5,21 @@ so the same arrays reach the kernels, the Adam-like limit and the finite
 networks. Everything is checked once, here, when the problem is built.
 
 Shapes: inputs ``(N, d)`` (vectors) or ``(N, H, W, C)`` (NHWC images);
-targets ``(N, k)``.
+targets ``(N, k)``, or 1-D integer class labels ``(N,)``, converted to
+one-hot rows of ``k = 1 + the largest label`` (of both splits) classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+from typing import Dict
 
 import numpy as np
 
 from infinite_width import losses
-from infinite_width._src.checks import check_real_array
+from infinite_width._src.checks import check_real_array, is_labels, one_hot
 
 __all__ = ["Problem"]
 
@@ -29,12 +33,35 @@ def _inputs(name: str, x) -> np.ndarray:
     return x
 
 
-def _targets(name: str, y, loss: str) -> np.ndarray:
+def array_digest(*arrays: np.ndarray) -> str:
+    """SHA-256 (hex) of the shapes and bytes of ``arrays``, in order: what identifies data."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _as_array(y):
+    return np.asarray(y) if isinstance(y, (list, tuple)) else y
+
+
+def _classes(y_train, y_test) -> int:
+    """k: the columns of 2-D targets, else ``1 + the largest label`` of the 1-D integer labels."""
+    for y in (y_train, y_test):
+        if getattr(y, "ndim", None) == 2:
+            return y.shape[1]
+    return 1 + max(int(y.max()) if y.size else 0 for y in (y_train, y_test) if is_labels(y))
+
+
+def _targets(name: str, y, loss: str, k: int) -> np.ndarray:
+    if is_labels(y):
+        y = one_hot(name, y, k)
     y = check_real_array(name, y, np.float32)
     if y.ndim != 2:
         raise ValueError(
-            f"{name} must have shape (N, k) (one column per output; use y[:, None] for one output), "
-            f"got shape {y.shape}"
+            f"{name} must have shape (N, k) (one column per output; use y[:, None] for one output) or hold 1-D "
+            f"integer class labels, got shape {y.shape} and dtype {y.dtype}"
         )
     if loss == "cross_entropy":
         if y.shape[1] < 2:
@@ -53,7 +80,11 @@ class Problem:
 
     Attributes:
       x_train: (N, d) or (N, H, W, C) float32 inputs.
-      y_train: (N, k) float32 targets (one-hot rows for classification).
+      y_train: (N, k) float32 targets (one-hot rows for classification). 1-D
+        integer class labels (N,) are accepted and stored as one-hot rows of
+        ``k = 1 + max(labels)`` classes, the largest label of ``y_train`` and
+        ``y_test`` (labels ``0..k-1``; pass one-hot rows for classes that
+        neither split holds). For a single real output pass ``y[:, None]``.
       x_test: (Nt, ...) inputs with the same feature shape as ``x_train``.
       y_test: (Nt, k) targets.
       loss: ``"mse"`` (``0.5 * mean((f - y)^2)``) or ``"cross_entropy"``
@@ -77,8 +108,10 @@ class Problem:
         losses.get(self.loss)  # unknown loss -> ValueError
         x_train = _inputs("x_train", self.x_train)
         x_test = _inputs("x_test", self.x_test)
-        y_train = _targets("y_train", self.y_train, self.loss)
-        y_test = _targets("y_test", self.y_test, self.loss)
+        y_train, y_test = _as_array(self.y_train), _as_array(self.y_test)
+        k = _classes(y_train, y_test) if is_labels(y_train) or is_labels(y_test) else None
+        y_train = _targets("y_train", y_train, self.loss, k)
+        y_test = _targets("y_test", y_test, self.loss, k)
         if x_train.shape[1:] != x_test.shape[1:]:
             raise ValueError(
                 f"x_train and x_test have different feature shapes: {x_train.shape[1:]} vs {x_test.shape[1:]}"
@@ -135,6 +168,16 @@ class Problem:
             loss=loss,
             name=str(getattr(dataset, "name", "dataset")),
         )
+
+    @functools.cached_property
+    def checksums(self) -> Dict[str, str]:
+        """What identifies the data: ``"data"``, the SHA-256 of all four arrays, and ``"x_train"``, ``"x_test"``,
+        that of each input array (16 hex digits), which tells whether two solves saw the same inputs."""
+        return {
+            "data": array_digest(self.x_train, self.y_train, self.x_test, self.y_test),
+            "x_train": array_digest(self.x_train)[:16],
+            "x_test": array_digest(self.x_test)[:16],
+        }
 
     def describe(self) -> str:
         """One line: the name, the sizes, the input shape, the outputs and the loss."""

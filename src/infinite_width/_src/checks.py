@@ -98,18 +98,84 @@ def check_choice(name: str, value, choices):
     return value
 
 
+SEED_LIMIT = 2**64
+"""Int seeds lie in [0, SEED_LIMIT): numpy's range of 64-bit seeds."""
+
+_SEED_KINDS = "an int seed in [0, 2**64), a numpy.random.Generator or a jax PRNG key (e.g. jax.random.PRNGKey(0))"
+
+
+def as_seed(name: str, seed) -> int:
+    """An int seed in [0, 2**64) from ``seed``: an int (numpy integers and 0-d integer arrays too) or a
+    ``numpy.random.Generator``, from which one is drawn (advancing it, as numpy's own functions do).
+
+    ``TypeError`` for anything else (bools, floats, strings, None), ``ValueError`` outside [0, 2**64).
+    """
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, SEED_LIMIT, dtype=np.uint64))
+    if isinstance(seed, (bool, np.bool_)) or not (
+        isinstance(seed, (int, np.integer))
+        or (isinstance(seed, np.ndarray) and seed.shape == () and np.issubdtype(seed.dtype, np.integer))
+    ):
+        raise TypeError(f"{name} must be an int seed or a numpy.random.Generator, got {seed!r} of type "
+                        f"{type(seed).__name__}")
+    seed = int(seed)
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"{name} must be an int seed in [0, 2**64), got {seed}")
+    return seed
+
+
 def as_key(key):
-    """A jax PRNG key from ``key`` (a key, raw or typed, or an int seed); ``TypeError`` otherwise."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
-    message = f"key must be a jax PRNG key (e.g. jax.random.PRNGKey(0)) or an int seed, got {key!r}"
-    try:
-        array = jnp.asarray(key)
-    except (TypeError, ValueError) as error:  # jnp.asarray(None) is a ValueError
-        raise TypeError(message) from error
-    if not (jnp.issubdtype(array.dtype, jax.dtypes.prng_key) or array.shape == (2,)):
-        raise TypeError(message)
-    return array
+    """A jax PRNG key from ``key``: a key (typed, or raw as ``jax.random.PRNGKey`` returns it), an int seed
+    in [0, 2**64) or a ``numpy.random.Generator`` (a seed is drawn from it, see `as_seed`).
+
+    A seed below 2**32 gives ``jax.random.PRNGKey(seed)``; a larger one folds its upper 32 bits into that
+    key, so distinct seeds give distinct keys whether or not jax's x64 mode is on (``PRNGKey`` alone keeps
+    only the lower 32 bits of a seed without it). ``TypeError`` for anything else, ``ValueError`` for an
+    int outside [0, 2**64).
+    """
+    if isinstance(key, np.random.Generator) or isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        seed = as_seed("key", key)
+        low = jax.random.PRNGKey(seed & 0xFFFFFFFF)
+        return low if seed < 2**32 else jax.random.fold_in(low, seed >> 32)
+    raw_shape = jax.random.PRNGKey(0).shape
+    if isinstance(key, jax.Array):  # tracers too: a key may be an argument of a jitted function
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            if key.shape != ():
+                raise ValueError(f"key must be a single PRNG key, got a key array of shape {key.shape}")
+            return key
+        if key.shape == raw_shape and key.dtype == jnp.uint32:
+            return key
+    elif isinstance(key, (np.ndarray, list, tuple)):
+        try:
+            array = np.asarray(key)
+        except (TypeError, ValueError):  # ragged lists and the like
+            array = None
+        if array is not None and array.shape == raw_shape and array.dtype == np.uint32:
+            return jnp.asarray(array)
+    raise TypeError(f"key must be {_SEED_KINDS}; a raw key is a uint32 array of shape {raw_shape}; "
+                    f"got {key!r} of type {type(key).__name__}")
+
+
+def check_key(key) -> None:
+    """The checks of `as_key` without its side effect: a ``numpy.random.Generator`` is not drawn from."""
+    if not isinstance(key, np.random.Generator):
+        as_key(key)
+
+
+def one_hot(name: str, labels, k: int) -> np.ndarray:
+    """Integer class labels (N,) in [0, k) as one-hot float32 targets (N, k); an error naming ``name`` else."""
+    labels = np.asarray(labels)
+    if k < 2:
+        raise ValueError(f"{name} holds integer class labels, which need k >= 2 classes, got k = {k}; for one "
+                         f"real output pass {name}.reshape(-1, 1)")
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"{name} holds class labels in [{labels.min()}, {labels.max()}], outside [0, {k})")
+    return np.eye(k, dtype=np.float32)[labels]
+
+
+def is_labels(y) -> bool:
+    """Whether ``y`` is a 1-D array of integer class labels (what `one_hot` converts)."""
+    return isinstance(y, np.ndarray) and y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
 
 
 def check_not_class_labels(name: str, y: np.ndarray, k) -> None:
@@ -124,12 +190,16 @@ def check_not_class_labels(name: str, y: np.ndarray, k) -> None:
 
 
 def check_targets(name: str, y, n: int, k: int) -> np.ndarray:
-    """Targets of shape (n, k) as finite float32, or an error naming what is wrong (1-D integer labels included)."""
-    if not isinstance(y, jax.core.Tracer):
-        check_not_class_labels(name, np.asarray(y), k)
+    """Targets of shape (n, k) as finite float32, or an error naming what is wrong.
+
+    1-D integer class labels (n,) in [0, k) are converted to one-hot rows (k >= 2).
+    """
+    if is_labels(np.asarray(y) if isinstance(y, (list, tuple)) else y):
+        y = one_hot(name, y, k)
     y = check_real_array(name, y, np.float32)
     if y.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, k) = ({n}, {k}), got shape {y.shape} (reshape(-1, 1) for k = 1)")
+        raise ValueError(f"{name} must have shape (N, k) = ({n}, {k}), got shape {y.shape} (reshape(-1, 1) for "
+                         "k = 1; 1-D integer class labels are converted to one-hot)")
     if y.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n}, {k}): it has {y.shape[0]} rows but the inputs have {n}")
     if y.shape[1] != k:

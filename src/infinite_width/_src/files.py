@@ -103,6 +103,19 @@ def check_writable_folder(name: str, folder) -> str:
     return folder
 
 
+def check_savable(path, suffix: str = ".tmp") -> None:
+    """Prove, before any work, that `atomic_path` can write ``path``: create its temporary and remove it.
+
+    Raises ``IsADirectoryError`` when a folder is in the way of ``path``, and
+    the ``OSError`` of the temporary otherwise (a name too long for the file
+    system, a read-only folder).
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file to write; remove or rename it", path)
+    os.unlink(_new_temporary(path, suffix))
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ".tmp"):
     """Yield a temporary path beside ``path``; it replaces ``path`` when the block succeeds.

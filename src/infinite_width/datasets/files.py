@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import math
 import os
 import pickle
 import re
@@ -47,6 +48,11 @@ IDX_SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 """idx file stems (without ".gz") of the images and labels of each split."""
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_FILES = CIFAR10_TRAIN_BATCHES + ("test_batch", "batches.meta")
+IDX_ITEMS = {"train": 60000, "test": 10000}
+"""Images (and labels) of each split of the official MNIST and Fashion-MNIST files: an idx header that
+claims more is refused before anything is decompressed (a gzip bomb cannot hang or exhaust memory)."""
+MAX_DECOMPRESSED_BYTES = 1 << 28
+"""The most a gzip file is decompressed when it is hashed (the official idx files hold at most 47 MB)."""
 CHUNK_BYTES = 1 << 20
 """Bytes read at once when hashing or downloading."""
 
@@ -76,6 +82,10 @@ def check_name(name) -> str:
 def sha256(path, *, decompress: bool = False) -> str:
     """Hex SHA-256 of a file.
 
+    A decompressed content beyond `MAX_DECOMPRESSED_BYTES` (a gzip bomb) is
+    a [`DatasetFileError`][infinite_width.datasets.DatasetFileError] naming the file, raised as soon as the bound
+    is passed.
+
     Args:
       path: the file.
       decompress: hash its gzip-decompressed content instead.
@@ -83,10 +93,14 @@ def sha256(path, *, decompress: bool = False) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    digest = hashlib.sha256()
+    digest, size = hashlib.sha256(), 0
     with _gzip_errors(path):
         with (gzip.open(path, "rb") if decompress else open(path, "rb")) as stream:
             while chunk := stream.read(CHUNK_BYTES):
+                size += len(chunk)
+                if decompress and size > MAX_DECOMPRESSED_BYTES:
+                    raise DatasetFileError(f"{path}: decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes, "
+                                           "far more than any data file it could be (a gzip bomb?)")
                 digest.update(chunk)
     return digest.hexdigest()
 
@@ -205,35 +219,43 @@ def available(data_dir=None) -> Tuple[str, ...]:
 # --------------------------------------------------------------------------- decoders
 
 
-def _read_idx(path: Path, image_shape: Tuple[int, ...]) -> np.ndarray:
-    """An idx file of unsigned bytes, shape (N, *image_shape) (labels: image_shape = ())."""
-    if path.suffix == ".gz":
-        with _gzip_errors(path):
-            raw = gzip.decompress(path.read_bytes())
-    else:
-        raw = path.read_bytes()
+def _read_idx(path: Path, image_shape: Tuple[int, ...], max_items: int) -> np.ndarray:
+    """An idx file of unsigned bytes, shape (N, *image_shape) (labels: image_shape = ()), N <= ``max_items``.
+
+    The header is read first and checked; then exactly the bytes it declares
+    (plus one, to detect trailing data) are read, decompressing no more of a
+    gzip file than that.
+    """
     ndim = 1 + len(image_shape)
     expected_magic = 0x0800 | ndim  # two zero bytes, type 0x08 (unsigned byte), ndim
     header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise DatasetFileError(f"{path}: truncated: {len(raw)} bytes, shorter than the {header_len}-byte idx header")
-    magic = int.from_bytes(raw[:4], "big")
-    if magic != expected_magic:
+    with _gzip_errors(path), (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as stream:
+        header = stream.read(header_len)
+        if len(header) < header_len:
+            raise DatasetFileError(
+                f"{path}: truncated: {len(header)} bytes, shorter than the {header_len}-byte idx header")
+        magic = int.from_bytes(header[:4], "big")
+        if magic != expected_magic:
+            raise DatasetFileError(
+                f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
+                f"(idx file of unsigned bytes with {ndim} dimension{'s' if ndim > 1 else ''})"
+            )
+        dims = struct.unpack(f">{ndim}I", header[4:])
+        if tuple(dims[1:]) != tuple(image_shape):
+            raise DatasetFileError(f"{path}: wrong item shape {tuple(dims[1:])} in the header, expected "
+                                   f"{tuple(image_shape)}")
+        if dims[0] > max_items:
+            raise DatasetFileError(f"{path}: the header declares {dims[0]} items, more than the {max_items} of "
+                                   "the official file")
+        size = math.prod(dims)
+        raw = stream.read(size + 1)
+    if len(raw) != size:
+        state = "truncated" if len(raw) < size else "trailing bytes"
         raise DatasetFileError(
-            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
-            f"(idx file of unsigned bytes with {ndim} dimension{'s' if ndim > 1 else ''})"
+            f"{path}: wrong size ({state}): the header declares shape {dims}, i.e. {header_len + size} bytes, "
+            f"but the content has {'more' if len(raw) > size else header_len + len(raw)} bytes"
         )
-    dims = struct.unpack(f">{ndim}I", raw[4:header_len])
-    if tuple(dims[1:]) != tuple(image_shape):
-        raise DatasetFileError(f"{path}: wrong item shape {tuple(dims[1:])} in the header, expected {tuple(image_shape)}")
-    expected_size = header_len + int(np.prod(dims))
-    if len(raw) != expected_size:
-        state = "truncated" if len(raw) < expected_size else "trailing bytes"
-        raise DatasetFileError(
-            f"{path}: wrong size ({state}): the header declares shape {dims}, i.e. {expected_size} bytes, "
-            f"but the content has {len(raw)} bytes"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
 def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
@@ -251,10 +273,10 @@ def read_idx_dataset(name: str, root: Path):
     folder = root / FOLDERS[name]
     image_shape = IMAGE_SHAPES[name][:2]
     arrays = []
-    for images_stem, labels_stem in IDX_SPLITS.values():
+    for split, (images_stem, labels_stem) in IDX_SPLITS.items():
         images_path, labels_path = _idx_file(folder, images_stem), _idx_file(folder, labels_stem)
-        images = _read_idx(images_path, image_shape)
-        labels = _read_idx(labels_path, ())
+        images = _read_idx(images_path, image_shape, IDX_ITEMS[split])
+        labels = _read_idx(labels_path, (), IDX_ITEMS[split])
         if len(images) != len(labels):
             raise DatasetFileError(f"{labels_path} holds {len(labels)} labels but {images_path} holds {len(images)} images")
         _check_labels(labels_path, labels, 10)

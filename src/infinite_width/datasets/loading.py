@@ -199,7 +199,7 @@ def load(
     *,
     n_train: Optional[int] = None,
     n_test: Optional[int] = None,
-    seed: int = 0,
+    seed: Union[int, np.random.Generator] = 0,
     classes: Optional[Sequence[int]] = None,
     flatten: bool = True,
     standardize: Union[bool, str] = True,
@@ -218,7 +218,9 @@ def load(
         (a multiple of the number of classes: equal count per class), in a
         random order drawn from ``seed``. ``None``: every example, in file order.
       n_test: the same for the test examples.
-      seed: the subsets' seed (train and test subsets are drawn independently).
+      seed: the subsets' seed, an int in [0, 2**64) or a
+        ``numpy.random.Generator`` (a seed is drawn from it); train and test
+        subsets are drawn independently.
       classes: original class ids to keep, e.g. ``(0, 1)`` for a binary
         problem; labels are renumbered ``0..k-1`` in this order.
       flatten: inputs of shape (N, H*W*C), flattened in NHWC order; else NHWC
@@ -242,8 +244,10 @@ def load(
     name = check_name(name)
     _check_count("n_train", n_train)
     _check_count("n_test", n_test)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    # Imported here: checks imports jax, which the data sets (and `python -m infinite_width --help`) load without.
+    from infinite_width._src.checks import as_seed
+
+    seed = as_seed("seed", seed)
     selected = _check_classes(classes, 10)
     how = _standardization(standardize)
 

@@ -36,14 +36,15 @@ Leaves that do not train get a zero update: all but the readout weight and
 output bias with `readout_only=True`, and, with per-group rates, leaves
 with `m r = 0` (a bias with `b_std = 0`) under Adam/sign.
 
-Keys (the package's one derivation, `infinite_width._src.rng`): seed `i`
-is `net.init(init_keys[i], x.shape[1:])` with `init_keys, batch_key =
-ensemble_keys(key, seeds)`, and with minibatches the order is
-`minibatch_indices(batch_key, N, batch_size, steps)`, shared by all seeds
-(the infinite-width side solved with the same key sees the same minibatches;
-or pass `batch_indices` explicitly). Full batch (`batch_size=None`, the
-default) builds no per-step array at all: a run of `10**9` steps holds
-nothing of size `steps`.
+Keys (the package's one derivation, `infinite_width._src.rng`): with
+`keys = run_keys(key)`, seed `i` is `net.init(keys.init_keys(seeds)[i],
+x.shape[1:])` and, with minibatches, the order is
+`keys.minibatch_order(N, batch_size, steps)`, shared by all seeds;
+[`infinite_width.solve`][infinite_width.solve] with `Finite` and the same key
+trains the same networks on the same minibatches (and the infinite-width side
+solved with that key sees the same minibatches; or pass `batch_indices`
+explicitly). Full batch (`batch_size=None`, the default) builds no per-step
+array at all: a run of `10**9` steps holds nothing of size `steps`.
 
 Memory is estimated before anything is allocated, from XLA's own analysis of
 the compiled initialisation and training loop (parameters, optimizer state,
@@ -78,7 +79,7 @@ from infinite_width._src.checks import (
 from infinite_width._src.memory import GIB, available_memory
 from infinite_width._src.numerics import precision_scope
 from infinite_width._src.progress import progress_bar, shows_progress
-from infinite_width._src.rng import ensemble_keys, minibatch_indices
+from infinite_width._src.rng import run_keys
 from infinite_width.architectures import Architecture
 from infinite_width.finite.networks import Network, network
 from infinite_width.finite.options import Finite, check_bool
@@ -519,7 +520,7 @@ def train(
       batch_size: minibatch size (None: full batch).
       batch_indices: explicit (steps, B) training rows per step, overriding
         `batch_size` (to share a sequence with the infinite-width side).
-      key: jax PRNG key or int seed (see module docstring for how it is split).
+      key: int seed, `numpy.random.Generator` or jax PRNG key (see the module docstring for how it is split).
       x_test: optional test inputs (Nt, ...).
       on_nonfinite: `"raise"`: a NaN/Inf loss raises `FloatingPointError`
         naming the first bad step; `"record"`: mark the seed `diverged` and
@@ -564,11 +565,12 @@ def train(
     if x_test is None:
         x_test = np.zeros((0,) + x_train.shape[1:], np.float32)
     record = check_record_list(record, steps)
-    init_keys, batch_key = ensemble_keys(key, options.seeds)
+    keys = run_keys(key)
+    init_keys = keys.init_keys(options.seeds)
     if batch_indices is not None:
         batch_indices = check_batch_indices(batch_indices, n_train, steps)
     elif batch_size is not None and batch_size != n_train:
-        batch_indices = minibatch_indices(batch_key, n_train, batch_size, steps).astype(np.int32)
+        batch_indices = keys.minibatch_order(n_train, batch_size, steps)
     return train_checked(
         options, arch, x_train, y_train, x_test, optimizer, steps, record, batch_indices, init_keys, loss_fn=loss_fn,
         readout_only=bool(readout_only), on_nonfinite=on_nonfinite, progress=progress, return_params=return_params,

@@ -12,6 +12,13 @@ converts to a list of dicts ([`Comparison.rows`][infinite_width.workflow.compari
 
 A baseline recorded at ``t = infinity`` (step ``-1``) is constant in time, so
 it "shares" every step of any other trajectory.
+
+Distances compare functions on the same inputs only: trajectories whose
+metadata identify different inputs of a split (``metadata["inputs"]``,
+checksums that [`solve`][infinite_width.solve] records) have no distance on
+that split. [`distance`][infinite_width.workflow.distance] refuses them; a
+[`Comparison`][infinite_width.workflow.Comparison] leaves the split (or the pair) out and says so in its table
+([`Comparison.left_out`][infinite_width.workflow.comparison.Comparison.left_out]).
 """
 
 from __future__ import annotations
@@ -44,6 +51,17 @@ def _at_steps(trajectory: Trajectory, split: str, steps: np.ndarray) -> np.ndarr
     return mean[[trajectory.at(int(s)) for s in steps]]
 
 
+def _incomparable(a: Trajectory, b: Trajectory, split: str) -> Optional[str]:
+    """Why ``a`` and ``b`` have no distance on ``split`` (different inputs), or None when they have one."""
+    shape_a, shape_b = a.split_predictions(split).shape[2:], b.split_predictions(split).shape[2:]
+    if shape_a != shape_b:
+        return f"different {split} prediction shapes {shape_a} and {shape_b}"
+    inputs_a, inputs_b = (t.metadata.get("inputs", {}).get(split) for t in (a, b))
+    if inputs_a is not None and inputs_b is not None and inputs_a != inputs_b:
+        return f"different {split} inputs (checksums {inputs_a} and {inputs_b})"
+    return None
+
+
 def distance(a: Trajectory, b: Trajectory, split: str = "test", relative: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """Function-space distance between the mean predictions of ``a`` and ``b`` at their shared steps.
 
@@ -53,20 +71,23 @@ def distance(a: Trajectory, b: Trajectory, split: str = "test", relative: bool =
 
     Args:
       a: a trajectory.
-      b: the reference, e.g. a limit.
+      b: the reference, e.g. a limit; solved on the same inputs of ``split`` as ``a``.
       split: ``"train"`` or ``"test"``.
       relative: divide by the RMS of ``f_b``.
 
     Returns:
       ``(steps, distances)``, each of shape (R,), at the steps both recorded.
+
+    Raises:
+      TypeError: ``a`` or ``b`` is not a Trajectory.
+      ValueError: different inputs (checksums in the metadata) or shapes of
+        ``split``, or no shared recorded step.
     """
     if not isinstance(a, Trajectory) or not isinstance(b, Trajectory):
         raise TypeError("distance compares two Trajectory objects")
-    if a.predictions(split).shape[2:] != b.predictions(split).shape[2:]:
-        raise ValueError(
-            f"{a.label!r} and {b.label!r} have different {split} prediction shapes: "
-            f"{a.predictions(split).shape[2:]} vs {b.predictions(split).shape[2:]}"
-        )
+    reason = _incomparable(a, b, split)
+    if reason is not None:
+        raise ValueError(f"{a.label!r} and {b.label!r} are not comparable: {reason}")
     steps = _shared_steps(a, b)
     if steps.size == 0:
         raise ValueError(f"{a.label!r} and {b.label!r} share no recorded step")
@@ -146,6 +167,16 @@ class Comparison:
         self.trajectories = list(trajectories)
         self.pairs = list(pairs)
 
+    def left_out(self) -> List[Tuple[str, str, str]]:
+        """``(a, b, reason)`` for each split of a pair that has no distance (different inputs, no shared step)."""
+        gaps = []
+        for a, b in self.pairs:
+            reasons = [_incomparable(a, b, split) for split in ("test", "train")]
+            if _shared_steps(a, b).size == 0:
+                reasons = ["no shared recorded step"]
+            gaps += [(a.label, b.label, reason) for reason in reasons if reason is not None]
+        return gaps
+
     def rows(self) -> List[Dict]:
         """One plain dict per trajectory (keys `COLUMNS`).
 
@@ -176,23 +207,21 @@ class Comparison:
     def distance_rows(self) -> List[Dict]:
         """Relative RMS distances of mean predictions at the last shared step, one dict per pair ``(a, b)``.
 
-        ``b`` is the reference of the relative distance. Pairs without shared
-        steps or with different data are left out.
+        ``b`` is the reference of the relative distance. A split on which the
+        two saw different inputs has no distance (None); a pair with neither,
+        or without a shared step, is left out ([`left_out`][infinite_width.workflow.comparison.Comparison.left_out] says
+        why).
         """
         rows = []
         for a, b in self.pairs:
-            try:
-                steps, test = distance(a, b, "test")
-                _, train = distance(a, b, "train")
-            except ValueError:
+            steps = _shared_steps(a, b)
+            if steps.size == 0:
                 continue
-            rows.append({
-                "a": a.label,
-                "b": b.label,
-                "step": "inf" if steps[-1] == -1 else int(steps[-1]),
-                "test_distance": float(test[-1]),
-                "train_distance": float(train[-1]),
-            })
+            row = {"a": a.label, "b": b.label, "step": "inf" if steps[-1] == -1 else int(steps[-1])}
+            for split in ("test", "train"):
+                row[f"{split}_distance"] = None if _incomparable(a, b, split) else float(distance(a, b, split)[1][-1])
+            if row["test_distance"] is not None or row["train_distance"] is not None:
+                rows.append(row)
         return rows
 
     def to_csv(self, path=None, distances: bool = False) -> str:
@@ -229,6 +258,8 @@ class Comparison:
         if distances:
             text += "\n\nrelative RMS distance of mean predictions at the last shared step\n"
             text += _table(distances, self.DISTANCE_COLUMNS)
+        for a, b, reason in self.left_out():
+            text += f"\nnot compared: {a} with {b}: {reason}"
         return text
 
     def __repr__(self) -> str:
@@ -243,15 +274,22 @@ def compare(trajectories, reference: Optional[Trajectory] = None, pairs=None) ->
         (e.g. the result of [`infinite_width.sweep`][]).
       reference: if given, distances are measured to it only (e.g. a limit).
       pairs: if given, distances of these ``(a, b)`` pairs only: Trajectory
-        objects, or keys of ``trajectories`` when it is a dict. Default: every
-        pair.
+        objects, or keys of ``trajectories`` when it is a dict (else their
+        labels). Default: every pair.
 
     Returns:
       a [`Comparison`][infinite_width.workflow.Comparison]: ``str()`` prints a table, ``.rows()`` and
       ``.distance_rows()`` give lists of dicts, ``.to_csv()`` CSV text.
+      Pairs solved on different inputs are left out of the distances, and
+      the table says so ([`Comparison.left_out`][infinite_width.workflow.comparison.Comparison.left_out]).
+
+    Raises:
+      TypeError: an object that is not a Trajectory.
+      ValueError: no trajectories, both ``reference`` and ``pairs``, or a
+        pair naming an unknown (or ambiguous) trajectory.
     """
-    named = dict(trajectories) if isinstance(trajectories, Mapping) else {}
-    trajectories = list(named.values()) if named else list(trajectories)
+    named = dict(trajectories) if isinstance(trajectories, Mapping) else None
+    trajectories = list(named.values()) if named is not None else list(trajectories)
     if not trajectories:
         raise ValueError("compare needs at least one trajectory")
     for t in trajectories + ([reference] if reference is not None else []):
@@ -264,13 +302,32 @@ def compare(trajectories, reference: Optional[Trajectory] = None, pairs=None) ->
     elif pairs is None:
         pairs = list(itertools.combinations(trajectories, 2))
     else:
-        resolved = []
-        for pair in pairs:
-            if len(pair) != 2:
-                raise ValueError(f"each pair must be (a, b), got {pair!r}")
-            try:
-                resolved.append(tuple(named[p] if isinstance(p, str) else p for p in pair))
-            except KeyError as error:
-                raise ValueError(f"unknown trajectory name {error.args[0]!r} in pairs") from error
-        pairs = resolved
+        pairs = [_resolve_pair(pair, trajectories, named) for pair in pairs]
     return Comparison(trajectories, pairs)
+
+
+def _resolve_pair(pair, trajectories: List[Trajectory], named: Optional[dict]) -> Tuple[Trajectory, Trajectory]:
+    """A pair of ``compare(pairs=...)`` as two trajectories: names are keys of a dict, else unique labels."""
+    if isinstance(pair, str) or len(pair) != 2:
+        raise ValueError(f"each pair must be (a, b), got {pair!r}")
+    if named is not None:
+        by_name, what = named, "key"
+    else:
+        by_name, what = {}, "label"
+        for t in trajectories:
+            by_name.setdefault(t.label, []).append(t)
+    resolved = []
+    for item in pair:
+        if isinstance(item, Trajectory):
+            resolved.append(item)
+            continue
+        found = by_name.get(item) if isinstance(item, str) else None
+        if found is None:
+            raise ValueError(f"unknown trajectory {item!r} in pairs; the {what}s are {sorted(by_name)}")
+        if isinstance(found, list):
+            if len(found) > 1:
+                raise ValueError(f"{len(found)} trajectories have the label {item!r}: pass the Trajectory objects, "
+                                 "or a dict of them with distinct keys")
+            found = found[0]
+        resolved.append(found)
+    return tuple(resolved)

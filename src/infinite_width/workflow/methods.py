@@ -25,9 +25,10 @@ Baselines at t = infinity (no optimizer):
 [`AdamLimit`][infinite_width.AdamLimit] for adam/sign, an integer width [`Finite`][infinite_width.Finite].
 
 Every method gets the same checked problem and the same derived keys from
-[`infinite_width.solve`][]: ``key`` is the model key of the run (finite
-initialisations, Monte Carlo samples, NNPK networks) and ``batch_indices`` the
-shared minibatch order (None: full batch).
+[`infinite_width.solve`][]: ``keys`` are the run's keys (``keys.model``
+draws the finite initialisations, the Monte Carlo samples and the NNPK's
+networks; see ``infinite_width._src.rng.RunKeys``) and ``batch_indices`` the
+shared minibatch order (None: full batch, for which no order is built).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np
 from infinite_width import finite, kernels, losses
 from infinite_width._src.checks import check_choice, check_int, check_nonnegative
 from infinite_width._src.numerics import DTYPES
-from infinite_width._src.rng import ensemble_keys
+from infinite_width._src.rng import RunKeys
 from infinite_width.architectures import Architecture
 from infinite_width.limits import adam_limit, baselines, kernel_dynamics
 from infinite_width.limits.baselines import DEFAULT_RIDGE
@@ -118,7 +119,7 @@ class Method:
                 raise ValueError(f"{name} applies to trained methods, not to the baseline {type(self).__name__}")
 
     def run(self, problem: Problem, arch: Architecture, optimizer: Optional[AnyOptimizer], *, steps: int,
-            record: np.ndarray, readout_only: bool, batch_indices: Optional[np.ndarray], key,
+            record: np.ndarray, readout_only: bool, batch_indices: Optional[np.ndarray], keys: RunKeys,
             progress: bool) -> Predictions:
         """Predictions of ``arch`` on ``problem`` at the recorded steps (arguments already checked).
 
@@ -130,7 +131,9 @@ class Method:
           record: (R,) increasing steps to record, in ``[0, steps]``.
           readout_only: train only the readout.
           batch_indices: (steps, batch_size) training rows of each step, or None for full batch.
-          key: the run's model key (finite initialisations, Monte Carlo fields, NNPK networks).
+          keys: the run's keys, derived once by [`solve`][infinite_width.solve] from its ``key``: ``keys.model``
+            draws the model's randomness (finite initialisations, Monte Carlo fields, NNPK networks),
+            ``keys.batch`` the minibatch order.
           progress: show progress bars.
 
         Returns:
@@ -175,11 +178,10 @@ class Finite(finite.Finite, Method):
         variant = (" global-rate" if self.rates == "global" else "") + (" linearized" if self.linearized else "")
         return f"w={self.width} {metadata(optimizer)['name']}{variant} {_layers(readout_only)}"
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
-        init_keys, _ = ensemble_keys(key, self.seeds)
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         return finite.train_checked(
             self, arch, problem.x_train, problem.y_train, problem.x_test, optimizer, steps, record,
-            None if batch_indices is None else batch_indices.astype(np.int32), init_keys,
+            None if batch_indices is None else batch_indices.astype(np.int32), keys.init_keys(self.seeds),
             loss_fn=losses.get(problem.loss), readout_only=readout_only, on_nonfinite="record", progress=progress,
         )
 
@@ -223,7 +225,7 @@ class KernelDynamics(Method):
         if self.time == "continuous" and batch_size is not None:
             raise ValueError("KernelDynamics(time='continuous') is gradient flow on the full batch: drop batch_size")
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         kernel_fn = kernels.nngp if readout_only else kernels.ntk
         k_all = np.asarray(kernel_fn(arch, _all_points(problem), problem.x_train, dtype=self.dtype))
         return kernel_dynamics.run(
@@ -289,10 +291,10 @@ class AdamLimit(Method):
                 "use a finite width"
             )
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         result = adam_limit.simulate(
             arch, problem.x_train, problem.y_train, problem.x_test, optimizer, steps,
-            key=key, loss=problem.loss, readout_only=readout_only, batch_indices=batch_indices,
+            key=keys.model, loss=problem.loss, readout_only=readout_only, batch_indices=batch_indices,
             samples=self.samples, replicas=self.replicas, rank=self.rank, features=self.features,
             block_rows=self.block_rows, storage_dtype=self.storage_dtype, record=record, progress=progress,
         )
@@ -347,7 +349,7 @@ class Posterior(Method):
         super().check(arch, optimizer, readout_only, batch_size)
         _requires_closed_form(self, arch)
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         train, test, variance = baselines.nngp_posterior(
             kernels.nngp(arch, problem.x_train, dtype=self.dtype),
             problem.y_train,
@@ -414,9 +416,9 @@ class KernelRidge(Method):
         if self.kernel != "nnpk":
             _requires_closed_form(self, arch)
 
-    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, key, progress):
+    def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         if self.kernel == "nnpk":
-            k_all = kernels.nnpk(arch, _all_points(problem), problem.x_train, self.nnpk_options, key=key)
+            k_all = kernels.nnpk(arch, _all_points(problem), problem.x_train, self.nnpk_options, key=keys.model)
         else:
             kernel_fn = kernels.ntk if self.kernel == "ntk" else kernels.nngp
             k_all = kernel_fn(arch, _all_points(problem), problem.x_train, dtype=self.dtype)

@@ -27,9 +27,10 @@ class Record:
     """Which steps to record: ``count`` steps spaced ``spacing`` from 0 to the last step, or the steps ``at``.
 
     Attributes:
-      count: number of recorded steps, >= 2 (at most ``steps + 1``; 0 and the
-        last step are always among them). The default, 101, records every step
-        of runs up to 100 steps.
+      count: number of recorded steps, >= 2: exactly ``count`` steps are
+        recorded (every step when ``count > steps``), 0 and the last step
+        among them. The default, 101, records every step of runs up to 100
+        steps.
       spacing: ``"linear"`` (evenly spaced) or ``"log"`` (geometric from step 1,
         plus step 0).
       at: explicit steps (each in ``[0, steps]``), instead of ``count``.
@@ -72,13 +73,26 @@ class Record:
             return np.arange(total_steps + 1, dtype=np.int64)
         if self.spacing == "linear":
             spaced = np.linspace(0, total_steps, self.count)
-        else:
-            spaced = np.concatenate([[0.0], np.geomspace(1, total_steps, self.count - 1)])
-        return np.unique(np.concatenate([[0, total_steps], np.round(spaced)]).astype(np.int64))
+        else:  # 0, then count - 1 steps geometric from 1 to the last (the last alone for a count of 2)
+            geometric = np.geomspace(1, total_steps, self.count - 1) if self.count > 2 else [total_steps]
+            spaced = np.concatenate([[0.0], geometric])
+        return _distinct_steps(np.round(spaced).astype(np.int64), total_steps)
 
     def describe(self) -> dict:
         """The policy as a JSON-able dict (trajectory metadata)."""
         return dataclasses.asdict(self) if self.at is None else {"at": list(self.at)}
+
+
+def _distinct_steps(steps: np.ndarray, total_steps: int) -> np.ndarray:
+    """``steps`` (increasing, from 0 to ``total_steps``, rounded) made strictly increasing, keeping their count.
+
+    Rounding can merge neighbours (log spacing near 0, ``round`` to even): a
+    step too close to the one before moves up, and one too close to the end
+    moves down, so that the count asked for is the count recorded.
+    """
+    before = np.arange(steps.size)  # steps[i] - i never decreases when the steps strictly increase
+    steps = np.minimum(steps, total_steps - before[::-1])  # room for the steps after
+    return np.maximum.accumulate(steps - before) + before
 
 
 def as_record(record) -> Record:

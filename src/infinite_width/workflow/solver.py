@@ -22,10 +22,12 @@ Conventions that make the methods comparable:
 * every limit starts from ``f = 0``; finite networks are therefore *centered*
   by default (``f - f_0``, ``Finite(..., centered=True)``);
 * one ``key`` gives one minibatch order, shared by every method solved with
-  that key: the package's one key derivation splits it into ``(model_key,
-  batch_key)``, the order is ``minibatch_indices(batch_key, N, batch_size,
-  steps)``, and the finite networks' initialisations, the Monte Carlo samples
-  and the NNPK's networks use ``model_key``;
+  that key: the package's one key derivation, done once here, splits it into
+  ``(model, batch)`` keys; the order is [`minibatch_order`][infinite_width.workflow.minibatch_order] (drawn from
+  ``batch``; full batch needs none), and the finite networks' initialisations
+  (``jax.random.split(model, seeds)``, as [`infinite_width.finite.train`][]
+  draws them for the same key), the Monte Carlo samples and the NNPK's
+  networks use ``model``;
 * the recorded steps come from one policy, [`Record`][infinite_width.Record];
 * losses, accuracies and divergence are computed once from the predictions
   ([`infinite_width.workflow.metrics`][]).
@@ -33,6 +35,7 @@ Conventions that make the methods comparable:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import platform
 import time as _time
@@ -42,8 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infinite_width._src.checks import as_key, check_int
-from infinite_width._src.rng import minibatch_indices, split_run_key
+from infinite_width._src.checks import as_key, check_int, check_key
+from infinite_width._src.rng import check_order_size, run_keys
 from infinite_width.architectures import Architecture
 from infinite_width import optim
 from infinite_width.optim import Optimizer
@@ -54,7 +57,7 @@ from infinite_width.workflow.metrics import to_trajectory
 from infinite_width.workflow.recording import Record, as_record
 from infinite_width.workflow.trajectory import Trajectory
 
-__all__ = ["solve", "minibatch_order", "environment"]
+__all__ = ["solve", "check_solve_arguments", "minibatch_order", "environment"]
 
 
 # --------------------------------------------------------------------------
@@ -105,22 +108,28 @@ def _check_batch_size(batch_size, n_train: int) -> Optional[int]:
 
 
 def minibatch_order(key, n_train: int, batch_size: Optional[int], steps: int) -> np.ndarray:
-    """The training rows, shape (steps, batch_size), that every method solved with ``key`` uses at each step.
+    """The training rows, shape (steps, batch_size), int32, that every method solved with ``key`` uses at each step.
 
     With minibatches a trained model, its limits included, depends on the order,
     so estimates compared with each other must share one: to draw independent
     Monte Carlo samples of the Adam-like limit on one order, pass it to
     [`infinite_width.limits.adam_limit.simulate`][] (``batch_indices=``) with
-    different keys. Each epoch is a fresh permutation of the ``n_train`` rows.
+    different keys. Each epoch is a fresh permutation of the ``n_train`` rows;
+    ``batch_size=None`` means full batch (every row, every step; the methods
+    themselves need no such array).
 
     Args:
-      key: the key of the solve (an int seed or a jax key).
-      n_train: training points.
-      batch_size: rows per step; None means full batch (every row, every step).
-      steps: optimizer steps.
+      key: the run's key, as given to [`solve`][infinite_width.solve] (an int seed, a
+        ``numpy.random.Generator`` or a jax PRNG key).
+      n_train: the number of training points N.
+      batch_size: rows per step, in [1, N], or None (full batch).
+      steps: the number of steps.
+
+    Raises:
+      MemoryError: the order would take more than 1 GiB (or a quarter of the
+        available memory), checked before anything is drawn.
     """
-    _, batch_key = split_run_key(as_key(key))
-    return minibatch_indices(batch_key, n_train, batch_size, steps)
+    return run_keys(key).minibatch_order(n_train, batch_size, steps)
 
 
 def environment() -> dict:
@@ -157,6 +166,7 @@ def _metadata(problem, arch, method, optimizer, *, steps, record, readout_only, 
         "method": method.describe(),
         "label": label or method.label(optimizer, readout_only),
         "problem": problem.describe(),
+        "inputs": {"train": problem.checksums["x_train"], "test": problem.checksums["x_test"]},
         "loss": problem.loss,
         "architecture": arch.name,
         "architecture_spec": repr(arch),
@@ -175,6 +185,74 @@ def _metadata(problem, arch, method, optimizer, *, steps, record, readout_only, 
 
 
 # --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    """What [`solve`][infinite_width.solve] runs, every argument checked."""
+
+    method: Method
+    steps: int
+    record: Record
+    recorded: np.ndarray
+    batch_size: Optional[int]
+    readout_only: bool
+
+
+def _check_arguments(problem, arch, method, optimizer, *, width, steps, readout_only, batch_size, record, key,
+                     label, progress) -> _Checked:
+    _check_problem_and_arch(problem, arch)
+    method = _resolve_method(method, width, optimizer)
+    if not isinstance(readout_only, (bool, np.bool_)):
+        raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"label must be a string or None, got {label!r} of type {type(label).__name__}")
+    if readout_only and not arch.has_linear_readout:
+        raise ValueError(
+            f"readout_only=True needs a readout layer: the output of {arch.name!r} is not linear in its last "
+            "Dense/Conv layer"
+        )
+    batch_size = _check_batch_size(batch_size, problem.n_train)
+    method.check(arch, optimizer, bool(readout_only), batch_size)
+    steps = check_int("steps", steps, 0)
+    record = as_record(record)
+    recorded = record.steps(steps) if method.trained else np.array([STATIC_STEP])
+    check_key(0 if key is None else key)
+    if method.trained and batch_size is not None:
+        check_order_size(steps, batch_size, problem.n_train)
+    return _Checked(method, steps, record, recorded, batch_size, bool(readout_only))
+
+
+def check_solve_arguments(problem, arch, method=None, optimizer=None, *, width=None, steps=100, readout_only=False,
+                          batch_size=None, record=None, key=0, label=None, progress=True) -> None:
+    """Check the arguments of a [`solve`][infinite_width.solve] call as [`solve`][infinite_width.solve] does, without computing anything.
+
+    Takes [`solve`][infinite_width.solve]'s arguments (see there) and raises what it would raise
+    before starting (a ``numpy.random.Generator`` given as ``key`` is not drawn
+    from); [`infinite_width.sweep`][] checks every job with it before it
+    runs the first.
+
+    Args:
+      problem: as in [`solve`][infinite_width.solve].
+      arch: as in [`solve`][infinite_width.solve].
+      method: as in [`solve`][infinite_width.solve].
+      optimizer: as in [`solve`][infinite_width.solve].
+      width: as in [`solve`][infinite_width.solve].
+      steps: as in [`solve`][infinite_width.solve].
+      readout_only: as in [`solve`][infinite_width.solve].
+      batch_size: as in [`solve`][infinite_width.solve].
+      record: as in [`solve`][infinite_width.solve].
+      key: as in [`solve`][infinite_width.solve] (a ``numpy.random.Generator`` is not drawn from).
+      label: as in [`solve`][infinite_width.solve].
+      progress: as in [`solve`][infinite_width.solve].
+
+    Raises:
+      TypeError: an argument of the wrong kind (named in the message).
+      ValueError: a value [`solve`][infinite_width.solve] refuses (named in the message).
+      MemoryError: the minibatch order would not fit.
+    """
+    _check_arguments(problem, arch, method, optimizer, width=width, steps=steps, readout_only=readout_only,
+                     batch_size=batch_size, record=record, key=key, label=label, progress=progress)
 
 
 def solve(
@@ -212,8 +290,11 @@ def solve(
         an int (``Record(count=...)``), a sequence of steps
         (``Record(at=...)``) or None (``Record()``: every step up to 100
         steps, else 101 evenly spaced).
-      key: int seed or jax PRNG key; the same key gives the same trajectory
-        and, across methods, the same minibatch order.
+      key: an int seed in [0, 2**64), a ``numpy.random.Generator`` (a seed
+        is drawn from it) or a jax PRNG key; the same key gives the same
+        trajectory and, across methods, the same minibatch order (and, with
+        ``Finite``, the networks [`infinite_width.finite.train`][] trains
+        for that key). None means 0.
       label: name in tables and legends (default: from method, optimizer and
         ``readout_only``).
       progress: show progress bars on long runs (on a terminal or in a notebook; never in a log file).
@@ -230,38 +311,26 @@ def solve(
         ``width``, a method that cannot run this architecture or optimizer,
         ``readout_only`` without a readout layer, an out_dim or input layout
         that does not match the problem, bad record/steps/batch_size.
-      MemoryError: the method does not fit in memory (checked before allocating).
+      MemoryError: the method, or the minibatch order, does not fit in memory
+        (checked before allocating).
     """
-    _check_problem_and_arch(problem, arch)
-    method = _resolve_method(method, width, optimizer)
-    if not isinstance(readout_only, (bool, np.bool_)):
-        raise TypeError(f"readout_only must be True or False, got {readout_only!r}")
-    if label is not None and not isinstance(label, str):
-        raise TypeError(f"label must be a string or None, got {label!r} of type {type(label).__name__}")
-    if readout_only and not arch.has_linear_readout:
-        raise ValueError(
-            f"readout_only=True needs a readout layer: the output of {arch.name!r} is not linear in its last "
-            "Dense/Conv layer"
-        )
-    batch_size = _check_batch_size(batch_size, problem.n_train)
-    method.check(arch, optimizer, bool(readout_only), batch_size)
-    steps = check_int("steps", steps, 0)
-    record = as_record(record)
-    recorded = record.steps(steps) if method.trained else np.array([STATIC_STEP])
+    checked = _check_arguments(problem, arch, method, optimizer, width=width, steps=steps, readout_only=readout_only,
+                               batch_size=batch_size, record=record, key=key, label=label, progress=progress)
+    method, steps = checked.method, checked.steps
     key = as_key(0 if key is None else key)
-    model_key, _ = split_run_key(key)
+    keys = run_keys(key)  # the one derivation of the run's keys, handed to the method
     batch_indices = None
-    if method.trained and batch_size is not None:
-        batch_indices = minibatch_order(key, problem.n_train, batch_size, steps)
+    if method.trained and checked.batch_size is not None:
+        batch_indices = keys.minibatch_order(problem.n_train, checked.batch_size, steps)
 
     start = _time.perf_counter()
     predictions = method.run(
-        problem, arch, optimizer, steps=steps, record=recorded, readout_only=bool(readout_only),
-        batch_indices=batch_indices, key=model_key, progress=progress,
+        problem, arch, optimizer, steps=steps, record=checked.recorded, readout_only=checked.readout_only,
+        batch_indices=batch_indices, keys=keys, progress=bool(progress),
     )
     metadata = _metadata(
-        problem, arch, method, optimizer, steps=steps, record=record, readout_only=readout_only,
-        batch_size=batch_size, seeds=predictions.seeds, key=key, label=label,
+        problem, arch, method, optimizer, steps=steps, record=checked.record, readout_only=checked.readout_only,
+        batch_size=checked.batch_size, seeds=predictions.seeds, key=key, label=label,
         wall_time=_time.perf_counter() - start, info=predictions.info,
     )
     return to_trajectory(problem, predictions, metadata)

@@ -93,7 +93,7 @@ from infinite_width._src.checks import (
 )
 from infinite_width._src.numerics import precision_scope
 from infinite_width._src.progress import progress_bar
-from infinite_width._src.rng import batch_indices_for
+from infinite_width._src.rng import run_keys
 from infinite_width.architectures import Architecture
 from infinite_width.limits.adam_limit.features import DEFAULT_FEATURES, DEFAULT_RANK, ReplicaRoots, feature_sources
 from infinite_width.limits.adam_limit.fields import draw_fields, field_layout, first_layer_root
@@ -214,7 +214,7 @@ def _problem(arch, x_train, y_train, x_test, f0_train, f0_test, key, steps, batc
         np.zeros((n_test, k), np.float32) if f0_test is None else check_targets("f0_test", f0_test, n_test, k),
     ])
     if batch_indices is None:
-        rows = batch_indices_for(key, n_train, batch_size, steps)  # the finite trainer's order
+        rows = run_keys(key).minibatch_order(n_train, batch_size, steps)  # the finite trainer's order
     else:
         rows = check_batch_indices(batch_indices, n_train, steps)
     full_batch = rows.shape[1] == n_train and bool(np.all(rows == np.arange(n_train)))
@@ -383,9 +383,9 @@ def simulate(
       x_test: (Nt, d) test inputs (or None).
       optimizer: an [`infinite_width.optim.Optimizer`][] (sgd, momentum, adam, sign).
       steps: number of training steps.
-      key: jax PRNG key (or int seed). It draws the samples and, with
+      key: an int seed, a ``numpy.random.Generator`` or a jax PRNG key. It draws the samples and, with
         ``batch_size``, the minibatch order
-        `infinite_width._src.rng.batch_indices_for`, the order
+        ``run_keys(key).minibatch_order`` (``infinite_width._src.rng``), the order
         [`infinite_width.finite.train`][] uses for the same key.
       loss: a name of [`infinite_width.losses`][]; only ``chi = dloss/df`` enters.
       readout_only: train only the readout weights and the output bias
