@@ -37,6 +37,7 @@ import numpy as np
 from infinite_width.architectures import (
     Activation,
     Architecture,
+    AvgPool,
     Conv,
     Dense,
     GlobalAvgPool,
@@ -129,6 +130,8 @@ def _blocks_and_readout(arch: Architecture):
         i += 2
     if not blocks:
         raise _unsupported(0, layers[0], "is not a Conv")
+    if i < len(layers) and isinstance(layers[i], AvgPool):
+        raise _unsupported(i, layers[i], "is not supported between conv layers")
     if i >= len(layers) or not isinstance(layers[i], GlobalAvgPool):
         layer = layers[min(i, len(layers) - 1)]
         raise _unsupported(min(i, len(layers) - 1), layer, "is not the GlobalAvgPool after the last conv block")

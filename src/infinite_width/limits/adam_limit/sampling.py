@@ -46,7 +46,7 @@ from infinite_width.limits.adam_limit.roots import field_kernels, partial_pivote
 from infinite_width.limits.adam_limit.step import FieldModel, StepModel
 from infinite_width.limits.adam_limit.terms import layer_scales, limit_terms
 
-__all__ = ["SampledFields", "sample_fields", "shardings", "SAMPLES_AXIS"]
+__all__ = ["SampledFields", "sample_fields", "mlp_field_roots", "shardings", "SAMPLES_AXIS"]
 
 #: The name of the mesh axis the samples are sharded over.
 SAMPLES_AXIS = "samples"
@@ -128,7 +128,7 @@ def sample_fields(arch: Architecture, x_all, *, key, options: Optional[AdamLimit
     return _sample_conv(layout, x_all, samples_key, options, readout_only, linear, devices)
 
 
-def _mlp_roots(arch, x_all, layout, rank: Optional[int], features: int):
+def mlp_field_roots(arch, x_all, layout, rank: Optional[int], features: int):
     """Pivoted Cholesky roots of the MLP's field kernels (``{"h<l>": Root, "z<l>": Root}``).
 
     With ``rank=None`` every root is exact (LAPACK). Otherwise only the first
@@ -156,7 +156,7 @@ def _sample_mlp(arch, x_all, samples_key, options, readout_only, linear, devices
                           options.samples_per_replica)
     W_std, b_std = layer_scales(arch)
     lap = _laps()
-    exact = _mlp_roots(arch, x_all, layout, options.rank, options.features)
+    exact = mlp_field_roots(arch, x_all, layout, options.rank, options.features)
     timings = {"roots": lap()}
     roots_for = ReplicaRoots(exact, first_layer_root(x_all, W_std[0], b_std[0]), options.rank, options.features,
                              W_std, b_std, arch.activations, samples_key, options.replicas)
