@@ -106,7 +106,8 @@ class PositionKernels:
     ``variances(field)`` is the diagonal (P |S|,) of a field's kernel;
     ``rows(field, points)`` its rows for the pivot points ``points`` (b,), all
     their positions: (b |S|, P |S|) float32, coordinates ordered (point,
-    position). Fields: :func:`field_kernel_names`.
+    position). Fields: :func:`field_kernel_names`. ``layers(points)`` gives
+    every layer's ``K``, ``S``, ``Sd`` and ``Z`` blocks.
     """
 
     def __init__(self, net: ConvNet, x_all):
@@ -122,6 +123,12 @@ class PositionKernels:
         points = jnp.asarray(points, jnp.int32)
         block = _block_program(self.net, field)(self.patches, points, self._diagonals)
         return np.asarray(block).reshape(points.shape[0] * self.net.positions, -1)
+
+    def layers(self, points) -> Dict[str, np.ndarray]:
+        """Every layer's blocks for the pivot ``points``: ``{"K<l>", "S<l>", "Sd<l>", "Z<l>": (b, |S|, P, |S|)}``,
+        l = 1..L (``Z^L`` the constant ``(W_std_{L+1} / |S|)^2``)."""
+        blocks = _all_layers_program(self.net)(self.patches, jnp.asarray(points, jnp.int32), self._diagonals)
+        return {name: np.asarray(block) for name, block in blocks.items()}
 
 
 def _first_layer_scale(net: ConvNet) -> float:
@@ -167,29 +174,40 @@ def _pointwise(activation: str, variance):
     return s.reshape(-1)[:n], sd.reshape(-1)[:n]
 
 
+def _layer_blocks(net: ConvNet, patch_array, points, diagonals, top: int, backward_to: int):
+    """``{"K<l>", "S<l>", "Sd<l>": l <= top; "Z<l>": backward_to <= l <= L}`` blocks (b, |S|, P, |S|) for the
+    pivot ``points``; ``top`` is the last layer whose ``K`` is needed (L when any ``Z`` is)."""
+    L = net.depth
+    pivot = patch_array[points]  # (b, |S|, F C)
+    kernel = _first_layer_scale(net) * jnp.einsum("bsf,xtf->bsxt", pivot, patch_array, precision=HIGHEST)
+    out = {"K1": kernel + net.b_std[0] ** 2}
+    for l in range(1, top + 1):
+        if l < top or backward_to <= L:
+            out[f"S{l}"], out[f"Sd{l}"] = _block_activation(net, l, out[f"K{l}"], diagonals, points)
+        if l < top:
+            out[f"K{l + 1}"] = net.W_std[l] ** 2 * shift_average(out[f"S{l}"], net, l + 1) + net.b_std[l] ** 2
+    if backward_to <= L:
+        z = jnp.full_like(out["K1"], (net.W_std[L] / net.positions) ** 2)
+        out[f"Z{L}"] = z
+        for l in range(L - 1, backward_to - 1, -1):
+            z = net.W_std[l] ** 2 * shift_average(out[f"Sd{l + 1}"] * z, net, l + 1)
+            out[f"Z{l}"] = z
+    return out
+
+
 @functools.lru_cache(maxsize=32)
 def _block_program(net: ConvNet, field: str):
-    """jitted ``(patches, points, diagonals) -> (b, |S|, P, |S|)`` rows of ``field``'s kernel."""
-    L, l_field = net.depth, int(field[1:])
-    top = l_field if field[0] == "h" else L
+    """jitted ``(patches, points, diagonals) -> (b, |S|, P, |S|)`` rows of ``field``'s kernel (``h<l>``:
+    ``K^l``; ``z<l>``: ``Z^l``), computing only the layers it needs."""
+    l = int(field[1:])
+    if field[0] == "h":
+        return jax.jit(lambda *args: _layer_blocks(net, *args, top=l, backward_to=net.depth + 1)[f"K{l}"])
+    return jax.jit(lambda *args: _layer_blocks(net, *args, top=net.depth, backward_to=l)[f"Z{l}"])
 
-    def block(patch_array, points, diagonals):
-        pivot = patch_array[points]  # (b, |S|, F C)
-        kernel = _first_layer_scale(net) * jnp.einsum("bsf,xtf->bsxt", pivot, patch_array, precision=HIGHEST)
-        kernel = kernel + net.b_std[0] ** 2
-        derivative = {}
-        for l in range(1, top):
-            s, derivative[l] = _block_activation(net, l, kernel, diagonals, points)
-            kernel = net.W_std[l] ** 2 * shift_average(s, net, l + 1) + net.b_std[l] ** 2
-        if field[0] == "h":
-            return kernel
-        _, derivative[L] = _block_activation(net, L, kernel, diagonals, points)
-        z = (net.W_std[L] / net.positions) ** 2
-        for l in range(L - 1, l_field - 1, -1):
-            z = net.W_std[l] ** 2 * shift_average(derivative[l + 1] * z, net, l + 1)
-        return z
 
-    return jax.jit(block)
+@functools.lru_cache(maxsize=32)
+def _all_layers_program(net: ConvNet):
+    return jax.jit(lambda *args: _layer_blocks(net, *args, top=net.depth, backward_to=1))
 
 
 def _block_activation(net, layer, kernel, diagonals, points):
