@@ -1,7 +1,7 @@
 """Position-contracted features of a conv net: drawn once per sample, read by the step loop (docs/theory.md, section 10).
 
 Only the position sums ``A_c(x, tap) = sum_s u_c(x, s) v(x, s + delta)`` of
-:mod:`~infinite_width.limits.adam_limit.conv_terms` enter the update, so the
+[`conv_terms`][infinite_width.limits.adam_limit.conv_terms] enter the update, so the
 engine stores them instead of the fields over positions. Stored per term,
 samples last (R replicas of C samples, P points):
 
@@ -15,12 +15,12 @@ samples last (R replicas of C samples, P points):
 Drawing, per replica and block of points (all positions of a point are in
 its block): ``h^1`` exactly from the filter's latent normals and the
 patches (its root ``[W_std_1 patch / sqrt(C |F_1|), b_std_1]``), ``h^l``
-(l >= 2) from their roots (:mod:`~infinite_width.limits.adam_limit.conv_roots`),
+(l >= 2) from their roots ([`conv_roots`][infinite_width.limits.adam_limit.conv_roots]),
 and the ``z^l`` (l < L) never on positions: with ``z^l = R eps``,
 ``sum_s w(x, s) z^l(x, s) = (sum_s w(x, s) R(x, s, :)) eps``, which costs
 ``2 |S| r`` per weighting, point and sample instead of ``2 |S| r k``. Latent
 normals are keyed by (field, replica, column) as in the MLP engine
-(:mod:`~infinite_width.limits.adam_limit.fields`), so a 1 x 1 image with a
+([`fields`][infinite_width.limits.adam_limit.fields]), so a 1 x 1 image with a
 1 x 1 filter draws the MLP engine's samples.
 """
 
@@ -95,7 +95,7 @@ class ConvLayout:
 
 
 def conv_layout(net: ConvNet, terms, points: int, replicas: int, per_replica: int) -> ConvLayout:
-    """The :class:`ConvLayout` of ``terms`` on ``points`` points."""
+    """The [`ConvLayout`][infinite_width.limits.adam_limit.conv_fields.ConvLayout] of ``terms`` on ``points`` points."""
     return ConvLayout(net, tuple(terms), points, replicas, per_replica)
 
 
@@ -122,17 +122,19 @@ def draw_contracted(key, layout: ConvLayout, roots_for, first_layer, patch_array
 
     Args:
       key: the samples key.
-      layout: the run's :class:`ConvLayout`.
+      layout: the run's [`ConvLayout`][infinite_width.limits.adam_limit.conv_fields.ConvLayout].
       roots_for: ``roots_for(replica) -> {"h<l>": (P |S|, r), "z<l>": (P |S|, r)}`` (same widths for every
         replica).
-      first_layer: (P, |S|, |F_1| C + 1) the root of ``h^1`` (:func:`first_layer_root`).
+      first_layer: (P, |S|, |F_1| C + 1) the root of ``h^1``
+        ([`first_layer_root`][infinite_width.limits.adam_limit.conv_fields.first_layer_root]).
       patch_array: (P, |S|, |F_1| C) the input patches.
       dtype: storage dtype of the features.
       sharding: ``sharding(ndim)``, the sharding of the sample axis (last), or None.
       block_bytes: bounds the float32 temporaries of one block of points.
 
     Returns:
-      ``{term name: features, "zeta": (R, k, C)}`` (shapes: :meth:`ConvLayout.stored_shape`).
+      ``{term name: features, "zeta": (R, k, C)}`` (shapes:
+      [`ConvLayout.stored_shape`][infinite_width.limits.adam_limit.conv_fields.ConvLayout.stored_shape]).
     """
     net, P, R, C = layout.net, layout.points, layout.replicas, layout.per_replica
     stores = {t.name: sharded_zeros(layout.stored_shape(t), storage_dtype_of(dtype), sharding) for t in layout.terms}

@@ -2,7 +2,7 @@
 
 The fields of a conv net live on (point, position) coordinates, ``N = P |S|``
 of them; their covariances (N x N) are never formed. The roots
-(:mod:`~infinite_width.limits.adam_limit.conv_roots`) need only the rows of
+([`conv_roots`][infinite_width.limits.adam_limit.conv_roots]) need only the rows of
 a few pivot points, which this module computes: for pivot points ``B`` and
 every point, arrays of shape (b, |S|, P, |S|), in float32.
 
@@ -106,8 +106,8 @@ class PositionKernels:
     ``variances(field)`` is the diagonal (P |S|,) of a field's kernel;
     ``rows(field, points)`` its rows for the pivot points ``points`` (b,), all
     their positions: (b |S|, P |S|) float32, coordinates ordered (point,
-    position). Fields: :func:`field_kernel_names`. ``layers(points)`` gives
-    every layer's ``K``, ``S``, ``Sd`` and ``Z`` blocks.
+    position). Fields: [`field_kernel_names`][infinite_width.limits.adam_limit.conv_kernels.field_kernel_names].
+    ``layers(points)`` gives every layer's ``K``, ``S``, ``Sd`` and ``Z`` blocks.
     """
 
     def __init__(self, net: ConvNet, x_all):

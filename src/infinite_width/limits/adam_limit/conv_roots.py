@@ -4,7 +4,7 @@ A field over the ``N = P |S|`` (point, position) coordinates is drawn as
 ``A @ eps`` with a root ``A`` (N, r) of its N x N kernel. The roots here are
 pivoted Cholesky factors computed *by point blocks*: the pivot is the
 coordinate with the largest remaining variance; its point's rows (all
-``|S|`` positions at once, :class:`~infinite_width.limits.adam_limit.conv_kernels.PositionKernels`)
+``|S|`` positions at once, [`PositionKernels`][infinite_width.limits.adam_limit.conv_kernels.PositionKernels])
 are computed and the greedy factorization goes on inside that block while
 the block's best remaining variance is at least ``STAY_FRACTION`` of the
 best one elsewhere. Measured on CIFAR-10 images pooled to 8 x 8
@@ -17,10 +17,10 @@ it is the coordinate-wise greedy factorization of the MLP engine.
   largest): it is computed in full when ``N <= rank + features``, or when
   the rank is reached within ``rank`` columns.
 * Otherwise the first ``rank`` columns ``A_r`` are kept, and every replica
-  adds ``features`` random features of the residual (:class:`ConvReplicaRoots`):
-  ``[A_r, Psi / sqrt(n)]``, whose covariance equals the kernel in expectation
-  over the features when the features' sources are exact (as for the MLP,
-  :mod:`~infinite_width.limits.adam_limit.features`).
+  adds ``features`` random features of the residual
+  ([`ConvReplicaRoots`][infinite_width.limits.adam_limit.conv_roots.ConvReplicaRoots]): ``[A_r, Psi / sqrt(n)]``, whose
+  covariance equals the kernel in expectation over the features when the features' sources are exact (as for the MLP,
+  [`features`][infinite_width.limits.adam_limit.features]).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ __all__ = ["block_pivoted_root", "conv_field_roots", "ConvReplicaRoots", "STAY_F
 HIGHEST = jax.lax.Precision.HIGHEST
 _FEATURE_OFFSET = 3000
 
-#: Stay in a pivot point's block while its best remaining variance is at least this fraction of the best
-#: elsewhere (docs/BENCHMARKS.md: 0.25 keeps the residual of coordinate-wise greedy pivoting).
 STAY_FRACTION = 0.25
+"""Stay in a pivot point's block while its best remaining variance is at least this fraction of the best
+elsewhere (docs/BENCHMARKS.md: 0.25 keeps the residual of coordinate-wise greedy pivoting)."""
 
 
 def block_pivoted_root(variances: np.ndarray, block_rows, positions: int, name: str, columns: int) -> Root:
@@ -60,7 +60,7 @@ def block_pivoted_root(variances: np.ndarray, block_rows, positions: int, name: 
       columns: the most columns to compute.
 
     Returns:
-      a :class:`~infinite_width.limits.adam_limit.roots.Root` (factor (N, q) float64, pivots, complete
+      a [`Root`][infinite_width.limits.adam_limit.Root] (factor (N, q) float64, pivots, complete
       when the numerical rank was reached).
     """
     variances = np.asarray(variances, np.float64)
@@ -98,7 +98,8 @@ def block_pivoted_root(variances: np.ndarray, block_rows, positions: int, name: 
 
 def conv_field_roots(kernels: PositionKernels, needed, rank: Optional[int], features: int) -> Dict[str, Root]:
     """The roots of the ``needed`` fields (``h<l>``, l >= 2; ``z<l>``, l < L) and, for a truncated root with
-    features, of the fields its features are drawn from (:class:`ConvReplicaRoots`): module docstring."""
+    features, of the fields its features are drawn from
+    ([`ConvReplicaRoots`][infinite_width.limits.adam_limit.conv_roots.ConvReplicaRoots]): module docstring."""
     net = kernels.net
     n = kernels.points * net.positions
     columns = n if rank is None or n <= rank + features else rank
@@ -158,7 +159,7 @@ class ConvReplicaRoots:
 
     Args:
       net: the network.
-      roots: the :func:`conv_field_roots`.
+      roots: the [`conv_field_roots`][infinite_width.limits.adam_limit.conv_roots.conv_field_roots].
       first_layer: (N, |F_1| C + 1) float32, the exact root of ``K^1``.
       rank: leading columns kept of a truncated root.
       features: random features of the residual per replica (0: plain truncation).

@@ -46,9 +46,9 @@ from infinite_width.architectures import (
 
 __all__ = ["ConvNet", "ConvTerm", "conv_network", "conv_terms", "is_supported_conv", "SUPPORTED_LAYERS"]
 
-#: What the convolutional limit supports, for error messages.
 SUPPORTED_LAYERS = ("Conv (stride 1, SAME padding, odd filter) + Activation blocks, then GlobalAvgPool and a Dense "
                     "readout")
+"""What the convolutional limit supports, for error messages."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +155,7 @@ def is_supported_conv(arch: Architecture) -> bool:
 
 
 def conv_network(arch: Architecture, image_shape) -> ConvNet:
-    """The :class:`ConvNet` of ``arch`` on images of ``image_shape`` (H, W, C).
+    """The [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet] of ``arch`` on images of ``image_shape`` (H, W, C).
 
     Raises:
       ValueError: ``arch`` is not a supported convolutional network (the

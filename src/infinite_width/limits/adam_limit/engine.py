@@ -8,23 +8,23 @@ checks and memory), sampled once (`infinite_width.limits.adam_limit.sampling`)
 and stepped (`infinite_width.limits.adam_limit.step`). What follows describes
 the MLP; the conv net stores position-contracted features instead of fields
 and has its own cost model (docs/theory.md, section 10). The
-terms it estimates are those of :mod:`~infinite_width.limits.adam_limit.terms`; M
+terms it estimates are those of [`terms`][infinite_width.limits.adam_limit.terms]; M
 samples are split into R independent replicas of C = M / R samples (each a
 full run), giving the mean and standard error of every prediction.
 
 How (docs/theory.md, section 7):
 
-1. *Fields* (:mod:`~infinite_width.limits.adam_limit.fields`): per sample, the
+1. *Fields* ([`fields`][infinite_width.limits.adam_limit.fields]): per sample, the
    pre-activations ``h^l`` of every layer and the backward fields ``z^l_c``
    (l < L) on all P = N_train + N_test points, drawn once. ``h^1`` comes
    exactly from input weights (``K^1`` has rank d + 1), ``z^L`` is k numbers
    per sample (``B^{L+1} = 1``), ``phi(h)`` and ``phi'(h)`` both come from
    the stored ``h``. The other fields come from pivoted Cholesky roots of
-   their P x P kernels (:mod:`~infinite_width.limits.adam_limit.roots`), exact, or,
+   their P x P kernels ([`roots`][infinite_width.limits.adam_limit.roots]), exact, or,
    above ``rank + features`` columns, the leading ``rank`` columns plus
    per-replica random features of the residual, which keep the covariance
-   right in expectation (:mod:`~infinite_width.limits.adam_limit.features`).
-2. *Lazy steps* (:mod:`~infinite_width.limits.adam_limit.step`): the network is
+   right in expectation ([`features`][infinite_width.limits.adam_limit.features]).
+2. *Lazy steps* ([`step`][infinite_width.limits.adam_limit.step]): the network is
    lazy, so ``f_t = f_0 - sum_terms coef mean_m U V A_m`` with ``A_m`` each
    sample's accumulated update; a step reads the fields on its batch rows
    only. Predictions on all points are computed at recorded steps. This is
@@ -46,15 +46,15 @@ bfloat16 with ``storage_dtype="bfloat16"``):
 * time of the T steps: O(T M B (L + (L - 1) k + k)), plus
   O(T_rec M P (L + (L - 1) k + k)) for the predictions on all points;
 * memory (the largest of three phases, see
-  :mod:`~infinite_width.limits.adam_limit.memory`): stored fields
+  [`memory`][infinite_width.limits.adam_limit.memory]): stored fields
   ``M P (L + (L - 1) k)`` numbers (+ ``M (k + 1)``), accumulators and
   optimizer state O(M (2 L + k)(s + 4)), step temporaries
   O(M block_rows (3 L + 2 (L - 1) k)); float32 roots O(P r' (L - 1))
   (R copies when truncated); while the roots are computed, P^2 float64 per
   field kernel (O(P^2 L)); while the fields are drawn, one replica's latent
   normals O((d + 1 + (L - 1)(1 + k) r') M / R).
-  :func:`~infinite_width.limits.adam_limit.memory.estimate_memory` counts
-  every part and :func:`simulate` refuses a run that does not fit, naming a
+  [`estimate_memory`][infinite_width.limits.adam_limit.estimate_memory] counts
+  every part and [`simulate`][infinite_width.limits.adam_limit.simulate] refuses a run that does not fit, naming a
   sample count that does.
 
 Measured (docs/BENCHMARKS.md, section "Adam-like limit"; 2-core CPU, MNIST
@@ -69,7 +69,7 @@ Scale-out: the sample axis is sharded over ``devices`` with a one-axis
 sample; sums over samples become cross-device reductions); the same key gives
 the same draws on any number of devices. Across several hosts, start every
 process with ``jax.distributed.initialize(coordinator_address, num_processes,
-process_id)`` and call :func:`simulate` with the same arguments on each, with
+process_id)`` and call [`simulate`][infinite_width.limits.adam_limit.simulate] with the same arguments on each, with
 ``devices=jax.devices()`` (all hosts' devices): every process then draws and
 steps its own samples, and the recorded predictions (replicated) are read on
 each host. The host-side parts (layer kernels, LAPACK roots) are repeated on
@@ -201,7 +201,7 @@ def simulate(
         the record.
 
     Returns:
-      a :class:`LimitResult`.
+      a [`LimitResult`][infinite_width.limits.adam_limit.LimitResult].
 
     Same key and options give the same result, bit for bit, on every call and, up to float32 summation
     order, on any number of devices and any ``block_rows``. Time and memory as functions of M, P, B, L,
@@ -303,7 +303,7 @@ def _blocks(record_steps, steps, progress):
 
 
 def _result(trajectory, plan: Plan, sampled: SampledFields, timings, wall_start) -> LimitResult:
-    """The :class:`LimitResult` of the (R, T, P, k) replica predictions ``trajectory``: mean and standard error
+    """The [`LimitResult`][infinite_width.limits.adam_limit.LimitResult] of the (R, T, P, k) replica predictions ``trajectory``: mean and standard error
     over replicas, split into train and test rows, with how they were computed."""
     n = plan.problem.n_train
     mean = trajectory.mean(axis=0)

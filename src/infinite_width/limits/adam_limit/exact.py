@@ -6,41 +6,50 @@ computed without sampling.
 Case 6.2 (section 6, "the sign kernel"), SignSGD with one training point per step, scalar output. Then
 ``sign(chi u(x) v(x)) = sign(chi) sign(u(x)) sign(v(x))`` and every term of the
 limit factorizes into two-dimensional Gaussian integrals, giving an asymmetric
-*sign kernel* (:func:`sign_kernel`)::
+*sign kernel* ([`sign_kernel`][infinite_width.limits.adam_limit.sign_kernel]):
 
-    Theta_sign(xi, x) =   sum_{l=2}^{L} sw_l  E[u^l(xi) sign u^l(x)] E[v^l(xi) sign v^l(x)]
-                        +  sw_1 E[u^1(xi) sign u^1(x)] (1/d) sum_b xi_b sign(x_b)
-                        +  sum_{l=1}^{L} sb_l E[u^l(xi) sign u^l(x)]
-                        +  sw_{L+1} E[v^{L+1}(xi) sign v^{L+1}(x)]  +  sb_{L+1}
+```text
+Theta_sign(xi, x) =   sum_{l=2}^{L} sw_l  E[u^l(xi) sign u^l(x)] E[v^l(xi) sign v^l(x)]
+                    +  sw_1 E[u^1(xi) sign u^1(x)] (1/d) sum_b xi_b sign(x_b)
+                    +  sum_{l=1}^{L} sb_l E[u^l(xi) sign u^l(x)]
+                    +  sw_{L+1} E[v^{L+1}(xi) sign v^{L+1}(x)]  +  sb_{L+1}
+```
 
 and the exact dynamics ``f_{t+1}(xi) = f_t(xi) - lr sign(chi_t) Theta_sign(xi, x_{i_t})``
-(:func:`sign_dynamics`, :func:`sign_sgd_dynamics`). With
-``u^l = phi'(h^l) z^l`` (``h^l ~ GP(0, K^l)`` and ``z^l ~ GP(0, sw_{l+1}^2 B^{l+1})``
-independent) and ``v^l = phi(h^{l-1})``:
+([`sign_dynamics`][infinite_width.limits.adam_limit.sign_dynamics],
+[`sign_sgd_dynamics`][infinite_width.limits.adam_limit.sign_sgd_dynamics]). With ``u^l = phi'(h^l) z^l``
+(``h^l ~ GP(0, K^l)`` and ``z^l ~ GP(0, sw_{l+1}^2 B^{l+1})`` independent) and ``v^l = phi(h^{l-1})``:
 
 * ``E[u(xi) sign u(x)] = E[phi'(a) sign phi'(b)] * sqrt(2/pi) C(xi,x) / sqrt(C(x,x))``
-  (:func:`derivative_sign_expectation`, :func:`linear_sign_expectation`);
-* ``E[v(xi) sign v(x)] = E[phi(a) sign phi(b)]`` (:func:`activation_sign_expectation`),
+  ([`derivative_sign_expectation`][infinite_width.limits.adam_limit.derivative_sign_expectation],
+  [`linear_sign_expectation`][infinite_width.limits.adam_limit.linear_sign_expectation]);
+* ``E[v(xi) sign v(x)] = E[phi(a) sign phi(b)]``
+  ([`activation_sign_expectation`][infinite_width.limits.adam_limit.activation_sign_expectation]),
 
 with ``(a, b) = (h(xi), h(x))``. For the piecewise-linear activations
 (``relu``, ``leaky_relu``, ``abs``, ``identity``: ``phi(a) = p a`` for
 ``a > 0`` and ``q a`` for ``a < 0``) both integrals have closed forms, from
 the orthant probability ``P(a > 0, b > 0) = 1/4 + arcsin(rho) / (2 pi)`` and
 ``E[a 1{a > 0, b > 0}] = sigma_a (1 + rho) / (2 sqrt(2 pi))``; with
-``rho = corr(a, b)``, ``Pd = 1/4 + arcsin(rho)/(2 pi)``, ``Po = 1/2 - Pd``::
+``rho = corr(a, b)``, ``Pd = 1/4 + arcsin(rho)/(2 pi)``, ``Po = 1/2 - Pd``:
 
-    E[phi'(a) sign phi'(b)] = (|p| + |q|) Pd + (p sgn q + q sgn p) Po
-    E[phi(a)  sign phi(b)]  = sigma_a / (2 sqrt(2 pi)) [(1 + rho)(|p| + |q|) - (1 - rho)(p sgn q + q sgn p)]
+```text
+E[phi'(a) sign phi'(b)] = (|p| + |q|) Pd + (p sgn q + q sgn p) Po
+E[phi(a)  sign phi(b)]  = sigma_a / (2 sqrt(2 pi)) [(1 + rho)(|p| + |q|) - (1 - rho)(p sgn q + q sgn p)]
+```
 
 (``sign(0) = 0``, as ``jnp.sign`` and ``optax.scale_by_sign``: a ReLU unit
 that is off at ``x`` does not move). Other activations use two-dimensional
-quadrature (:func:`gaussian_expectation_2d`).
+quadrature ([`gaussian_expectation_2d`][infinite_width.limits.adam_limit.gaussian_expectation_2d]).
 
 Case 6.3 (section 6, "normalized kernel descent"), readout only, sign, Gaussian readout features (last activation the
-identity), any batch, several outputs (:func:`normalized_readout_dynamics`)::
+identity), any batch, several outputs
+([`normalized_readout_dynamics`][infinite_width.limits.adam_limit.normalized_readout_dynamics]):
 
-    f_{t+1,c}(xi) = f_{t,c}(xi) - lr [ sw sqrt(2/pi) (K chi_c)(xi) / sqrt(chi_c^T K chi_c)
-                                       + sb sign(sum_i chi_{i,c}) ]
+```text
+f_{t+1,c}(xi) = f_{t,c}(xi) - lr [ sw sqrt(2/pi) (K chi_c)(xi) / sqrt(chi_c^T K chi_c)
+                                   + sb sign(sum_i chi_{i,c}) ]
+```
 
 with ``K = S^L`` the covariance of the readout features: normalized kernel
 gradient descent.
@@ -78,38 +87,38 @@ __all__ = [
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
-#: Slopes (p, q) of the piecewise-linear activations, ``phi(a) = p a`` for
-#: ``a > 0`` and ``q a`` for ``a < 0``, as in :mod:`infinite_width.architectures`.
-#: The tests check this table against :func:`activation_fn` by quadrature.
+# Slopes (p, q) of the piecewise-linear activations, ``phi(a) = p a`` for
+# ``a > 0`` and ``q a`` for ``a < 0``, as in `infinite_width.architectures`.
+# The tests check this table against `activation_fn` by quadrature.
 _PIECEWISE_LINEAR_SLOPES = {"relu": (1.0, 0.0), "leaky_relu": (1.0, 0.1), "abs": (1.0, -1.0), "identity": (1.0, 1.0)}
 
-#: Activations whose phi or phi' is not smooth at 0 (a kink or a jump): the
-#: quadrature splits its integration ranges there.
+# Activations whose phi or phi' is not smooth at 0 (a kink or a jump): the
+# quadrature splits its integration ranges there.
 _NONSMOOTH_AT_ZERO = ("relu", "leaky_relu", "abs")
 
 _METHODS = ("auto", "closed_form", "quadrature")
 
-#: Integration ranges are +-_HALF_WIDTH standard deviations (Gaussian mass
-#: outside: 2e-19).
+# Integration ranges are +-_HALF_WIDTH standard deviations (Gaussian mass
+# outside: 2e-19).
 _HALF_WIDTH = 9.0
 
-#: Outer panel edges used for every integral (standard deviations of b).
+# Outer panel edges used for every integral (standard deviations of b).
 _FIXED_EDGES = np.array([-_HALF_WIDTH, -6.0, -3.0, 0.0, 3.0, 6.0, _HALF_WIDTH])
 
-#: Offsets, in units of the conditional standard deviation, of the extra panel
-#: edges placed around the point where the inner integral crosses a break of f
-#: (it varies fast there when |corr| is close to 1).
+# Offsets, in units of the conditional standard deviation, of the extra panel
+# edges placed around the point where the inner integral crosses a break of f
+# (it varies fast there when |corr| is close to 1).
 _REFINE_OFFSETS = np.array([0.0, -0.25, 0.25, -0.5, 0.5, -1.0, 1.0, -2.0, 2.0, -4.0, 4.0, -8.0, 8.0])
 
-#: Points per call of the jitted activation functions.
+# Points per call of the jitted activation functions.
 _EVALUATION_CHUNK = 1 << 16
 
-#: Entries processed at once by the quadrature (bounds its memory).
+# Entries processed at once by the quadrature (bounds its memory).
 _QUADRATURE_POINTS_PER_BLOCK = 2_000_000
 
 
 def _trajectory(history: np.ndarray, n_train: int) -> Predictions:
-    """Rows ``t = 0..steps`` of ``history`` (steps + 1, P[, k]) over [train; eval] points as :class:`Predictions`."""
+    """Rows ``t = 0..steps`` of ``history`` (steps + 1, P[, k]) over [train; eval] points as [`Predictions`][infinite_width.Predictions]."""
     if history.ndim == 2:  # scalar output
         history = history[..., None]
     return Predictions.deterministic(np.arange(history.shape[0]), history[:, :n_train], history[:, n_train:])
@@ -232,7 +241,7 @@ def gaussian_expectation_2d(
 
 
 def _expectation_block(f, g, sigma_a, sigma_b, rho, order, a_breaks, b_breaks):
-    """One block of :func:`gaussian_expectation_2d`; all arrays of shape (n,)."""
+    """One block of [`gaussian_expectation_2d`][infinite_width.limits.adam_limit.gaussian_expectation_2d]; all arrays of shape (n,)."""
     R = _HALF_WIDTH
     n = rho.size
     c = np.sqrt(np.maximum(1.0 - rho * rho, 0.0))
@@ -285,7 +294,7 @@ def linear_sign_expectation(var_b, cov) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _elementwise(activation: str, derivative: bool) -> Callable:
-    """phi (or phi', by forward-mode differentiation) of :func:`activation_fn`, on float64 numpy arrays."""
+    """phi (or phi', by forward-mode differentiation) of [`activation_fn`][infinite_width.architectures.activation_fn], on float64 numpy arrays."""
     phi = activation_fn(activation)
     if derivative:
         fn = jax.jit(lambda x: jax.jvp(phi, (x,), (jnp.ones_like(x),))[1])
@@ -362,7 +371,7 @@ def derivative_sign_expectation(
     ``var_a, var_b, cov`` broadcast to a common shape S; returns shape S.
     ``method``: ``"auto"`` (closed form for relu, leaky_relu, abs, identity;
     quadrature otherwise), ``"closed_form"`` or ``"quadrature"`` (``order``
-    nodes per panel, :func:`gaussian_expectation_2d`).
+    nodes per panel, [`gaussian_expectation_2d`][infinite_width.limits.adam_limit.gaussian_expectation_2d]).
     """
     return _sign_expectation(activation, var_a, var_b, cov, method, order, derivative=True)
 
@@ -372,7 +381,8 @@ def activation_sign_expectation(
 ) -> np.ndarray:
     """``E[phi(a) sign phi(b)]`` for ``(a, b) ~ N(0, [[var_a, cov], [cov, var_b]])``.
 
-    Shapes and ``method`` as in :func:`derivative_sign_expectation`.
+    Shapes and ``method`` as in
+    [`derivative_sign_expectation`][infinite_width.limits.adam_limit.derivative_sign_expectation].
     """
     return _sign_expectation(activation, var_a, var_b, cov, method, order, derivative=False)
 
@@ -422,13 +432,15 @@ def sign_kernel(
 
     Exact infinite-width dynamics (docs/theory.md, section 6, the sign kernel) of an MLP
     with scalar output trained by ``dp = -lr * r_grp * sign(G_p)`` on one
-    training point ``x_{i_t}`` per step::
+    training point ``x_{i_t}`` per step:
 
-        f_{t+1}(xi) = f_t(xi) - lr * sign(chi_t) * Theta_sign(xi, x_{i_t})
+    ```text
+    f_{t+1}(xi) = f_t(xi) - lr * sign(chi_t) * Theta_sign(xi, x_{i_t})
+    ```
 
     Args:
-      arch: an MLP (:func:`infinite_width.mlp`) with ``depth >= 1`` and
-        ``out_dim = 1``, any activation of :data:`infinite_width.ACTIVATIONS`.
+      arch: an MLP ([`infinite_width.mlp`][]) with ``depth >= 1`` and
+        ``out_dim = 1``, any activation of [`infinite_width.ACTIVATIONS`][].
       x_eval: (N_eval, d) points where the function moves (first argument).
       x_train: (N_train, d) training points whose sign drives the step
         (second argument). The kernel is not symmetric.
@@ -556,21 +568,21 @@ def sign_dynamics(
 
     Args:
       theta_train_train: (N_train, N_train) sign kernel, row = point that
-        moves, column = training point of the step (:func:`sign_kernel`).
+        moves, column = training point of the step ([`sign_kernel`][infinite_width.limits.adam_limit.sign_kernel]).
       theta_eval_train: (N_eval, N_train) sign kernel on evaluation points.
       y_train: (N_train,) or (N_train, 1) targets.
       lr: learning rate.
       train_indices: (steps,) or (steps, 1) integers, the training point of
         each step (e.g. the minibatch order of batch size 1 that
-        :func:`infinite_width.finite.train` draws from the same key).
-      loss: a loss of :mod:`infinite_width.losses`; ``chi_t`` is its gradient
+        [`infinite_width.finite.train`][] draws from the same key).
+      loss: a loss of [`infinite_width.losses`][]; ``chi_t`` is its gradient
         at ``f_t(x_{i_t})`` (for ``"mse"``, ``sign(chi) = sign(f - y)``).
       f0_train: (N_train,) initial predictions; zeros (the centered model) by default.
       f0_eval: (N_eval,) initial predictions; zeros by default.
       dtype: ``"float64"`` or ``"float32"``.
 
     Returns:
-      :class:`~infinite_width.Predictions` at steps ``0..steps`` with
+      [`Predictions`][infinite_width.Predictions] at steps ``0..steps`` with
       ``train`` (1, steps + 1, N_train, 1) and ``test`` (1, steps + 1, N_eval, 1)
       (the evaluation points).
     """
@@ -625,11 +637,11 @@ def sign_sgd_dynamics(
     quadrature_order: int = 32,
     dtype: str = "float64",
 ) -> Predictions:
-    """Exact infinite-width SignSGD, one training point per step: :func:`sign_kernel` then :func:`sign_dynamics`.
+    """Exact infinite-width SignSGD, one training point per step: [`sign_kernel`][infinite_width.limits.adam_limit.sign_kernel] then [`sign_dynamics`][infinite_width.limits.adam_limit.sign_dynamics].
 
     Shapes: ``x_train`` (N_train, d), ``y_train`` (N_train,) or (N_train, 1),
     ``x_eval`` (N_eval, d), ``train_indices`` (steps,) or (steps, 1). Returns
-    :class:`~infinite_width.Predictions` with ``train`` (1, steps + 1, N_train, 1)
+    [`Predictions`][infinite_width.Predictions] with ``train`` (1, steps + 1, N_train, 1)
     and ``test`` (1, steps + 1, N_eval, 1).
     """
     with precision_scope(dtype) as np_dtype:
@@ -680,10 +692,12 @@ def normalized_readout_dynamics(
     Only the readout weights and the output bias train, by sign updates
     (Adam with b1 = b2 = 0, eps = 0); with the last activation the identity
     the readout features ``v = h^L ~ GP(0, K)``, ``K = S^L``, are Gaussian and
-    for every output c::
+    for every output c:
 
-        f_{t+1,c}(xi) = f_{t,c}(xi) - lr [ sw sqrt(2/pi) (K_{xi,B} chi_c) / sqrt(chi_c^T K_{B,B} chi_c)
-                                           + sb sign(sum_{i in B} chi_{i,c}) ]
+    ```text
+    f_{t+1,c}(xi) = f_{t,c}(xi) - lr [ sw sqrt(2/pi) (K_{xi,B} chi_c) / sqrt(chi_c^T K_{B,B} chi_c)
+                                       + sb sign(sum_{i in B} chi_{i,c}) ]
+    ```
 
     where ``B`` is the step's batch and ``chi = d loss / d f`` on it. A zero
     ``chi_c`` (or ``chi_c^T K chi_c = 0``) moves nothing.
@@ -696,16 +710,16 @@ def normalized_readout_dynamics(
       x_eval: (N_eval, d) evaluation inputs.
       lr: learning rate.
       steps: number of steps.
-      loss: ``"mse"`` or ``"cross_entropy"`` (:mod:`infinite_width.losses`).
+      loss: ``"mse"`` or ``"cross_entropy"`` ([`infinite_width.losses`][]).
       batch_indices: (steps, batch) training rows per step (e.g. the order
-        :func:`infinite_width.finite.train` draws from the same key); None means
+        [`infinite_width.finite.train`][] draws from the same key); None means
         full batch.
       f0_train: (N_train, k) initial predictions; zeros (the centered model) by default.
       f0_eval: (N_eval, k) initial predictions; zeros by default.
       dtype: precision of kernels and dynamics.
 
     Returns:
-      :class:`~infinite_width.Predictions` with ``train`` (1, steps + 1, N_train, k)
+      [`Predictions`][infinite_width.Predictions] with ``train`` (1, steps + 1, N_train, k)
       and ``test`` (1, steps + 1, N_eval, k).
     """
     _require_mlp(arch, scalar_output=False)

@@ -49,10 +49,10 @@ def _derivative(phi):
     return lambda h: jax.jvp(phi, (h,), (jnp.ones_like(h),))[1]
 
 
-#: Default columns kept of a root, and random features of its residual per replica. A root is truncated
-#: only when its numerical rank exceeds their sum (below that, the exact root is cheaper). The bias this
-#: leaves is measured in docs/BENCHMARKS.md (section "Adam-like limit: low-rank roots").
 DEFAULT_RANK = 512
+"""Default columns kept of a root, and random features of its residual per replica. A root is truncated
+only when its numerical rank exceeds their sum (below that, the exact root is cheaper). The bias this
+leaves is measured in docs/BENCHMARKS.md (section "Adam-like limit: low-rank roots")."""
 DEFAULT_FEATURES = 512
 
 
@@ -78,7 +78,8 @@ class ReplicaRoots:
 
     Args:
       exact: roots of the field kernels (``{"h<l>": Root, "z<l>": Root}``), complete for those that are
-        truncated or feature sources (:func:`feature_sources`), else at least the leading columns.
+        truncated or feature sources ([`feature_sources`][infinite_width.limits.adam_limit.features.feature_sources]),
+        else at least the leading columns.
       first_layer: (P, d + 1) exact root of ``K^1``.
       rank: leading pivoted Cholesky columns kept (see above).
       features: random features of the residual per replica (see above).

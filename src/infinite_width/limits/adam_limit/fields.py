@@ -1,6 +1,6 @@
 """The stored random fields of the Monte Carlo engine, and their values on given points.
 
-Every term of the limit (:mod:`~infinite_width.limits.adam_limit.terms`) is built
+Every term of the limit ([`terms`][infinite_width.limits.adam_limit.terms]) is built
 from a few Gaussian fields per sample (docs/theory.md, sections 5 and 7):
 
 * ``h^l ~ GP(0, K^l)``, l = 1..L: ``phi(h^l)`` and ``phi'(h^l)`` both come
@@ -8,7 +8,7 @@ from a few Gaussian fields per sample (docs/theory.md, sections 5 and 7):
   nothing else is stored). ``h^1 = W_std_1 x.w / sqrt(d) + b_std_1 beta``
   is drawn exactly from the input weights (``K^1`` has rank d + 1); the
   deeper ``h^l`` from pivoted Cholesky roots of ``K^l``
-  (:mod:`~infinite_width.limits.adam_limit.roots`).
+  ([`roots`][infinite_width.limits.adam_limit.roots]).
 * ``z^l_c ~ GP(0, W_std_{l+1}^2 B^{l+1})``, l = 1..L-1, from roots of
   ``W_std_{l+1}^2 B^{l+1}``; ``z^L_c = W_std_{L+1} zeta_c`` is constant over
   points (``B^{L+1} = 1``): k numbers per sample (``"zeta"``).
@@ -43,7 +43,7 @@ __all__ = ["FieldLayout", "field_layout", "draw_fields", "rows_of_fields", "Laye
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
-#: Field ids in the key derivation (never reuse one for another field).
+# Field ids in the key derivation (never reuse one for another field).
 ZETA_ID, _COORDINATE_ID, _Z_OFFSET = 1000, 1001, 100
 
 
@@ -134,9 +134,9 @@ def _latent_rows(layout: FieldLayout, ranks: Dict[str, int]):
     return tuple(plan)
 
 
-#: Latent rows drawn at once (bounds the random-number temporaries to a few times this many rows;
-#: memory.LATENT_CHUNK_ROWS counts it).
 LATENT_CHUNK_ROWS = 1024
+"""Latent rows drawn at once (bounds the random-number temporaries to a few times this many rows;
+memory.LATENT_CHUNK_ROWS counts it)."""
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "per_replica", "input_dim", "sharding"))
@@ -257,12 +257,12 @@ def _derivative(phi):
 
 
 def _gather(field, rows):
-    """``field[rows]`` as float32 (gathering the raw bits of bfloat16 fields, see :func:`widen`)."""
+    """``field[rows]`` as float32 (gathering the raw bits of bfloat16 fields, see [`widen`][infinite_width.limits.adam_limit.fields.widen])."""
     return widen(jnp.take(field, rows, axis=0))
 
 
 def rows_of_fields(fields: Dict[str, jax.Array], layout: FieldLayout, activations, x_all, rows) -> LayerValues:
-    """:class:`LayerValues` on the points ``rows`` (b,) (gathered from the stored fields)."""
+    """[`LayerValues`][infinite_width.limits.adam_limit.fields.LayerValues] on the points ``rows`` (b,) (gathered from the stored fields)."""
     phi, dphi, z = {}, {}, {}
     for l in layout.h_layers:
         h = _gather(fields[f"h{l}"], rows)

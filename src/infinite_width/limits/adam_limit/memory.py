@@ -35,16 +35,16 @@ _ITEMSIZE = {"float32": 4, "bfloat16": 2}
 _GIB = 2.0**30
 _FLOAT = 4
 
-#: float32 layer-kernel block (bytes) while the field kernels are computed.
 KERNEL_BLOCK_BYTES = 1 << 27
-#: float32 block of rows (bytes) while fields are drawn.
+"""float32 layer-kernel block (bytes) while the field kernels are computed."""
 DRAW_BLOCK_BYTES = 1 << 26
-#: Latent rows drawn at once (fields.LATENT_CHUNK_ROWS).
+"""float32 block of rows (bytes) while fields are drawn."""
 LATENT_CHUNK_ROWS = 1024
-#: float32 temporaries of one block of points while a conv net's features are drawn (conv_fields).
+"""Latent rows drawn at once (fields.LATENT_CHUNK_ROWS)."""
 CONV_DRAW_BLOCK_BYTES = 1 << 28
-#: Compilation and runtime buffers, counted in every phase (measured: tens of MB).
+"""float32 temporaries of one block of points while a conv net's features are drawn (conv_fields)."""
 RUNTIME_BYTES = 1 << 26
+"""Compilation and runtime buffers, counted in every phase (measured: tens of MB)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,7 @@ def estimate_memory(
 def largest_fitting_samples(estimate_for, available: int, replicas: int, devices: int, samples: int) -> int:
     """The largest multiple of ``replicas * devices`` up to ``samples`` whose estimate fits (0 if none).
 
-    ``estimate_for(m)``: the :class:`MemoryEstimate` of ``m`` samples (its
+    ``estimate_for(m)``: the [`MemoryEstimate`][infinite_width.limits.adam_limit.MemoryEstimate] of ``m`` samples (its
     peak grows with m).
     """
     unit = replicas * devices

@@ -19,8 +19,8 @@ from infinite_width.limits.adam_limit.features import DEFAULT_FEATURES, DEFAULT_
 
 __all__ = ["AdamLimit", "STORAGE_DTYPES"]
 
-#: Storage dtypes of the sampled fields (arithmetic is float32 in both).
 STORAGE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+"""Storage dtypes of the sampled fields (arithmetic is float32 in both)."""
 
 
 @dataclasses.dataclass(frozen=True)

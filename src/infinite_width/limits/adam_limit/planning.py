@@ -47,10 +47,10 @@ from infinite_width.optim import Optimizer
 
 __all__ = ["RunProblem", "Plan", "plan_run", "check_architecture", "default_block_rows", "MAX_INPUT_VARIANCE"]
 
-#: The largest first-layer variance ``K^1(x, x)`` (MLP) or ``K^1((x, s), (x, s))`` (conv) the engine accepts.
-#: Beyond it float32 kernels (products of two variances) and the squares of normalized gradients come close to
-#: overflowing (3.4e38), and an overflowed square makes Adam stall silently; inputs that large are refused.
 MAX_INPUT_VARIANCE = 1e12
+"""The largest first-layer variance ``K^1(x, x)`` (MLP) or ``K^1((x, s), (x, s))`` (conv) the engine accepts.
+Beyond it float32 kernels (products of two variances) and the squares of normalized gradients come close to
+overflowing (3.4e38), and an overflowed square makes Adam stall silently; inputs that large are refused."""
 
 
 def check_architecture(arch) -> Optional[str]:
@@ -95,7 +95,7 @@ class RunProblem:
 class Plan:
     """A run's checked arguments, resolved options and memory estimate.
 
-    ``net`` is the :class:`~infinite_width.limits.adam_limit.conv_terms.ConvNet` of a conv architecture
+    ``net`` is the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet] of a conv architecture
     (None for an MLP) and ``layout`` its stored features.
     """
 
@@ -204,7 +204,7 @@ def plan_run(arch, x_train, y_train, x_test, optimizer, steps, *, key, options: 
              batch_size, batch_indices, f0_train, f0_test, record, devices, max_memory_bytes) -> Plan:
     """Check every argument of `simulate` (errors name the problem) and the memory the run needs.
 
-    Returns a :class:`Plan` whose ``options`` have ``block_rows`` resolved.
+    Returns a [`Plan`][infinite_width.limits.adam_limit.planning.Plan] whose ``options`` have ``block_rows`` resolved.
 
     Raises:
       MemoryError: the run does not fit; the message names a sample count that does.

@@ -32,15 +32,15 @@ from infinite_width._src.numerics import pad_rows
 __all__ = ["Root", "pivoted_root", "partial_pivoted_root", "sampling_root", "field_kernels", "field_kernel_names", "PSD_TOLERANCE",
            "EXACT_TOLERANCE"]
 
-#: A kernel whose remaining variance after factorization is below
-#: ``-PSD_TOLERANCE * largest variance`` at some point is not positive
-#: semi-definite beyond round-off: a ``RuntimeWarning`` says so (the factor
-#: keeps its positive part).
 PSD_TOLERANCE = 1e-5
+"""A kernel whose remaining variance after factorization is below
+``-PSD_TOLERANCE * largest variance`` at some point is not positive
+semi-definite beyond round-off: a ``RuntimeWarning`` says so (the factor
+keeps its positive part)."""
 
-#: The factorization stops when every point's remaining variance is below
-#: this fraction of the largest variance: the numerical rank.
 EXACT_TOLERANCE = 1e-7
+"""The factorization stops when every point's remaining variance is below
+this fraction of the largest variance: the numerical rank."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,8 @@ class Root:
     Attributes:
       factor: (P, q) float64, ``factor @ factor.T`` equals the kernel up to
         round-off; q is the numerical rank. With ``complete=False`` only
-        the first q columns of that factor (:func:`partial_pivoted_root`).
+        the first q columns of that factor
+        ([`partial_pivoted_root`][infinite_width.limits.adam_limit.roots.partial_pivoted_root]).
       pivots: (q,) the point whose remaining variance column j eliminated.
       variances: (P,) the kernel's diagonal.
       name: the kernel's name, for messages.
@@ -134,7 +135,8 @@ def pivoted_root(kernel, name: str = "kernel", *, consume: bool = False) -> Root
 def partial_pivoted_root(kernel, name: str, columns: int) -> Root:
     """The first ``columns`` columns of the pivoted Cholesky root of ``kernel`` (P x P, float64, C-ordered),
     computed greedily in O(P columns^2) without factorizing the rest; complete (exact) when the numerical
-    rank is reached first. Same pivots and columns as :func:`pivoted_root`, up to round-off."""
+    rank is reached first. Same pivots and columns as [`pivoted_root`][infinite_width.limits.adam_limit.pivoted_root],
+    up to round-off."""
     k = _check_kernel(kernel, name)
     n = k.shape[0]
     variances = np.diagonal(k).astype(np.float64)
@@ -156,7 +158,8 @@ def partial_pivoted_root(kernel, name: str, columns: int) -> Root:
 
 def sampling_root(kernel, name: str = "kernel", rank: Optional[int] = None) -> np.ndarray:
     """A root ``A`` (P, r) of a symmetric P x P kernel, ``A @ A.T ~= kernel``: the first ``rank`` columns
-    of its pivoted Cholesky root (:func:`pivoted_root`; all of them by default, exact)."""
+    of its pivoted Cholesky root ([`pivoted_root`][infinite_width.limits.adam_limit.pivoted_root]; all of them by
+    default, exact)."""
     return np.array(pivoted_root(kernel, name).leading(rank))
 
 
@@ -182,7 +185,7 @@ def _kernel_rows(arch, x_block, x_all, fields, W_std):
 
 
 def field_kernels(arch, x_all: np.ndarray, layout, W_std, block_bytes: int = 1 << 27) -> Dict[str, np.ndarray]:
-    """The P x P float64 kernels of the fields drawn from roots (:func:`field_kernel_names`).
+    """The P x P float64 kernels of the fields drawn from roots ([`field_kernel_names`][infinite_width.limits.adam_limit.roots.field_kernel_names]).
 
     Computed in blocks of rows (``kernels.layerwise`` of a block against all
     points) so that the float32 layer kernels of one block stay below

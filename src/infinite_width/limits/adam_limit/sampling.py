@@ -48,13 +48,13 @@ from infinite_width.limits.adam_limit.terms import layer_scales, limit_terms
 
 __all__ = ["SampledFields", "sample_fields", "mlp_field_roots", "shardings", "SAMPLES_AXIS"]
 
-#: The name of the mesh axis the samples are sharded over.
 SAMPLES_AXIS = "samples"
+"""The name of the mesh axis the samples are sharded over."""
 
 
 @dataclasses.dataclass(frozen=True)
 class SampledFields:
-    """The random fields of a run and the step model that reads them (see :func:`sample_fields`).
+    """The random fields of a run and the step model that reads them (see [`sample_fields`][infinite_width.limits.adam_limit.sample_fields]).
 
     Attributes:
       fields: the stored arrays, samples last (``{"h<l>": (P, R, C), "z<l>": (P, R, k, C), "zeta": (R, k, C),
@@ -113,7 +113,7 @@ def sample_fields(arch: Architecture, x_all, *, key, options: Optional[AdamLimit
       **option_fields: fields of `AdamLimit` overriding ``options`` (``samples=``, ``replicas=``, ...).
 
     Returns:
-      a :class:`SampledFields`.
+      a [`SampledFields`][infinite_width.limits.adam_limit.SampledFields].
     """
     options = AdamLimit(**option_fields) if options is None else dataclasses.replace(options, **option_fields)
     devices = list(jax.devices() if devices is None else devices)

@@ -4,15 +4,13 @@ For an MLP with L hidden layers and k outputs, every output c on every point
 xi moves by ``- lr * sum_terms coef * E[ U_c(xi) V(xi) Q_t(g) ]`` plus the
 exact output-bias term, with (expectations over independent Gaussian processes):
 
-=================  =====================  ====================  ===========================
-term               U_c                    V                     g (normalized gradient)
-=================  =====================  ====================  ===========================
-input W^1          u^1_c                  x_b, b ~ U{1..d}      sum_i sum_c chi_ic U_c V
-hidden W^l, l>=2   u^l_c                  phi(h^{l-1})          sum_i sum_c chi_ic U_c V
-hidden bias b^l    u^l_c                  1                     sum_i sum_c chi_ic U_c
-readout W^{L+1}    1 (row c)              phi(h^L)              sum_i chi_ic V  (one per c)
-output bias        1 (entry c)            1                     sum_i chi_ic    (exact)
-=================  =====================  ====================  ===========================
+| term | U_c | V | g (normalized gradient) |
+|---|---|---|---|
+| input W^1 | u^1_c | x_b, b ~ U{1..d} | sum_i sum_c chi_ic U_c V |
+| hidden W^l, l>=2 | u^l_c | phi(h^{l-1}) | sum_i sum_c chi_ic U_c V |
+| hidden bias b^l | u^l_c | 1 | sum_i sum_c chi_ic U_c |
+| readout W^{L+1} | 1 (row c) | phi(h^L) | sum_i chi_ic V (one per c) |
+| output bias | 1 (entry c) | 1 | sum_i chi_ic (exact) |
 
 with ``u^l_c = phi'(h^l) z^l_c``, ``h^l ~ GP(0, K^l)`` and
 ``z^l_c ~ GP(0, W_std_{l+1}^2 B^{l+1})`` independent over c. Hidden weights
