@@ -153,7 +153,7 @@ def measure_points(arch, data, adam, config, progress: Progress):
                 samples=samples, replicas=2, record=[steps]))
             progress.put(f"engine {samples}", dict(
                 samples=samples, seconds=seconds, compile_seconds=compile_seconds, cpu_seconds=cpu_seconds,
-                setup_seconds=result.setup_time_s, timings=result.timings, ranks=result.ranks,
+                setup_seconds=result.timings["setup"], timings=result.timings, ranks=result.ranks,
                 load_average=os.getloadavg(), test=result.test_predictions[-1].tolist()))
         print("engine", samples, "done", flush=True)
     for width in config["widths"]:

@@ -139,7 +139,7 @@ def main():
         machine=f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}",
         load_average_before=load_before, load_average_after=os.getloadavg(),
         config=vars(args) | dict(arch="mlp(2, relu, sqrt 2, 0.1, 10)", optimizer=adam.describe()),
-        wall_seconds=result.wall_time_s, setup_seconds=result.setup_time_s, timings=timings,
+        wall_seconds=result.timings["total"], setup_seconds=result.timings["setup"], timings=timings,
         # CPU time of the process (all threads): on a shared machine, wall time grows with the load, this does not
         cpu_seconds=(cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
         ms_per_step=1e3 * seconds_per_step,
