@@ -286,7 +286,7 @@ def write_summary(summary, out, tag):
     config = summary["config"]
     axis.set_xlabel("wall time (s, compilation excluded)")
     axis.set_ylabel("relative RMS distance to the limit\n(reference MC error removed)")
-    axis.set_title(f"MNIST {config['n_train']}+{config['n_test']}, {config['name']}, {config['steps']} steps",
+    axis.set_title(f"{config.get('dataset', 'MNIST')} {config['n_train']}+{config['n_test']}, {config['name']}, {config['steps']} steps",
                    fontsize=9)
     axis.legend(fontsize=7)
     figure.tight_layout()
