@@ -1,7 +1,7 @@
 """The Adam-like limit of convolutional networks (docs/theory.md, section 10) against independent references.
 
-References are written here: discrete-time kernel gradient descent ``f_{t+1} = f_t - lr K[:, batch] chi``
-in numpy with neural-tangents' CNTK (or the NNGP kernel for the readout alone), chi coded by hand; the
+References are numpy: discrete-time kernel gradient descent ``f_{t+1} = f_t - lr K[:, batch] chi``
+(that of tests/test_adam_limit_engine.py) with neural-tangents' CNTK (or the NNGP kernel for the readout alone), chi coded by hand; the
 normalized kernel descent of readout-only sign updates with Gaussian features, from neural-tangents'
 pooled NNGP kernel; the MLP engine on the same data written as 1 x 1 images.
 """
@@ -15,6 +15,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from test_adam_limit_engine import _chi, kernel_descent
 
 import infinite_width as iw
 from infinite_width import kernels, optim
@@ -45,26 +46,6 @@ def _data(out_dim=2, seed=0, classes=False, image=IMAGE):
     return x[:N_TRAIN], y, x[N_TRAIN:]
 
 
-def _chi(loss, f, y):
-    """d loss / d f in numpy: mse = 0.5 mean over all entries, CE = mean over rows."""
-    if loss == "mse":
-        return (f - y) / f.size
-    shifted = np.exp(f - f.max(axis=1, keepdims=True))
-    return (shifted / shifted.sum(axis=1, keepdims=True) - y) / f.shape[0]
-
-
-def kernel_descent(kernel, lr, y_train, rows, loss="mse", beta=0.0):
-    """Heavy-ball kernel gradient descent on all points: (steps + 1, P, k)."""
-    f = np.zeros((kernel.shape[0], y_train.shape[1]))
-    velocity = np.zeros_like(f)
-    out = [f.copy()]
-    for batch in rows:
-        velocity = beta * velocity + lr * kernel[:, batch] @ _chi(loss, f[batch], y_train[batch])
-        f = f - velocity
-        out.append(f.copy())
-    return np.stack(out)
-
-
 def _all(result):
     return (np.concatenate([result.train_predictions, result.test_predictions], axis=1),
             np.concatenate([result.train_stderr, result.test_stderr], axis=1))
@@ -81,7 +62,7 @@ def test_sgd_converges_to_neural_tangents_cntk_descent_like_inverse_sqrt_samples
     arch = _conv_arch(depth)
     x_all = np.concatenate([x_train, x_test])
     steps, lr = 12, 2.0
-    reference = kernel_descent(np.asarray(kernels.ntk(arch, x_all, x_train), np.float64), lr, y,
+    reference = kernel_descent([(np.asarray(kernels.ntk(arch, x_all, x_train), np.float64), lr)], y, steps,
                                np.tile(np.arange(N_TRAIN), (steps, 1)))
     replicas, per_replica = 8, np.array([128, 512, 2048, 8192])
     errors = []
@@ -114,7 +95,8 @@ def test_linear_optimizers_match_kernel_descent(name):
     steps = 10
     rows = minibatch_order(7, N_TRAIN, batch_size, steps)  # what solve and the engine use for key 7
     kernel = (kernels.nngp if readout_only else kernels.ntk)(arch, x_all, x_train)
-    reference = kernel_descent(np.asarray(kernel, np.float64), optimizer.lr, y, rows, loss=loss, beta=optimizer.beta)
+    reference = kernel_descent([(np.asarray(kernel, np.float64), optimizer.lr)], y, steps, rows, loss=loss,
+                               beta=optimizer.beta)
     result = adam_limit.simulate(arch, x_train, y, x_test, optimizer, steps, key=7, loss=loss,
                                  readout_only=readout_only, batch_size=batch_size, samples=2**15, replicas=8)
     mean, stderr = _all(result)

@@ -19,6 +19,7 @@ import textwrap
 import numpy as np
 import pytest
 from test_adam_limit_independent import HandAdam, _scale_and_error
+from test_adam_limit_memory import MEASURE
 
 from infinite_width import optim
 from infinite_width.architectures import Activation, Architecture, Conv, Dense, GlobalAvgPool
@@ -182,24 +183,12 @@ def test_finite_conv_nets_with_limit_matched_rates_converge_to_the_limit_like_in
     assert distances[-1] < 0.05
 
 
-MEMORY_SCRIPT = textwrap.dedent(
+MEMORY_SCRIPT = MEASURE + textwrap.dedent(
     """
-    import threading
     import numpy as np
     import infinite_width as iw
     from infinite_width import optim
     from infinite_width.limits import adam_limit
-
-    def anonymous():
-        # Anonymous resident memory only (what the estimate models; mapped libraries come and go).
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:"))
-
-    peak = [0]
-    def watch(stop):
-        while not stop.is_set():
-            peak[0] = max(peak[0], anonymous())
-            stop.wait(0.002)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 4, 4, 3)).astype(np.float32)
@@ -207,16 +196,10 @@ MEMORY_SCRIPT = textwrap.dedent(
     arch, adam = iw.conv(2, "relu", (3, 3), 1.4, 0.1, 10), optim.adam(0.01, 0.9, 0.99)
     adam_limit.simulate(arch, x[:20], y[:20], x[20:30], adam, 2, key=0, samples=64, replicas=2, batch_size=8,
                         rank=8, features=8)
-    before = anonymous()
-    stop = threading.Event()
-    watcher = threading.Thread(target=watch, args=(stop,))
-    watcher.start()
-    result = adam_limit.simulate(arch, x[:320], y, x[320:], adam, 3, key=1, samples=16384, replicas=4, rank=32,
-                                 features=32, batch_size=64, record=[3])
-    stop.set()
-    watcher.join()
+    result, used = measured(lambda: adam_limit.simulate(arch, x[:320], y, x[320:], adam, 3, key=1, samples=16384,
+                                                        replicas=4, rank=32, features=32, batch_size=64, record=[3]))
     assert result.ranks == {"h2": 32, "z1": 32}, result.ranks
-    print("MEMORY", result.memory.peak_bytes, max(peak[0], anonymous()) - before, result.memory.parts["storage"])
+    print("MEMORY", result.memory.peak_bytes, used, result.memory.parts["storage"])
     """
 )
 

@@ -38,15 +38,14 @@ from infinite_width.architectures import activation_fn
 from infinite_width.limits.adam_limit.conv_roots import shift_positions
 from infinite_width.limits.adam_limit.conv_terms import ConvNet, ConvTerm
 from infinite_width.limits.adam_limit.fields import (
-    ZETA_ID,
-    field_id,
+    latent_rows,
     narrow,
     replica_latents,
     sharded_zeros,
     storage_dtype_of,
     widen,
 )
-from infinite_width.limits.adam_limit.step import contract
+from infinite_width.limits.adam_limit.step import LayoutSizes, contract
 
 __all__ = ["ConvLayout", "conv_layout", "draw_contracted", "ContractedModel", "first_layer_root"]
 
@@ -106,16 +105,6 @@ def first_layer_root(net: ConvNet, patch_array) -> jax.Array:
     return jnp.concatenate([scale * patch_array, bias], axis=-1)
 
 
-def _latent_plan(layout: ConvLayout, ranks: Dict[str, int]):
-    """``((name, field id, rows, inner shape), ...)`` in the MLP engine's order: h layers, z layers, zeta."""
-    k = layout.out_dim
-    plan = [(f"h{l}", field_id(f"h{l}"), ranks[f"h{l}"], ()) for l in layout.h_layers]
-    plan += [(f"z{l}", field_id(f"z{l}"), ranks[f"z{l}"] * k, (k,)) for l in layout.z_layers]
-    if layout.zeta:
-        plan.append(("zeta", ZETA_ID, k, ()))
-    return tuple(plan)
-
-
 def draw_contracted(key, layout: ConvLayout, roots_for, first_layer, patch_array, dtype, *, sharding=None,
                     block_bytes: int = 1 << 28) -> Dict[str, jax.Array]:
     """Draw every stored feature of ``layout`` (module docstring).
@@ -143,7 +132,7 @@ def draw_contracted(key, layout: ConvLayout, roots_for, first_layer, patch_array
         roots = {name: jnp.asarray(root, jnp.float32).reshape(P, net.positions, -1)
                  for name, root in roots_for(replica).items()}
         ranks = {name: int(root.shape[-1]) for name, root in roots.items()} | {"h1": int(first_layer.shape[-1])}
-        plan = _latent_plan(layout, ranks)
+        plan = latent_rows(layout, ranks)  # the MLP engine's order: h layers, z layers, zeta
         latent, coordinate = replica_latents(key, replica, plan=plan, per_replica=C,
                                              input_dim=int(patch_array.shape[-1]), sharding=sharding)
         offsets = _offsets(plan)
@@ -239,27 +228,11 @@ def _block_features(layout: ConvLayout, start, block, latent, coordinate, first_
 
 
 @dataclasses.dataclass(frozen=True)
-class ContractedModel:
+class ContractedModel(LayoutSizes):
     """The conv net's step model (`infinite_width.limits.adam_limit.step.StepModel`): reads the stored
     position-contracted features on the rows."""
 
     layout: ConvLayout
-
-    @property
-    def replicas(self) -> int:
-        return self.layout.replicas
-
-    @property
-    def per_replica(self) -> int:
-        return self.layout.per_replica
-
-    @property
-    def out_dim(self) -> int:
-        return self.layout.out_dim
-
-    @property
-    def points(self) -> int:
-        return self.layout.points
 
     def accumulator_shapes(self):
         R, C, k = self.replicas, self.per_replica, self.out_dim

@@ -38,7 +38,7 @@ import numpy as np
 
 from infinite_width.limits.adam_limit.terms import Term
 
-__all__ = ["FieldLayout", "field_layout", "draw_fields", "rows_of_fields", "LayerValues", "widen", "narrow",
+__all__ = ["FieldLayout", "field_layout", "draw_fields", "latent_rows", "rows_of_fields", "LayerValues", "widen", "narrow",
            "storage_dtype_of", "field_id", "replica_latents", "sharded_zeros", "ZETA_ID"]
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -120,11 +120,13 @@ def widen(stored):
 # Drawing (once, at setup).
 
 
-def _latent_rows(layout: FieldLayout, ranks: Dict[str, int]):
+def latent_rows(layout, ranks: Dict[str, int]):
     """``((name, field id, rows, inner shape), ...)``: the latent rows (C,) each field draws per replica.
 
     A root of rank r draws r rows (``h``) or r k rows (``z``, row j k + c
-    for column j and output c); ``zeta`` draws k rows.
+    for column j and output c); ``zeta`` draws k rows. ``layout``: a
+    [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout] or a conv net's
+    `ConvLayout` (both name their ``h_layers``, ``z_layers``, ``zeta`` and ``out_dim``).
     """
     k = layout.out_dim
     plan = [(f"h{l}", field_id(f"h{l}"), ranks[f"h{l}"], ()) for l in layout.h_layers]
@@ -204,7 +206,7 @@ def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, r
     stores, zeta, coordinates = None, [], []
     for replica in range(R):
         roots = {name: jnp.asarray(root, jnp.float32) for name, root in roots_for(replica).items()}
-        plan = _latent_rows(layout, {name: root.shape[1] for name, root in roots.items()})
+        plan = latent_rows(layout, {name: root.shape[1] for name, root in roots.items()})
         if stores is None:
             stores = {name: sharded_zeros((P, R) + inner + (C,), storage_dtype_of(dtype), sharding) for name, _, _, inner in plan
                       if name != "zeta"}

@@ -47,7 +47,7 @@ from infinite_width.limits.adam_limit.terms import Term
 from infinite_width.architectures import activation_fn
 from infinite_width.optim import Optimizer
 
-__all__ = ["StepModel", "FieldModel", "StepSpec", "compiled_advance", "compiled_predict", "initial_state",
+__all__ = ["StepModel", "LayoutSizes", "FieldModel", "StepSpec", "compiled_advance", "compiled_predict", "initial_state",
            "optimizer_state_numbers", "OUTPUT_BIAS"]
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -80,14 +80,8 @@ class StepModel(Protocol):
         """The block's share of every normalized gradient, for ``chi`` (b, R, k) (zero on padding rows)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class FieldModel:
-    """The MLP's model: ``U`` and ``V`` computed on the rows from the stored ``h^l``, ``z^l`` (docs/theory.md,
-    section 7)."""
-
-    terms: Tuple[Term, ...]
-    layout: FieldLayout
-    activations: Tuple[str, ...]
+class LayoutSizes:
+    """The sizes of a `StepModel` read from its ``layout`` (replicas, samples per replica, outputs, points)."""
 
     @property
     def replicas(self) -> int:
@@ -104,6 +98,16 @@ class FieldModel:
     @property
     def points(self) -> int:
         return self.layout.points
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldModel(LayoutSizes):
+    """The MLP's model: ``U`` and ``V`` computed on the rows from the stored ``h^l``, ``z^l`` (docs/theory.md,
+    section 7)."""
+
+    terms: Tuple[Term, ...]
+    layout: FieldLayout
+    activations: Tuple[str, ...]
 
     def by_u_layer(self):
         """The shared terms grouped by their ``u`` layer: ((l, (term, ...)), ...)."""
