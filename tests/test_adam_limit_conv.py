@@ -7,15 +7,12 @@ pooled NNGP kernel; the MLP engine on the same data written as 1 x 1 images.
 """
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import numpy as np
 import pytest
-from test_adam_limit_engine import _chi, kernel_descent
+from test_adam_limit_engine import _chi, kernel_descent, run_on_four_cpu_devices
 
 import infinite_width as iw
 from infinite_width import kernels, optim
@@ -229,10 +226,7 @@ def test_sharded_over_four_devices_equals_one_device():
         print("MAXDIFF", float(np.max(np.abs(a - b))), float(np.max(np.abs(a))))
         """
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    diff, scale = map(float, out.stdout.split("MAXDIFF")[1].split())
+    diff, scale = run_on_four_cpu_devices(script)
     assert scale > 0.05
     assert diff <= 1e-5 * max(scale, 1.0)
 

@@ -249,12 +249,18 @@ def test_sharded_over_four_devices_equals_one_device():
         print("MAXDIFF", float(np.max(np.abs(a - b))), float(np.max(np.abs(a))))
         """
     )
+    diff, scale = run_on_four_cpu_devices(script)
+    assert scale > 0.05
+    assert diff <= 1e-5 * max(scale, 1.0)
+
+
+def run_on_four_cpu_devices(script):
+    """Run ``script`` in a subprocess with 4 CPU devices; the two numbers it prints after ``MAXDIFF``."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     diff, scale = map(float, out.stdout.split("MAXDIFF")[1].split())
-    assert scale > 0.05
-    assert diff <= 1e-5 * max(scale, 1.0)
+    return diff, scale
 
 
 # --------------------------------------------------------------------------
