@@ -106,6 +106,29 @@ def test_linear_optimizers_match_kernel_descent(name):
     assert np.abs(reference[-1]).max() > 0.1
 
 
+def test_a_learning_rate_schedule_scales_every_steps_update():
+    """SGD with a step decay: each step of the limit is CNTK descent at that step's rate (numpy loop here)."""
+    x_train, y, x_test = _data(seed=8)
+    arch = _conv_arch(2)
+    steps, lr, decay = 8, 3.0, optim.step_decay([3, 6], 0.3)
+    kernel = np.asarray(kernels.ntk(arch, np.concatenate([x_train, x_test]), x_train), np.float64)
+    f = np.zeros((N_TRAIN + N_TEST, 2))
+    reference = [f.copy()]
+    for t in range(steps):
+        f = f - lr * decay(t) * kernel @ _chi("mse", f[:N_TRAIN], y)
+        reference.append(f.copy())
+    reference = np.stack(reference)
+    result = adam_limit.simulate(arch, x_train, y, x_test, optim.sgd(lr, schedule=decay), steps, key=4,
+                                 samples=2**15, replicas=8)
+    mean, stderr = _all(result)
+    relative = np.sqrt(np.mean((mean - reference) ** 2) / np.mean(reference[1:] ** 2))
+    unscheduled = kernel_descent([(kernel, lr)], y, steps, np.tile(np.arange(N_TRAIN), (steps, 1)))
+    print("schedule: relative RMS error", relative)
+    assert relative < 0.05 and np.mean(np.abs(mean - reference) <= 3 * stderr + 1e-6) >= 0.9
+    # The test tells the schedule from its absence: without it the reference is much farther than the engine.
+    assert np.sqrt(np.mean((unscheduled - reference) ** 2) / np.mean(reference[1:] ** 2)) > 5 * relative
+
+
 def _mlp_as_conv(mlp_layers, readout):
     """The same network on 1 x 1 images: every Dense hidden layer a 1 x 1 convolution."""
     layers = []
