@@ -25,6 +25,12 @@ Two modes (docs/theory.md, section 10; results in docs/BENCHMARKS.md, section
   greedy pivoting (``stay_fraction=1``): the variance the columns leave and the
   number of point blocks of kernel rows computed.
 
+* ``memory``: the engine's memory estimate against the peak resident memory
+  above the start (sampled every 20 ms) in a run whose roots dominate: 2,000
+  random 4 x 4 x 3 images, k = 10, M = 1,024, rank 512 + 512 features
+  (``tests/test_adam_limit_conv_limits.py`` checks a run whose stored features
+  dominate).
+
 ``--tiny`` shrinks either mode to a few seconds (a check that the script runs,
 not a measurement).
 
@@ -191,9 +197,32 @@ def pivoting(args, config):
                             coordinates=int(variances.size), field="h2"), results=rows)
 
 
+MEMORY = dict(points=2000, n_train=1600, samples=1024, replicas=4, rank=512, features=512)
+TINY_MEMORY = dict(points=100, n_train=80, samples=256, replicas=4, rank=16, features=16)
+
+
+def memory(args, config):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(config["points"], 4, 4, 3)).astype(np.float32)
+    y = rng.normal(size=(config["n_train"], 10)).astype(np.float32)
+    arch, adam = architecture(), optim.adam(0.01, b1=0.9, b2=0.99)
+    n = config["n_train"]
+    adam_limit.simulate(arch, x[:20], y[:20], x[20:30], adam, 2, key=0, samples=64, replicas=2, rank=8, features=8)
+    baseline = PeakMemory.rss()
+    with PeakMemory() as peak:
+        result = adam_limit.simulate(arch, x[:n], y, x[n:], adam, 3, key=1, samples=config["samples"],
+                                     replicas=config["replicas"], rank=config["rank"], features=config["features"],
+                                     batch_size=64, record=[3])
+    return machine() | dict(load_average=os.getloadavg(), config=config, ranks=result.ranks, timings=result.timings,
+                            estimate_gib=result.memory.peak_bytes / 2**30,
+                            estimate_parts_gib={k: v / 2**30 for k, v in result.memory.parts.items()},
+                            measured_above_start_gib=(peak.peak - baseline) / 2**30,
+                            measured_over_estimate=(peak.peak - baseline) / result.memory.peak_bytes)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", choices=("scale", "cost", "pivoting"), default="scale")
+    parser.add_argument("--mode", choices=("scale", "cost", "pivoting", "memory"), default="scale")
     parser.add_argument("--dataset", choices=sorted(POOL), default="cifar10")
     parser.add_argument("--tiny", action="store_true", help="a few seconds: checks that the script runs")
     parser.add_argument("--rank", type=int, default=adam_limit.DEFAULT_RANK, help="scale mode: root columns kept")
@@ -209,9 +238,11 @@ def main():
         summary = scale(args, dict(TINY_SCALE if args.tiny else SCALE))
         with open(os.path.join(args.out, "bench_adam_limit_conv_scale.json"), "w") as handle:
             json.dump(summary, handle, indent=2)
-    elif args.mode == "pivoting":
-        summary = pivoting(args, dict(TINY_PIVOTING if args.tiny else PIVOTING))
-        with open(os.path.join(args.out, "bench_adam_limit_conv_pivoting.json"), "w") as handle:
+    elif args.mode in ("pivoting", "memory"):
+        run, full, tiny = (pivoting, PIVOTING, TINY_PIVOTING) if args.mode == "pivoting" else (memory, MEMORY,
+                                                                                               TINY_MEMORY)
+        summary = run(args, dict(tiny if args.tiny else full))
+        with open(os.path.join(args.out, f"bench_adam_limit_conv_{args.mode}.json"), "w") as handle:
             json.dump(summary, handle, indent=2)
     else:
         summary = cost(args, dict(TINY_COST if args.tiny else COST))

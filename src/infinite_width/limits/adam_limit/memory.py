@@ -233,11 +233,11 @@ def estimate_conv_memory(
     block = net.positions * coordinates * (4 * (3 * net.depth + 2) + 8 * 2) + 16 * coordinates
     parts = {
         "storage": per_device * (points * layout.numbers_per_point * _ITEMSIZE[storage_dtype] + k * _FLOAT),
-        # Float64 factors (kept for the features), one replica's float32 roots on the host and the device,
-        # the patches and the first layer's root, and the features of one truncated root (float64, three
-        # copies while they are projected).
-        "roots": coordinates * (8 * truncated + 2 * _FLOAT * sum(widths.values()) + 2 * _FLOAT * first_layer
-                                + (3 * 8 * features if truncated else 0)),
+        # Float64 factors (kept for the features), one replica's float32 roots (its host copy is dropped as
+        # it moves to the device), the patches and the first layer's root, and the features of one truncated
+        # root with their residual (float64; features.residual_root writes the float32 root directly).
+        "roots": coordinates * (8 * truncated + _FLOAT * sum(widths.values()) + 2 * _FLOAT * first_layer
+                                + (2 * 8 * features if truncated else 0)),
         "root_computation": 8 * coordinates * sum(widths.values()) + block + 2 * _FLOAT * coordinates * first_layer,
         "sampling": (-(-latent_rows // LATENT_CHUNK_ROWS) * LATENT_CHUNK_ROWS + 4 * LATENT_CHUNK_ROWS)
         * per_replica * _FLOAT + 2 * CONV_DRAW_BLOCK_BYTES,
