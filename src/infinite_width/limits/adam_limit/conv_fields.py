@@ -3,11 +3,11 @@
 Only the position sums ``A_c(x, tap) = sum_s u_c(x, s) v(x, s + delta)`` of
 [`conv_terms`][infinite_width.limits.adam_limit.conv_terms] enter the update, so the
 engine stores them instead of the fields over positions. Stored per term,
-samples last (R replicas of C samples, P points):
+samples last (R replicas of C samples, P points; ``#S = |S|``):
 
 | term | stored | shape |
 |---|---|---|
-| ``u^L`` terms (``zeta_scaled``) | ``(1/|S|) sum_s phi'(h^L) v`` (times ``zeta_c`` at the step) | (P, R, taps, C) |
+| ``u^L`` terms (``zeta_scaled``) | ``(1/#S) sum_s phi'(h^L) v`` (times ``zeta_c`` at the step) | (P, R, taps, C) |
 | ``u^l`` terms, l < L | ``sum_s phi'(h^l) z^l_c v``, every output | (P, R, taps, k, C) |
 | readout | ``mean_s phi(h^L)`` | (P, R, C) |
 | ``zeta`` | ``W_std_{L+1} zeta_c`` | (R, k, C) |

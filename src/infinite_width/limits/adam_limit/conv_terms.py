@@ -9,12 +9,13 @@ padding and an odd filter; an activation with a closed-form kernel), then
 Every term of the limit moves output c on point xi by
 ``- lr * coef * mean_taps E[ A_c(xi, tap) Q_t(g_tap) ]`` with the
 position-contracted products ``A`` of the table below
-(``u^l_c(x, s) = phi'(h^l(x, s)) z^l_c(x, s)``; ``z^L_c = W_std_{L+1} zeta_c / |S|``):
+(``u^l_c(x, s) = phi'(h^l(x, s)) z^l_c(x, s)``; ``z^L_c = W_std_{L+1} zeta_c / |S|``; the table writes
+``#S`` for ``|S|`` and ``#F_l`` for ``|F_l|``):
 
 | term | ``A_c(x, tap)`` | taps (own ``g`` each) | coef, adam/sign | coef, sgd/momentum |
 |---|---|---|---|---|
 | input ``W^1`` | ``sum_s u^1_c(x,s) x_b(s+delta)``, one ``(b, delta)`` per sample | 1 | ``W_std_1`` | ``W_std_1^2`` |
-| hidden ``W^l``, ``l >= 2`` | ``sum_s u^l_c(x,s) phi(h^{l-1}(x, s+delta))`` | ``|F_l|`` | ``W_std_l / |F_l|`` | ``W_std_l^2 / |F_l|`` |
+| hidden ``W^l``, ``l >= 2`` | ``sum_s u^l_c(x,s) phi(h^{l-1}(x, s+delta))`` | ``#F_l`` | ``W_std_l / #F_l`` | ``W_std_l^2 / #F_l`` |
 | hidden bias ``b^l`` | ``sum_s u^l_c(x,s)`` | 1 | ``b_std_l`` | ``b_std_l^2`` |
 | readout row c | ``V(x) = mean_s phi(h^L(x,s))`` (``g`` per output) | 1 | ``W_std_{L+1}`` | ``W_std_{L+1}^2`` |
 | output bias c | 1 (exact, no samples) | 1 | ``b_std_{L+1}`` | ``b_std_{L+1}^2`` |
