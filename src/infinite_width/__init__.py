@@ -2,27 +2,28 @@
 
 Three views of one architecture, on the same data, one subpackage per layer:
 
-* :mod:`infinite_width.kernels`: closed-form NNGP and NTK kernels (from
+* [`infinite_width.kernels`][]: closed-form NNGP and NTK kernels (from
   neural-tangents), layer-wise, empirical and Neural Network Prior Kernels;
-* :mod:`infinite_width.finite`: finite networks at any width, trained with optax;
-* :mod:`infinite_width.limits`: what training becomes at infinite width:
+* [`infinite_width.finite`][]: finite networks at any width, trained with optax;
+* [`infinite_width.limits`][]: what training becomes at infinite width:
   kernel dynamics, the NNGP posterior and kernel ridge baselines, and the
-  Adam-like limit (:mod:`infinite_width.limits.adam_limit`);
-* :mod:`infinite_width.workflow`: one :func:`solve` for every method
-  (:class:`Finite`, :class:`KernelDynamics`, :class:`AdamLimit`,
-  :class:`Posterior`, :class:`KernelRidge`; ``width=`` picks one), the
-  :class:`Trajectory` it returns, :func:`compare`, :func:`sweep` and plots;
-* :mod:`infinite_width.experiments`: the demo and the NNPK ablation, shared
+  Adam-like limit ([`infinite_width.limits.adam_limit`][]);
+* [`infinite_width.workflow`][]: one [`solve`][infinite_width.solve] for every method
+  ([`Finite`][infinite_width.Finite], [`KernelDynamics`][infinite_width.KernelDynamics],
+  [`AdamLimit`][infinite_width.AdamLimit], [`Posterior`][infinite_width.Posterior],
+  [`KernelRidge`][infinite_width.KernelRidge]; ``width=`` picks one), the [`Trajectory`][infinite_width.Trajectory] it
+  returns, [`compare`][infinite_width.compare], [`sweep`][infinite_width.sweep] and plots;
+* [`infinite_width.experiments`][]: the demo and the NNPK ablation, shared
   by the command line and ``paper_figures/``;
-* :mod:`infinite_width.datasets`: digits, MNIST, Fashion-MNIST and CIFAR-10;
-* :mod:`infinite_width.nt`: neural-tangents itself, working on current jax.
+* [`infinite_width.datasets`][]: digits, MNIST, Fashion-MNIST and CIFAR-10;
+* [`infinite_width.nt`][]: neural-tangents itself, working on current jax.
 
-Architectures (:func:`mlp`, :func:`conv`, :func:`myrtle`, :class:`Architecture`),
-:class:`Problem`, :mod:`~infinite_width.optim`, :mod:`~infinite_width.losses`
-and :class:`Predictions` (what every method returns) are shared by all of them. Every subpackage is an attribute of the package
-from the start (imported on first use).
+Architectures ([`mlp`][infinite_width.mlp], [`conv`][infinite_width.conv], [`myrtle`][infinite_width.myrtle],
+[`Architecture`][infinite_width.Architecture]), [`Problem`][infinite_width.Problem], [`optim`][infinite_width.optim],
+[`losses`][infinite_width.losses] and [`Predictions`][infinite_width.Predictions] (what every method returns) are shared
+by all of them. Every subpackage is an attribute of the package from the start (imported on first use).
 
-:mod:`infinite_width.testing` (hypothesis strategies and kernel-identity
+[`infinite_width.testing`][] (hypothesis strategies and kernel-identity
 checkers for property tests) needs the ``test`` extra and is imported
 explicitly: ``from infinite_width import testing``.
 
@@ -66,10 +67,10 @@ from infinite_width.workflow import (
 
 __version__ = "0.1.0"
 
-#: Subpackages and modules reachable as attributes, imported on first access (PEP 562).
+# Subpackages and modules reachable as attributes, imported on first access (PEP 562).
 _SUBMODULES = ("datasets", "experiments", "finite", "kernels", "limits", "losses", "optim", "workflow")
-#: Reachable the same way but left out of ``__all__``: ``from infinite_width import *`` must not import
-#: neural-tangents.
+# Reachable the same way but left out of ``__all__``: ``from infinite_width import *`` must not import
+# neural-tangents.
 _HEAVY_SUBMODULES = ("nt",)
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m infinite_width demo`` (see :mod:`infinite_width.experiments.demo`)."""
+"""Command line: ``python -m infinite_width demo`` (see [`infinite_width.experiments.demo`][])."""
 
 from __future__ import annotations
 

@@ -1,26 +1,28 @@
 """One description of a network that yields every view of it.
 
-An :class:`Architecture` is a tuple of plain layer descriptions. It knows
+An [`Architecture`][infinite_width.Architecture] is a tuple of plain layer descriptions. It knows
 nothing of the views built from it elsewhere:
 
-* the closed-form NNGP and NTK kernels (:mod:`infinite_width.kernels`; the
+* the closed-form NNGP and NTK kernels ([`infinite_width.kernels`][]; the
   neural-tangents triple ``(init_fn, apply_fn, kernel_fn)`` is
-  :func:`infinite_width.kernels.stax`);
+  [`infinite_width.kernels.stax`][]);
 * the finite network at any width, parametrization and initialisation
-  (:func:`infinite_width.finite.network`);
+  ([`infinite_width.finite.network`][]);
 * for MLPs, the layer-wise kernels of the Adam-like limit
-  (:func:`infinite_width.kernels.layerwise`).
+  ([`infinite_width.kernels.layerwise`][]).
 
 Hidden layers have no fixed size: ``Dense()`` and ``Conv()`` without ``out``
 take the width of whichever view is built (infinite for kernels, ``width``
 for finite networks). The readout layer has ``out=out_dim``.
 
-Example::
+Example:
 
-    >>> import infinite_width as iw
-    >>> arch = iw.mlp(depth=2, activation="relu", W_std=1.4, b_std=0.1, out_dim=10)
-    >>> arch.depth
-    2
+```pycon
+>>> import infinite_width as iw
+>>> arch = iw.mlp(depth=2, activation="relu", W_std=1.4, b_std=0.1, out_dim=10)
+>>> arch.depth
+2
+```
 """
 
 from __future__ import annotations
@@ -81,16 +83,16 @@ _ACTIVATION_FNS: dict = {
     "leaky_relu": lambda x: jnp.where(x >= 0, x, 0.1 * x),
 }
 
-#: Activation names with a closed-form infinite-width kernel.
 ACTIVATIONS: Tuple[str, ...] = tuple(_ACTIVATION_FNS)
+"""Activation names with a closed-form infinite-width kernel."""
 
 # Activations of finite networks (and so of the NNPK) without a closed-form kernel in neural-tangents.
 _NO_CLOSED_FORM_ACTIVATION_FNS: dict = {
     "tanh": jnp.tanh,
 }
 
-#: Activation names without a closed-form kernel: finite networks and the NNPK only.
 NO_CLOSED_FORM_ACTIVATIONS: Tuple[str, ...] = tuple(_NO_CLOSED_FORM_ACTIVATION_FNS)
+"""Activation names without a closed-form kernel: finite networks and the NNPK only."""
 
 
 def _check_activation(name: str) -> str:
@@ -103,7 +105,7 @@ def _check_activation(name: str) -> str:
 
 
 def activation_fn(name: str) -> Callable:
-    """The elementwise function ``phi`` of the activation ``name`` (:data:`ACTIVATIONS` or :data:`NO_CLOSED_FORM_ACTIVATIONS`)."""
+    """The elementwise function ``phi`` of the activation ``name`` ([`ACTIVATIONS`][infinite_width.ACTIVATIONS] or [`NO_CLOSED_FORM_ACTIVATIONS`][infinite_width.NO_CLOSED_FORM_ACTIVATIONS])."""
     name = _check_activation(name)
     return _ACTIVATION_FNS.get(name) or _NO_CLOSED_FORM_ACTIVATION_FNS[name]
 
@@ -139,7 +141,7 @@ class Conv:
 
 @dataclasses.dataclass(frozen=True)
 class Activation:
-    """Elementwise nonlinearity, one of :data:`ACTIVATIONS` or :data:`NO_CLOSED_FORM_ACTIVATIONS`."""
+    """Elementwise nonlinearity, one of [`ACTIVATIONS`][infinite_width.ACTIVATIONS] or [`NO_CLOSED_FORM_ACTIVATIONS`][infinite_width.NO_CLOSED_FORM_ACTIVATIONS]."""
 
     name: str = "relu"
 
@@ -183,11 +185,11 @@ class LayerNorm:
 
 
 Layer = Union[Dense, Conv, Activation, AvgPool, MaxPool, GlobalAvgPool, Flatten, LayerNorm]
-#: Layers with parameters (a weight and a bias).
 WEIGHTED_LAYERS = (Dense, Conv)
-#: Layers without a closed-form infinite-width kernel (finite networks and the NNPK only).
+"""Layers with parameters (a weight and a bias)."""
 NO_CLOSED_FORM_LAYERS = (MaxPool,)
-#: Linear layers without parameters: a readout followed only by these keeps the output linear in it.
+"""Layers without a closed-form infinite-width kernel (finite networks and the NNPK only)."""
+# Linear layers without parameters: a readout followed only by these keeps the output linear in it.
 _LINEAR_AFTER_READOUT = (GlobalAvgPool, AvgPool, Flatten)
 
 
@@ -254,8 +256,8 @@ class Architecture:
     def has_closed_form(self) -> bool:
         """Whether neural-tangents computes its infinite-width kernels exactly.
 
-        False with a layer of :data:`NO_CLOSED_FORM_LAYERS` or an activation of
-        :data:`NO_CLOSED_FORM_ACTIVATIONS`.
+        False with a layer of [`NO_CLOSED_FORM_LAYERS`][infinite_width.architectures.NO_CLOSED_FORM_LAYERS] or an
+        activation of [`NO_CLOSED_FORM_ACTIVATIONS`][infinite_width.NO_CLOSED_FORM_ACTIVATIONS].
         """
         return not any(
             isinstance(layer, NO_CLOSED_FORM_LAYERS)

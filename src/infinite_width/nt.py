@@ -2,22 +2,24 @@
 
 neural-tangents 0.6.5 (its last release) does not import on jax >= 0.6 and
 imports TensorFlow when it does. This module is that package after
-:mod:`infinite_width._src.nt` has restored the names it needs and kept
+`infinite_width._src.nt` has restored the names it needs and kept
 TensorFlow out: every public name of ``neural_tangents`` is here
 (``nt.stax``, ``nt.predict``, ``nt.batch``, ``nt.empirical_ntk_fn``,
-``nt.monte_carlo_kernel_fn``, ``nt.Kernel``, ...)::
+``nt.monte_carlo_kernel_fn``, ``nt.Kernel``, ...):
 
-    from infinite_width import nt
+```python
+from infinite_width import nt
 
-    init_fn, apply_fn, kernel_fn = nt.stax.serial(nt.stax.Dense(512), nt.stax.Relu(), nt.stax.Dense(1))
-    K = infinite_width.kernels.nngp(kernel_fn, x)  # any stax kernel_fn works with our kernels
+init_fn, apply_fn, kernel_fn = nt.stax.serial(nt.stax.Dense(512), nt.stax.Relu(), nt.stax.Dense(1))
+K = infinite_width.kernels.nngp(kernel_fn, x)  # any stax kernel_fn works with our kernels
+```
 
 Importing it imports neural-tangents (``import infinite_width`` alone does
 not). What does not work on current jax, and one trap under jax
 transformations (``predict.gradient_descent_mse`` raises
 ``UnexpectedTracerError`` under ``jit``/``vmap``/``grad``; use
 ``predict.gradient_descent_mse_ensemble`` or ``predict.gp_inference``), is
-listed in :mod:`infinite_width._src.nt`.
+listed in `infinite_width._src.nt`.
 """
 
 from infinite_width._src.nt import nt as _neural_tangents

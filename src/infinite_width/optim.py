@@ -1,37 +1,37 @@
 """Optimizer specs shared by finite networks and infinite-width limits.
 
-An :class:`Optimizer` is a plain description: its name and hyper-parameters.
+An [`Optimizer`][infinite_width.optim.Optimizer] is a plain description: its name and hyper-parameters.
 Both sides read the same spec:
 
-* the finite trainer (:mod:`infinite_width.finite.training`) turns it into optax
+* the finite trainer ([`infinite_width.finite.training`][]) turns it into optax
   transformations, one per parameter group;
 * the infinite-width side reads it for its limit: NTK / NNGP kernel dynamics
   for ``sgd`` and ``momentum``, the Adam-like limit
-  (:mod:`infinite_width.limits.adam_limit`) for ``adam`` and ``sign``.
+  ([`infinite_width.limits.adam_limit`][]) for ``adam`` and ``sign``.
 
 Every optimizer moves a scalar parameter ``p`` of group ``grp`` by
 ``dp = -lr * r_grp * Q_t(G_p(0..t))``, where ``Q_t`` is the optimizer's
-*direction* (:meth:`Optimizer.direction`):
+*direction* ([`Optimizer.direction`][infinite_width.optim.Optimizer.direction]):
 
-=========  ===========================================  =========================
-name       direction ``Q_t``                             learning rate per group
-=========  ===========================================  =========================
-sgd        ``G``                                         ``lr`` (one global rate)
-momentum   ``m_t = beta m_{t-1} + G``                    ``lr`` (one global rate)
-adam       ``m_hat / (sqrt(v_hat) + eps_grp)``           ``lr * r_grp``
-sign       ``sign(G)``                                   ``lr * r_grp``
-=========  ===========================================  =========================
+| name | direction ``Q_t`` | learning rate per group |
+|---|---|---|
+| sgd | ``G`` | ``lr`` (one global rate) |
+| momentum | ``m_t = beta m_{t-1} + G`` | ``lr`` (one global rate) |
+| adam | ``m_hat / (sqrt(v_hat) + eps_grp)`` | ``lr * r_grp`` |
+| sign | ``sign(G)`` | ``lr * r_grp`` |
 
 For ``adam`` and ``sign`` the per-group factors of
 docs/theory.md, section 3 apply (``n`` the width, ``d`` the
-input dimension)::
+input dimension):
 
-    group                 s_grp (G = s g)     r_grp
-    hidden W^l, l >= 2    W_std / n           1 / n
-    input W^1             W_std / sqrt(n d)   1 / sqrt(n d)
-    hidden bias b^l       b_std / sqrt(n)     1 / sqrt(n)
-    readout W^{L+1}       W_std / sqrt(n)     1 / sqrt(n)
-    output bias           b_std               1
+```text
+group                 s_grp (G = s g)     r_grp
+hidden W^l, l >= 2    W_std / n           1 / n
+input W^1             W_std / sqrt(n d)   1 / sqrt(n d)
+hidden bias b^l       b_std / sqrt(n)     1 / sqrt(n)
+readout W^{L+1}       W_std / sqrt(n)     1 / sqrt(n)
+output bias           b_std               1
+```
 
 and Adam's epsilon acts on the normalized gradient ``g``: group ``grp`` uses
 ``eps_grp = eps * s_grp``, so Adam and sign are exactly invariant to the scale
@@ -42,11 +42,11 @@ width. (``infinite_width.Finite(rates="global")`` instead uses ``lr`` and
 Learning-rate schedules (docs/theory.md, section 3): ``schedule=`` multiplies
 step ``t``'s update by ``factor(t)``, ``lr_t = lr * factor(t)``, after the
 direction (Adam's moments are unchanged), in every regime: the finite
-trainer, kernel dynamics and the Adam-like limit. :func:`constant` (the
-default), :func:`warmup_cosine` and :func:`step_decay` build the
-:class:`Schedule` specs (hashable, described as JSON by
-:meth:`Schedule.describe`); :meth:`Optimizer.rate_factors` gives the factors
-of a run.
+trainer, kernel dynamics and the Adam-like limit. [`constant`][infinite_width.optim.constant] (the
+default), [`warmup_cosine`][infinite_width.optim.warmup_cosine] and [`step_decay`][infinite_width.optim.step_decay]
+build the [`Schedule`][infinite_width.optim.Schedule] specs (hashable, described as JSON by
+[`Schedule.describe`][infinite_width.optim.Schedule.describe]);
+[`Optimizer.rate_factors`][infinite_width.optim.Optimizer.rate_factors] gives the factors of a run.
 """
 
 from __future__ import annotations
@@ -70,10 +70,11 @@ SCHEDULES = ("constant", "warmup_cosine", "step_decay")
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     """A learning-rate schedule: step ``t`` (from 0) moves by ``lr * factor(t)``; build one with
-    :func:`constant`, :func:`warmup_cosine` or :func:`step_decay`.
+    [`constant`][infinite_width.optim.constant], [`warmup_cosine`][infinite_width.optim.warmup_cosine] or
+    [`step_decay`][infinite_width.optim.step_decay].
 
     Calling it, ``schedule(t)``, gives ``factor(t)`` for an int or an integer
-    jax array (traceable, an optax schedule); :meth:`factors` the (steps,)
+    jax array (traceable, an optax schedule); [`factors`][infinite_width.optim.Schedule.factors] the (steps,)
     factors of a run.
     """
 
@@ -100,7 +101,7 @@ class Schedule:
 
     @property
     def is_constant(self) -> bool:
-        """True for :func:`constant`: every factor is 1 (closed forms of constant-rate dynamics apply)."""
+        """True for [`constant`][infinite_width.optim.constant]: every factor is 1 (closed forms of constant-rate dynamics apply)."""
         return self.name == "constant"
 
     def optax_schedule(self) -> optax.Schedule:
@@ -150,7 +151,7 @@ def step_decay(boundaries: Sequence[int], factor: float = 0.1) -> Schedule:
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
-    """A description of an entrywise optimizer; build one with :func:`sgd`, :func:`momentum`, :func:`adam` or :func:`sign`.
+    """A description of an entrywise optimizer; build one with [`sgd`][infinite_width.optim.sgd], [`momentum`][infinite_width.optim.momentum], [`adam`][infinite_width.optim.adam] or [`sign`][infinite_width.optim.sign].
 
     Hyper-parameters are real numbers (Python or numpy scalars, stored as
     Python floats): ``TypeError`` naming the field for anything else (a

@@ -1,16 +1,16 @@
-"""The one raw result type of every method: :class:`Predictions` at recorded steps.
+"""The one raw result type of every method: [`Predictions`][infinite_width.Predictions] at recorded steps.
 
-Finite networks (:func:`infinite_width.finite.train`), kernel dynamics
-(:mod:`infinite_width.limits.kernel_dynamics`), the Adam-like limit and its
-exact cases, and the t = infinity baselines all return a :class:`Predictions`.
+Finite networks ([`infinite_width.finite.train`][]), kernel dynamics
+([`infinite_width.limits.kernel_dynamics`][]), the Adam-like limit and its
+exact cases, and the t = infinity baselines all return a [`Predictions`][infinite_width.Predictions].
 It holds outputs only: losses and accuracies are computed once, from it, by
-:mod:`infinite_width.workflow.metrics` when :func:`infinite_width.solve`
-builds a :class:`~infinite_width.Trajectory`.
+[`infinite_width.workflow.metrics`][] when [`infinite_width.solve`][]
+builds a [`Trajectory`][infinite_width.Trajectory].
 
 Shapes (``S`` seeds of finite networks, 1 for a deterministic limit; ``R``
 recorded steps; ``N``/``Nt`` train/test points; ``k`` outputs):
 
-* ``steps`` (R,) int64, increasing; :data:`STATIC_STEP` (-1) means t = infinity;
+* ``steps`` (R,) int64, increasing; [`STATIC_STEP`][infinite_width.workflow.STATIC_STEP] (-1) means t = infinity;
 * ``train`` (S, R, N, k), ``test`` (S, R, Nt, k): float32, or float64 when
   computed in float64 (``Nt`` may be 0: no test points);
 * ``diverged`` (S,) bool and ``first_nonfinite_step`` (S,) int64 (-1 when
@@ -35,8 +35,8 @@ import numpy as np
 
 __all__ = ["Predictions", "STATIC_STEP"]
 
-#: The recorded step of a non-dynamical baseline (``t = infinity``).
 STATIC_STEP = -1
+"""The recorded step of a non-dynamical baseline (``t = infinity``)."""
 
 _FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -115,7 +115,7 @@ class Predictions:
 
     @classmethod
     def at_infinity(cls, train, test, **fields) -> "Predictions":
-        """Predictions of a t = infinity baseline: ``train`` (N, k), ``test`` (Nt, k), recorded at :data:`STATIC_STEP`."""
+        """Predictions of a t = infinity baseline: ``train`` (N, k), ``test`` (Nt, k), recorded at [`STATIC_STEP`][infinite_width.workflow.STATIC_STEP]."""
         return cls.deterministic([STATIC_STEP], np.asarray(train)[None], np.asarray(test)[None], **fields)
 
     @property
@@ -125,5 +125,5 @@ class Predictions:
 
     @property
     def is_static(self) -> bool:
-        """True for a t = infinity baseline (one recorded step, :data:`STATIC_STEP`)."""
+        """True for a t = infinity baseline (one recorded step, [`STATIC_STEP`][infinite_width.workflow.STATIC_STEP])."""
         return self.steps.shape == (1,) and self.steps[0] == STATIC_STEP

@@ -1,6 +1,6 @@
 """A supervised problem: training and test data with the loss to train on.
 
-Every regime of :func:`infinite_width.solve` reads the same :class:`Problem`,
+Every regime of [`infinite_width.solve`][] reads the same [`Problem`][infinite_width.Problem],
 so the same arrays reach the kernels, the Adam-like limit and the finite
 networks. Everything is checked once, here, when the problem is built.
 
@@ -117,7 +117,7 @@ class Problem:
 
     @classmethod
     def from_dataset(cls, dataset, loss: str = "mse") -> "Problem":
-        """The problem of a :class:`infinite_width.datasets.Dataset` (one-hot targets)."""
+        """The problem of a [`infinite_width.datasets.Dataset`][] (one-hot targets)."""
         for field in ("x_train", "y_train", "x_test", "y_test"):
             if not hasattr(dataset, field):
                 raise TypeError(f"expected a datasets.Dataset, got {type(dataset).__name__} without {field!r}")

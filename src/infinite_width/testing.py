@@ -4,23 +4,25 @@ Hypothesis strategies that draw architectures and inputs, and checkers for
 the identities every NNGP/NTK pair must satisfy. Each checker raises
 ``AssertionError`` with an informative message when the identity fails and
 otherwise returns the measured quantity (an error or an eigenvalue ratio), so
-that it can be used inside a hypothesis test or on its own::
+that it can be used inside a hypothesis test or on its own:
 
-    from hypothesis import given
-    import infinite_width.testing as iwt
+```python
+from hypothesis import given
+import infinite_width.testing as iwt
 
-    @iwt.property_settings(max_examples=20)
-    @given(iwt.architectures().flatmap(lambda a: iwt.inputs(a).map(lambda x: (a, x))))
-    def test_psd(arch_and_x):
-        arch, x = arch_and_x
-        iwt.check_psd(infinite_width.kernels.ntk(arch, x, dtype="float64"))
+@iwt.property_settings(max_examples=20)
+@given(iwt.architectures().flatmap(lambda a: iwt.inputs(a).map(lambda x: (a, x))))
+def test_psd(arch_and_x):
+    arch, x = arch_and_x
+    iwt.check_psd(infinite_width.kernels.ntk(arch, x, dtype="float64"))
+```
 
 Independent references (pure numpy, no neural-tangents):
 
-* :func:`arccos_relu_kernels`: the arc-cosine recursion of Cho & Saul (2009)
+* [`arccos_relu_kernels`][infinite_width.testing.arccos_relu_kernels]: the arc-cosine recursion of Cho & Saul (2009)
   for bias-and-weight-scaled ReLU MLPs, NNGP and NTK;
-* :func:`bivariate_gaussian_expectation`: ``E[f(u) g(v)]`` for a centered
-  Gaussian pair by 2-D Gauss-Hermite quadrature (accurate for smooth f, g).
+* [`bivariate_gaussian_expectation`][infinite_width.testing.bivariate_gaussian_expectation]: ``E[f(u) g(v)]`` for a
+  centered Gaussian pair by 2-D Gauss-Hermite quadrature (accurate for smooth f, g).
 
 This module needs ``hypothesis`` (the ``test`` extra); ``import
 infinite_width`` does not import it.
@@ -65,8 +67,8 @@ __all__ = [
     "POSITIVELY_HOMOGENEOUS",
 ]
 
-#: Activations with ``phi(a u) = a phi(u)`` for ``a > 0``.
 POSITIVELY_HOMOGENEOUS: Tuple[str, ...] = ("relu", "leaky_relu", "abs", "identity")
+"""Activations with ``phi(a u) = a phi(u)`` for ``a > 0``."""
 
 
 def property_settings(max_examples: int = 15, **overrides) -> settings:
@@ -126,7 +128,7 @@ def architectures(
     conv: bool = False,
     conv_depths: Tuple[int, int] = (1, 2),
 ):
-    """Strategy for :class:`~infinite_width.Architecture` objects with closed-form kernels.
+    """Strategy for [`Architecture`][infinite_width.Architecture] objects with closed-form kernels.
 
     MLPs ``mlp(depth, activation, W_std, b_std, out_dim)`` with depth in the
     closed interval ``depths`` and scales in the intervals ``W_std`` and
@@ -297,13 +299,15 @@ def arccos_relu_kernels(x1, x2=None, *, depth: int, W_std: float, b_std: float) 
     """NNGP and NTK of ``mlp(depth, "relu", W_std, b_std)`` by the arc-cosine recursion, in numpy.
 
     Independent of neural-tangents (Cho & Saul 2009; Jacot et al. 2018), in
-    NTK parametrization::
+    NTK parametrization:
 
-        K^1 = W_std^2 x.x'/d + b_std^2,          Theta^1 = K^1
-        cos t = K^l(x,x') / sqrt(K^l(x,x) K^l(x',x'))
-        S^l  = sqrt(K^l(x,x) K^l(x',x')) (sin t + (pi - t) cos t) / (2 pi)
-        Sd^l = (pi - t) / (2 pi)
-        K^{l+1} = W_std^2 S^l + b_std^2,  Theta^{l+1} = K^{l+1} + W_std^2 Sd^l Theta^l
+    ```text
+    K^1 = W_std^2 x.x'/d + b_std^2,          Theta^1 = K^1
+    cos t = K^l(x,x') / sqrt(K^l(x,x) K^l(x',x'))
+    S^l  = sqrt(K^l(x,x) K^l(x',x')) (sin t + (pi - t) cos t) / (2 pi)
+    Sd^l = (pi - t) / (2 pi)
+    K^{l+1} = W_std^2 S^l + b_std^2,  Theta^{l+1} = K^{l+1} + W_std^2 Sd^l Theta^l
+    ```
 
     x1 of shape (N1, d), x2 of shape (N2, d) (None: x1). Returns
     ``(K^{L+1}, Theta^{L+1})``, each (N1, N2), float64.
@@ -372,8 +376,8 @@ def check_positive_homogeneity(arch: Architecture, x, a: float, b: float, rtol: 
     """Assert ``K(a x, b x) = a b K(x, x)`` for NNGP and NTK; return the largest relative error.
 
     Holds for bias-free networks whose activations are positively homogeneous
-    of degree 1 (:data:`POSITIVELY_HOMOGENEOUS`): every pre-activation is then
-    homogeneous of degree 1 in its input, so ``K^l`` and ``S^l`` are of degree
+    of degree 1 ([`POSITIVELY_HOMOGENEOUS`][infinite_width.testing.POSITIVELY_HOMOGENEOUS]): every pre-activation is
+    then homogeneous of degree 1 in its input, so ``K^l`` and ``S^l`` are of degree
     1 in each argument while ``Sd^l`` (hence ``B^l``) is of degree 0; both the
     NNGP and the NTK are of degree 1 in each argument. ``a, b > 0``. Float64.
     """

@@ -7,7 +7,7 @@ a bool, an array of several values), ``ValueError`` when it is a number
 outside what the argument allows (negative, NaN, Inf, non-integral where an
 integer is needed). Numpy scalars are numbers like Python's.
 
-This module sits below :mod:`infinite_width.architectures` in the import
+This module sits below [`infinite_width.architectures`][] in the import
 graph (architectures use its checks), so it never imports it: an
 architecture is recognised by its ``input_kind`` and ``layers``.
 """
@@ -225,12 +225,12 @@ def check_input_array(name: str, x, arch, dtype):
 def validate_inputs(arch, x1, x2=None, dtype=np.float32, names=("x1", "x2")):
     """Check and convert kernel inputs; raise ``ValueError``/``TypeError`` naming the problem.
 
-    ``arch`` is an :class:`~infinite_width.Architecture`, or None for the
+    ``arch`` is an [`Architecture`][infinite_width.Architecture], or None for the
     inputs of a neural-tangents ``kernel_fn`` (any (N, ...) arrays).
     ``names`` are the argument names used in error messages (e.g.
     ``("x_train", "x_test")``). Returns ``(x1, x2)`` as arrays of ``dtype``
     (``x2`` may be None): numpy arrays, or jax arrays for tracers (see
-    :func:`check_input_array`).
+    `check_input_array`).
     """
     if arch is not None and (getattr(arch, "input_kind", None) not in ("vector", "image") or not hasattr(arch, "layers")):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")

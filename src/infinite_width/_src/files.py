@@ -3,10 +3,10 @@
 A file is written under a temporary name beside its destination,
 ``.<name>.partial-<pid>-<8 hex digits><suffix>``, then moved into place with
 ``os.replace``. A process killed during a save leaves such a temporary
-behind; :func:`remove_orphan_temporaries` deletes the ones that match this
+behind; `remove_orphan_temporaries` deletes the ones that match this
 pattern exactly, are older than the current run and whose process is gone
 (nothing else in the folder is touched). Every save cleans its folder once
-per process; :func:`infinite_width.sweep` cleans its folder when it starts.
+per process; [`infinite_width.sweep`][] cleans its folder when it starts.
 
 Files are created with mode ``0o666`` minus the umask, like ``open()``
 (not ``tempfile.mkstemp``'s private ``0o600``).
@@ -21,8 +21,8 @@ import re
 import secrets
 import time
 
-#: When this process started using the package: temporaries older than this are not from one of its saves.
 PROCESS_START = time.time()
+"""When this process started using the package: temporaries older than this are not from one of its saves."""
 
 _TEMPORARY_NAME = re.compile(r"^\..+\.partial-(?P<pid>[1-9][0-9]*)-[0-9a-f]{8}(?:\.[A-Za-z0-9]+)?$")
 _CLEANED_FOLDERS = set()

@@ -19,7 +19,7 @@ neural-tangents from here and never touches jax internals itself.
 Not usable on current jax and therefore never used by us:
 ``empirical_ntk_fn`` implementations 0 (AUTO) and 3 (STRUCTURED_DERIVATIVES)
 on jax >= 0.10, and ``predict.max_learning_rate`` on scipy >= 1.14
-(:func:`infinite_width.kernels.max_learning_rate` replaces it).
+([`infinite_width.kernels.max_learning_rate`][] replaces it).
 
 Known to break on a future jax: ``empirical_ntk_fn`` implementation 1 calls
 ``jnp.size`` on ``jax.ShapeDtypeStruct`` (in ``_std_basis``), which jax 0.10
@@ -33,13 +33,13 @@ and raises ``UnexpectedTracerError``. This is the one failure of
 neural-tangents' own test suite (v0.6.5) run through this shim on jax 0.10.2.
 ``predict.gradient_descent_mse_ensemble`` and ``predict.gp_inference`` work
 under transformations. None of our transformed code paths (the kernels,
-:mod:`infinite_width.kernels.likelihood`) use ``gradient_descent_mse``; the
+[`infinite_width.kernels.likelihood`][]) use ``gradient_descent_mse``; the
 kernel dynamics call it on concrete arrays only.
 
-Users get this module's neural-tangents as :mod:`infinite_width.nt`.
+Users get this module's neural-tangents as [`infinite_width.nt`][].
 
-The translation of an :class:`~infinite_width.Architecture` into neural-tangents
-layers lives here too (:func:`stax_triple`, :func:`stax_layer`), so that
+The translation of an [`Architecture`][infinite_width.Architecture] into neural-tangents
+layers lives here too (`stax_triple`, `stax_layer`), so that
 architectures stay plain descriptions. Scales may be traced jax scalars:
 neural-tangents' layers only square and multiply them.
 """
@@ -136,11 +136,11 @@ predict = nt.predict
 Kernel = nt.Kernel
 NtkImplementation = nt.NtkImplementation
 
-#: ``empirical_ntk_fn`` implementations that work on every jax we support.
 SUPPORTED_IMPLEMENTATIONS = (
     NtkImplementation.JACOBIAN_CONTRACTION,
     NtkImplementation.NTK_VECTOR_PRODUCTS,
 )
+"""``empirical_ntk_fn`` implementations that work on every jax we support."""
 
 
 # --------------------------------------------------------------------------
@@ -148,7 +148,7 @@ SUPPORTED_IMPLEMENTATIONS = (
 
 
 def stax_activation(name: str):
-    """The neural-tangents layer of the activation ``name`` (one of :data:`infinite_width.ACTIVATIONS`)."""
+    """The neural-tangents layer of the activation ``name`` (one of [`infinite_width.ACTIVATIONS`][])."""
     if name in NO_CLOSED_FORM_ACTIVATIONS:
         raise NotImplementedError(
             f"activation {name!r} has no closed-form infinite-width kernel; use its finite network or "

@@ -1,13 +1,13 @@
 """Numerical policy: full-precision matrix products, optional float64, and row padding.
 
 JAX's default matrix precision on GPUs is TF32 (about 1e-3 relative error).
-Kernels, kernel dynamics and training run inside :func:`precision_scope`,
+Kernels, kernel dynamics and training run inside `precision_scope`,
 i.e. with ``jax.default_matmul_precision("highest")`` (true float32), and in
 JAX's x64 mode for ``dtype="float64"``.
 
 Float64 results and JAX's x64 mode: a float64 jax array used by the next jax
 operation while x64 mode is off is truncated to float32 without an error
-(``2.0 * k`` is float32). :func:`as_result` therefore hands float64 results
+(``2.0 * k`` is float32). `as_result` therefore hands float64 results
 back as numpy arrays unless x64 mode is on where they are used.
 """
 
@@ -71,7 +71,7 @@ def precision_scope(dtype: str = "float32", *, traced: bool = False):
 def as_result(tree):
     """Arrays of ``tree`` as callers can use them: jax arrays, but float64 ones as numpy arrays while x64 mode is off.
 
-    Call it outside :func:`precision_scope`. Tracers are left alone.
+    Call it outside `precision_scope`. Tracers are left alone.
     """
     keep_jax = x64_enabled()
 

@@ -2,7 +2,7 @@
 
 A resumed run reads a point back only if it was computed with the same
 settings (data checksum, seeds, options); otherwise it refuses to mix
-results. :class:`Clock` times a point: wall time, process CPU time and the
+results. `Clock` times a point: wall time, process CPU time and the
 load average, since the machine may be shared.
 """
 

@@ -1,7 +1,7 @@
 """The one derivation of keys and minibatch orders, shared by finite networks and the infinite-width side.
 
-Both sides split a run's key with :func:`split_run_key` and draw their
-minibatches from it with :func:`minibatch_indices`, so that a finite
+Both sides split a run's key with `split_run_key` and draw their
+minibatches from it with `minibatch_indices`, so that a finite
 network and its limit see the same examples at every step.
 """
 
@@ -54,7 +54,7 @@ def split_run_key(key):
 
 
 def batch_indices_for(key, n_train: int, batch_size: Optional[int], steps: int) -> np.ndarray:
-    """The minibatch rows (steps, batch_size) of a run started from ``key`` (see :func:`split_run_key`)."""
+    """The minibatch rows (steps, batch_size) of a run started from ``key`` (see `split_run_key`)."""
     return minibatch_indices(split_run_key(key)[1], n_train, batch_size, steps)
 
 
@@ -63,7 +63,7 @@ def ensemble_keys(key, seeds: int):
 
     Seed ``i`` is initialised from ``init_keys[i]``, where ``init_keys =
     jax.random.split(init_key, seeds)`` and ``(init_key, batch_key) =``
-    :func:`split_run_key` ``(key)``.
+    `split_run_key` ``(key)``.
     """
     init_key, batch_key = split_run_key(key)
     return jax.random.split(init_key, check_int("seeds", seeds, 1)), batch_key

@@ -1,23 +1,25 @@
 """Real image data sets: scikit-learn's digits, MNIST, Fashion-MNIST and CIFAR-10.
 
-One entry point, :func:`load`, returns a frozen :class:`Dataset` of float32
-arrays ready for kernels and networks: inputs flattened to (N, d) or kept as
+One entry point, [`load`][infinite_width.datasets.load], returns a frozen [`Dataset`][infinite_width.datasets.Dataset]
+of float32 arrays ready for kernels and networks: inputs flattened to (N, d) or kept as
 NHWC images (N, H, W, C), one-hot targets (N, k) and integer labels (N,).
 
 Where the files are. ``digits`` ships inside scikit-learn and needs no files
 (it is the default for a first run). The others are read from a data folder,
 given as ``data_dir=`` or by the environment variable ``INFINITE_WIDTH_DATA``,
-in the standard layout::
+in the standard layout:
 
-    <data_dir>/mnist/train-images-idx3-ubyte.gz          (and train-labels-idx1-ubyte.gz,
-    <data_dir>/fashion-mnist/train-images-idx3-ubyte.gz   t10k-images-idx3-ubyte.gz,
-                                                           t10k-labels-idx1-ubyte.gz)
-    <data_dir>/cifar-10-batches-py/data_batch_1 ... data_batch_5, test_batch
+```text
+<data_dir>/mnist/train-images-idx3-ubyte.gz          (and train-labels-idx1-ubyte.gz,
+<data_dir>/fashion-mnist/train-images-idx3-ubyte.gz   t10k-images-idx3-ubyte.gz,
+                                                       t10k-labels-idx1-ubyte.gz)
+<data_dir>/cifar-10-batches-py/data_batch_1 ... data_batch_5, test_batch
+```
 
 idx files may also be stored decompressed (same names without ``.gz``);
 a CIFAR-10 folder may hold any subset of the five training batches.
 Nothing is cached on disk: the files are decoded on every call (full MNIST in
-under a second). :func:`download` (or ``load(..., download=True)``) fetches
+under a second). [`download`][infinite_width.datasets.download] (or ``load(..., download=True)``) fetches
 the official files for users with internet, verifying their SHA-256.
 """
 

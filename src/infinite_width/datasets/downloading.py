@@ -1,7 +1,7 @@
 """Fetch the official data files, verified by SHA-256, for users with internet.
 
-:func:`download` puts MNIST, Fashion-MNIST and CIFAR-10 into the standard
-layout of the data folder (:mod:`infinite_width.datasets`), trying mirrors in
+[`download`][infinite_width.datasets.download] puts MNIST, Fashion-MNIST and CIFAR-10 into the standard
+layout of the data folder ([`infinite_width.datasets`][]), trying mirrors in
 order and refusing a file whose checksum is not the official one.
 """
 

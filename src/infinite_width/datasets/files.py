@@ -1,7 +1,7 @@
 """The data files: their layout in the data folder, checksums and parsers (idx, CIFAR-10 pickles).
 
 Every way a file can be wrong (missing, truncated, corrupt, not what its name
-says) raises an error naming the file: :class:`DatasetFileError` for bad
+says) raises an error naming the file: [`DatasetFileError`][infinite_width.datasets.DatasetFileError] for bad
 content, ``FileNotFoundError`` for a missing file or folder.
 """
 
@@ -37,16 +37,16 @@ __all__ = [
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 DATA_ENV_VAR = "INFINITE_WIDTH_DATA"
 
-#: Folder of each data set inside the data folder.
 FOLDERS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist", "cifar10": "cifar-10-batches-py"}
+"""Folder of each data set inside the data folder."""
 IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
-#: idx file stems (without ".gz") of the images and labels of each split.
 IDX_SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+"""idx file stems (without ".gz") of the images and labels of each split."""
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_FILES = CIFAR10_TRAIN_BATCHES + ("test_batch", "batches.meta")
-#: Bytes read at once when hashing or downloading.
 CHUNK_BYTES = 1 << 20
+"""Bytes read at once when hashing or downloading."""
 
 
 class DatasetFileError(ValueError):
@@ -78,7 +78,7 @@ def sha256(path, *, decompress: bool = False) -> str:
 
 
 def verify_sha256(path, expected: str, *, decompress: bool = False) -> None:
-    """Raise :class:`DatasetFileError` naming ``path`` unless its SHA-256 is ``expected``.
+    """Raise [`DatasetFileError`][infinite_width.datasets.DatasetFileError] naming ``path`` unless its SHA-256 is ``expected``.
 
     ``decompress=True`` checks the gzip-decompressed content (how MNIST and
     Fashion-MNIST checksums are given: mirrors recompress the files).

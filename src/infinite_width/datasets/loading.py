@@ -1,8 +1,8 @@
 """Load a data set as float32 arrays: class-balanced subsets, standardization, one-hot targets.
 
-:func:`load` is the entry point (re-exported as
-:func:`infinite_width.datasets.load`); the files are read by
-:mod:`infinite_width.datasets.files`.
+[`load`][infinite_width.datasets.load] is the entry point (re-exported as
+[`infinite_width.datasets.load`][]); the files are read by
+[`infinite_width.datasets.files`][].
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Dataset:
     """A train/test split of an image classification data set (arrays are read-only).
 
     Attributes:
-      name: one of :data:`infinite_width.datasets.DATASETS`.
+      name: one of `infinite_width.datasets.DATASETS`.
       x_train, x_test: float32 inputs, (N, d) with ``d = H*W*C`` (flattened in
         NHWC order) or (N, H, W, C) images.
       y_train, y_test: float32 targets (N, k): one-hot, or one-hot minus 1/k when
@@ -232,10 +232,10 @@ def load(
       center_targets: targets ``one_hot - 1/k`` (rows sum to 0), as kernel
         regression papers use; default plain one-hot.
       download: fetch the official files into the data folder first if they
-        are missing (:func:`download`).
+        are missing ([`download`][infinite_width.datasets.download]).
 
     Returns:
-      A :class:`Dataset`; ``x_*`` (N, d) or (N, H, W, C), ``y_*`` (N, k),
+      A [`Dataset`][infinite_width.datasets.Dataset]; ``x_*`` (N, d) or (N, H, W, C), ``y_*`` (N, k),
       ``labels_*`` (N,).
     """
     name = check_name(name)

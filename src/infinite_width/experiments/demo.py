@@ -37,13 +37,13 @@ from infinite_width.workflow.trajectory import Trajectory
 
 __all__ = ["DEFAULTS", "QUICK", "demo_jobs", "limit_pairs", "add_arguments", "resolve_arguments", "setup", "run"]
 
-#: Default options of the demo.
 DEFAULTS = dict(
     dataset="digits", data_dir=None, n_train=300, n_test=300, steps=200, widths=[64, 256, 1024], depth=2,
     samples=16384, replicas=4, seeds=2, sgd_lr=2.0, adam_lr=0.02, seed=0, out=os.path.join("outputs", "demo"),
 )
-#: The sizes ``--quick`` sets (a few seconds of compute).
+"""Default options of the demo."""
 QUICK = dict(n_train=40, n_test=40, steps=12, widths=[16, 64], samples=512, replicas=2, seeds=2, depth=1)
+"""The sizes ``--quick`` sets (a few seconds of compute)."""
 
 
 def demo_jobs(problem, arch, *, steps, widths, samples, replicas, seeds, sgd_lr, adam_lr, key=0):
@@ -90,8 +90,9 @@ def limit_pairs(results: Mapping[str, Trajectory]):
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the demo's options to ``parser``. Returns ``parser``.
 
-    Options left out on the command line stay None until :func:`resolve_arguments`
-    fills them (from ``--quick`` sizes or :data:`DEFAULTS`), so that explicit options win.
+    Options left out on the command line stay None until
+    [`resolve_arguments`][infinite_width.experiments.demo.resolve_arguments] fills them (from ``--quick`` sizes or
+    [`DEFAULTS`][infinite_width.experiments.demo.DEFAULTS]), so that explicit options win.
     """
 
     def option(flag, help, **kwargs):
@@ -119,7 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def resolve_arguments(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the options not given: from :data:`QUICK` with ``--quick``, else from :data:`DEFAULTS`.
+    """Fill the options not given: from [`QUICK`][infinite_width.experiments.demo.QUICK] with ``--quick``, else from [`DEFAULTS`][infinite_width.experiments.demo.DEFAULTS].
 
     An option given on the command line keeps its value. Returns ``args``.
     """
@@ -139,7 +140,7 @@ class DemoSetup(NamedTuple):
 
 
 def setup(args: argparse.Namespace) -> DemoSetup:
-    """Load the data and build the problem, the MLP and :func:`demo_jobs` from resolved options.
+    """Load the data and build the problem, the MLP and [`demo_jobs`][infinite_width.experiments.demo.demo_jobs] from resolved options.
 
     ``ValueError`` naming the option for a bad size (checked before anything is computed).
     """
@@ -170,10 +171,10 @@ def _check_writable(folder: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The demo with options of :func:`add_arguments`; returns the exit status (2 for bad options).
+    """The demo with options of [`add_arguments`][infinite_width.experiments.demo.add_arguments]; returns the exit status (2 for bad options).
 
-    Options are resolved (:func:`resolve_arguments`) and every one is checked,
-    with the output folder, before the first solve.
+    Options are resolved ([`resolve_arguments`][infinite_width.experiments.demo.resolve_arguments]) and every one is
+    checked, with the output folder, before the first solve.
     """
     resolve_arguments(args)
     start = time.perf_counter()

@@ -1,10 +1,10 @@
 """Colours and file output of the reproduction figures (``paper_figures/nnpk_*.py``).
 
 One place for the colours, so that every figure of the reproductions uses
-the same ones: :data:`PALETTE` (a colour per curve, in order) and
-:data:`REFERENCE_COLOR` (closed-form infinite-width references). Figures are
-:class:`matplotlib.figure.Figure` objects drawn on the Agg canvas (no
-display, the user's backend untouched) and saved by :func:`save` as PDF and
+the same ones: [`PALETTE`][infinite_width.experiments.figures.PALETTE] (a colour per curve, in order) and
+[`REFERENCE_COLOR`][infinite_width.experiments.figures.REFERENCE_COLOR] (closed-form infinite-width references). Figures
+are `matplotlib.figure.Figure` objects drawn on the Agg canvas (no
+display, the user's backend untouched) and saved by [`save`][infinite_width.experiments.figures.save] as PDF and
 PNG.
 """
 
@@ -22,19 +22,19 @@ from infinite_width._src.files import atomic_path
 
 __all__ = ["PALETTE", "REFERENCE_COLOR", "FORMATS", "new_figure", "color", "reference_line", "figure_legend", "save"]
 
-#: Curve colours, in order (matplotlib's tab10, colour-blind friendlier than its default cycle).
 PALETTE: Tuple[str, ...] = (
     "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
     "tab:cyan", "tab:gray",
 )
-#: Colour of closed-form (NNGP / CNN-GP) references and other baselines drawn in black.
+"""Curve colours, in order (matplotlib's tab10, colour-blind friendlier than its default cycle)."""
 REFERENCE_COLOR = "black"
-#: The formats :func:`save` writes.
+"""Colour of closed-form (NNGP / CNN-GP) references and other baselines drawn in black."""
 FORMATS: Tuple[str, ...] = ("pdf", "png")
+"""The formats [`save`][infinite_width.experiments.figures.save] writes."""
 
 
 def color(index: int) -> str:
-    """The ``index``-th colour of :data:`PALETTE` (cycling)."""
+    """The ``index``-th colour of [`PALETTE`][infinite_width.experiments.figures.PALETTE] (cycling)."""
     return PALETTE[index % len(PALETTE)]
 
 

@@ -2,29 +2,29 @@
 
 Claim 1 of Amid et al.: randomly initialised networks are good feature
 extractors in expectation, across architectures, initialisations and
-activations. :func:`run` measures it as the test accuracy of kernel ridge
-regression with the Monte Carlo NNPK (:func:`infinite_width.kernels.nnpk`)
-for a list of :class:`Config` (architecture, activation, initialisation,
+activations. [`run`][infinite_width.experiments.nnpk_ablation.run] measures it as the test accuracy of kernel ridge
+regression with the Monte Carlo NNPK ([`infinite_width.kernels.nnpk`][])
+for a list of [`Config`][infinite_width.experiments.nnpk_ablation.Config] (architecture, activation, initialisation,
 width, number of networks m), each beside the closed-form NNGP or CNN-GP of
 the same architecture where one exists (docs/theory.md, section 8).
 
 Design (the full product of the axes is far too large for a CPU):
-:func:`one_factor_grid` builds one factor at a time around a base
+[`one_factor_grid`][infinite_width.experiments.nnpk_ablation.one_factor_grid] builds one factor at a time around a base
 configuration, and every configuration gives its whole curve of accuracy
 against m from one streaming pass over its largest m
-(:func:`infinite_width.kernels.nnpk_prefixes`), at every power of two.
+([`infinite_width.kernels.nnpk_prefixes`][]), at every power of two.
 
-Evaluation (:func:`evaluate_kernel`): the relative ridge (see
-:func:`infinite_width.limits.baselines.kernel_regression`) is chosen from
-:data:`RIDGES` by accuracy on a validation split carved from the training set
-(its last ``validation_fraction``; the training subsets of
-:func:`infinite_width.datasets.load` are in random order), ties going to the
+Evaluation ([`evaluate_kernel`][infinite_width.experiments.nnpk_ablation.evaluate_kernel]): the relative ridge (see
+[`infinite_width.limits.baselines.kernel_regression`][]) is chosen from
+[`RIDGES`][infinite_width.experiments.nnpk_ablation.RIDGES] by accuracy on a validation split carved from the training
+set (its last ``validation_fraction``; the training subsets of
+[`infinite_width.datasets.load`][] are in random order), ties going to the
 larger ridge; the model is then refitted on the whole training set and
 scored once on the test set. Error bars are bootstrap standard errors over
 test points (and a 95% percentile interval), from a fixed seed. The NNGP
 reference goes through the same rule.
 
-Architectures (:func:`architecture`, all with weight scale sqrt(2)):
+Architectures ([`architecture`][infinite_width.experiments.nnpk_ablation.architecture], all with weight scale sqrt(2)):
 ``mlp1`` .. ``mlp4`` (depth 1-4, bias scale 0.1), ``conv2`` (two 3x3
 convolutions, global average pooling, dense readout), ``myrtle5``
 (Shankar et al. 2020), and ``conv2-maxpool`` / ``conv2-layernorm``: ``conv2``
@@ -39,10 +39,10 @@ Files in ``out_dir``:
   one per configuration and per closed-form reference, written atomically.
   Re-running skips the files already there, so an interrupted run resumes
   at the configuration it stopped in; each configuration draws its networks
-  from a key derived from ``seed`` and its name (:func:`point_key`), so it
-  gives the same numbers whenever and in whatever order it runs;
+  from a key derived from ``seed`` and its name ([`point_key`][infinite_width.experiments.nnpk_ablation.point_key]), so
+  it gives the same numbers whenever and in whatever order it runs;
 * ``summary.json`` and ``summary.csv``: one row per (configuration, m) and
-  per reference (:func:`summary_rows`).
+  per reference ([`summary_rows`][infinite_width.experiments.nnpk_ablation.summary_rows]).
 
 Every record holds the wall time, the process CPU time and the load average
 (the machine may be shared).
@@ -98,13 +98,13 @@ __all__ = [
     "figure",
 ]
 
-#: Architecture names of each family; a family shares one data set (vectors for MLPs, images for conv nets).
 FAMILIES: Dict[str, Tuple[str, ...]] = {
     "mlp": ("mlp1", "mlp2", "mlp3", "mlp4"),
     "conv": ("conv2", "myrtle5", "conv2-maxpool", "conv2-layernorm"),
 }
-#: Relative ridges tried on the validation split.
+"""Architecture names of each family; a family shares one data set (vectors for MLPs, images for conv nets)."""
 RIDGES: Tuple[float, ...] = tuple(10.0**k for k in range(-6, 2))
+"""Relative ridges tried on the validation split."""
 _W_STD = math.sqrt(2.0)
 _MLP_B_STD = 0.1
 _FORMAT_VERSION = 2
@@ -115,7 +115,7 @@ _FORMAT_VERSION = 2
 
 
 def architecture(name: str, activation: str, out_dim: int) -> Architecture:
-    """The architecture ``name`` (one of :data:`FAMILIES`) with ``activation`` and ``out_dim`` outputs."""
+    """The architecture ``name`` (one of [`FAMILIES`][infinite_width.experiments.nnpk_ablation.FAMILIES]) with ``activation`` and ``out_dim`` outputs."""
     if name.startswith("mlp") and name in FAMILIES["mlp"]:
         return mlp(int(name[3:]), activation, _W_STD, _MLP_B_STD, out_dim=out_dim)
     if name == "conv2":
@@ -185,8 +185,8 @@ class Config:
 def one_factor_grid(base: Config, variations: Mapping[str, Sequence]) -> List[Config]:
     """``base``, then ``base`` with one field changed at a time, for every value in ``variations``.
 
-    ``variations`` maps fields of :class:`Config` (``"arch"``, ``"activation"``,
-    ``"init"``, ``"width"``, ``"networks"``) to values; values equal to the
+    ``variations`` maps fields of [`Config`][infinite_width.experiments.nnpk_ablation.Config] (``"arch"``,
+    ``"activation"``, ``"init"``, ``"width"``, ``"networks"``) to values; values equal to the
     base's are skipped, so ``base`` appears once.
     """
     if not isinstance(base, Config):
@@ -266,8 +266,9 @@ def evaluate_kernel(
       problem: its training and test targets (one-hot, (N, k)).
       validation_fraction: the last ``round(validation_fraction * N_train)``
         training points are the validation split; the rest fit the model.
-      ridges: relative ridges to try (:func:`infinite_width.limits.baselines.kernel_regression`).
-      resamples: bootstrap resamples over test points (:func:`bootstrap_accuracy`).
+      ridges: relative ridges to try ([`infinite_width.limits.baselines.kernel_regression`][]).
+      resamples: bootstrap resamples over test points
+        ([`bootstrap_accuracy`][infinite_width.experiments.nnpk_ablation.bootstrap_accuracy]).
       seed: the seed of that bootstrap.
 
     Returns:
@@ -319,7 +320,7 @@ def evaluate_kernel(
 
 
 def _prefix_count(networks: int) -> int:
-    """How many m :func:`infinite_width.kernels.nnpk_prefixes` yields by default: powers of two below, and itself."""
+    """How many m [`infinite_width.kernels.nnpk_prefixes`][] yields by default: powers of two below, and itself."""
     return networks.bit_length() + 1 - (1 if networks & (networks - 1) == 0 else 0)
 
 
@@ -358,12 +359,13 @@ def run(
     Args:
       problems: ``{"mlp": Problem with (N, d) inputs, "conv": Problem with
         (N, H, W, C) inputs}``; only the families of ``configs`` are needed.
-      configs: the configurations (e.g. from :func:`one_factor_grid`).
+      configs: the configurations (e.g. from
+        [`one_factor_grid`][infinite_width.experiments.nnpk_ablation.one_factor_grid]).
       out_dir: folder of the per-configuration JSON files and summaries.
-      seed: base seed of every configuration's key (:func:`point_key`).
-      validation_fraction: as for :func:`evaluate_kernel`.
-      ridges: as for :func:`evaluate_kernel`.
-      resamples: as for :func:`evaluate_kernel`.
+      seed: base seed of every configuration's key ([`point_key`][infinite_width.experiments.nnpk_ablation.point_key]).
+      validation_fraction: as for [`evaluate_kernel`][infinite_width.experiments.nnpk_ablation.evaluate_kernel].
+      ridges: as for [`evaluate_kernel`][infinite_width.experiments.nnpk_ablation.evaluate_kernel].
+      resamples: as for [`evaluate_kernel`][infinite_width.experiments.nnpk_ablation.evaluate_kernel].
       batch_size: rows per forward pass of the networks (None: all at once).
       image_kernel_batch_size: rows per block of the closed-form kernels of
         image architectures, whose memory grows with the square of the pixel
@@ -375,9 +377,9 @@ def run(
         not computed yet (a report on a run that was stopped).
 
     Each configuration record holds its fields, ``family``,
-    ``has_closed_form``, ``prng``, ``curve`` (one :func:`evaluate_kernel`
-    result per m, with ``networks`` = m) and the timing of
-    ``Clock`` (``seconds``, ``cpu_seconds``, ``load_start``,
+    ``has_closed_form``, ``prng``, ``curve`` (one
+    [`evaluate_kernel`][infinite_width.experiments.nnpk_ablation.evaluate_kernel] result per m, with ``networks`` = m)
+    and the timing of ``Clock`` (``seconds``, ``cpu_seconds``, ``load_start``,
     ``load_end``: wall and process CPU seconds, 1-minute load average). A
     reference record holds ``arch``, ``activation``, ``family``, ``kernel``
     (``"nngp"``, the closed form; or ``"linear"``, the linear kernel of the
@@ -485,7 +487,7 @@ def summary_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
 
 
 def write_summary(records: Sequence[Mapping], out_dir: Union[str, os.PathLike]) -> None:
-    """``summary.json`` (the records) and ``summary.csv`` (:func:`summary_rows`) in ``out_dir``."""
+    """``summary.json`` (the records) and ``summary.csv`` ([`summary_rows`][infinite_width.experiments.nnpk_ablation.summary_rows]) in ``out_dir``."""
     write_json(Path(out_dir) / "summary.json", list(records))
     write_csv(Path(out_dir) / "summary.csv", summary_rows(records), _ROW_FIELDS)
 
@@ -514,7 +516,7 @@ def final_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
 
 
 def markdown_table(records: Sequence[Mapping]) -> str:
-    """A Markdown table of :func:`final_rows`: accuracy ± bootstrap standard error of the NNPK, the closed form and
+    """A Markdown table of [`final_rows`][infinite_width.experiments.nnpk_ablation.final_rows]: accuracy ± bootstrap standard error of the NNPK, the closed form and
     the linear kernel of the inputs."""
 
     def accuracy(pair):
@@ -565,7 +567,7 @@ def figure(records: Sequence[Mapping], title: str = ""):
     """Test accuracy against m (log scale) with bootstrap error bars: a panel per family and varied field.
 
     Closed-form references are dashed lines of the curve's colour; one legend
-    for the figure. Returns a :class:`matplotlib.figure.Figure`.
+    for the figure. Returns a `matplotlib.figure.Figure`.
     """
     from infinite_width.experiments import figures
 

@@ -1,13 +1,13 @@
 """Is the structure of a trained network present at initialization? (Amid et al. 2022, claim 2), resumable.
 
 Claim 2 of Amid et al.: structures that manifest in a trained model are
-already present at initialization. :func:`run` measures it with the centered
-kernel alignment (CKA, :func:`infinite_width.kernels.kernel_alignment`) on
+already present at initialization. [`run`][infinite_width.experiments.nnpk_alignment.run] measures it with the centered
+kernel alignment (CKA, [`infinite_width.kernels.kernel_alignment`][]) on
 held-out points between
 
 * the kernels of trained networks: the output kernel ``f f^T`` (logits) and
   the last-hidden-layer feature kernel ``phi phi^T``
-  (:meth:`infinite_width.finite.Network.features`), and
+  ([`infinite_width.finite.Network.features`][infinite_width.finite.networks.Network.features]), and
 * kernels available before training:
 
   - ``nnpk``: the NNPK of the same architecture and width (the claim);
@@ -23,19 +23,19 @@ held-out points between
     training moved it);
 
 and reports the kernel-target alignment (CKA with the label kernel ``y y^T``)
-of every kernel. The NNPK is streamed (:func:`infinite_width.kernels.nnpk_prefixes`),
+of every kernel. The NNPK is streamed ([`infinite_width.kernels.nnpk_prefixes`][]),
 so its alignments are recorded at every power of two up to ``networks``.
 
-Training (:func:`train_adam`): plain Adam (optax, one global learning rate)
-on the softmax cross-entropy, in the standard parametrization (Adam moves the
+Training ([`train_adam`][infinite_width.experiments.nnpk_alignment.train_adam]): plain Adam (optax, one global learning
+rate) on the softmax cross-entropy, in the standard parametrization (Adam moves the
 effective weights, as in ordinary deep-learning practice; the library's
-width-scaled Adam of :mod:`infinite_width.optim` is built for the
+width-scaled Adam of [`infinite_width.optim`][] is built for the
 infinite-width limit instead, in which hidden features barely move), from
 Gaussian initialisation, minibatches in epochs. The NNPK and the initial
 networks use the same initialisation distribution.
 
 Architectures: ``mlp2`` and ``conv2`` of
-:func:`infinite_width.experiments.nnpk_ablation.architecture` (ReLU). Inputs
+[`infinite_width.experiments.nnpk_ablation.architecture`][] (ReLU). Inputs
 are NHWC images; the MLPs see them flattened.
 
 Files in ``out_dir``: ``points/<arch>-w<width>.json`` (all seeds of one
@@ -80,15 +80,15 @@ __all__ = [
     "figure",
 ]
 
-#: The trained models ``(arch, width)`` by default.
 MODELS: Tuple[Tuple[str, int], ...] = (("mlp2", 64), ("mlp2", 256), ("mlp2", 1024), ("conv2", 16), ("conv2", 64))
-#: Kernels compared with the trained ones.
+"""The trained models ``(arch, width)`` by default."""
 CANDIDATES: Tuple[str, ...] = ("nnpk", "nngp", "nnpk_other_arch", "nnpk_other_activation", "input", "init")
-#: Kernels of the trained networks.
+"""Kernels compared with the trained ones."""
 TARGETS: Tuple[str, ...] = ("output", "features")
+"""Kernels of the trained networks."""
 _OTHER_ARCH = {"mlp2": "conv2", "conv2": "mlp2"}
-#: Architectures that can be trained and compared.
 ARCHITECTURES: Tuple[str, ...] = tuple(_OTHER_ARCH)
+"""Architectures that can be trained and compared."""
 # Width of the mismatched NNPKs (they do not depend on the trained width).
 _BASELINE_WIDTH = {"mlp2": 512, "conv2": 64}
 _FORMAT_VERSION = 1
@@ -106,7 +106,7 @@ class Training:
 def train_adam(net, x, y, *, key, training: Training = Training()):
     """Train one network from ``net.init(key)``: returns ``(initial params, trained params)``.
 
-    ``net`` is a :class:`infinite_width.finite.Network` (use the standard
+    ``net`` is a [`infinite_width.finite.Network`][] (use the standard
     parametrization for ordinary Adam), ``x`` (N, ...) inputs, ``y`` (N, k)
     one-hot targets. The minibatch order comes from ``key`` too.
     """
@@ -157,7 +157,7 @@ def _cached_kernel(path: Path, compute) -> np.ndarray:
 
 
 def _check_arguments(problem, models, seeds, held_out):
-    """Refuse, naming the argument, what :func:`run` cannot use."""
+    """Refuse, naming the argument, what [`run`][infinite_width.experiments.nnpk_alignment.run] cannot use."""
     if not isinstance(problem, Problem) or problem.input_kind != "image":
         raise ValueError("problem must be an infinite_width.Problem with NHWC image inputs (N, H, W, C)")
     for arch_name, width in models:
@@ -237,7 +237,7 @@ def run(
         training set and are compared on its first ``held_out`` test points.
       models: ``(arch, width)`` pairs, arch ``"mlp2"`` or ``"conv2"``.
       seeds: trained networks per model (independent initialisations and minibatch orders).
-      training: the Adam run (:class:`Training`).
+      training: the Adam run ([`Training`][infinite_width.experiments.nnpk_alignment.Training]).
       held_out: number of test points the kernels are compared on.
       networks: random networks of the NNPK (alignments at every power of two up to it).
       other_activation: activation of ``nnpk_other_activation`` (the trained networks use ReLU).
@@ -249,10 +249,10 @@ def run(
 
     A record holds ``arch``, ``width``, ``test_accuracy`` (per seed, on the
     whole test set), ``alignment[target][candidate]`` (per seed; targets
-    :data:`TARGETS`, candidates :data:`CANDIDATES`, the NNPK at ``networks``),
-    ``label_alignment[kernel]`` (per seed for the trained and initial
-    kernels, one value for the fixed ones), ``nnpk_vs_nngp`` (CKA of the two),
-    ``nnpk_curve`` (alignments against m) and the timing.
+    [`TARGETS`][infinite_width.experiments.nnpk_alignment.TARGETS], candidates
+    [`CANDIDATES`][infinite_width.experiments.nnpk_alignment.CANDIDATES], the NNPK at ``networks``),
+    ``label_alignment[kernel]`` (per seed for the trained and initial kernels, one value for the fixed ones),
+    ``nnpk_vs_nngp`` (CKA of the two), ``nnpk_curve`` (alignments against m) and the timing.
     """
     _check_arguments(problem, models, seeds, held_out)
     out_dir = Path(out_dir)
@@ -367,7 +367,7 @@ def summary_rows(records: Sequence[Mapping]) -> List[Dict[str, object]]:
 
 
 def write_summary(records: Sequence[Mapping], out_dir: Union[str, os.PathLike]) -> None:
-    """``summary.json`` (the records) and ``summary.csv`` (:func:`summary_rows`) in ``out_dir``."""
+    """``summary.json`` (the records) and ``summary.csv`` ([`summary_rows`][infinite_width.experiments.nnpk_alignment.summary_rows]) in ``out_dir``."""
     rows = summary_rows(records)
     write_json(Path(out_dir) / "summary.json", list(records))
     write_csv(Path(out_dir) / "summary.csv", rows, list(rows[0]))

@@ -7,7 +7,7 @@ The paper's three claims, tested on one data set per run:
    (linearized networks, readout-only training);
 3. the gap comes from the optimizer: an Adam-like infinite-width limit erases it.
 
-Regimes (:data:`REGIMES`), each on MLPs with ``depth`` hidden ReLU layers and
+Regimes ([`REGIMES`][infinite_width.experiments.sernau.REGIMES]), each on MLPs with ``depth`` hidden ReLU layers and
 MSE on one-hot targets:
 
 * finite networks trained the way a practitioner trains them
@@ -21,7 +21,7 @@ MSE on one-hot targets:
 * t = infinity kernel baselines: NTK ridge (``ntk_ridge``) and the NNGP
   posterior (``nngp_posterior``).
 
-Fair comparison (:func:`run`): every regime gets the same rule and budget.
+Fair comparison ([`run`][infinite_width.experiments.sernau.run]): every regime gets the same rule and budget.
 The last ``validation`` training points are held out; each regime is trained
 on the rest for ``steps`` steps at every value of its grid (learning rates
 for trained regimes, relative ridges for the baselines), and the setting and
@@ -37,8 +37,8 @@ run) divided by sqrt(replicas), the Monte Carlo error of the mean; for the
 deterministic kernel regimes a bootstrap over test points. The claims'
 differences and the fraction of the gap closed,
 ``(acc_limit - acc_NTK) / (acc_traditional - acc_NTK)``, get percentile
-intervals from a paired bootstrap (:func:`bootstrap_accuracies`): the same
-resampled test points for every regime, seeds resampled for finite networks
+intervals from a paired bootstrap ([`bootstrap_accuracies`][infinite_width.experiments.sernau.bootstrap_accuracies]):
+the same resampled test points for every regime, seeds resampled for finite networks
 and the limit's predictions redrawn within their Monte Carlo standard error.
 """
 
@@ -67,17 +67,16 @@ from infinite_width.workflow.trajectory import Trajectory
 __all__ = ["REGIMES", "FINITE_REGIMES", "QUICK_GRIDS", "Config", "run", "bootstrap_accuracies", "claims",
            "write_table", "figure"]
 
-#: Every regime, in the order they run (what the claims need first) and appear in tables and legends.
 REGIMES = ("ntk_descent", "ntk_ridge", "nngp_posterior", "nngp_descent", "adam_limit", "traditional_adam",
            "readout_adam", "linearized_adam", "finite_sgd", "adam_limit_readout")
-#: Regimes solved at every finite width (the others once, at infinite width).
+"""Every regime, in the order they run (what the claims need first) and appear in tables and legends."""
 FINITE_REGIMES = ("traditional_adam", "linearized_adam", "readout_adam", "finite_sgd")
-#: Infinite-width models of the NTK family that claims 1 and 2 compare against (the best on validation).
+"""Regimes solved at every finite width (the others once, at infinite width)."""
 KERNEL_MODELS = ("ntk_descent", "nngp_descent", "ntk_ridge", "nngp_posterior")
-#: Finite networks without feature learning (claim 2; the best on validation).
+"""Infinite-width models of the NTK family that claims 1 and 2 compare against (the best on validation)."""
 FROZEN_FEATURE_REGIMES = ("linearized_adam", "readout_adam")
+"""Finite networks without feature learning (claim 2; the best on validation)."""
 
-#: Names in tables and legends.
 NAMES = {
     "traditional_adam": "finite Adam (traditional)", "linearized_adam": "finite Adam, linearized",
     "readout_adam": "finite Adam, readout only", "finite_sgd": "finite SGD",
@@ -85,7 +84,7 @@ NAMES = {
     "ntk_descent": "NTK descent", "nngp_descent": "NNGP descent (readout only)",
     "ntk_ridge": "NTK ridge", "nngp_posterior": "NNGP posterior",
 }
-#: Colours: a finite network and its limit share the colour of their family (:mod:`infinite_width.workflow.palette`).
+"""Names in tables and legends."""
 COLORS = {
     "traditional_adam": palette.COLORS[("adam", False)], "adam_limit": palette.COLORS[("adam", False)],
     "readout_adam": palette.COLORS[("adam", True)], "adam_limit_readout": palette.COLORS[("adam", True)],
@@ -93,11 +92,12 @@ COLORS = {
     "nngp_descent": palette.COLORS[("sgd", True)], "linearized_adam": palette.COLORS["linearized_adam"],
     "ntk_ridge": palette.COLORS["ntk_ridge"], "nngp_posterior": palette.COLORS["nngp_posterior"],
 }
+"""Colours: a finite network and its limit share the colour of their family ([`infinite_width.workflow.palette`][])."""
 
 
-#: Two-point grids for smoke tests (``--quick``): every code path, fewer solves.
 QUICK_GRIDS = dict(adam_lrs=(1e-3, 1e-2), sgd_lrs=(0.1, 1.0), limit_adam_lrs=(0.01, 0.03),
                    kernel_lr_fractions=(0.5, 0.9), ridges=(1e-3, 1e-1), bootstrap=200)
+"""Two-point grids for smoke tests (``--quick``): every code path, fewer solves."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +116,7 @@ class Config:
       limit_adam_lrs: Adam learning rates of the Adam-like limit (its per-group rates are ``lr * r_grp``).
       kernel_lr_fractions: NTK/NNGP descent rates as fractions of the largest stable rate.
       ridges: relative ridges of NTK ridge and the NNGP posterior.
-      regimes: the regimes to run (a subset of :data:`REGIMES`).
+      regimes: the regimes to run (a subset of [`REGIMES`][infinite_width.experiments.sernau.REGIMES]).
       bootstrap: bootstrap draws of the error bars and intervals.
       seed: the data subsets', split's and every solve's seed.
     """
@@ -186,7 +186,7 @@ def _settings(regime: str, config: Config, arch, problem: Problem) -> List[float
 
 def _job(regime: str, width: Optional[int], setting: float, config: Config, arch, problem: Problem, steps: int,
          record) -> dict:
-    """The :func:`~infinite_width.solve` arguments of ``regime`` at ``width`` with learning rate / ridge ``setting``."""
+    """The [`solve`][infinite_width.solve] arguments of ``regime`` at ``width`` with learning rate / ridge ``setting``."""
     job = dict(problem=problem, arch=arch, key=config.seed)
     if regime == "ntk_ridge":
         return dict(job, method=KernelRidge("ntk", ridge=setting))
@@ -246,7 +246,7 @@ def run(problem: Problem, config: Config, out_dir, *, progress: bool = True, fin
     """Tune, retrain and evaluate every regime of ``config`` on ``problem``; resumable in ``out_dir``.
 
     Tuning solves go to ``out_dir/tuning/``, final solves to ``out_dir/final/``
-    (each a resumable :func:`~infinite_width.sweep`: finished solves are read back).
+    (each a resumable [`sweep`][infinite_width.sweep]: finished solves are read back).
     ``finished_only``: compute nothing, keep the regimes whose final solve is
     on disk (a report of a run still going or interrupted).
 
@@ -254,7 +254,7 @@ def run(problem: Problem, config: Config, out_dir, *, progress: bool = True, fin
       ``{final job name: entry}`` where entry has ``depth``, ``regime``,
       ``width`` (None for infinite width), ``setting`` (chosen rate or ridge),
       ``step`` (chosen step, None for baselines), ``validation_accuracy``,
-      ``validation_loss``, ``trajectory`` (the final :class:`Trajectory`),
+      ``validation_loss``, ``trajectory`` (the final [`Trajectory`][infinite_width.Trajectory]),
       ``grid`` (the settings tried) and ``steps`` (the step budget).
     """
     tuning_problem = split_validation(problem, config.validation)
@@ -546,7 +546,7 @@ def load_problem(dataset: str, data_dir, n_train: int, n_test: int, seed: int) -
 
 def report(problem: Problem, config: Config, out_dir, *, progress: bool = True, finished_only: bool = False
            ) -> Tuple[List[dict], Dict]:
-    """:func:`run`, then the table (JSON, CSV, Markdown), the verdicts (printed) and the figure (PDF, PNG)."""
+    """[`run`][infinite_width.experiments.sernau.run], then the table (JSON, CSV, Markdown), the verdicts (printed) and the figure (PDF, PNG)."""
     entries = run(problem, config, out_dir, progress=progress, finished_only=finished_only)
     rows, verdicts = summarize(entries, problem.y_test, config)
     header = dict(problem=problem.describe(), config=dataclasses.asdict(config))

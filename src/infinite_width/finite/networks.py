@@ -1,10 +1,10 @@
-"""Finite networks of an :class:`~infinite_width.Architecture` at any width.
+"""Finite networks of an [`Architecture`][infinite_width.Architecture] at any width.
 
-``network(arch, width, parametrization, init)`` gives a :class:`Network`: pure
+``network(arch, width, parametrization, init)`` gives a [`Network`][infinite_width.finite.Network]: pure
 functions ``init(key, input_shape) -> params`` and ``apply(params, x) -> f``
 over a plain pytree of parameters, plus the per-group information that the
-trainer (:mod:`infinite_width.finite.training`) and the infinite-width side need.
-Its empirical NTK and NNGP are in :mod:`infinite_width.kernels.empirical`.
+trainer ([`infinite_width.finite.training`][]) and the infinite-width side need.
+Its empirical NTK and NNGP are in [`infinite_width.kernels.empirical`][].
 
 Parameters
 ----------
@@ -19,17 +19,15 @@ entry variance (see *Initialisations*). With ``F`` the fan-in of a weight
 (input channels times filter size) and ``n`` the number of output channels of
 a hidden layer (the width):
 
-==============  ========================  ==================  =======================
-group           ntk (m, sigma)            standard            mup (m, sigma)
-==============  ========================  ==================  =======================
-input/hidden W  ``W_std/sqrt(F)``, 1      1, ``W_std/sqrt F``  ``W_std sqrt(n/F)``, ``1/sqrt n``
-readout W       ``W_std/sqrt(F)``, 1      1, ``W_std/sqrt F``  ``W_std/sqrt F``, ``1/sqrt F``
-hidden bias     ``b_std``, 1              1, ``b_std``         ``b_std sqrt n``, ``1/sqrt n``
-output bias     ``b_std``, 1              1, ``b_std``         ``b_std``, 1
-==============  ========================  ==================  =======================
+| group | ntk (m, sigma) | standard | mup (m, sigma) |
+|---|---|---|---|
+| input/hidden W | ``W_std/sqrt(F)``, 1 | 1, ``W_std/sqrt F`` | ``W_std sqrt(n/F)``, ``1/sqrt n`` |
+| readout W | ``W_std/sqrt(F)``, 1 | 1, ``W_std/sqrt F`` | ``W_std/sqrt F``, ``1/sqrt F`` |
+| hidden bias | ``b_std``, 1 | 1, ``b_std`` | ``b_std sqrt n``, ``1/sqrt n`` |
+| output bias | ``b_std``, 1 | 1, ``b_std`` | ``b_std``, 1 |
 
 * ``"ntk"`` is neural-tangents' NTK parametrization, whose infinite-width
-  limits :mod:`infinite_width.kernels` computes.
+  limits [`infinite_width.kernels`][] computes.
 * ``"standard"`` has the same ``W_eff`` as ``"ntk"`` for the same key (the
   same network function at init) but trains ``W_eff`` directly.
 * ``"mup"`` is the maximal update parametrization (Yang & Hu 2021, abc-form
@@ -43,23 +41,21 @@ output bias     ``b_std``, 1              1, ``b_std``         ``b_std``, 1
 
 Groups and per-group scales
 ---------------------------
-:meth:`Network.groups` labels every leaf with one of :data:`GROUPS`: the first
+[`Network.groups`][infinite_width.finite.networks.Network.groups] labels every leaf with one of `GROUPS`: the first
 weighted layer's weight is ``"input_W"`` and its bias ``"hidden_b"``, later
 hidden layers ``"hidden_W"``/``"hidden_b"``, the last layer ``"readout_W"``/
 ``"output_b"`` (a network of depth 0 has only the last two).
-:meth:`Network.group_scales` gives for every leaf ``s`` (the gradient scale,
-``G = s g`` with ``g`` of order one) and ``r`` (the Adam/sign rate factor) of
+[`Network.group_scales`][infinite_width.finite.networks.Network.group_scales] gives for every leaf ``s`` (the gradient
+scale, ``G = s g`` with ``g`` of order one) and ``r`` (the Adam/sign rate factor) of
 docs/theory.md, section 3, generalised to any fan-in. With
 ``u = 1/sqrt(n)`` for groups whose output is hidden and ``u = 1`` for the
 readout groups:
 
-==========  ========================  ==================================
-param.      s                          r (weights; biases)
-==========  ========================  ==================================
-ntk         ``m u``                   ``u / sqrt(F)``; ``u``
-standard    ``m u`` (= ``u``)         ``W_std u / F``; ``b_std u``
-mup         ``m u^2`` (hidden), ``m u``  as ntk
-==========  ========================  ==================================
+| param. | s | r (weights; biases) |
+|---|---|---|
+| ntk | ``m u`` | ``u / sqrt(F)``; ``u`` |
+| standard | ``m u`` (= ``u``) | ``W_std u / F``; ``b_std u`` |
+| mup | ``m u^2`` (hidden), ``m u`` | as ntk |
 
 For ntk this is exactly the table of docs/theory.md, section 3 (for an MLP: hidden W ``s = W_std/n,
 r = 1/n``; input W ``W_std/sqrt(n d), 1/sqrt(n d)``; hidden bias
@@ -221,7 +217,7 @@ def _check_layer(layer, shape: Tuple[int, ...]) -> None:
 class Network:
     """A finite network: ``arch`` at hidden ``width``, in ``parametrization``, initialised by ``init_kind``.
 
-    Build it with :func:`network`. Hashable,
+    Build it with [`network`][infinite_width.finite.network]. Hashable,
     so it can key compiled-function caches.
     """
 
@@ -305,7 +301,7 @@ class Network:
         )
 
     def group_scales(self, input_shape) -> List[dict]:
-        """Per-leaf :class:`LeafScale` (group, m, sigma, s, r), same structure as params.
+        """Per-leaf [`LeafScale`][infinite_width.finite.LeafScale] (group, m, sigma, s, r), same structure as params.
 
         ``input_shape`` is one example's shape: ``d`` or ``(d,)`` for MLPs,
         ``(H, W, C)`` for images.
@@ -314,7 +310,7 @@ class Network:
         return [dict(zip(("W", "b"), self._layer_scales(spec))) for spec in plan]
 
     def groups(self, params: Params) -> List[dict]:
-        """Same-structure pytree of group labels (strings from :data:`GROUPS`)."""
+        """Same-structure pytree of group labels (strings from `GROUPS`)."""
         self.check_params(params)
         last = len(params) - 1
         labels = []
@@ -343,7 +339,7 @@ class Network:
         Equal to ``jax.vmap(lambda k: self.init(k, input_shape))(keys)``, but
         orthogonal networks are drawn one at a time (``jax.lax.map``): batched
         QR (a vmapped orthogonal init) can deadlock jaxlib's CPU LAPACK thread
-        pool (seen on jax 0.10.2). Prefer this over vmapping :meth:`init`.
+        pool (seen on jax 0.10.2). Prefer this over vmapping [`init`][infinite_width.finite.networks.Network.init].
         """
         init_one = functools.partial(self.init, input_shape=input_shape)
         if self.init_kind == "orthogonal":
@@ -424,7 +420,7 @@ def network(arch: Architecture, width: int, parametrization: str = "ntk", init: 
     """The finite network of ``arch`` with hidden width ``width``.
 
     Args:
-      arch: an :class:`~infinite_width.Architecture`.
+      arch: an [`Architecture`][infinite_width.Architecture].
       width: hidden channels of every layer without an explicit ``out`` (>= 1).
       parametrization: ``"ntk"`` (default), ``"standard"`` or ``"mup"`` (see module docstring).
       init: ``"gaussian"`` (default), ``"orthogonal"`` or ``"uniform"``.

@@ -1,13 +1,13 @@
 """Train finite networks with optax under one optimizer spec.
 
-:func:`train` trains an ensemble of ``seeds`` independent initialisations of a
-:class:`~infinite_width.finite.Network` in one vectorised, compiled call
+[`train`][infinite_width.finite.train] trains an ensemble of ``seeds`` independent initialisations of a
+[`Network`][infinite_width.finite.Network] in one vectorised, compiled call
 (``jax.vmap`` over the ensemble, ``jax.lax.scan`` over steps) and returns the
 network outputs on the training and test inputs at the recorded steps as
-:class:`~infinite_width.Predictions` (losses and accuracies are computed from
-them by :func:`infinite_width.solve`, once, for every method alike).
+[`Predictions`][infinite_width.Predictions] (losses and accuracies are computed from
+them by [`infinite_width.solve`][], once, for every method alike).
 
-Learning rates (see :mod:`infinite_width.optim` and
+Learning rates (see [`infinite_width.optim`][] and
 docs/theory.md, section 3): every stored parameter ``p`` of
 group ``grp`` moves by ``dp = -lr * rate_grp * Q_t(G_p)``. With
 ``rates="per_group"`` (the default, matched to the infinite-width limit):
@@ -16,7 +16,7 @@ group ``grp`` moves by ``dp = -lr * rate_grp * Q_t(G_p)``. With
   limit is NTK gradient descent for the ntk parametrization);
 * ``adam`` and ``sign``: ``rate_grp = r_grp`` and Adam's epsilon is
   ``eps * s_grp``, with ``(s_grp, r_grp)`` from
-  :meth:`Network.group_scales <infinite_width.finite.Network.group_scales>`
+  [`Network.group_scales`][infinite_width.finite.networks.Network.group_scales]
   (for an ntk MLP: ``1/n`` hidden weights, ``1/sqrt(n d)`` input weights,
   ``1/sqrt(n)`` hidden biases and readout weights, ``1`` output bias).
 
@@ -81,14 +81,14 @@ from infinite_width.predictions import Predictions
 __all__ = ["FiniteState", "RATES", "train", "train_checked", "width_sweep"]
 
 ON_NONFINITE = ("raise", "record")
-#: ``rates``: the limit-matched per-group rates and epsilons, or one global optax rate and eps.
 RATES = ("per_group", "global")
+"""``rates``: the limit-matched per-group rates and epsilons, or one global optax rate and eps."""
 _READOUT_GROUPS = ("readout_W", "output_b")
 
 
 @dataclasses.dataclass(frozen=True)
 class FiniteState:
-    """Parameters of a trained ensemble (:func:`train` with ``return_params=True``).
+    """Parameters of a trained ensemble ([`train`][infinite_width.finite.train] with ``return_params=True``).
 
     Attributes:
       initial_params, final_params: parameter pytrees (lists of ``{"W", "b"}``)
@@ -304,7 +304,7 @@ def _step_inputs(record: np.ndarray, batch_indices: np.ndarray):
 
 
 def _run_steps(run, carry, step_inputs, arrays, progress: bool, width: int):
-    """The compiled step loop over all steps, in chunks with a progress bar (:func:`_chunk_steps`)."""
+    """The compiled step loop over all steps, in chunks with a progress bar (`_chunk_steps`)."""
     steps = step_inputs[0].shape[0]
     chunk = _chunk_steps(steps, progress)
     with tqdm(total=steps, disable=not progress, desc=f"train width {width}", leave=False) as bar:
@@ -363,13 +363,13 @@ def train_checked(
     return_params: bool = False,
     max_memory_bytes: Optional[int] = None,
 ):
-    """:func:`train` on arguments that are already checked (what :func:`infinite_width.solve` calls).
+    """[`train`][infinite_width.finite.train] on arguments that are already checked (what [`infinite_width.solve`][] calls).
 
     ``x_train`` (N, ...) and ``x_test`` (Nt, ...) float32 inputs (``Nt`` may
     be 0), ``y_train`` (N, k) float32, ``record`` (R,) sorted unique steps in
     ``[0, steps]``, ``batch_indices`` (steps, B) int32 rows, ``init_keys``
     (S, ...) one key per seed, ``loss_fn(f, y) -> scalar``. Nothing is
-    validated again. Returns what :func:`train` returns.
+    validated again. Returns what [`train`][infinite_width.finite.train] returns.
     """
     n_train = x_train.shape[0]
     full_batch = batch_indices.shape[1] == n_train and bool(np.all(batch_indices == np.arange(n_train)))
@@ -441,10 +441,10 @@ def train(
     """Train ``seeds`` independent initialisations of ``net`` for ``steps`` optimizer steps.
 
     Args:
-      net: a :class:`~infinite_width.finite.Network`.
+      net: a [`Network`][infinite_width.finite.Network].
       x_train: (N, d) or (N, H, W, C) training inputs.
       y_train: (N, k) targets, ``k = net.out_dim``.
-      optimizer: an :class:`~infinite_width.optim.Optimizer`; rates per group
+      optimizer: an [`Optimizer`][infinite_width.optim.Optimizer]; rates per group
         as in the module docstring.
       steps: number of updates (>= 0).
       record: the steps (in ``[0, steps]``) at which outputs are recorded, e.g.
@@ -478,7 +478,7 @@ def train(
         device (the estimate is checked before allocating).
 
     Returns:
-      :class:`~infinite_width.Predictions` with ``train`` (S, R, N, k) and
+      [`Predictions`][infinite_width.Predictions] with ``train`` (S, R, N, k) and
       ``test`` (S, R, Nt, k) (``Nt = 0`` without ``x_test``), ``diverged`` and
       ``first_nonfinite_step``; with ``return_params``, the pair
       ``(predictions, FiniteState)``.
@@ -538,7 +538,7 @@ def width_sweep(
     progress: bool = False,
     **train_kwargs,
 ) -> Dict[int, Predictions]:
-    """:func:`train` the network of ``arch`` at every width; ``{width: Predictions}``.
+    """[`train`][infinite_width.finite.train] the network of ``arch`` at every width; ``{width: Predictions}``.
 
     The same ``key`` (hence the same minibatch order) is used at every width.
     """

@@ -1,20 +1,22 @@
-"""Kernels of an :class:`~infinite_width.Architecture`.
+"""Kernels of an [`Architecture`][infinite_width.Architecture].
 
-* :mod:`~infinite_width.kernels.analytic`: the closed-form infinite-width
-  :func:`nngp` and :func:`ntk` (neural-tangents), :func:`max_learning_rate`,
-  and the neural-tangents triple :func:`stax` of an architecture;
-* :mod:`~infinite_width.kernels.layer_kernels`: the layer-wise kernels of an
-  MLP (:func:`layerwise`, docs/theory.md, section 2);
-* :mod:`~infinite_width.kernels.empirical`: the empirical NTK and NNGP of a
+* [`analytic`][infinite_width.kernels.analytic]: the closed-form infinite-width
+  [`nngp`][infinite_width.kernels.nngp] and [`ntk`][infinite_width.kernels.ntk] (neural-tangents),
+  [`max_learning_rate`][infinite_width.kernels.max_learning_rate], and the neural-tangents triple
+  [`stax`][infinite_width.kernels.stax] of an architecture;
+* [`layer_kernels`][infinite_width.kernels.layer_kernels]: the layer-wise kernels of an
+  MLP ([`layerwise`][infinite_width.kernels.layerwise], docs/theory.md, section 2);
+* [`empirical`][infinite_width.kernels.empirical]: the empirical NTK and NNGP of a
   finite network at given parameters;
-* :mod:`~infinite_width.kernels.prior_kernel`: the Monte Carlo Neural Network
-  Prior Kernel (:func:`nnpk`, :func:`nnpk_prefixes`, :func:`nnpk_features`),
-  its random networks (:func:`network_keys`, :data:`DEFAULT_PRNG`) and memory
-  plan (:func:`plan_memory`), and :func:`kernel_alignment` (docs/theory.md,
-  section 8);
-* :mod:`~infinite_width.kernels.likelihood`: the GP log marginal likelihood of
-  a kernel (:func:`log_marginal_likelihood`) and the fit of ``W_std``,
-  ``b_std`` and the noise by gradient ascent (:func:`fit_hyperparameters`,
+* [`prior_kernel`][infinite_width.kernels.prior_kernel]: the Monte Carlo Neural Network
+  Prior Kernel ([`nnpk`][infinite_width.kernels.nnpk], [`nnpk_prefixes`][infinite_width.kernels.nnpk_prefixes],
+  [`nnpk_features`][infinite_width.kernels.nnpk_features]), its random networks
+  ([`network_keys`][infinite_width.kernels.network_keys], [`DEFAULT_PRNG`][infinite_width.kernels.DEFAULT_PRNG]) and
+  memory plan ([`plan_memory`][infinite_width.kernels.plan_memory]), and
+  [`kernel_alignment`][infinite_width.kernels.kernel_alignment] (docs/theory.md, section 8);
+* [`likelihood`][infinite_width.kernels.likelihood]: the GP log marginal likelihood of
+  a kernel ([`log_marginal_likelihood`][infinite_width.kernels.log_marginal_likelihood]) and the fit of ``W_std``,
+  ``b_std`` and the noise by gradient ascent ([`fit_hyperparameters`][infinite_width.kernels.fit_hyperparameters],
   docs/theory.md, section 9).
 
 Kernels are per output channel, shape (N1, N2), computed at full float32

@@ -1,6 +1,6 @@
 """Closed-form infinite-width NNGP and NTK kernels, as JAX functions.
 
-Sources: an :class:`~infinite_width.Architecture`, or any neural-tangents
+Sources: an [`Architecture`][infinite_width.Architecture], or any neural-tangents
 stax ``kernel_fn`` (``infinite_width.nt.stax.serial(...)[2]``).
 
 Shapes: inputs ``x1`` of shape (N1, d) for MLPs or (N1, H, W, C) for
@@ -9,14 +9,16 @@ convolutional networks, ``x2`` likewise (``None`` means ``x2 = x1``); a
 channel, shape (N1, N2), as neural-tangents returns them: the full kernel of
 the ``out_dim`` outputs is ``K ⊗ I``.
 
-JAX transformations: :func:`nngp`, :func:`ntk` and :func:`nngp_and_ntk` work
-under ``jax.jit``, ``jax.grad`` and ``jax.vmap``, with respect to the inputs
-and to the scales of the architecture::
+JAX transformations: [`nngp`][infinite_width.kernels.nngp], [`ntk`][infinite_width.kernels.ntk] and
+[`nngp_and_ntk`][infinite_width.kernels.nngp_and_ntk] work under ``jax.jit``, ``jax.grad`` and ``jax.vmap``, with
+respect to the inputs and to the scales of the architecture:
 
-    jax.grad(lambda w: iw.kernels.nngp(iw.mlp(W_std=w), x).sum())(1.4)
+```python
+jax.grad(lambda w: iw.kernels.nngp(iw.mlp(W_std=w), x).sum())(1.4)
+```
 
 One compiled program serves every ``W_std``/``b_std`` of an architecture (the
-scales are arguments, :meth:`~infinite_width.Architecture.with_scales`), so
+scales are arguments, [`with_scales`][infinite_width.architectures.Architecture.with_scales]), so
 changing them does not recompile. Under a transformation the checks that
 need values are skipped, the others still run:
 
@@ -29,7 +31,7 @@ Results: jax arrays. ``dtype="float64"`` computes in float64 (JAX's x64 mode
 is switched on for the call only; under a transformation it must be on
 already); with x64 mode off where the result is used, float64 results are
 numpy arrays, since a float64 jax array would be truncated to float32 by the
-next jax operation (:func:`infinite_width._src.numerics.as_result`).
+next jax operation (`infinite_width._src.numerics.as_result`).
 
 Precision policy: JAX's default matrix precision on GPUs is TF32 (about 1e-3
 relative error); every kernel here is computed with
@@ -242,7 +244,7 @@ def _compute(source, x1, x2, get, batch_size, dtype, max_memory_bytes):
 
 _SIGNATURE_DOC = """
     Args:
-      arch: an :class:`~infinite_width.Architecture`, or a neural-tangents
+      arch: an [`Architecture`][infinite_width.Architecture], or a neural-tangents
         stax ``kernel_fn``.
       x1: (N1, ...) inputs; x2: (N2, ...) inputs, or None for ``x2 = x1``.
       batch_size: compute in blocks of this many rows (concrete inputs only);

@@ -1,9 +1,9 @@
 """Empirical kernels of a finite network at given parameters, for any architecture.
 
-:func:`empirical_ntk` is ``J(x1) J(x2)^T`` in the stored parameters;
-:func:`empirical_nngp` is the exact covariance of the outputs over the
+[`empirical_ntk`][infinite_width.kernels.empirical_ntk] is ``J(x1) J(x2)^T`` in the stored parameters;
+[`empirical_nngp`][infinite_width.kernels.empirical_nngp] is the exact covariance of the outputs over the
 readout layer's initialisation. Both converge to the closed-form kernels of
-:mod:`infinite_width.kernels.analytic` as the width grows (ntk
+[`infinite_width.kernels.analytic`][] as the width grows (ntk
 parametrization).
 
 Shapes: ``x1`` (N1, ...), ``x2`` (N2, ...) or None (``x2 = x1``); kernels
@@ -73,7 +73,7 @@ def empirical_ntk(net: Network, params: Params, x1, x2=None, *, full: bool = Fal
 
     Shape (N1, N2), averaged over the k output channels like neural-tangents'
     per-channel kernels (for the ntk parametrization it converges to
-    :func:`infinite_width.kernels.ntk` as the width grows); ``full=True`` gives
+    [`infinite_width.kernels.ntk`][] as the width grows); ``full=True`` gives
     the whole kernel, shape (N1, N2, k, k). ``x2=None`` means ``x2 = x1``.
     """
     with precision_scope("float32"):
@@ -85,7 +85,7 @@ def empirical_nngp(net: Network, params: Params, x1, x2=None, *, full: bool = Fa
     """NNGP of the network's readout features: ``E[f(x1) f(x2)^T]`` over the readout layer's init.
 
     All other parameters are fixed at ``params``. This is the kernel that
-    converges to :func:`infinite_width.kernels.nngp` as the width grows (for
+    converges to [`infinite_width.kernels.nngp`][] as the width grows (for
     an MLP, ``W_std^2 phi(h^L).phi(h^L)'/n + b_std^2``), and, in the ntk
     parametrization, the kernel of readout-only training. It is computed
     exactly from Jacobians (the outputs are affine in the readout

@@ -8,11 +8,11 @@ which the NTK is ``sum_l B^l (W_std_l^2 S^{l-1} + b_std_l^2)`` and the NNGP
 Shapes: ``x1`` (N1, d), ``x2`` (N2, d) or None (``x2 = x1``); every kernel
 (N1, N2), per output channel.
 
-Like :func:`infinite_width.kernels.nngp`, :func:`layerwise` returns jax
+Like [`infinite_width.kernels.nngp`][], [`layerwise`][infinite_width.kernels.layerwise] returns jax
 arrays (float64 ones as numpy arrays while JAX's x64 mode is off), compiles
 once per architecture structure (the scales are arguments) and works under
 ``jax.jit``/``jax.grad``/``jax.vmap`` (inputs and ``W_std``/``b_std``);
-:class:`LayerwiseKernels` is a pytree. Under a transformation NaN/Inf in
+[`LayerwiseKernels`][infinite_width.kernels.LayerwiseKernels] is a pytree. Under a transformation NaN/Inf in
 traced inputs are not detected.
 """
 

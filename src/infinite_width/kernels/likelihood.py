@@ -4,16 +4,18 @@ The infinitely wide network's prior is a Gaussian process with the NNGP
 kernel, so its hyperparameters can be chosen by the evidence of GP
 regression. With ``C = K + noise * I`` (``noise`` the observation-noise
 variance ``sigma^2``, absolute) and targets ``Y`` of shape (N, k), whose k
-columns are independent given the kernel::
+columns are independent given the kernel:
 
-    log p(Y | X) = -1/2 tr(Y^T C^{-1} Y) - k/2 log det C - N k/2 log(2 pi)
+```text
+log p(Y | X) = -1/2 tr(Y^T C^{-1} Y) - k/2 log det C - N k/2 log(2 pi)
+```
 
-:func:`log_marginal_likelihood` computes it from any kernel matrix (NNGP,
+[`log_marginal_likelihood`][infinite_width.kernels.log_marginal_likelihood] computes it from any kernel matrix (NNGP,
 NTK, an NNPK, ...) through the Cholesky factor of ``C``; it is a JAX
-function (``jit``, ``grad``, ``vmap``). :func:`fit_hyperparameters` maximizes
+function (``jit``, ``grad``, ``vmap``). [`fit_hyperparameters`][infinite_width.kernels.fit_hyperparameters] maximizes
 it over ``W_std``, ``b_std`` and ``noise`` of an architecture by gradient
 ascent in log-parameters (optax Adam), differentiating through
-:func:`infinite_width.kernels.nngp` / :func:`~infinite_width.kernels.ntk`.
+[`infinite_width.kernels.nngp`][] / [`ntk`][infinite_width.kernels.ntk].
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def log_marginal_likelihood(k_train_train, y_train, noise, *, dtype: str = "floa
 
     Args:
       k_train_train: (N, N) kernel on the training inputs, per output
-        channel (e.g. :func:`infinite_width.kernels.nngp`).
+        channel (e.g. [`infinite_width.kernels.nngp`][]).
       y_train: (N, k) targets, or (N,) for k = 1.
       noise: observation-noise variance ``sigma^2 >= 0`` (absolute, added to
         the diagonal).
@@ -111,7 +113,7 @@ def log_marginal_likelihood(k_train_train, y_train, noise, *, dtype: str = "floa
 
 @dataclasses.dataclass(frozen=True)
 class HyperparameterFit:
-    """Result of :func:`fit_hyperparameters`.
+    """Result of [`fit_hyperparameters`][infinite_width.kernels.fit_hyperparameters].
 
     Attributes:
       W_std, b_std, noise: the fitted values (every weighted layer shares
@@ -160,16 +162,16 @@ def fit_hyperparameters(
     dtype: str = "float64",
     progress: bool = False,
 ) -> HyperparameterFit:
-    """Maximize :func:`log_marginal_likelihood` over ``W_std``, ``b_std`` and ``noise``.
+    """Maximize [`log_marginal_likelihood`][infinite_width.kernels.log_marginal_likelihood] over ``W_std``, ``b_std`` and ``noise``.
 
     Every weighted layer of ``arch`` gets the same ``W_std`` and ``b_std``
-    (as :func:`infinite_width.mlp` builds them). Gradient ascent with optax
+    (as [`infinite_width.mlp`][] builds them). Gradient ascent with optax
     Adam (rate ``lr``) on ``log theta`` and on the log likelihood per target
     entry, ``log p / (N k)``, so that ``lr`` is a relative step of each
     hyperparameter whatever the data size (docs/theory.md, section 9).
 
     Args:
-      arch: an :class:`~infinite_width.Architecture` with a closed-form kernel.
+      arch: an [`Architecture`][infinite_width.Architecture] with a closed-form kernel.
       x_train: (N, ...) inputs. y_train: (N, k) targets (or (N,)).
       init: starting values ``{"W_std", "b_std", "noise"}``; missing ones
         default to the readout's scales and a tenth of ``mean(y^2)``.
@@ -181,7 +183,7 @@ def fit_hyperparameters(
 
     Raises:
       numpy.linalg.LinAlgError: the kernel plus noise became singular or lost
-        positive definiteness (as in :func:`log_marginal_likelihood`);
+        positive definiteness (as in [`log_marginal_likelihood`][infinite_width.kernels.log_marginal_likelihood]);
         increase the initial noise or lower ``lr``.
     """
     if not isinstance(arch, Architecture):

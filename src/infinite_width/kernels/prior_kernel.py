@@ -5,7 +5,7 @@ For an architecture and a distribution ``p0`` of its initial parameters,
     NNPK(x, x') = E_{theta ~ p0}[ f(x; theta)^T f(x'; theta) ],
 
 the expected inner product of the network's outputs (logits) at
-initialisation (docs/theory.md, section 8). :func:`nnpk` estimates it with
+initialisation (docs/theory.md, section 8). [`nnpk`][infinite_width.kernels.nnpk] estimates it with
 ``m = networks`` independently initialised finite networks of a given width:
 
     K_hat(x, x') = (1/m) sum_{s=1}^{m} f(x; theta_s)^T f(x'; theta_s),
@@ -17,14 +17,14 @@ kernel (``MaxPool``; ``LayerNorm`` at finite width).
 
 Normalization: ``normalize="mean"`` (the default) divides by ``out_dim``,
 so that ``K_hat -> NNGP`` as the width grows (the library's kernels are per
-output channel, :func:`infinite_width.kernels.nngp`): with Gaussian
+output channel, [`infinite_width.kernels.nngp`][]): with Gaussian
 initialisation in NTK parametrization the outputs become independent,
 identically distributed Gaussian processes. ``normalize="sum"``, the paper's
 definition, sums over the outputs (``K_hat -> out_dim * NNGP``). Kernel ridge
 regression with a relative ridge and kernel alignment give the same results
 for both.
 
-Prefixes: :func:`nnpk_prefixes` streams the same estimate and yields it
+Prefixes: [`nnpk_prefixes`][infinite_width.kernels.nnpk_prefixes] streams the same estimate and yields it
 after the first ``m`` networks for chosen ``m``, e.g. every power of two up
 to 1,024, at the cost of one pass over the largest ``m``.
 
@@ -32,21 +32,21 @@ Randomness: the parameters of network ``s`` are ``net.init(network_keys(key,
 networks, prng)[s], x1.shape[1:])`` for ``net =
 infinite_width.finite.network(arch, width, parametrization, init)``: the
 same ``key`` (an int seed or a jax key) gives the same networks in
-:func:`nnpk`, :func:`nnpk_prefixes` and :func:`nnpk_features`, however the
-work is chunked or batched. The parameters are drawn with the PRNG
-implementation ``prng`` (one of :data:`PRNG_IMPLS`), by default
-:data:`DEFAULT_PRNG`: ``"philox4x32"``, which draws Gaussian parameters two
+[`nnpk`][infinite_width.kernels.nnpk], [`nnpk_prefixes`][infinite_width.kernels.nnpk_prefixes] and
+[`nnpk_features`][infinite_width.kernels.nnpk_features], however the work is chunked or batched. The parameters are
+drawn with the PRNG implementation ``prng`` (one of [`PRNG_IMPLS`][infinite_width.kernels.PRNG_IMPLS]), by default
+[`DEFAULT_PRNG`][infinite_width.kernels.DEFAULT_PRNG]: ``"philox4x32"``, which draws Gaussian parameters two
 to three times faster than jax's default ``"threefry2x32"`` on CPU
 (docs/BENCHMARKS.md, NNPK section). Both are counter-based, so a vmapped draw
 equals the draw of each key alone. jax has philox4x32 since 0.10.2; on older
-jax (the library supports jax >= 0.6) it is missing from :data:`PRNG_IMPLS`
+jax (the library supports jax >= 0.6) it is missing from [`PRNG_IMPLS`][infinite_width.kernels.PRNG_IMPLS]
 and the default falls back to ``"threefry2x32"``, so the same seed gives
 other networks there: record ``DEFAULT_PRNG`` (or pass ``prng``) with results.
 
 Memory: networks are drawn and run in chunks whose working set (parameters,
 activations and outputs of every network in the chunk) stays within about
 64 MB and within the free memory, next to the kernel itself;
-:func:`plan_memory` gives the plan, and a computation that cannot fit even
+[`plan_memory`][infinite_width.kernels.plan_memory] gives the plan, and a computation that cannot fit even
 one network at a time is refused with a ``MemoryError`` that says what would.
 
 Shapes: inputs ``x1`` of shape (N1, d) for vector architectures or
@@ -84,8 +84,8 @@ __all__ = [
     "DEFAULT_PRNG",
 ]
 
-#: ``"sum"``: sum over outputs (-> out_dim * NNGP); ``"mean"``: mean over outputs (-> NNGP).
 NORMALIZATIONS: Tuple[str, ...] = ("sum", "mean")
+"""``"sum"``: sum over outputs (-> out_dim * NNGP); ``"mean"``: mean over outputs (-> NNGP)."""
 
 
 
@@ -98,17 +98,17 @@ def _has_prng(name: str) -> bool:
     return True
 
 
-#: PRNG implementations (jax names) for the parameter draws, those this jax
-#: has of ``("philox4x32", "threefry2x32")``. Both are counter-based with
-#: 64-bit keys. Left out: ``"rbg"``/``"unsafe_rbg"``, whose vmapped draws
-#: depend on the first key of the batch only (so results would change with the
-#: chunking), and ``"philox2x32"``, whose 32-bit keys collide among about 2^16
-#: networks.
 PRNG_IMPLS: Tuple[str, ...] = tuple(name for name in ("philox4x32", "threefry2x32") if _has_prng(name))
+"""PRNG implementations (jax names) for the parameter draws, those this jax
+has of ``("philox4x32", "threefry2x32")``. Both are counter-based with
+64-bit keys. Left out: ``"rbg"``/``"unsafe_rbg"``, whose vmapped draws
+depend on the first key of the batch only (so results would change with the
+chunking), and ``"philox2x32"``, whose 32-bit keys collide among about 2^16
+networks."""
 
-#: The default PRNG of the parameter draws: ``"philox4x32"``, or
-#: ``"threefry2x32"`` on jax < 0.10.2, which lacks philox4x32 (module docstring).
 DEFAULT_PRNG = PRNG_IMPLS[0]
+"""The default PRNG of the parameter draws: ``"philox4x32"``, or
+``"threefry2x32"`` on jax < 0.10.2, which lacks philox4x32 (module docstring)."""
 
 # Working set of one chunk of networks. Large enough to run thousands of
 # small networks at once; small enough that large ones (width 1024 on 2,000
@@ -134,7 +134,7 @@ def _check_options(init, normalize):
 
 
 def network_keys(key, networks: int, prng: str = DEFAULT_PRNG) -> jax.Array:
-    """Keys of the ``networks`` random networks of :func:`nnpk`, typed keys of ``prng``, shape (networks,).
+    """Keys of the ``networks`` random networks of [`nnpk`][infinite_width.kernels.nnpk], typed keys of ``prng``, shape (networks,).
 
     ``key`` is an int seed, a raw key (``jax.random.PRNGKey``) or a typed key
     (``jax.random.key``). A key of ``prng`` itself is split directly
@@ -183,7 +183,7 @@ class MemoryPlan:
         padded copies), ``grouped_outputs`` (the outputs of the chunks
         gathered for one kernel update, and their concatenation), ``kernel``
         (the N1 x N2 accumulators; more with ``return_stderr``) or
-        ``features`` (the (N, m * out_dim) result of :func:`nnpk_features`,
+        ``features`` (the (N, m * out_dim) result of [`nnpk_features`][infinite_width.kernels.nnpk_features],
         with its copies), and with orthogonal init the ``orthogonalization``
         temporaries (networks are orthogonalized one at a time).
       available_bytes: the memory the plan had to fit in.
@@ -264,7 +264,7 @@ def plan_memory(
     dtype: str = "float32",
     max_memory_bytes: Optional[int] = None,
 ) -> MemoryPlan:
-    """How :func:`nnpk` (or, with ``features=True``, :func:`nnpk_features`) fits in memory.
+    """How [`nnpk`][infinite_width.kernels.nnpk] (or, with ``features=True``, [`nnpk_features`][infinite_width.kernels.nnpk_features]) fits in memory.
 
     Counts, per network of a chunk, its parameters, its activations on one
     forward pass of ``batch_size`` rows (all rows when None) and its outputs,
@@ -275,12 +275,13 @@ def plan_memory(
 
     ``arch``, ``width``, ``networks``, ``init``, ``parametrization``,
     ``batch_size``, ``network_chunk``, ``return_stderr`` and ``dtype`` are as
-    for :func:`nnpk`.
+    for [`nnpk`][infinite_width.kernels.nnpk].
 
     Args:
       x1_shape: shape of x1, (N1, d) or (N1, H, W, C).
       x2_shape: shape of x2, or None for x2 = x1.
-      features: plan :func:`nnpk_features` (its (N1, m * out_dim) result) instead of the kernel.
+      features: plan [`nnpk_features`][infinite_width.kernels.nnpk_features] (its (N1, m * out_dim) result) instead of
+        the kernel.
       max_memory_bytes: memory available, overriding the free memory of the
         device (``device.memory_stats()``, or free physical memory on the CPU).
 
@@ -329,7 +330,7 @@ def _plan(
     arch, x1_shape, x2_shape, *, width, batch_size, networks, init, parametrization, return_stderr, features,
     np_dtype, available,
 ) -> MemoryPlan:
-    """The bytes of :class:`MemoryPlan` (with a chunk of one network) for checked arguments."""
+    """The bytes of [`MemoryPlan`][infinite_width.kernels.MemoryPlan] (with a chunk of one network) for checked arguments."""
     itemsize = np.dtype(np_dtype).itemsize
     n_params, per_row = _network_sizes(network(arch, width, parametrization, init), x1_shape[1:], np_dtype)
     n1 = x1_shape[0]
@@ -423,8 +424,8 @@ def _network_outputs(
     """Validate everything now; return a generator of ``(f1, f2)``, the outputs of group after group of networks.
 
     Shapes (g, N1, out_dim) and (g, N2, out_dim) (``f2`` is ``f1`` when x2 is
-    None); the groups follow the networks of :func:`network_keys` in order.
-    A group is one chunk, or several, up to :data:`_GROUP_COLUMNS` outputs,
+    None); the groups follow the networks of [`network_keys`][infinite_width.kernels.network_keys] in order.
+    A group is one chunk, or several, up to `_GROUP_COLUMNS` outputs,
     and is cut so that no group straddles a count of networks in
     ``boundaries``. Called inside ``precision_scope(dtype)``; the generator
     enters it again for each group.
@@ -585,7 +586,7 @@ def nnpk(
 
     ``K[i, j] = (1/m) sum_s f(x1_i; theta_s) . f(x2_j; theta_s)`` over
     ``m = networks`` networks of ``width`` drawn with ``init`` in
-    ``parametrization`` (see :func:`infinite_width.finite.network`); divided by
+    ``parametrization`` (see [`infinite_width.finite.network`][]); divided by
     ``out_dim`` when ``normalize="mean"`` (module docstring).
 
     Args:
@@ -595,24 +596,24 @@ def nnpk(
       width: hidden width (channels) of the networks, >= 1.
       networks: number of random networks m, >= 1 (>= 2 with ``return_stderr``).
       key: int seed or jax PRNG key; network s uses ``network_keys(key, networks, prng)[s]``.
-      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"`` (:mod:`infinite_width.finite.networks`).
+      init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"`` ([`infinite_width.finite.networks`][]).
       parametrization: ``"ntk"``, ``"standard"`` (the same functions at
         initialisation, hence the same NNPK) or ``"mup"``.
       batch_size: rows of x1/x2 per forward pass (None: all rows at once).
       network_chunk: at most this many networks drawn and run at once
         (vmapped); None picks a chunk whose working set stays within about
-        64 MB and the free memory (:func:`plan_memory`). Memory of the kernel
+        64 MB and the free memory ([`plan_memory`][infinite_width.kernels.plan_memory]). Memory of the kernel
         itself is O(N1 N2) whatever the number of networks.
       return_stderr: also return the standard error of each entry,
         ``std_s(f_s f_s^T) / sqrt(m)`` with the unbiased (ddof=1) standard deviation over the networks.
       normalize: ``"mean"`` over outputs (the default, -> NNGP) or ``"sum"`` (-> out_dim * NNGP).
       prng: PRNG implementation of the parameter draws, one of
-        :data:`PRNG_IMPLS` (default :data:`DEFAULT_PRNG`: ``"philox4x32"``,
-        or ``"threefry2x32"`` on jax < 0.10.2).
+        [`PRNG_IMPLS`][infinite_width.kernels.PRNG_IMPLS] (default
+        [`DEFAULT_PRNG`][infinite_width.kernels.DEFAULT_PRNG]: ``"philox4x32"``, or ``"threefry2x32"`` on jax < 0.10.2).
       dtype: ``"float32"`` or ``"float64"``; matrix products at full precision
         (``jax.default_matmul_precision("highest")``).
       max_memory_bytes: memory available, overriding the free memory of the
-        device (:func:`plan_memory`).
+        device ([`plan_memory`][infinite_width.kernels.plan_memory]).
 
     Returns:
       ``K`` of shape (N1, N2), or ``(K, stderr)`` with ``return_stderr=True``.
@@ -673,7 +674,7 @@ def nnpk_prefixes(
         duplicates ignored); None means every power of two below ``networks``,
         and ``networks``.
 
-    The other arguments are as for :func:`nnpk` (no ``return_stderr``). They
+    The other arguments are as for [`nnpk`][infinite_width.kernels.nnpk] (no ``return_stderr``). They
     are checked, and the memory planned, when this is called, before the
     first network is drawn.
     """
@@ -716,7 +717,7 @@ def nnpk_features(
     ``normalize="sum"``), so that ``features(x1) @ features(x2).T`` equals
     ``nnpk(arch, x1, x2, ...)`` for the same key and options. A linear
     readout on these features is kernel regression with the estimated NNPK.
-    Arguments as for :func:`nnpk`; ``x`` has shape (N, d) or (N, H, W, C).
+    Arguments as for [`nnpk`][infinite_width.kernels.nnpk]; ``x`` has shape (N, d) or (N, H, W, C).
     """
     with precision_scope(dtype) as np_dtype:
         chunks = _network_outputs(

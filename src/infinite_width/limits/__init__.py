@@ -1,11 +1,11 @@
 """Infinite-width limits of training, given the kernels.
 
-* :mod:`~infinite_width.limits.kernel_dynamics`: NTK and NNGP gradient
+* [`kernel_dynamics`][infinite_width.limits.kernel_dynamics]: NTK and NNGP gradient
   descent in function space (discrete time, exact; or neural-tangents'
   gradient flow), docs/theory.md, section 4;
-* :mod:`~infinite_width.limits.baselines`: the NNGP posterior and kernel
+* [`baselines`][infinite_width.limits.baselines]: the NNGP posterior and kernel
   ridge regression (``t = infinity``), section 4;
-* :mod:`~infinite_width.limits.adam_limit`: the Adam-like limit of MLPs by
+* [`adam_limit`][infinite_width.limits.adam_limit]: the Adam-like limit of MLPs by
   Monte Carlo and its exact special cases, sections 5 to 7.
 """
 

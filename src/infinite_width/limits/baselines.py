@@ -1,11 +1,11 @@
 """Non-dynamical baselines: the NNGP posterior and kernel ridge regression (docs/theory.md, section 4).
 
 Plain arrays in, predictions out; the kernels come from
-:mod:`infinite_width.kernels` (or anywhere else). Every ridge is relative to
+[`infinite_width.kernels`][] (or anywhere else). Every ridge is relative to
 the kernel's scale, ``ridge * mean(diag K_train_train)``, so ``c * K`` gives
-the same predictions as ``K``; its one default is :data:`DEFAULT_RIDGE`
-(also that of :class:`infinite_width.Posterior` and
-:class:`infinite_width.KernelRidge`, which wrap these functions).
+the same predictions as ``K``; its one default is [`DEFAULT_RIDGE`][infinite_width.workflow.DEFAULT_RIDGE]
+(also that of [`infinite_width.Posterior`][] and
+[`infinite_width.KernelRidge`][], which wrap these functions).
 
 Shapes: ``k_train_train`` (N, N), ``k_test_train`` (Nt, N), ``k_test_test``
 (Nt, Nt), ``y_train`` (N, k); predictions (N, k) and (Nt, k).
@@ -24,8 +24,8 @@ from infinite_width._src.numerics import precision_scope
 
 __all__ = ["nngp_posterior", "kernel_ridge", "kernel_regression", "DEFAULT_RIDGE"]
 
-#: The default relative ridge of every baseline: ``1e-4 * mean(diag K)``.
 DEFAULT_RIDGE = 1e-4
+"""The default relative ridge of every baseline: ``1e-4 * mean(diag K)``."""
 
 
 def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test, ridge: float = DEFAULT_RIDGE):
@@ -68,7 +68,7 @@ def kernel_ridge(k_train_train, k_test_train, y_train, ridge: float = DEFAULT_RI
     """Kernel ridge regression fitted on the training set: ``(train_predictions (N, k), test_predictions (Nt, k))``.
 
     The end point of kernel gradient descent on MSE when ``ridge -> 0``
-    (see :func:`kernel_regression`).
+    (see [`kernel_regression`][infinite_width.limits.baselines.kernel_regression]).
     """
     k_train_train = check_kernel_matrix("k_train_train", k_train_train, square=True)
     n_train = k_train_train.shape[0]

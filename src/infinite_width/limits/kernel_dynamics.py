@@ -4,19 +4,21 @@ At infinite width and with SGD or momentum (one global rate ``lr``) a network
 trained on all layers moves in function space with its NTK, and one trained
 on the readout only with its NNGP kernel (docs/theory.md,
 section 4). With ``K`` the per-output kernel (the full kernel is ``K ⊗ I``)
-and ``chi = d loss / d f`` (:func:`infinite_width.losses.chi`):
+and ``chi = d loss / d f`` ([`infinite_width.losses.chi`][]):
 
-* SGD, discrete time (exactly what a linearized network does step by step)::
+* SGD, discrete time (exactly what a linearized network does step by step):
 
-      f_{t+1}(x) = f_t(x) - lr * sum_{i in batch_t} K(x, x_i) chi_t(x_i)
+```text
+f_{t+1}(x) = f_t(x) - lr * sum_{i in batch_t} K(x, x_i) chi_t(x_i)
+```
 
   For full-batch MSE (``chi = (f - y) / (N k)``) this has the closed form
   ``f_t = y + (I - lr K / (N k))^t (f_0 - y)`` on the training set, computed
-  by eigendecomposition (:func:`mse_closed_form`).
+  by eigendecomposition ([`mse_closed_form`][infinite_width.limits.kernel_dynamics.mse_closed_form]).
 * momentum, discrete time: ``u_t = beta u_{t-1} + K chi_t``,
   ``f_{t+1} = f_t - lr u_t`` (optax ``trace``, the heavy ball of
-  :func:`infinite_width.optim.momentum`).
-* a learning-rate schedule (:mod:`infinite_width.optim`) replaces ``lr`` by
+  [`infinite_width.optim.momentum`][]).
+* a learning-rate schedule ([`infinite_width.optim`][]) replaces ``lr`` by
   ``lr_s = lr * factor(s)`` at step ``s`` in the recursions; the closed form
   needs a constant rate, so a scheduled full-batch MSE run takes the
   recursion. In continuous time gradient flow is reparametrized exactly:
@@ -30,11 +32,11 @@ and ``chi = d loss / d f`` (:func:`infinite_width.losses.chi`):
   ``lr -> 0`` with ``(1 - beta)/sqrt(lr)`` fixed.
 
 Shapes: ``k_train_train`` (N, N), ``k_test_train`` (Nt, N) or None, ``y_train``
-(N, k); every function returns :class:`~infinite_width.Predictions` with
+(N, k); every function returns [`Predictions`][infinite_width.Predictions] with
 ``train`` (1, R, N, k) and ``test`` (1, R, Nt, k) at the ``R`` recorded steps
 (``Nt = 0`` without ``k_test_train``), in the dtype of the computation.
-:func:`run` picks the function for an optimizer, a loss and a batch mode, as
-:class:`infinite_width.KernelDynamics` does.
+[`run`][infinite_width.limits.kernel_dynamics.run] picks the function for an optimizer, a loss and a batch mode, as
+[`infinite_width.KernelDynamics`][] does.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ from infinite_width.predictions import Predictions
 
 __all__ = ["mse_closed_form", "kernel_descent", "kernel_flow", "run", "TIMES"]
 
-#: ``time`` of :func:`run`: the exact step-by-step recursion, or neural-tangents' gradient flow.
 TIMES = ("discrete", "continuous")
+"""``time`` of [`run`][infinite_width.limits.kernel_dynamics.run]: the exact step-by-step recursion, or neural-tangents' gradient flow."""
 
 
 def _check_kernels(k_train_train, k_test_train, y_train):
@@ -89,7 +91,7 @@ def _initial(f0, shape):
 
 
 def _predictions(steps, train, test, n_outputs) -> Predictions:
-    """(R, N, k) and (R, Nt, k) or None as :class:`Predictions` of one deterministic run."""
+    """(R, N, k) and (R, Nt, k) or None as [`Predictions`][infinite_width.Predictions] of one deterministic run."""
     if test is None:
         test = np.zeros((train.shape[0], 0, n_outputs), train.dtype)
     return Predictions.deterministic(steps, train, test)
@@ -106,10 +108,12 @@ def mse_closed_form(
 ) -> Predictions:
     """Exact discrete-time full-batch gradient descent on ``0.5 * mean((f - y)^2)`` with kernel ``K``.
 
-    With ``a = lr / (N k)`` and ``K = V diag(lam) V^T``::
+    With ``a = lr / (N k)`` and ``K = V diag(lam) V^T``:
 
-        f_t(train) = y + V diag((1 - a lam)^t) V^T (f_0 - y)
-        f_t(test)  = f_0(test) - K_test,train V diag((1 - (1 - a lam)^t) / lam) V^T (f_0 - y)
+    ```text
+    f_t(train) = y + V diag((1 - a lam)^t) V^T (f_0 - y)
+    f_t(test)  = f_0(test) - K_test,train V diag((1 - (1 - a lam)^t) / lam) V^T (f_0 - y)
+    ```
 
     (the second factor tends to ``a t`` as ``lam -> 0``). Computed in float64.
 
@@ -123,7 +127,7 @@ def mse_closed_form(
       f0_test: (Nt, k) outputs at step 0; None means 0.
 
     Returns:
-      :class:`~infinite_width.Predictions` in float64.
+      [`Predictions`][infinite_width.Predictions] in float64.
     """
     k_train_train, k_test_train, y_train = _check_kernels(k_train_train, k_test_train, y_train)
     recorded = _check_steps(steps)
@@ -188,11 +192,13 @@ def kernel_descent(
     """Exact discrete-time kernel gradient descent (optionally heavy-ball momentum, minibatches), any loss.
 
     Step ``s`` uses the training rows ``batch_indices[s]`` and the loss
-    averaged over that batch (so ``chi`` is :func:`infinite_width.losses.chi`
-    of the batch), and the rate ``lr_s = lr * rate_factors[s]``::
+    averaged over that batch (so ``chi`` is [`infinite_width.losses.chi`][]
+    of the batch), and the rate ``lr_s = lr * rate_factors[s]``:
 
-        u_s = momentum * u_{s-1} + K(., batch_s) chi(f_s[batch_s], y[batch_s])
-        f_{s+1} = f_s - lr_s * u_s
+    ```text
+    u_s = momentum * u_{s-1} + K(., batch_s) chi(f_s[batch_s], y[batch_s])
+    f_{s+1} = f_s - lr_s * u_s
+    ```
 
     Args:
       k_train_train: (N, N) kernel.
@@ -205,14 +211,14 @@ def kernel_descent(
       batch_indices: (steps, B) int rows per step (e.g. the order
         ``infinite_width.finite.train`` uses for the same key); None = full batch.
       rate_factors: (steps,) a schedule's factors
-        (:meth:`infinite_width.optim.Optimizer.rate_factors`); None = all 1.
+        ([`infinite_width.optim.Optimizer.rate_factors`][]); None = all 1.
       f0_train: (N, k) outputs at step 0; None means 0.
       f0_test: (Nt, k) outputs at step 0; None means 0.
       dtype: ``"float32"`` (full-precision matmuls) or ``"float64"``.
       progress: show a tqdm bar of the steps (updated at each recorded step).
 
     Returns:
-      :class:`~infinite_width.Predictions` in ``dtype``.
+      [`Predictions`][infinite_width.Predictions] in ``dtype``.
     """
     losses.get(loss)
     k_train_train, k_test_train, y_train = _check_kernels(k_train_train, k_test_train, y_train)
@@ -269,7 +275,7 @@ def kernel_flow(
     MSE without momentum: ``predict.gradient_descent_mse`` (closed form of
     ``df/dt = -K (f - y) / (N k)``). Otherwise ``predict.gradient_descent``
     (an ODE solver; with ``momentum`` its time is ``sqrt(lr) * step``, see the
-    module docstring). Shapes as :func:`kernel_descent`.
+    module docstring). Shapes as [`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent].
     """
     from infinite_width._src.nt import predict
 
@@ -329,27 +335,28 @@ def run(
 ) -> Predictions:
     """Kernel dynamics of ``optimizer`` (sgd or momentum) from ``f = 0``: the exact route for the case.
 
-    * ``time="continuous"``: :func:`kernel_flow` (full batch only);
-    * full-batch MSE with SGD: :func:`mse_closed_form`;
-    * otherwise (cross-entropy, momentum, minibatches): :func:`kernel_descent`.
+    * ``time="continuous"``: [`kernel_flow`][infinite_width.limits.kernel_dynamics.kernel_flow] (full batch only);
+    * full-batch MSE with SGD: [`mse_closed_form`][infinite_width.limits.kernel_dynamics.mse_closed_form];
+    * otherwise (cross-entropy, momentum, minibatches):
+      [`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent].
 
     A schedule on ``optimizer`` scales step ``s`` by its factor: the
     recursion (and the continuous time) apply it exactly, the closed form is
     used only for the constant schedule. Full-batch MSE in discrete time warns
     (``RuntimeWarning``) when the largest rate exceeds
-    :func:`infinite_width.kernels.max_learning_rate`.
+    [`infinite_width.kernels.max_learning_rate`][].
 
     Args:
       k_train_train: (N, N) kernel.
       k_test_train: (Nt, N) kernel, or None.
       y_train: (N, k) targets.
-      optimizer: :func:`infinite_width.optim.sgd` or ``momentum``.
+      optimizer: [`infinite_width.optim.sgd`][] or ``momentum``.
       steps: (R,) increasing steps to record.
-      loss: a loss of :mod:`infinite_width.losses`.
+      loss: a loss of [`infinite_width.losses`][].
       batch_indices: (steps, B) training rows per step; None = full batch.
       time: ``"discrete"`` or ``"continuous"``.
-      dtype: ``"float32"`` or ``"float64"`` (:func:`kernel_descent`).
-      progress: a progress bar (:func:`kernel_descent`).
+      dtype: ``"float32"`` or ``"float64"`` ([`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent]).
+      progress: a progress bar ([`kernel_descent`][infinite_width.limits.kernel_dynamics.kernel_descent]).
     """
     if not isinstance(optimizer, Optimizer) or optimizer.adaptive:
         raise ValueError(

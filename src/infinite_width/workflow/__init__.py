@@ -1,23 +1,24 @@
 """The experiment layer: solve a problem in any regime, record, compare, sweep and plot.
 
-* :mod:`~infinite_width.workflow.solver`: :func:`solve` runs a method on a
-  :class:`~infinite_width.Problem` and an architecture and returns a
-  :class:`Trajectory`;
-* :mod:`~infinite_width.workflow.methods`: the method objects
-  (:class:`Finite`, :class:`KernelDynamics`, :class:`AdamLimit`,
-  :class:`Posterior`, :class:`KernelRidge`) and :func:`method_for`, the
-  routing of the ``width=`` shortcut;
-* :mod:`~infinite_width.workflow.recording`: :class:`Record`, which steps are recorded;
-* :mod:`~infinite_width.workflow.metrics`: losses, accuracies and divergence,
-  computed once from every method's :class:`~infinite_width.Predictions`;
-* :mod:`~infinite_width.workflow.trajectory`: :class:`Trajectory`, the one
+* [`solver`][infinite_width.workflow.solver]: [`solve`][infinite_width.solve] runs a method on a
+  [`Problem`][infinite_width.Problem] and an architecture and returns a
+  [`Trajectory`][infinite_width.Trajectory];
+* [`methods`][infinite_width.workflow.methods]: the method objects
+  ([`Finite`][infinite_width.Finite], [`KernelDynamics`][infinite_width.KernelDynamics],
+  [`AdamLimit`][infinite_width.AdamLimit], [`Posterior`][infinite_width.Posterior],
+  [`KernelRidge`][infinite_width.KernelRidge]) and [`method_for`][infinite_width.workflow.method_for], the routing of
+  the ``width=`` shortcut;
+* [`recording`][infinite_width.workflow.recording]: [`Record`][infinite_width.Record], which steps are recorded;
+* [`metrics`][infinite_width.workflow.metrics]: losses, accuracies and divergence,
+  computed once from every method's [`Predictions`][infinite_width.Predictions];
+* [`trajectory`][infinite_width.workflow.trajectory]: [`Trajectory`][infinite_width.Trajectory], the one
   recorded result, saved and loaded as ``.npz``;
-* :mod:`~infinite_width.workflow.comparison`: :func:`compare` tables and
-  function-space :func:`distance`;
-* :mod:`~infinite_width.workflow.sweeps`: resumable batches of solves
-  (:func:`sweep`, :func:`width_jobs`);
-* :mod:`~infinite_width.workflow.plotting`: learning curves and width plots,
-  coloured by :mod:`~infinite_width.workflow.palette` (imported on first
+* [`comparison`][infinite_width.workflow.comparison]: [`compare`][infinite_width.compare] tables and
+  function-space [`distance`][infinite_width.workflow.distance];
+* [`sweeps`][infinite_width.workflow.sweeps]: resumable batches of solves
+  ([`sweep`][infinite_width.sweep], [`width_jobs`][infinite_width.width_jobs]);
+* [`plotting`][infinite_width.workflow.plotting]: learning curves and width plots,
+  coloured by [`palette`][infinite_width.workflow.palette] (imported on first
   access, so that ``import infinite_width`` does not load matplotlib).
 """
 

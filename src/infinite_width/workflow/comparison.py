@@ -1,13 +1,14 @@
 """Side-by-side comparison of trajectories: final metrics and function-space distances.
 
-:func:`compare` builds a :class:`Comparison` of several
-:class:`~infinite_width.Trajectory` objects: one row per
+[`compare`][infinite_width.compare] builds a [`Comparison`][infinite_width.workflow.Comparison] of several
+[`Trajectory`][infinite_width.Trajectory] objects: one row per
 trajectory (final train/test loss and accuracy, mean and spread over the
 seeds that did not diverge, ``diverged`` as ``"k/S"`` seeds, Monte Carlo
 error, wall time) and one row per pair (the distance between
 their mean predictions at the last step they share). It prints as a table,
-converts to a list of dicts (:meth:`Comparison.rows`,
-:meth:`Comparison.distance_rows`) and to CSV (:meth:`Comparison.to_csv`).
+converts to a list of dicts ([`Comparison.rows`][infinite_width.workflow.comparison.Comparison.rows],
+[`Comparison.distance_rows`][infinite_width.workflow.comparison.Comparison.distance_rows]) and to CSV
+([`Comparison.to_csv`][infinite_width.workflow.comparison.Comparison.to_csv]).
 
 A baseline recorded at ``t = infinity`` (step ``-1``) is constant in time, so
 it "shares" every step of any other trajectory.
@@ -110,7 +111,7 @@ def _table(rows: List[Dict], columns: Sequence[str]) -> str:
 
 
 class Comparison:
-    """Final metrics of several trajectories and the distances between them (see :func:`compare`)."""
+    """Final metrics of several trajectories and the distances between them (see [`compare`][infinite_width.compare])."""
 
     COLUMNS = (
         "label", "regime", "width", "optimizer", "readout_only", "seeds", "step",
@@ -125,7 +126,7 @@ class Comparison:
         self.pairs = list(pairs)
 
     def rows(self) -> List[Dict]:
-        """One plain dict per trajectory (keys :attr:`COLUMNS`).
+        """One plain dict per trajectory (keys `COLUMNS`).
 
         Metrics are the mean and std over the seeds that did not diverge
         (NaN if all did); ``diverged`` says how many did, as the text
@@ -212,15 +213,15 @@ def compare(trajectories, reference: Optional[Trajectory] = None, pairs=None) ->
     """Compare trajectories: final metrics (mean and std over seeds) and pairwise function-space distances.
 
     Args:
-      trajectories: a sequence of :class:`Trajectory`, or a dict of them
-        (e.g. the result of :func:`infinite_width.sweep`).
+      trajectories: a sequence of [`Trajectory`][infinite_width.Trajectory], or a dict of them
+        (e.g. the result of [`infinite_width.sweep`][]).
       reference: if given, distances are measured to it only (e.g. a limit).
       pairs: if given, distances of these ``(a, b)`` pairs only: Trajectory
         objects, or keys of ``trajectories`` when it is a dict. Default: every
         pair.
 
     Returns:
-      a :class:`Comparison`: ``str()`` prints a table, ``.rows()`` and
+      a [`Comparison`][infinite_width.workflow.Comparison]: ``str()`` prints a table, ``.rows()`` and
       ``.distance_rows()`` give lists of dicts, ``.to_csv()`` CSV text.
     """
     named = dict(trajectories) if isinstance(trajectories, Mapping) else {}

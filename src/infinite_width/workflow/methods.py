@@ -1,31 +1,31 @@
-"""Methods: how :func:`infinite_width.solve` computes predictions, each with its own options.
+"""Methods: how [`infinite_width.solve`][] computes predictions, each with its own options.
 
 A method is a frozen dataclass, checked when it is built, that carries only
-its own options and runs through one entry point, :meth:`run`, returning
-:class:`~infinite_width.Predictions`; the regime-specific code it calls lives
-in :mod:`infinite_width.finite` and :mod:`infinite_width.limits`.
+its own options and runs through one entry point, `run`, returning
+[`Predictions`][infinite_width.Predictions]; the regime-specific code it calls lives
+in [`infinite_width.finite`][] and [`infinite_width.limits`][].
 
 Trained methods (they take an optimizer, ``steps`` and ``readout_only``):
 
-* :class:`Finite` -- ``seeds`` finite networks of one width, trained with optax;
-* :class:`KernelDynamics` -- their infinite-width limit under sgd or momentum:
+* [`Finite`][infinite_width.Finite] -- ``seeds`` finite networks of one width, trained with optax;
+* [`KernelDynamics`][infinite_width.KernelDynamics] -- their infinite-width limit under sgd or momentum:
   NTK gradient descent (every layer trained) or NNGP-kernel gradient descent
   (``readout_only``), in discrete or continuous time;
-* :class:`AdamLimit` -- the Adam-like limit by Monte Carlo (MLPs and conv
-  nets; any optimizer of :mod:`infinite_width.optim`, sgd and momentum for checks).
+* [`AdamLimit`][infinite_width.AdamLimit] -- the Adam-like limit by Monte Carlo (MLPs and conv
+  nets; any optimizer of [`infinite_width.optim`][], sgd and momentum for checks).
 
 Baselines at t = infinity (no optimizer):
 
-* :class:`Posterior` -- the NNGP posterior mean and variance;
-* :class:`KernelRidge` -- kernel ridge regression with the NTK, the NNGP
+* [`Posterior`][infinite_width.Posterior] -- the NNGP posterior mean and variance;
+* [`KernelRidge`][infinite_width.KernelRidge] -- kernel ridge regression with the NTK, the NNGP
   kernel or the Neural Network Prior Kernel of ``networks`` random networks.
 
-:func:`method_for` is the routing behind ``solve(..., width=...)``:
-``math.inf`` gives :class:`KernelDynamics` for sgd/momentum and
-:class:`AdamLimit` for adam/sign, an integer width :class:`Finite`.
+[`method_for`][infinite_width.workflow.method_for] is the routing behind ``solve(..., width=...)``:
+``math.inf`` gives [`KernelDynamics`][infinite_width.KernelDynamics] for sgd/momentum and
+[`AdamLimit`][infinite_width.AdamLimit] for adam/sign, an integer width [`Finite`][infinite_width.Finite].
 
 Every method gets the same checked problem and the same derived keys from
-:func:`infinite_width.solve`: ``key`` is the model key of the run (finite
+[`infinite_width.solve`][]: ``key`` is the model key of the run (finite
 initialisations, Monte Carlo samples, NNPK networks) and ``batch_indices`` the
 shared minibatch order (None: full batch).
 """
@@ -53,8 +53,8 @@ from infinite_width.problem import Problem
 __all__ = ["Method", "Finite", "KernelDynamics", "AdamLimit", "Posterior", "KernelRidge", "method_for",
            "DEFAULT_RIDGE", "RIDGE_KERNELS"]
 
-#: ``KernelRidge.kernel``: the NTK, the NNGP kernel, or the Neural Network Prior Kernel.
 RIDGE_KERNELS = ("ntk", "nngp", "nnpk")
+"""``KernelRidge.kernel``: the NTK, the NNGP kernel, or the Neural Network Prior Kernel."""
 
 
 def _check_bool(name: str, value) -> None:
@@ -74,8 +74,8 @@ def _all_points(problem: Problem) -> np.ndarray:
 class Method:
     """What every method provides (see the module docstring); subclasses are frozen dataclasses."""
 
-    #: True for methods trained by an optimizer for ``steps`` steps; False for t = infinity baselines.
     trained: ClassVar[bool] = True
+    """True for methods trained by an optimizer for ``steps`` steps; False for t = infinity baselines."""
 
     def regime(self, readout_only: bool) -> str:
         """The regime family (``"finite"``, ``"ntk"``, ``"nngp"``, ``"adam_limit"``, a baseline name)."""
@@ -125,13 +125,13 @@ def _requires_closed_form(method: Method, arch: Architecture) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Finite(Method):
-    """``seeds`` finite networks of ``width``, trained with optax (:func:`infinite_width.finite.train`).
+    """``seeds`` finite networks of ``width``, trained with optax ([`infinite_width.finite.train`][]).
 
     Attributes:
       width: hidden width (an int >= 1).
       seeds: independent initialisations, trained in one vectorised call.
       parametrization: ``"ntk"``, ``"standard"`` or ``"mup"``
-        (:func:`infinite_width.finite.network`).
+        ([`infinite_width.finite.network`][]).
       init: ``"gaussian"``, ``"orthogonal"`` or ``"uniform"``.
       centered: train ``f - f_0`` (default, comparable with the limits, which
         start from 0); False trains the raw network.
@@ -148,7 +148,7 @@ class Finite(Method):
         descent; as the width grows it tends to NTK descent (SGD) and to the
         Adam-like limit (Adam, per-group rates).
 
-    :meth:`traditional` builds the practitioner's network (standard
+    [`traditional`][infinite_width.workflow.methods.Finite.traditional] builds the practitioner's network (standard
     parametrization, global rates, not centered).
     """
 
@@ -202,11 +202,11 @@ class Finite(Method):
 
 @dataclasses.dataclass(frozen=True)
 class KernelDynamics(Method):
-    """Infinite-width gradient descent in function space (:func:`infinite_width.limits.kernel_dynamics.run`).
+    """Infinite-width gradient descent in function space ([`infinite_width.limits.kernel_dynamics.run`][]).
 
     The kernel follows from ``readout_only``: the NTK when every layer trains,
     the NNGP kernel ``K^{L+1}`` with the readout only. sgd and momentum only
-    (the limit of adam and sign is :class:`AdamLimit`); closed-form kernels only.
+    (the limit of adam and sign is [`AdamLimit`][infinite_width.AdamLimit]); closed-form kernels only.
 
     Attributes:
       time: ``"discrete"`` (default, step for step what a linearized network
@@ -300,7 +300,7 @@ def _check_ridge(ridge) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Posterior(Method):
-    """The NNGP posterior of the infinitely wide Bayesian network (:func:`infinite_width.limits.baselines.nngp_posterior`).
+    """The NNGP posterior of the infinitely wide Bayesian network ([`infinite_width.limits.baselines.nngp_posterior`][]).
 
     Its mean is the prediction; its variance (Nt, k) is ``extras["test_variance"]``.
 
@@ -342,12 +342,12 @@ class Posterior(Method):
 
 @dataclasses.dataclass(frozen=True)
 class KernelRidge(Method):
-    """Kernel ridge regression (:func:`infinite_width.limits.baselines.kernel_ridge`) with one kernel of ``arch``.
+    """Kernel ridge regression ([`infinite_width.limits.baselines.kernel_ridge`][]) with one kernel of ``arch``.
 
     Attributes:
       kernel: ``"ntk"`` (the end point of NTK gradient descent on MSE),
         ``"nngp"``, or ``"nnpk"``: the Neural Network Prior Kernel
-        (:func:`infinite_width.kernels.nnpk`, per output, ``normalize="mean"``)
+        ([`infinite_width.kernels.nnpk`][], per output, ``normalize="mean"``)
         of ``networks`` random networks of ``width``.
       ridge: relative ridge (``ridge * mean(diag K)``).
       width: hidden width of the NNPK's networks (required for, and only for, ``"nnpk"``).
@@ -411,9 +411,9 @@ class KernelRidge(Method):
 def method_for(width, optimizer: Optional[Optimizer]) -> Method:
     """The method ``solve(..., width=width)`` uses: the routing of the ``width=`` shortcut.
 
-    ``math.inf`` with sgd/momentum: :class:`KernelDynamics` (NTK, or NNGP with
-    ``readout_only``); ``math.inf`` with adam/sign: :class:`AdamLimit`; an
-    integer width: :class:`Finite` of that width.
+    ``math.inf`` with sgd/momentum: [`KernelDynamics`][infinite_width.KernelDynamics] (NTK, or NNGP with
+    ``readout_only``); ``math.inf`` with adam/sign: [`AdamLimit`][infinite_width.AdamLimit]; an
+    integer width: [`Finite`][infinite_width.Finite] of that width.
     """
     if isinstance(width, float) and width == math.inf:
         if not isinstance(optimizer, Optimizer):

@@ -1,10 +1,10 @@
-"""Losses, accuracies and divergence of :class:`~infinite_width.Predictions`: computed once, here, for every method.
+"""Losses, accuracies and divergence of [`Predictions`][infinite_width.Predictions]: computed once, here, for every method.
 
-:func:`to_trajectory` turns a method's predictions into a
-:class:`~infinite_width.Trajectory`: the losses and accuracies of every seed
-at every recorded step (:func:`metrics`), those of every Monte Carlo replica
+[`to_trajectory`][infinite_width.workflow.metrics.to_trajectory] turns a method's predictions into a
+[`Trajectory`][infinite_width.Trajectory]: the losses and accuracies of every seed
+at every recorded step ([`metrics`][infinite_width.workflow.metrics.metrics]), those of every Monte Carlo replica
 when there are replicas (``extras["replica_<split>_<metric>"]``, shape
-(R_mc, R)), and the ``diverged`` flags (:func:`diverged`).
+(R_mc, R)), and the ``diverged`` flags ([`diverged`][infinite_width.workflow.metrics.diverged]).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from infinite_width.workflow.trajectory import Trajectory
 
 __all__ = ["metrics", "diverged", "to_trajectory", "EXPLOSION_FACTOR"]
 
-#: A training loss above this many times that of the zero function has exploded (see :func:`diverged`).
 EXPLOSION_FACTOR = 1e4
+"""A training loss above this many times that of the zero function has exploded (see [`diverged`][infinite_width.workflow.metrics.diverged])."""
 
-#: Raw replica predictions stay in :class:`Predictions`; a trajectory keeps their metrics.
+# Raw replica predictions stay in `Predictions`; a trajectory keeps their metrics.
 _REPLICA_PREDICTIONS = {"replica_train": "train", "replica_test": "test"}
 
 
@@ -57,7 +57,7 @@ def diverged(problem: Problem, predictions: Predictions, values: Dict[str, np.nd
     A seed diverged when the method says so (non-finite predictions, a
     non-finite loss during training), when a recorded train or test loss is
     NaN or Inf, or when a recorded training loss exceeds
-    :data:`EXPLOSION_FACTOR` times the training loss of the zero function
+    [`EXPLOSION_FACTOR`][infinite_width.workflow.metrics.EXPLOSION_FACTOR] times the training loss of the zero function
     (what every centered model and limit starts from).
     """
     zero_loss = float(losses.get(problem.loss)(jnp.zeros(problem.y_train.shape), problem.y_train))
@@ -68,7 +68,7 @@ def diverged(problem: Problem, predictions: Predictions, values: Dict[str, np.nd
 
 
 def to_trajectory(problem: Problem, predictions: Predictions, metadata: dict) -> Trajectory:
-    """The :class:`Trajectory` of ``predictions`` on ``problem``: metrics computed here, predictions as float32."""
+    """The [`Trajectory`][infinite_width.Trajectory] of ``predictions`` on ``problem``: metrics computed here, predictions as float32."""
     values = metrics(problem, predictions)
     extras = {name: value for name, value in predictions.extras.items() if name not in _REPLICA_PREDICTIONS}
     for name, split in _REPLICA_PREDICTIONS.items():

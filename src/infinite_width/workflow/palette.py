@@ -3,15 +3,15 @@
 A trajectory's family comes from its structured metadata, never from its
 label: trained regimes are grouped by optimizer and trained layers (a finite
 network and its limit share a colour and differ by line style), each
-baseline has its own colour. :func:`family` names the group, :func:`color`
-gives its colour, :func:`family_name` a legend text.
+baseline has its own colour. [`family`][infinite_width.workflow.palette.family] names the group,
+[`color`][infinite_width.workflow.palette.color] gives its colour,
+[`family_name`][infinite_width.workflow.palette.family_name] a legend text.
 """
 
 from __future__ import annotations
 
 __all__ = ["family", "color", "family_name", "COLORS", "LIMIT_NAMES"]
 
-#: Colours of the families: (optimizer, readout_only) for trained regimes, the regime for baselines.
 COLORS = {
     ("sgd", False): "#1f77b4",
     ("sgd", True): "#17becf",
@@ -27,8 +27,9 @@ COLORS = {
     "nnpk_ridge": "#7f7f7f",
     "linearized_adam": "#bcbd22",  # finite Adam networks linearized at initialisation (no feature learning)
 }
-#: Names of the infinite-width regimes in legends.
+"""Colours of the families: (optimizer, readout_only) for trained regimes, the regime for baselines."""
 LIMIT_NAMES = {"ntk": "NTK descent", "nngp": "NNGP descent", "adam_limit": "Adam-like limit"}
+"""Names of the infinite-width regimes in legends."""
 _FALLBACK = "#000000"
 
 

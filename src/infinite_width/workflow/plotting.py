@@ -1,20 +1,20 @@
 """Figures of trajectories (matplotlib, no display needed).
 
-Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas
+Figures are built with `matplotlib.figure.Figure` and the Agg canvas
 directly, never through ``pyplot``, so they work on headless machines and do
 not change the user's backend. Each function returns the figure and, with
 ``path``, saves it (PNG, PDF or any format matplotlib infers from the suffix;
-a list of paths writes each). Colours come from :mod:`.palette` (one per
+a list of paths writes each). Colours come from [`palette`][infinite_width.workflow.palette] (one per
 regime family, the same in every figure); a figure has one legend, with one
-entry per family and per line style (:func:`legend_handles`).
+entry per family and per line style ([`legend_handles`][infinite_width.workflow.plotting.legend_handles]).
 
-* :func:`learning_curves`: a metric against steps, mean with a band of one
+* [`learning_curves`][infinite_width.workflow.plotting.learning_curves]: a metric against steps, mean with a band of one
   standard deviation over seeds (of the Monte Carlo error for a limit);
   baselines (``t = infinity``) as dotted lines.
-* :func:`accuracy_vs_width`: a final metric against the width of finite
+* [`accuracy_vs_width`][infinite_width.workflow.plotting.accuracy_vs_width]: a final metric against the width of finite
   networks (one line per family, error bars over seeds), the infinite-width
   regimes as horizontal lines with a band of their Monte Carlo error.
-* :func:`distance_vs_width`: the distance of finite networks to a limit
+* [`distance_vs_width`][infinite_width.workflow.plotting.distance_vs_width]: the distance of finite networks to a limit
   against width on log-log axes, with the fitted slope.
 """
 
@@ -74,7 +74,7 @@ def _mc_error(t: Trajectory, metric: str):
 
 
 class _Styles:
-    """Colour from the family (:mod:`.palette`); finite networks solid, fainter when narrower; limits dashed."""
+    """Colour from the family ([`palette`][infinite_width.workflow.palette]); finite networks solid, fainter when narrower; limits dashed."""
 
     def __init__(self, trajectories):
         widths = sorted({t.width for t in trajectories if t.regime == "finite"})
@@ -92,7 +92,7 @@ class _Styles:
 def legend_handles(trajectories) -> list:
     """Legend entries for a figure of ``trajectories``: one per family colour, one per line style.
 
-    Used for one shared legend per figure (:func:`demo_figure`) instead of one
+    Used for one shared legend per figure ([`demo_figure`][infinite_width.workflow.plotting.demo_figure]) instead of one
     entry per trajectory in every panel.
     """
     trajectories = _check(trajectories)
@@ -124,7 +124,7 @@ def learning_curves(trajectories, metric: str = "test_loss", *, ax=None, path=No
                     legend: bool = True):
     """``metric`` against step for each trajectory (mean ± std over seeds). Returns the figure.
 
-    Colour: the family (:mod:`.palette`); finite networks are fainter the
+    Colour: the family ([`palette`][infinite_width.workflow.palette]); finite networks are fainter the
     narrower they are; limits are dashed with a band of their Monte Carlo
     error; baselines dotted horizontal lines. ``legend``: one entry per
     family and style (False leaves the legend to the caller).

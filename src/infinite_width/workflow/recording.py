@@ -1,9 +1,9 @@
-"""When a solve records its predictions: one policy, :class:`Record`, with one default.
+"""When a solve records its predictions: one policy, [`Record`][infinite_width.Record], with one default.
 
-:func:`infinite_width.solve` turns its ``record`` argument into a
-:class:`Record` (an int ``r`` means ``Record(count=r)``, a sequence of steps
+[`infinite_width.solve`][] turns its ``record`` argument into a
+[`Record`][infinite_width.Record] (an int ``r`` means ``Record(count=r)``, a sequence of steps
 ``Record(at=steps)``, None the default ``Record()``) and hands the explicit
-steps :meth:`Record.steps` gives to the method; the trainer, kernel dynamics
+steps [`Record.steps`][infinite_width.workflow.recording.Record.steps] gives to the method; the trainer, kernel dynamics
 and the Adam-like limit have no defaults of their own.
 """
 
@@ -18,8 +18,8 @@ from infinite_width._src.checks import check_int
 
 __all__ = ["Record", "SPACINGS", "as_record"]
 
-#: ``Record.spacing``: evenly spaced steps, or log-spaced (denser early, where learning curves bend).
 SPACINGS = ("linear", "log")
+"""``Record.spacing``: evenly spaced steps, or log-spaced (denser early, where learning curves bend)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Record:
 
 
 def as_record(record) -> Record:
-    """``record`` as a :class:`Record`: None -> ``Record()``, an int ``r`` -> ``Record(count=r)``, steps -> ``Record(at=steps)``."""
+    """``record`` as a [`Record`][infinite_width.Record]: None -> ``Record()``, an int ``r`` -> ``Record(count=r)``, steps -> ``Record(at=steps)``."""
     if record is None:
         return Record()
     if isinstance(record, Record):

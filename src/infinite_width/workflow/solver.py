@@ -1,23 +1,18 @@
-"""One entry point for every method: :func:`solve` a :class:`~infinite_width.Problem`.
+"""One entry point for every method: [`solve`][infinite_width.solve] a [`Problem`][infinite_width.Problem].
 
 ``solve(problem, arch, method, optimizer, steps=...)`` runs a method object
-(:mod:`infinite_width.workflow.methods`) and returns a
-:class:`~infinite_width.Trajectory` of the same layout whatever the method.
-``width=`` is a shortcut that picks the method (:func:`method_for`):
+([`infinite_width.workflow.methods`][]) and returns a
+[`Trajectory`][infinite_width.Trajectory] of the same layout whatever the method.
+``width=`` is a shortcut that picks the method ([`method_for`][infinite_width.workflow.method_for]):
 
-=====================  ==================  =================  ===========================================
-method                 optimizer           ``readout_only``   what is computed
-=====================  ==================  =================  ===========================================
-``Finite(width)``      any                 either             optax training of ``seeds`` networks
-                                                              (:mod:`infinite_width.finite`)
-``KernelDynamics()``   sgd / momentum      False              NTK gradient descent
-                                                              (:mod:`infinite_width.limits.kernel_dynamics`)
-``KernelDynamics()``   sgd / momentum      True               NNGP-kernel gradient descent (``K^{L+1}``)
-``AdamLimit()``        adam / sign         either             the Adam-like limit by Monte Carlo (MLPs;
-                       (sgd / momentum)                       :mod:`infinite_width.limits.adam_limit`)
-``Posterior()``        none                --                 NNGP posterior mean and variance, t = infinity
-``KernelRidge(...)``   none                --                 kernel ridge regression (NTK, NNGP or NNPK)
-=====================  ==================  =================  ===========================================
+| method | optimizer | ``readout_only`` | what is computed |
+|---|---|---|---|
+| ``Finite(width)`` | any | either | optax training of ``seeds`` networks ([`infinite_width.finite`][]) |
+| ``KernelDynamics()`` | sgd / momentum | False | NTK gradient descent ([`infinite_width.limits.kernel_dynamics`][]) |
+| ``KernelDynamics()`` | sgd / momentum | True | NNGP-kernel gradient descent (``K^{L+1}``) |
+| ``AdamLimit()`` | adam / sign (sgd / momentum) | either | the Adam-like limit by Monte Carlo (MLPs; [`infinite_width.limits.adam_limit`][]) |
+| ``Posterior()`` | none | -- | NNGP posterior mean and variance, t = infinity |
+| ``KernelRidge(...)`` | none | -- | kernel ridge regression (NTK, NNGP or NNPK) |
 
 ``width=math.inf`` means ``KernelDynamics()`` for sgd/momentum and
 ``AdamLimit()`` for adam/sign; an integer width means ``Finite(width)``.
@@ -31,9 +26,9 @@ Conventions that make the methods comparable:
   batch_key)``, the order is ``minibatch_indices(batch_key, N, batch_size,
   steps)``, and the finite networks' initialisations, the Monte Carlo samples
   and the NNPK's networks use ``model_key``;
-* the recorded steps come from one policy, :class:`~infinite_width.workflow.Record`;
+* the recorded steps come from one policy, [`Record`][infinite_width.Record];
 * losses, accuracies and divergence are computed once from the predictions
-  (:mod:`infinite_width.workflow.metrics`).
+  ([`infinite_width.workflow.metrics`][]).
 """
 
 from __future__ import annotations
@@ -114,7 +109,7 @@ def minibatch_order(key, n_train: int, batch_size: Optional[int], steps: int) ->
     With minibatches a trained model, its limits included, depends on the order,
     so estimates compared with each other must share one: to draw independent
     Monte Carlo samples of the Adam-like limit on one order, pass it to
-    :func:`infinite_width.limits.adam_limit.simulate` (``batch_indices=``) with
+    [`infinite_width.limits.adam_limit.simulate`][] (``batch_indices=``) with
     different keys. Each epoch is a fresh permutation of the ``n_train`` rows;
     ``batch_size=None`` means full batch (every row, every step).
     """
@@ -202,23 +197,23 @@ def solve(
     label: Optional[str] = None,
     progress: bool = True,
 ) -> Trajectory:
-    """Solve ``problem`` with ``arch`` by ``method`` (or the method ``width`` picks); returns a :class:`Trajectory`.
+    """Solve ``problem`` with ``arch`` by ``method`` (or the method ``width`` picks); returns a [`Trajectory`][infinite_width.Trajectory].
 
     Args:
-      problem: the data and loss (:class:`~infinite_width.Problem`).
+      problem: the data and loss ([`Problem`][infinite_width.Problem]).
       arch: the architecture; its ``out_dim`` must equal the problem's k.
-      method: a method object: :class:`~infinite_width.Finite`,
-        :class:`~infinite_width.KernelDynamics`, :class:`~infinite_width.AdamLimit`,
-        :class:`~infinite_width.Posterior` or :class:`~infinite_width.KernelRidge`.
-      optimizer: :func:`infinite_width.optim.sgd`, ``momentum``, ``adam`` or
+      method: a method object: [`Finite`][infinite_width.Finite],
+        [`KernelDynamics`][infinite_width.KernelDynamics], [`AdamLimit`][infinite_width.AdamLimit],
+        [`Posterior`][infinite_width.Posterior] or [`KernelRidge`][infinite_width.KernelRidge].
+      optimizer: [`infinite_width.optim.sgd`][], ``momentum``, ``adam`` or
         ``sign`` for trained methods; None for the baselines.
       width: instead of ``method``: ``math.inf`` (the limit of ``optimizer``)
-        or an int (``Finite(width)``), see :func:`~infinite_width.workflow.method_for`.
+        or an int (``Finite(width)``), see [`method_for`][infinite_width.workflow.method_for].
       steps: number of optimizer steps (trained methods).
       readout_only: train the readout layer only (feature learning disabled);
         default every layer.
       batch_size: minibatch rows per step; None means full batch.
-      record: the recorded steps: a :class:`~infinite_width.workflow.Record`,
+      record: the recorded steps: a [`Record`][infinite_width.Record],
         an int (``Record(count=...)``), a sequence of steps
         (``Record(at=...)``) or None (``Record()``: every step up to 100
         steps, else 101 evenly spaced).
@@ -229,7 +224,7 @@ def solve(
       progress: show tqdm progress bars on long runs.
 
     Returns:
-      a :class:`~infinite_width.Trajectory`: predictions (S, R, N, k) and
+      a [`Trajectory`][infinite_width.Trajectory]: predictions (S, R, N, k) and
       (S, R, Nt, k), metrics (S, R), ``diverged`` (S,), metadata with the
       regime, the method and its options, the optimizer and its
       hyper-parameters, ``readout_only``, the wall time, versions and device.

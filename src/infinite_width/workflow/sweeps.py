@@ -1,6 +1,6 @@
-"""Resumable batches of solves: width sweeps and any other set of :func:`~infinite_width.solve` calls.
+"""Resumable batches of solves: width sweeps and any other set of [`solve`][infinite_width.solve] calls.
 
-:func:`sweep` runs named jobs (each a dict of :func:`solve` arguments) and
+[`sweep`][infinite_width.sweep] runs named jobs (each a dict of [`solve`][infinite_width.solve] arguments) and
 writes every finished trajectory at once to ``out_dir/<name>.npz``
 (atomically: temporary file, then ``os.replace``). Run again after a crash or
 a kill, it loads the finished jobs instead of recomputing them and computes
@@ -15,7 +15,7 @@ file that cannot be read (truncated, corrupt: the warning names it).
 Before the first job the sweep proves that ``out_dir`` is writable (a
 read-only folder fails at once, not after an hour of computing) and removes
 orphan temporary files left there by saves that were killed before this
-sweep started (:mod:`infinite_width._src.files`).
+sweep started (`infinite_width._src.files`).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _describe(value):
 
 
 def job_fingerprint(job: Mapping) -> str:
-    """A hash of a job's :func:`solve` arguments (arrays by content), stable across runs."""
+    """A hash of a job's [`solve`][infinite_width.solve] arguments (arrays by content), stable across runs."""
     text = json.dumps({k: _describe(v) for k, v in sorted(job.items()) if k != "progress"}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -77,7 +77,7 @@ def width_jobs(widths, name: str = "w", *, seeds: int = 1, **solve_arguments) ->
     """One job per width, named ``f"{name}{width}"`` (``math.inf``: ``{name}inf``), with ``solve_arguments``.
 
     An integer width solves ``Finite(width, seeds=seeds)``; ``math.inf`` the
-    limit of the optimizer (the ``width=math.inf`` shortcut of :func:`solve`).
+    limit of the optimizer (the ``width=math.inf`` shortcut of [`solve`][infinite_width.solve]).
     """
     return {
         f"{name}{'inf' if w == math.inf else int(w)}": {

@@ -1,6 +1,6 @@
 """The result of one solve: predictions, losses and accuracies at recorded steps, with metadata.
 
-Every regime of :func:`infinite_width.solve` returns a :class:`Trajectory`
+Every regime of [`infinite_width.solve`][] returns a [`Trajectory`][infinite_width.Trajectory]
 of the same layout, so that they can be compared, plotted and saved alike.
 
 Shapes (``S`` seeds, ``R`` recorded steps, ``N``/``Nt`` train/test points,
@@ -20,13 +20,13 @@ Shapes (``S`` seeds, ``R`` recorded steps, ``N``/``Nt`` train/test points,
 * ``metadata``: a JSON-serializable dict (regime, label, architecture,
   optimizer, width, wall time, versions, device, ...).
 
-:meth:`Trajectory.save` writes one compressed ``.npz`` file (the arrays,
+[`Trajectory.save`][infinite_width.workflow.trajectory.Trajectory.save] writes one compressed ``.npz`` file (the arrays,
 and the metadata as a ``metadata.json`` member of the same zip archive)
-atomically; :meth:`Trajectory.load` reads it back exactly, and raises
-:class:`TrajectoryFileError` naming the file for anything it cannot read.
+atomically; [`Trajectory.load`][infinite_width.workflow.trajectory.Trajectory.load] reads it back exactly, and raises
+[`TrajectoryFileError`][infinite_width.workflow.TrajectoryFileError] naming the file for anything it cannot read.
 
 ``==`` compares every array (dtype and values, NaN equal to NaN) and the
-metadata except the measured durations :data:`TIMING_KEYS`, so two
+metadata except the measured durations [`TIMING_KEYS`][infinite_width.workflow.TIMING_KEYS], so two
 identical solves compare equal.
 """
 
@@ -47,10 +47,10 @@ from infinite_width.predictions import STATIC_STEP
 
 __all__ = ["Trajectory", "TrajectoryFileError", "STATIC_STEP", "TIMING_KEYS"]
 
-#: Metadata keys holding measured durations (seconds), ignored by ``Trajectory ==`` wherever they
-#: occur in the metadata (top level or nested dicts): ``wall_time`` (the whole solve) and
-#: ``setup_time_s`` (setup before the first step). They differ between two runs of the same solve.
 TIMING_KEYS = ("wall_time", "setup_time_s")
+"""Metadata keys holding measured durations (seconds), ignored by ``Trajectory ==`` wherever they
+occur in the metadata (top level or nested dicts): ``wall_time`` (the whole solve) and
+``setup_time_s`` (setup before the first step). They differ between two runs of the same solve."""
 
 _ARRAYS = (
     "steps",
@@ -68,7 +68,7 @@ METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
 
 
 class TrajectoryFileError(ValueError):
-    """A file that :meth:`Trajectory.load` cannot read: truncated, partial, corrupt or not a trajectory.
+    """A file that [`Trajectory.load`][infinite_width.workflow.trajectory.Trajectory.load] cannot read: truncated, partial, corrupt or not a trajectory.
 
     The message starts with the file's path and says what is wrong.
     """
@@ -224,7 +224,7 @@ class Trajectory:
         return arrays
 
     def __eq__(self, other) -> bool:
-        """Same arrays (dtypes and values, NaN == NaN) and same metadata apart from :data:`TIMING_KEYS`."""
+        """Same arrays (dtypes and values, NaN == NaN) and same metadata apart from [`TIMING_KEYS`][infinite_width.workflow.TIMING_KEYS]."""
         if not isinstance(other, Trajectory):
             return NotImplemented
         mine, theirs = self._arrays(), other._arrays()
@@ -245,7 +245,7 @@ class Trajectory:
         folder and moved into place with ``os.replace``, so a reader (or a
         resumed sweep) never sees a partial file, even if the process is
         killed; orphan temporaries of killed saves are removed by later saves
-        (:mod:`infinite_width._src.files`). The file gets the usual
+        (`infinite_width._src.files`). The file gets the usual
         permissions (0o666 minus the umask). ``OSError`` naming the path if
         it cannot be written.
         """
@@ -264,10 +264,10 @@ class Trajectory:
 
     @classmethod
     def load(cls, path) -> "Trajectory":
-        """Read a trajectory written by :meth:`save` (``.npz`` appended if ``path`` has no such file).
+        """Read a trajectory written by [`save`][infinite_width.workflow.trajectory.Trajectory.save] (``.npz`` appended if ``path`` has no such file).
 
         Raises ``FileNotFoundError`` for a missing file and
-        :class:`TrajectoryFileError` (a ``ValueError``) naming the path for
+        [`TrajectoryFileError`][infinite_width.workflow.TrajectoryFileError] (a ``ValueError``) naming the path for
         a truncated, partial, corrupt or foreign file.
         """
         path = _check_path(path)
