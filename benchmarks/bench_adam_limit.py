@@ -150,7 +150,7 @@ def measure_points(arch, data, adam, config, progress: Progress):
                 samples=samples, replicas=2, record=[steps]))
             progress.put(f"engine {samples}", dict(
                 samples=samples, seconds=seconds, compile_seconds=compile_seconds, cpu_seconds=cpu_seconds,
-                setup_seconds=result.setup_time_s, timings=result.timings, ranks=result.ranks,
+                setup_seconds=result.timings["setup"], timings=result.timings, ranks=result.ranks,
                 load_average=os.getloadavg(), test=result.test_predictions[-1].tolist()))
         print("engine", samples, "done", flush=True)
     for width in config["widths"]:
@@ -277,7 +277,7 @@ def write_summary(summary, out, tag):
     config = summary["config"]
     axis.set_xlabel("wall time (s, compilation excluded)")
     axis.set_ylabel("relative RMS distance to the limit\n(reference MC error removed)")
-    axis.set_title(f"MNIST {config['n_train']}+{config['n_test']}, {config['name']}, {config['steps']} steps",
+    axis.set_title(f"{config.get('dataset', 'MNIST')} {config['n_train']}+{config['n_test']}, {config['name']}, {config['steps']} steps",
                    fontsize=9)
     axis.legend(fontsize=7)
     figure.tight_layout()

@@ -84,7 +84,7 @@ def main():
                                   batch_size=args.batch_size, samples=args.samples, replicas=args.replicas,
                                   rank=rank, features=features, record=record)
         print(f"rank {rank}, features {features}: ranks {result.ranks}, dropped {result.residual_fractions}, "
-              f"{time.perf_counter() - start:.1f} s (setup {result.setup_time_s:.1f} s)", flush=True)
+              f"{time.perf_counter() - start:.1f} s (setup {result.timings['setup']:.1f} s)", flush=True)
         return result
 
     exact = run(None, 0)
@@ -100,8 +100,8 @@ def main():
         bias, jackknife, upper, difference_stderr = truncation_bias(exact, truncated)
         own_stderr = np.sqrt(np.mean(truncated.test_stderr**2, axis=(1, 2)))
         rows.append(dict(rank=rank, features=features, ranks=truncated.ranks,
-                         dropped_variance=truncated.residual_fractions, seconds=truncated.wall_time_s,
-                         setup_seconds=truncated.setup_time_s,
+                         dropped_variance=truncated.residual_fractions, seconds=truncated.timings["total"],
+                         setup_seconds=truncated.timings["setup"],
                          bias_rms=bias.tolist(), squared_bias_jackknife_error=jackknife.tolist(),
                          bias_rms_upper=upper.tolist(), difference_stderr_rms=difference_stderr.tolist(),
                          ratio=(bias / stderr_default).tolist(), ratio_upper=(upper / stderr_default).tolist(),

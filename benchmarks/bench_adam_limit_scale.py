@@ -126,7 +126,7 @@ def main():
         date=header["date"], jax=header["jax"], machine=header["machine"],
         load_average_before=header["load_average"], load_average_after=os.getloadavg(),
         config=common.described(args, adam),
-        wall_seconds=result.wall_time_s, setup_seconds=result.setup_time_s, timings=timings,
+        wall_seconds=result.timings["total"], setup_seconds=result.timings["setup"], timings=timings,
         # CPU time of the process (all threads): on a shared machine, wall time grows with the load, this does not
         cpu_seconds=(cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
         ms_per_step=1e3 * seconds_per_step,

@@ -18,7 +18,7 @@ import pytest
 import infinite_width as iw
 from infinite_width import optim
 from infinite_width.limits import adam_limit
-from infinite_width.limits.adam_limit import engine
+from infinite_width.limits.adam_limit import sample_fields
 from infinite_width.limits.adam_limit.fields import widen
 from infinite_width.architectures import Activation, Architecture, Dense, activation_fn
 
@@ -54,7 +54,7 @@ def eager_reference(arch, sampled, x_all, y, f0, optimizer, loss, readout_only, 
     """Predictions (R, steps + 1, P, k) of the eager algorithm on the stored fields of ``sampled``."""
     fields = {name: np.asarray(value) if name == "coordinate" else np.asarray(widen(value), np.float64)
               for name, value in sampled.fields.items()}
-    L, R = arch.depth, sampled.layout.replicas
+    L, R = arch.depth, sampled.model.layout.replicas
     h = {l: fields[f"h{l}"] for l in range(1, L + 1) if f"h{l}" in fields}
     phi = {l: np.asarray(activation_fn(arch.activations[l - 1])(h[l])) for l in h}
     u = {}  # u^l_c on all points: (P, R, k, C)
@@ -132,7 +132,7 @@ def test_lazy_engine_equals_eager_evaluation_on_the_same_draws(name):
         storage_dtype=storage, block_rows=block_rows,
         f0_train=f0[:N_TRAIN] if with_f0 else None, f0_test=f0[N_TRAIN:] if with_f0 else None,
     )
-    sampled = engine.sample_fields(arch, x, key=key, samples=samples, replicas=replicas, readout_only=readout_only,
+    sampled = sample_fields(arch, x, key=key, samples=samples, replicas=replicas, readout_only=readout_only,
                                    linear=not optimizer.adaptive, storage_dtype=storage)
     reference = eager_reference(arch, sampled, x.astype(np.float64), y, f0, optimizer, loss, readout_only, batches)
     lazy = np.concatenate([result.replica_train_predictions, result.replica_test_predictions], axis=2)

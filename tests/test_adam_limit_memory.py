@@ -12,13 +12,9 @@ import textwrap
 
 import pytest
 
-SCRIPT = textwrap.dedent(
+MEASURE = textwrap.dedent(
     """
     import threading
-    import numpy as np
-    import infinite_width as iw
-    from infinite_width import optim
-    from infinite_width.limits import adam_limit
 
     def anonymous():
         # Anonymous resident memory only (what the estimate models): file-backed pages, such as the
@@ -26,26 +22,41 @@ SCRIPT = textwrap.dedent(
         with open("/proc/self/status") as status:
             return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:"))
 
-    peak = [0]
-    def watch(stop):
-        while not stop.is_set():
-            peak[0] = max(peak[0], anonymous())
-            stop.wait(0.002)
+    def measured(call):
+        \"\"\"call() and the peak anonymous memory above its start, sampled every 2 ms.\"\"\"
+        peak = [0]
+
+        def watch(stop):
+            while not stop.is_set():
+                peak[0] = max(peak[0], anonymous())
+                stop.wait(0.002)
+
+        before = anonymous()
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch, args=(stop,))
+        watcher.start()
+        result = call()
+        stop.set()
+        watcher.join()
+        return result, max(peak[0], anonymous()) - before
+    """
+)
+
+SCRIPT = MEASURE + textwrap.dedent(
+    """
+    import numpy as np
+    import infinite_width as iw
+    from infinite_width import optim
+    from infinite_width.limits import adam_limit
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1200, 20)).astype(np.float32)
     y = rng.normal(size=(1080, 10)).astype(np.float32)
     arch, adam = iw.mlp(2, "relu", 1.4, 0.1, 10), optim.adam(0.01, 0.9, 0.99)
     adam_limit.simulate(arch, x[:40], y[:40], x[40:50], adam, 2, key=0, samples=64, replicas=2, batch_size=8)
-    before = anonymous()
-    stop = threading.Event()
-    watcher = threading.Thread(target=watch, args=(stop,))
-    watcher.start()
-    result = adam_limit.simulate(arch, x[:1080], y, x[1080:], adam, 3, key=1, samples=16384, replicas=4, rank=32,
-                              features=32, batch_size=64, record=[3])
-    stop.set()
-    watcher.join()
-    print("MEMORY", result.memory.peak_bytes, max(peak[0], anonymous()) - before, result.memory.parts["storage"])
+    result, used = measured(lambda: adam_limit.simulate(arch, x[:1080], y, x[1080:], adam, 3, key=1, samples=16384,
+                                                        replicas=4, rank=32, features=32, batch_size=64, record=[3]))
+    print("MEMORY", result.memory.peak_bytes, used, result.memory.parts["storage"])
     """
 )
 

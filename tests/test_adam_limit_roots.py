@@ -16,7 +16,7 @@ import pytest
 import infinite_width as iw
 from infinite_width import kernels, optim
 from infinite_width.limits import adam_limit
-from infinite_width.limits.adam_limit import engine, fields
+from infinite_width.limits.adam_limit import fields, sampling
 from infinite_width.limits.adam_limit.features import ReplicaRoots
 from infinite_width.limits.adam_limit.terms import layer_scales, limit_terms
 from infinite_width.architectures import Activation, Architecture, Dense
@@ -30,7 +30,7 @@ def test_random_features_of_the_residual_restore_every_kernel_in_expectation():
     replicas' standard error; the leading columns alone miss it by many standard errors."""
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
     terms, _ = limit_terms(ARCH, readout_only=False, linear=False)
-    exact = engine.field_roots(ARCH, x, fields.field_layout(terms, ARCH.depth, 2, 40, 1, 1), None, 0)
+    exact = sampling.mlp_field_roots(ARCH, x, fields.field_layout(terms, ARCH.depth, 2, 40, 1, 1), None, 0)
     W_std, b_std = layer_scales(ARCH)
     replicas, rank = 100, 3
     roots = ReplicaRoots(exact, fields.first_layer_root(x, W_std[0], b_std[0]), rank, 16, W_std, b_std,

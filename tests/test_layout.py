@@ -291,3 +291,25 @@ def test_the_checks_catch_each_defect(tmp_path):
     assert "_split" in crossings[2]
     assert neural_tangents_importers(modules) == ["infinite_width._src.nt:1", "infinite_width.b:1"]
     assert shadowed_submodules(modules) == ["infinite_width.b is not the module infinite_width.b"]
+
+
+def _declared_names(tree: ast.AST):
+    """The names of a module's ``__all__`` (a list or tuple of strings at module level), or None."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return {element.value for element in node.value.elts if isinstance(element, ast.Constant)}
+    return None
+
+
+def test_benchmarks_import_only_declared_names(modules):
+    """Every ``infinite_width`` name a benchmark imports is in its module's ``__all__`` (a declared API)."""
+    undeclared = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for line, module, taken in _imports("__script__", tree, modules):
+            if module not in modules or not taken:
+                continue
+            declared = _declared_names(modules[module][1]) or set()
+            undeclared += [f"benchmarks/{path.name}:{line} imports {item} from {module}"
+                           for item in taken if item not in declared]
+    assert undeclared == []

@@ -11,8 +11,8 @@ Trained methods (they take an optimizer, ``steps`` and ``readout_only``):
 * [`KernelDynamics`][infinite_width.KernelDynamics] -- their infinite-width limit under sgd or momentum:
   NTK gradient descent (every layer trained) or NNGP-kernel gradient descent
   (``readout_only``), in discrete or continuous time;
-* [`AdamLimit`][infinite_width.AdamLimit] -- the Adam-like limit by Monte Carlo (MLPs; any
-  optimizer of [`infinite_width.optim`][], sgd and momentum for checks).
+* [`AdamLimit`][infinite_width.AdamLimit] -- the Adam-like limit by Monte Carlo (MLPs and conv
+  nets; any optimizer of [`infinite_width.optim`][], sgd and momentum for checks).
 
 Baselines at t = infinity (no optimizer):
 
@@ -235,47 +235,17 @@ class KernelDynamics(Method):
 
 
 @dataclasses.dataclass(frozen=True)
-class AdamLimit(Method):
-    """The Adam-like infinite-width limit of MLPs by Monte Carlo ([`infinite_width.limits.adam_limit`][]).
+class AdamLimit(adam_limit.AdamLimit, Method):
+    """The Adam-like infinite-width limit by Monte Carlo (`infinite_width.limits.adam_limit`), for MLPs and
+    convolutional networks (channels as width).
 
-    Its predictions are the mean over ``replicas`` independent runs of
-    ``samples / replicas`` samples each, with their standard errors; every
+    The engine's option record
+    [`infinite_width.limits.adam_limit.AdamLimit`][infinite_width.limits.adam_limit.options.AdamLimit]
+    (its attributes, defaults and checks are there: ``samples``, ``replicas``, ``storage_dtype``, ``rank``,
+    ``features``, ``block_rows``), run by `infinite_width.solve`. Its predictions are the mean over
+    ``replicas`` independent runs of ``samples / replicas`` samples each, with their standard errors; every
     optimizer works (sgd and momentum give NTK/NNGP descent, a check).
-
-    Attributes:
-      samples: total Monte Carlo samples M (a multiple of ``replicas``).
-      replicas: independent replicas R >= 2 (the error bars).
-      storage_dtype: ``"float32"`` or ``"bfloat16"`` for the stored fields.
-      rank: low-rank roots of the P x P layer kernels: ``rank`` pivoted
-        Cholesky columns, plus ``features`` random features of the residual
-        per replica (unbiased; ``rank=None``: exact roots). See
-        [`infinite_width.limits.adam_limit.simulate`][] for the measured bias.
-      features: random features of the residual of a truncated root, per replica (see ``rank``).
-      block_rows: points per block in a step (None: from a 256 MiB budget).
     """
-
-    samples: int = 65536
-    replicas: int = 8
-    storage_dtype: str = "float32"
-    rank: Optional[int] = adam_limit.DEFAULT_RANK
-    features: int = adam_limit.DEFAULT_FEATURES
-    block_rows: Optional[int] = None
-
-    def __post_init__(self):
-        replicas = check_int("replicas", self.replicas, 2)
-        samples = check_int("samples", self.samples, replicas)
-        if samples % replicas:
-            raise ValueError(
-                f"samples ({samples}) must be a multiple of replicas ({replicas}), e.g. {samples - samples % replicas}"
-            )
-        check_choice("storage_dtype", self.storage_dtype, adam_limit.STORAGE_DTYPES)
-        if self.rank is not None:
-            object.__setattr__(self, "rank", check_int("rank", self.rank, 1))
-        object.__setattr__(self, "features", check_int("features", self.features, 0))
-        if self.block_rows is not None:
-            object.__setattr__(self, "block_rows", check_int("block_rows", self.block_rows, 1))
-        object.__setattr__(self, "samples", samples)
-        object.__setattr__(self, "replicas", replicas)
 
     def regime(self, readout_only):
         return "adam_limit"
@@ -285,27 +255,23 @@ class AdamLimit(Method):
 
     def check(self, arch, optimizer, readout_only, batch_size):
         super().check(arch, optimizer, readout_only, batch_size)
-        if not arch.is_mlp or arch.depth < 1:
-            raise ValueError(
-                f"the Adam-like limit (AdamLimit) is defined for MLPs with a hidden layer, not for {arch.name!r}; "
-                "use a finite width"
-            )
+        adam_limit.check_architecture(arch)
 
     def run(self, problem, arch, optimizer, *, steps, record, readout_only, batch_indices, keys, progress):
         result = adam_limit.simulate(
-            arch, problem.x_train, problem.y_train, problem.x_test, optimizer, steps,
-            key=keys.model, loss=problem.loss, readout_only=readout_only, batch_indices=batch_indices,
-            samples=self.samples, replicas=self.replicas, rank=self.rank, features=self.features,
-            block_rows=self.block_rows, storage_dtype=self.storage_dtype, record=record, progress=progress,
+            arch, problem.x_train, problem.y_train, problem.x_test, optimizer, steps, key=keys.model, options=self,
+            loss=problem.loss, readout_only=readout_only, batch_indices=batch_indices, record=record,
+            progress=progress,
         )
         return Predictions.deterministic(
             result.steps, result.train_predictions, result.test_predictions,
             train_stderr=result.train_stderr, test_stderr=result.test_stderr,
             extras={"replica_train": result.replica_train_predictions, "replica_test": result.replica_test_predictions},
-            info={"samples": result.samples, "replicas": result.replicas, "block_rows": result.block_rows,
-                  "ranks": dict(result.ranks), "residual_fractions": dict(result.residual_fractions),
-                  "storage_dtype": result.storage_dtype, "devices": result.devices,
-                  "memory_bytes": dict(result.memory.parts), "setup_time_s": result.setup_time_s,
+            info={"samples": result.options.samples, "replicas": result.options.replicas,
+                  "block_rows": result.options.block_rows, "ranks": dict(result.ranks),
+                  "residual_fractions": dict(result.residual_fractions),
+                  "storage_dtype": result.options.storage_dtype, "devices": result.devices,
+                  "memory_bytes": dict(result.memory.parts), "setup_time_s": result.timings["setup"],
                   "timings_s": dict(result.timings)},
         )
 

@@ -39,7 +39,7 @@ from infinite_width.limits.adam_limit.fields import field_id
 from infinite_width.limits.adam_limit.roots import Root
 from infinite_width.architectures import activation_fn
 
-__all__ = ["ReplicaRoots", "feature_sources", "DEFAULT_RANK", "DEFAULT_FEATURES"]
+__all__ = ["ReplicaRoots", "feature_sources", "residual_root", "DEFAULT_RANK", "DEFAULT_FEATURES"]
 
 HIGHEST = jax.lax.Precision.HIGHEST
 _FEATURE_OFFSET = 3000
@@ -151,7 +151,19 @@ class ReplicaRoots:
         leading = root.leading(rank)
         if not features:
             return np.asarray(leading, np.float32)
-        pivots = root.pivots[:rank]
-        phi = self._features(root.name, key, features)
-        coefficients = scipy.linalg.solve_triangular(leading[pivots], phi[pivots], lower=True)
-        return np.concatenate([leading, phi - leading @ coefficients], axis=1).astype(np.float32)
+        return residual_root(leading, root.pivots[:rank], self._features(root.name, key, features))
+
+
+def residual_root(leading: np.ndarray, pivots: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """``[A_r, Psi]`` (N, r + n) float32: the leading pivoted Cholesky columns ``A_r`` (N, r, float64) and
+    the residual ``Psi = Phi - A_r L_S^{-1} Phi_S`` of the features ``Phi`` (N, n, float64, already divided
+    by sqrt(n)) after their projection on the pivots ``S`` (``L_S = A_r[S]``)."""
+    coefficients = scipy.linalg.solve_triangular(leading[pivots], features[pivots], lower=True)
+    # Written straight into the float32 root, with one (N, n) float64 temporary: the same numbers as
+    # concatenating in float64 and rounding, at a third of the transient memory.
+    root = np.empty((leading.shape[0], leading.shape[1] + features.shape[1]), np.float32)
+    root[:, :leading.shape[1]] = leading
+    residual = leading @ coefficients
+    np.subtract(features, residual, out=residual)
+    root[:, leading.shape[1]:] = residual
+    return root

@@ -38,13 +38,13 @@ import numpy as np
 
 from infinite_width.limits.adam_limit.terms import Term
 
-__all__ = ["FieldLayout", "field_layout", "draw_fields", "rows_of_fields", "LayerValues", "widen", "narrow",
-           "storage_dtype_of"]
+__all__ = ["FieldLayout", "field_layout", "draw_fields", "latent_rows", "rows_of_fields", "LayerValues", "widen", "narrow",
+           "storage_dtype_of", "field_id", "replica_latents", "sharded_zeros", "ZETA_ID"]
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
 # Field ids in the key derivation (never reuse one for another field).
-_ZETA_ID, _COORDINATE_ID, _Z_OFFSET = 1000, 1001, 100
+ZETA_ID, _COORDINATE_ID, _Z_OFFSET = 1000, 1001, 100
 
 
 def field_id(name: str) -> int:
@@ -149,17 +149,19 @@ def widen(stored):
 # Drawing (once, at setup).
 
 
-def _latent_rows(layout: FieldLayout, ranks: Dict[str, int]):
+def latent_rows(layout, ranks: Dict[str, int]):
     """``((name, field id, rows, inner shape), ...)``: the latent rows (C,) each field draws per replica.
 
     A root of rank r draws r rows (``h``) or r k rows (``z``, row j k + c
-    for column j and output c); ``zeta`` draws k rows.
+    for column j and output c); ``zeta`` draws k rows. ``layout``: a
+    [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout] or a conv net's
+    `ConvLayout` (both name their ``h_layers``, ``z_layers``, ``zeta`` and ``out_dim``).
     """
     k = layout.out_dim
     plan = [(f"h{l}", field_id(f"h{l}"), ranks[f"h{l}"], ()) for l in layout.h_layers]
     plan += [(f"z{l}", field_id(f"z{l}"), ranks[f"z{l}"] * k, (k,)) for l in layout.z_layers]
     if layout.zeta:
-        plan.append(("zeta", _ZETA_ID, k, ()))
+        plan.append(("zeta", ZETA_ID, k, ()))
     return tuple(plan)
 
 
@@ -169,7 +171,7 @@ memory.LATENT_CHUNK_ROWS counts it)."""
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "per_replica", "input_dim", "sharding"))
-def _replica_latents(key, replica, *, plan, per_replica, input_dim, sharding):
+def replica_latents(key, replica, *, plan, per_replica, input_dim, sharding):
     """One replica's latent normals (J', C), J' >= J rows (row j of field f from ``fold_in(key, f, replica, j)``,
     drawn in chunks of ``LATENT_CHUNK_ROWS`` rows; the padding rows are never read), and its input
     coordinates (C,)."""
@@ -208,7 +210,7 @@ def _block_rows(points: int, numbers_per_row: int, budget_bytes: int) -> int:
     return int(max(1, min(points, budget_bytes // max(4 * numbers_per_row, 1))))
 
 
-def _zeros(shape, dtype, sharding):
+def sharded_zeros(shape, dtype, sharding):
     """Zeros created directly with their sharding (no full copy on one device or host)."""
     if sharding is None:
         return jnp.zeros(shape, dtype)
@@ -239,11 +241,11 @@ def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, r
     stores, zeta, coordinates = None, [], []
     for replica in range(R):
         roots = {name: jnp.asarray(root, jnp.float32) for name, root in roots_for(replica).items()}
-        plan = _latent_rows(layout, {name: root.shape[1] for name, root in roots.items()})
+        plan = latent_rows(layout, {name: root.shape[1] for name, root in roots.items()})
         if stores is None:
-            stores = {name: _zeros((P, R) + inner + (C,), storage_dtype_of(dtype), sharding) for name, _, _, inner in plan
+            stores = {name: sharded_zeros((P, R) + inner + (C,), storage_dtype_of(dtype), sharding) for name, _, _, inner in plan
                       if name != "zeta"}
-        latent, coordinate = _replica_latents(key, replica, plan=plan, per_replica=C, input_dim=input_dim,
+        latent, coordinate = replica_latents(key, replica, plan=plan, per_replica=C, input_dim=input_dim,
                                               sharding=sharding)
         coordinates.append(coordinate)
         offset = 0

@@ -28,7 +28,8 @@ from typing import Dict, Optional
 
 from infinite_width._src.memory import available_memory
 
-__all__ = ["MemoryEstimate", "estimate_memory", "available_memory", "check_memory", "largest_fitting_samples"]
+__all__ = ["MemoryEstimate", "estimate_memory", "estimate_conv_memory", "available_memory", "check_memory",
+           "largest_fitting_samples", "CONV_DRAW_BLOCK_BYTES"]
 
 _ITEMSIZE = {"float32": 4, "bfloat16": 2}
 _GIB = 2.0**30
@@ -40,6 +41,8 @@ DRAW_BLOCK_BYTES = 1 << 26
 """float32 block of rows (bytes) while fields are drawn."""
 LATENT_CHUNK_ROWS = 1024
 """Latent rows drawn at once (fields.LATENT_CHUNK_ROWS)."""
+CONV_DRAW_BLOCK_BYTES = 1 << 28
+"""float32 temporaries of one block of points while a conv net's features are drawn (conv_fields)."""
 RUNTIME_BYTES = 1 << 26
 """Compilation and runtime buffers, counted in every phase (measured: tens of MB)."""
 
@@ -198,3 +201,74 @@ def check_memory(estimate: MemoryEstimate, available: int, fitting_samples: int,
         f"available per device. {advice}; or use storage_dtype='bfloat16', a smaller rank, more devices, "
         "or raise max_memory_bytes if the estimate of free memory is wrong."
     )
+
+
+def estimate_conv_memory(
+    layout,
+    n_train: int,
+    *,
+    samples: int,
+    root_widths: Dict[str, int],
+    features: int = 0,
+    batch_size: Optional[int] = None,
+    block_rows: int = 64,
+    storage_dtype: str = "float32",
+    optimizer_state: int = 2,
+    devices: int = 1,
+) -> MemoryEstimate:
+    """Bytes per device of a run of the engine on a conv net (docs/theory.md, section 10).
+
+    Args:
+      layout: the run's `infinite_width.limits.adam_limit.conv_fields.ConvLayout` (network, terms, points,
+        replicas).
+      n_train: training points (the rest of ``layout.points`` are test points).
+      samples: total Monte Carlo samples M.
+      root_widths: ``{field: columns}`` of each field's root (at most ``P |S|``; ``rank + features + 1``
+        when truncated).
+      features: random features of the residual per replica (truncated roots).
+      batch_size: the minibatch (default full batch).
+      block_rows: points per block in a step.
+      storage_dtype: ``"float32"`` or ``"bfloat16"``.
+      optimizer_state: numbers of optimizer state per gradient entry (Adam 2, momentum 1, SGD and sign 0).
+      devices: devices the samples are sharded over.
+
+    Returns:
+      a [`MemoryEstimate`][infinite_width.limits.adam_limit.memory.MemoryEstimate] with the parts of
+      [`estimate_memory`][infinite_width.limits.adam_limit.memory.estimate_memory]: ``storage`` (the
+      position-contracted features), ``root_computation`` (the float64 factors and one point block of
+      kernel rows), ``roots`` (float64 factors, one replica's float32 roots and their features),
+      ``sampling`` (one replica's latent normals and one block of points), ``state``,
+      ``step_temporaries`` and ``runtime``.
+    """
+    if storage_dtype not in _ITEMSIZE:
+        raise ValueError(f"unknown storage_dtype {storage_dtype!r}; expected one of {tuple(_ITEMSIZE)}")
+    net, points, k = layout.net, layout.points, layout.out_dim
+    coordinates = points * net.positions
+    per_device = -(-samples // devices)
+    per_replica = -(-per_device // layout.replicas)
+    widths = {name: min(width, coordinates) for name, width in root_widths.items()}
+    first_layer = net.channels * net.tap_count(1) + 1
+    truncated = sum(width for width in widths.values() if width < coordinates)
+    latent_rows = first_layer + sum(widths[f"h{l}"] for l in layout.h_layers if l >= 2)
+    latent_rows += k * sum(widths[f"z{l}"] for l in layout.z_layers) + k
+    shared_taps = sum(t.taps for t in layout.terms if not t.per_output)
+    readout = sum(1 for t in layout.terms if t.per_output)
+    # Kernel rows of one pivot point while a root is computed: the layer kernels of the block (float32) and
+    # its residual (float64), plus the elsewhere copy of the remaining variances.
+    block = net.positions * coordinates * (4 * (3 * net.depth + 2) + 8 * 2) + 16 * coordinates
+    parts = {
+        "storage": per_device * (points * layout.numbers_per_point * _ITEMSIZE[storage_dtype] + k * _FLOAT),
+        # Float64 factors (kept for the features), one replica's float32 roots (its host copy is dropped as
+        # it moves to the device), the patches and the first layer's root, and the features of one truncated
+        # root with their residual (float64; features.residual_root writes the float32 root directly).
+        "roots": coordinates * (8 * truncated + _FLOAT * sum(widths.values()) + 2 * _FLOAT * first_layer
+                                + (2 * 8 * features if truncated else 0)),
+        "root_computation": 8 * coordinates * sum(widths.values()) + block + 2 * _FLOAT * coordinates * first_layer,
+        "sampling": (-(-latent_rows // LATENT_CHUNK_ROWS) * LATENT_CHUNK_ROWS + 4 * LATENT_CHUNK_ROWS)
+        * per_replica * _FLOAT + 2 * CONV_DRAW_BLOCK_BYTES,
+        "state": per_device * (shared_taps + readout * k) * (optimizer_state + 4) * _FLOAT,
+        "step_temporaries": min(block_rows, max(batch_size or n_train, points)) * per_device * _FLOAT
+        * (layout.numbers_per_point + 2 * k + 4),
+        "runtime": RUNTIME_BYTES,
+    }
+    return MemoryEstimate(parts={name: int(value) for name, value in parts.items()}, devices=devices)

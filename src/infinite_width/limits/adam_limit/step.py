@@ -1,4 +1,4 @@
-"""The compiled step loop of the lazy Monte Carlo engine (docs/theory.md, section 7).
+"""The compiled step loop of the lazy Monte Carlo engine (docs/theory.md, sections 7 and 10).
 
 The network is lazy, so the function after t steps is
 
@@ -14,7 +14,16 @@ output bias's. A step therefore needs the fields on its batch rows only:
    sample (sums over the batch rows),
 3. ``Q_t = direction(g)`` (the optimizer's optax direction, state per sample),
    ``A += lr_t Q_t`` with ``lr_t = lr * factor(t)`` under a learning-rate
-   schedule (the optimizer's [`Schedule`][infinite_width.optim.Schedule]).
+   schedule (the optimizer's `Schedule`).
+
+The loop is shared by every architecture through a small *model* interface
+(`StepModel`): the model reads the stored fields on a block of rows
+(``values``) and turns them into the function's sums ``sum_m U V A_m``
+(``function_sums``) and the normalized gradients (``gradient_sums``). The
+MLP's model (`FieldModel`) computes ``U`` and ``V`` from the stored
+pre-activations; the convolutional model
+(`infinite_width.limits.adam_limit.conv_fields.ContractedModel`) reads
+stored position-contracted features.
 
 Both passes run over blocks of ``block_rows`` batch rows (a ``lax.scan``),
 which bounds the temporaries to ``block_rows * M * (k + a few)`` numbers.
@@ -27,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Dict, Tuple
+from typing import Dict, Protocol, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -38,37 +47,67 @@ from infinite_width.limits.adam_limit.terms import Term
 from infinite_width.architectures import activation_fn
 from infinite_width.optim import Optimizer
 
-__all__ = ["StepSpec", "compiled_advance", "compiled_predict", "initial_state"]
+__all__ = ["StepModel", "LayoutSizes", "FieldModel", "StepSpec", "compiled_advance", "compiled_predict", "initial_state",
+           "optimizer_state_numbers", "OUTPUT_BIAS"]
 
 HIGHEST = jax.lax.Precision.HIGHEST
 OUTPUT_BIAS = "output_bias"
 
 
-@dataclasses.dataclass(frozen=True)
-class StepSpec:
-    """Everything static about a run's step (hashable: one compilation per spec and shapes).
+class StepModel(Protocol):
+    """What the step loop needs from an architecture's stored fields (hashable: it keys the compilation).
 
-    Attributes:
-      terms: the Monte Carlo terms ([`limit_terms`][infinite_width.limits.adam_limit.terms.limit_terms]).
-      output_coefficient: the coefficient of the exact output-bias term.
-      layout: the stored fields' [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout].
-      activations: the activation name of each hidden layer.
-      optimizer: the [`Optimizer`][infinite_width.optim.Optimizer].
-      loss: the loss name.
-      n_train: N, the training points (the first N of the P points).
-      full_batch: every step uses all training points.
-      block_rows: points per block.
+    Shapes: b rows of a block, R replicas of C samples, k outputs. ``values``
+    is whatever the model computes from the stored fields on the rows; the
+    loop only hands it back to the two sums.
     """
 
+    replicas: int
+    per_replica: int
+    out_dim: int
+    points: int
+
+    def accumulator_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        """``{term: shape}`` of every accumulated update ``A`` (and so of its gradient and optimizer state)."""
+
+    def values(self, fields, x_all, rows):
+        """The fields on the points ``rows`` (b,)."""
+
+    def function_sums(self, values, accumulated) -> jax.Array:
+        """``sum_terms coef sum_m U_c V A_m`` on the block's points, (b, R, k)."""
+
+    def gradient_sums(self, values, chi) -> Dict[str, jax.Array]:
+        """The block's share of every normalized gradient, for ``chi`` (b, R, k) (zero on padding rows)."""
+
+
+class LayoutSizes:
+    """The sizes of a `StepModel` read from its ``layout`` (replicas, samples per replica, outputs, points)."""
+
+    @property
+    def replicas(self) -> int:
+        return self.layout.replicas
+
+    @property
+    def per_replica(self) -> int:
+        return self.layout.per_replica
+
+    @property
+    def out_dim(self) -> int:
+        return self.layout.out_dim
+
+    @property
+    def points(self) -> int:
+        return self.layout.points
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldModel(LayoutSizes):
+    """The MLP's model: ``U`` and ``V`` computed on the rows from the stored ``h^l``, ``z^l`` (docs/theory.md,
+    section 7)."""
+
     terms: Tuple[Term, ...]
-    output_coefficient: float
     layout: FieldLayout
     activations: Tuple[str, ...]
-    optimizer: Optimizer
-    loss: str
-    n_train: int
-    full_batch: bool
-    block_rows: int
 
     def by_u_layer(self):
         """The shared terms grouped by their ``u`` layer: ((l, (term, ...)), ...)."""
@@ -82,8 +121,43 @@ class StepSpec:
     def readout_terms(self):
         return tuple(t for t in self.terms if t.per_output)
 
+    def accumulator_shapes(self):
+        R, C, k = self.replicas, self.per_replica, self.out_dim
+        return {t.name: (R, k, C) if t.per_output else (R, C) for t in self.terms}
 
-def _contract(spec, *operands):
+    def values(self, fields, x_all, rows) -> LayerValues:
+        activations = tuple(activation_fn(name) for name in self.activations)
+        return rows_of_fields(fields, self.layout, activations, x_all, rows)
+
+    def _backward(self, values: LayerValues, layer: int, weights, outputs_last: str):
+        """``sum_c u^l_c (.)``-style contraction with ``z^l`` (b, R, k, C) or the constant ``zeta`` (R, k, C)."""
+        if layer < self.layout.depth:
+            return contract(f"brkc,{outputs_last}", values.z[layer], weights)
+        return contract(f"rkc,{outputs_last}", values.zeta, weights)
+
+    def function_sums(self, values: LayerValues, accumulated) -> jax.Array:
+        total = 0.0
+        for layer, group in self.by_u_layer():
+            weight = sum(term.coefficient * _v(values, term) * accumulated[term.name][None] for term in group)
+            total = total + self._backward(values, layer, values.dphi[layer] * weight, "brc->brk")
+        for term in self.readout_terms:
+            total = total + term.coefficient * contract("brc,rkc->brk", values.phi[term.v], accumulated[term.name])
+        return total
+
+    def gradient_sums(self, values: LayerValues, chi) -> Dict[str, jax.Array]:
+        grads = {}
+        for layer, group in self.by_u_layer():
+            weighted = values.dphi[layer] * self._backward(values, layer, chi, "brk->brc")  # sum_c chi_c u_c
+            for term in group:
+                v = _v(values, term)
+                grads[term.name] = jnp.sum(weighted, axis=0) if term.v is None else contract("brc,brc->rc", weighted, v)
+        for term in self.readout_terms:
+            grads[term.name] = contract("brc,brk->rkc", values.phi[term.v], chi)
+        return grads
+
+
+def contract(spec, *operands):
+    """``jnp.einsum`` at the highest matrix precision (no TF32 on accelerators)."""
     return jnp.einsum(spec, *operands, precision=HIGHEST)
 
 
@@ -93,35 +167,17 @@ def _v(values: LayerValues, term: Term):
     return 1.0 if term.v is None else values.phi[term.v]
 
 
-def _backward(spec: StepSpec, values: LayerValues, layer: int, weights, outputs_last: str):
-    """``sum_c u^l_c (.)``-style contraction with ``z^l`` (b, R, k, C) or the constant ``zeta`` (R, k, C)."""
-    if layer < spec.layout.depth:
-        return _contract(f"brkc,{outputs_last}", values.z[layer], weights)
-    return _contract(f"rkc,{outputs_last}", values.zeta, weights)
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    """Everything static about a run's step (hashable: one compilation per spec and shapes)."""
 
-
-def _function_sums(spec: StepSpec, values: LayerValues, accumulated) -> jax.Array:
-    """``sum_terms coef sum_m U_c V A_m`` on the block's points, (b, R, k)."""
-    total = 0.0
-    for layer, group in spec.by_u_layer():
-        weight = sum(term.coefficient * _v(values, term) * accumulated[term.name][None] for term in group)
-        total = total + _backward(spec, values, layer, values.dphi[layer] * weight, "brc->brk")
-    for term in spec.readout_terms:
-        total = total + term.coefficient * _contract("brc,rkc->brk", values.phi[term.v], accumulated[term.name])
-    return total
-
-
-def _gradient_sums(spec: StepSpec, values: LayerValues, chi) -> Dict[str, jax.Array]:
-    """The block's share of every normalized gradient: (R, C) shared, (R, k, C) readout."""
-    grads = {}
-    for layer, group in spec.by_u_layer():
-        weighted = values.dphi[layer] * _backward(spec, values, layer, chi, "brk->brc")  # sum_c chi_c u_c
-        for term in group:
-            v = _v(values, term)
-            grads[term.name] = jnp.sum(weighted, axis=0) if term.v is None else _contract("brc,brc->rc", weighted, v)
-    for term in spec.readout_terms:
-        grads[term.name] = _contract("brc,brk->rkc", values.phi[term.v], chi)
-    return grads
+    model: StepModel
+    output_coefficient: float
+    optimizer: Optimizer
+    loss: str
+    n_train: int
+    full_batch: bool
+    block_rows: int
 
 
 def _blocks(rows, block: int):
@@ -131,21 +187,17 @@ def _blocks(rows, block: int):
     return jnp.concatenate([rows, jnp.broadcast_to(rows[:1], (padded - n,))]).reshape(-1, block)
 
 
-def _activations(spec):
-    return tuple(activation_fn(name) for name in spec.activations)
-
-
 def _predict_rows(spec: StepSpec, fields, x_all, f0, accumulated, rows):
     """``f_t`` on ``rows`` (n,): (R, n, k)."""
     block_rows = _blocks(rows, min(spec.block_rows, rows.shape[0]))
-    activations = _activations(spec)
+    model = spec.model
 
     def block_sums(block):
-        return _function_sums(spec, rows_of_fields(fields, spec.layout, activations, x_all, block), accumulated)
+        return model.function_sums(model.values(fields, x_all, block), accumulated)
 
     sums = jax.lax.map(block_sums, block_rows) if block_rows.shape[0] > 1 else block_sums(block_rows[0])[None]
     sums = sums.reshape((-1,) + sums.shape[2:])[: rows.shape[0]]  # (n, R, k)
-    f = f0[rows][None] - jnp.moveaxis(sums, 0, 1) / spec.layout.per_replica
+    f = f0[rows][None] - jnp.moveaxis(sums, 0, 1) / model.per_replica
     if OUTPUT_BIAS in accumulated:
         f = f - spec.output_coefficient * accumulated[OUTPUT_BIAS][:, None, :]
     return f
@@ -156,11 +208,11 @@ def _gradients(spec: StepSpec, fields, x_all, rows, chi):
     block = min(spec.block_rows, rows.shape[0])
     block_rows = _blocks(rows, block)
     chi_blocks = _blocks_of(jnp.moveaxis(chi, 1, 0), block)  # zero on the padding rows
-    activations = _activations(spec)
+    model = spec.model
 
     def block_grads(block_and_chi):
         block, block_chi = block_and_chi
-        return _gradient_sums(spec, rows_of_fields(fields, spec.layout, activations, x_all, block), block_chi)
+        return model.gradient_sums(model.values(fields, x_all, block), block_chi)
 
     if block_rows.shape[0] == 1:
         return block_grads((block_rows[0], chi_blocks[0]))
@@ -181,17 +233,12 @@ def _blocks_of(values, block: int):
 
 
 def initial_state(spec: StepSpec, state_sharding=None):
-    """Zero accumulators ``{term: (R, C) or (R, k, C), "output_bias": (R, k)}`` and the optimizer state.
-
-    Args:
-      spec: the run's [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec].
-      state_sharding: ``state_sharding(ndim)``: the sharding of arrays of that rank, or None.
-    """
-    R, C, k = spec.layout.replicas, spec.layout.per_replica, spec.layout.out_dim
+    """Zero accumulators (the model's shapes, and ``"output_bias"``: (R, k)) and the optimizer state."""
     place = (lambda x: jax.device_put(x, state_sharding(x.ndim))) if state_sharding is not None else (lambda x: x)
-    accumulated = {t.name: place(jnp.zeros((R, k, C) if t.per_output else (R, C), jnp.float32)) for t in spec.terms}
+    model = spec.model
+    accumulated = {name: place(jnp.zeros(shape, jnp.float32)) for name, shape in model.accumulator_shapes().items()}
     if spec.output_coefficient != 0.0:
-        accumulated[OUTPUT_BIAS] = jnp.zeros((R, k), jnp.float32)
+        accumulated[OUTPUT_BIAS] = jnp.zeros((model.replicas, model.out_dim), jnp.float32)
     # optax's state mirrors the gradients (shapes and shardings).
     return accumulated, spec.optimizer.direction(eps_scale=1.0).init(accumulated)
 
@@ -208,7 +255,12 @@ def _step(spec: StepSpec, t, accumulated, opt_state, fields, x_all, f0, y_train,
     schedule = spec.optimizer.schedule
     rate = spec.optimizer.lr if schedule.is_constant else spec.optimizer.lr * schedule(t)
     accumulated = {name: accumulated[name] + rate * directions[name] for name in accumulated}
-    return accumulated, opt_state, jnp.all(jnp.isfinite(f_rows))
+    # A gradient whose square overflows float32 would make Adam's second moment Inf and its direction 0:
+    # a silent stall, not a result. It counts as a divergence, like non-finite predictions.
+    finite = jnp.all(jnp.isfinite(f_rows))
+    for grad in jax.tree_util.tree_leaves(grads):
+        finite = finite & jnp.all(jnp.isfinite(grad * grad))
+    return accumulated, opt_state, finite
 
 
 @functools.lru_cache(maxsize=64)
@@ -216,10 +268,8 @@ def compiled_advance(spec: StepSpec):
     """``advance(fields, x_all, f0, y, batch_indices, accumulated, opt_state, bad, start, stop)``.
 
     Runs steps [start, stop) in a ``lax.while_loop``, stopping at the first
-    step whose batch predictions are not finite (``bad`` is then that step).
-
-    Args:
-      spec: the run's [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec] (one compilation per spec).
+    step whose batch predictions or normalized gradients (squared) are not
+    finite (``bad`` is then that step).
     """
 
     def advance(fields, x_all, f0, y_train, batch_indices, accumulated, opt_state, bad, start, stop):
@@ -243,14 +293,10 @@ def compiled_advance(spec: StepSpec):
 
 @functools.lru_cache(maxsize=64)
 def compiled_predict(spec: StepSpec):
-    """``predict(fields, x_all, f0, accumulated)``: ``f_t`` on all P points, (R, P, k).
-
-    Args:
-      spec: the run's [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec].
-    """
+    """``predict(fields, x_all, f0, accumulated)``: ``f_t`` on all P points, (R, P, k)."""
 
     def predict(fields, x_all, f0, accumulated):
-        return _predict_rows(spec, fields, x_all, f0, accumulated, jnp.arange(spec.layout.points))
+        return _predict_rows(spec, fields, x_all, f0, accumulated, jnp.arange(spec.model.points))
 
     return jax.jit(predict)
 
