@@ -2,7 +2,7 @@
 
 **Prototype, not API.** It builds on module-level functions of
 ``infinite_width.limits.adam_limit`` that are not in the package's ``__all__``
-(``engine.field_roots``, ``engine.default_block_rows``, ``features.ReplicaRoots``,
+(``sampling.mlp_field_roots``, ``planning.default_block_rows``, ``features.ReplicaRoots``,
 ``fields.draw_fields``, ``fields.field_layout``, ``fields.first_layer_root``,
 ``step.StepSpec``, ``step.initial_state``, ``step.compiled_advance``,
 ``step.compiled_predict``, ``terms.limit_terms``, ``terms.layer_scales``), so that
@@ -46,10 +46,11 @@ import numpy as np
 
 import infinite_width as iw
 from infinite_width import losses
-from infinite_width.limits.adam_limit.engine import default_block_rows, field_roots
+from infinite_width.limits.adam_limit.planning import default_block_rows
+from infinite_width.limits.adam_limit.sampling import mlp_field_roots
 from infinite_width.limits.adam_limit.features import ReplicaRoots
 from infinite_width.limits.adam_limit.fields import draw_fields, field_layout, first_layer_root
-from infinite_width.limits.adam_limit.step import StepSpec, compiled_advance, compiled_predict, initial_state
+from infinite_width.limits.adam_limit.step import FieldModel, StepSpec, compiled_advance, compiled_predict, initial_state
 from infinite_width.limits.adam_limit.terms import layer_scales, limit_terms
 
 __all__ = ["Variant", "parse_variant", "Drawn", "replica_roots", "draw", "simulate", "step_spec", "term_kernels",
@@ -229,12 +230,12 @@ _ROOTS: dict = {}
 
 
 def _roots(arch, x_all, layout, rank, features):
-    """``engine.field_roots``, computed once per data, architecture and root sizes (they do not depend on the
+    """``sampling.mlp_field_roots``, computed once per data, architecture and root sizes (they do not depend on the
     key: the calls of a measurement share them)."""
     key = (x_all.shape, hash(x_all.tobytes()), arch.name, tuple(arch.scales), rank, features)
     if key not in _ROOTS:
         _ROOTS.clear()  # one problem at a time: the float64 roots are P x P
-        _ROOTS[key] = field_roots(arch, x_all, layout, rank, features)
+        _ROOTS[key] = mlp_field_roots(arch, x_all, layout, rank, features)
     return _ROOTS[key]
 
 
@@ -292,13 +293,13 @@ def step_spec(arch, optimizer, drawn: Drawn, n_train: int, rows: np.ndarray) -> 
     """The engine's ``StepSpec`` for ``drawn`` fields and the (steps, B) training ``rows`` of every step."""
     full_batch = rows.shape[1] == n_train and bool(np.all(rows == np.arange(n_train)))
     block = default_block_rows(drawn.layout.replicas * drawn.layout.per_replica, arch.out_dim)
-    return StepSpec(drawn.terms, drawn.output_coefficient, drawn.layout, arch.activations, optimizer, "mse",
-                    n_train, full_batch, min(block, drawn.layout.points))
+    return StepSpec(FieldModel(drawn.terms, drawn.layout, arch.activations), drawn.output_coefficient, optimizer,
+                    "mse", n_train, full_batch, min(block, drawn.layout.points))
 
 
 def _start(spec, x_all, y_train, rows):
     accumulated, opt_state = initial_state(spec)
-    inputs = (jnp.asarray(x_all, jnp.float32), jnp.zeros((x_all.shape[0], spec.layout.out_dim), jnp.float32),
+    inputs = (jnp.asarray(x_all, jnp.float32), jnp.zeros((x_all.shape[0], spec.model.out_dim), jnp.float32),
               jnp.asarray(y_train, jnp.float32), jnp.asarray(rows, jnp.int32))
     return inputs, accumulated, opt_state
 

@@ -1,5 +1,6 @@
 """The shared solver: every route on one small problem, against independent computations and each other."""
 
+import dataclasses
 import math
 
 import jax
@@ -88,10 +89,12 @@ def test_bad_solve_arguments_are_named(problem):
     with pytest.raises(ValueError, match="width"):
         solve(problem, ARCH, optimizer=sgd, width=100.5)
     conv = iw.conv(1, out_dim=2)
+    strided = dataclasses.replace(conv, layers=(dataclasses.replace(conv.layers[0], strides=(2, 2)),)
+                                  + conv.layers[1:])
     images = Problem(np.zeros((4, 4, 4, 1)) + np.arange(4)[:, None, None, None], problem.y_train[:4],
                      np.ones((2, 4, 4, 1)), problem.y_test[:2])
-    with pytest.raises(ValueError, match="Adam-like limit.*MLPs"):
-        solve(images, conv, optimizer=optim.adam(0.1), width=math.inf)
+    with pytest.raises(ValueError, match=r"layer 0 \(Conv\) has strides"):  # the conv limit is stride 1
+        solve(images, strided, optimizer=optim.adam(0.1), width=math.inf)
     no_readout = iw.Architecture(ARCH.layers + (iw.Activation("erf"),))
     with pytest.raises(ValueError, match="readout_only=True needs a readout layer"):
         solve(problem, no_readout, optimizer=sgd, width=math.inf, readout_only=True)

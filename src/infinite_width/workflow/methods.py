@@ -245,6 +245,14 @@ class AdamLimit(adam_limit.AdamLimit, Method):
     ``features``, ``block_rows``), run by `infinite_width.solve`. Its predictions are the mean over
     ``replicas`` independent runs of ``samples / replicas`` samples each, with their standard errors; every
     optimizer works (sgd and momentum give NTK/NNGP descent, a check).
+
+    Attributes:
+      samples: total Monte Carlo samples M, a multiple of ``replicas``.
+      replicas: independent replicas R >= 2 (they give the error bars).
+      storage_dtype: ``"float32"`` or ``"bfloat16"`` for the stored fields.
+      rank: leading pivoted Cholesky columns kept of a truncated kernel root (``None``: exact roots).
+      features: random features of a truncated root's residual per replica (``0``: plain truncation).
+      block_rows: points per block in a step and in the predictions (``None``: from a 256 MiB budget).
     """
 
     def regime(self, readout_only):

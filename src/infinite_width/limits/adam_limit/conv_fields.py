@@ -52,7 +52,15 @@ __all__ = ["ConvLayout", "conv_layout", "draw_contracted", "ContractedModel", "f
 
 @dataclasses.dataclass(frozen=True)
 class ConvLayout:
-    """The stored features of a run and their sizes (module docstring)."""
+    """The stored features of a run and their sizes (module docstring).
+
+    Attributes:
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet].
+      terms: the [`ConvTerm`][infinite_width.limits.adam_limit.conv_terms.ConvTerm]s whose features are stored.
+      points: P, the training and test points together.
+      replicas: R, the independent replicas.
+      per_replica: C, the samples of each replica.
+    """
 
     net: ConvNet
     terms: Tuple[ConvTerm, ...]
@@ -65,7 +73,11 @@ class ConvLayout:
         return self.net.out_dim
 
     def stored_shape(self, term: ConvTerm) -> Tuple[int, ...]:
-        """The shape of ``term``'s stored features."""
+        """The shape of ``term``'s stored features (module docstring).
+
+        Args:
+          term: one of the layout's ``terms``.
+        """
         P, R, C = self.points, self.replicas, self.per_replica
         if term.per_output:
             return (P, R, C)
@@ -94,12 +106,26 @@ class ConvLayout:
 
 
 def conv_layout(net: ConvNet, terms, points: int, replicas: int, per_replica: int) -> ConvLayout:
-    """The [`ConvLayout`][infinite_width.limits.adam_limit.conv_fields.ConvLayout] of ``terms`` on ``points`` points."""
+    """The [`ConvLayout`][infinite_width.limits.adam_limit.conv_fields.ConvLayout] of ``terms`` on ``points`` points.
+
+    Args:
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet].
+      terms: its terms ([`conv_terms`][infinite_width.limits.adam_limit.conv_terms.conv_terms]), any iterable.
+      points: P, the training and test points together.
+      replicas: R, the independent replicas.
+      per_replica: C, the samples of each replica.
+    """
     return ConvLayout(net, tuple(terms), points, replicas, per_replica)
 
 
 def first_layer_root(net: ConvNet, patch_array) -> jax.Array:
-    """(P, |S|, |F_1| C + 1) the exact root of ``K^1``: ``[W_std_1 patch / sqrt(C |F_1|), b_std_1]``."""
+    """(P, |S|, |F_1| C + 1) the exact root of ``K^1``: ``[W_std_1 patch / sqrt(C |F_1|), b_std_1]``.
+
+    Args:
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet].
+      patch_array: (P, |S|, |F_1| C) the input patches
+        ([`patches`][infinite_width.limits.adam_limit.conv_kernels.patches]).
+    """
     scale = net.W_std[0] / np.sqrt(net.channels * net.tap_count(1))
     bias = jnp.full(patch_array.shape[:2] + (1,), net.b_std[0], jnp.float32)
     return jnp.concatenate([scale * patch_array, bias], axis=-1)
@@ -230,7 +256,11 @@ def _block_features(layout: ConvLayout, start, block, latent, coordinate, first_
 @dataclasses.dataclass(frozen=True)
 class ContractedModel(LayoutSizes):
     """The conv net's step model (`infinite_width.limits.adam_limit.step.StepModel`): reads the stored
-    position-contracted features on the rows."""
+    position-contracted features on the rows.
+
+    Attributes:
+      layout: the [`ConvLayout`][infinite_width.limits.adam_limit.conv_fields.ConvLayout] of the stored features.
+    """
 
     layout: ConvLayout
 
@@ -239,12 +269,31 @@ class ContractedModel(LayoutSizes):
         return {t.name: (R, k, C) if t.per_output else (R, t.taps, C) for t in self.layout.terms}
 
     def values(self, fields, x_all, rows):
+        """The stored features on the points ``rows``, as float32 (and ``zeta`` whole).
+
+        Args:
+          fields: the stored features
+            ([`draw_contracted`][infinite_width.limits.adam_limit.conv_fields.draw_contracted]).
+          x_all: (P, H, W, C) all points (unused: the features hold what is needed of them).
+          rows: (b,) the points of the block.
+
+        Returns:
+          ``{term name: (b, R, taps, [k], C) or (b, R, C), "zeta": (R, k, C)}``.
+        """
         values = {t.name: widen(jnp.take(fields[t.name], rows, axis=0)) for t in self.layout.terms}
         if self.layout.zeta:
             values["zeta"] = fields["zeta"]
         return values
 
     def function_sums(self, values, accumulated):
+        """The function's sums on the block's points, (b, R, k): each term's features contracted with its
+        accumulated updates over taps and samples (times ``zeta`` for the last layer's terms).
+
+        Args:
+          values: the block's features ([`values`][infinite_width.limits.adam_limit.conv_fields.ContractedModel.values]).
+          accumulated: ``{term name: A}``, the accumulated updates ((R, k, C) for the readout, (R, taps, C)
+            for the others).
+        """
         total, scaled = 0.0, 0.0
         for term in self.layout.terms:
             A = accumulated[term.name]
@@ -259,6 +308,12 @@ class ContractedModel(LayoutSizes):
         return total
 
     def gradient_sums(self, values, chi):
+        """The block's share of every term's normalized gradient (the shapes of ``accumulated``).
+
+        Args:
+          values: the block's features ([`values`][infinite_width.limits.adam_limit.conv_fields.ContractedModel.values]).
+          chi: (b, R, k) ``dloss/df`` on the block's rows (zero on padding rows).
+        """
         grads = {}
         weighted = contract("rkc,brk->brc", values["zeta"], chi) if self.layout.zeta else None  # sum_c chi_c zeta_c
         for term in self.layout.terms:

@@ -45,7 +45,11 @@ HIGHEST = jax.lax.Precision.HIGHEST
 def patches(net: ConvNet, x) -> jax.Array:
     """(P, |S|, |F_1| C) the input patches: ``patch(x, s)[(delta, b)] = x_b(s + delta)`` (zero outside the image).
 
-    ``x``: (P, H, W, C) images. The index is tap-major (``delta * C + b``).
+    The index is tap-major (``delta * C + b``).
+
+    Args:
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet] (its image shape and first filter).
+      x: (P, H, W, C) images.
     """
     H, W, _ = net.image_shape
     x = jnp.asarray(x, jnp.float32)
@@ -56,7 +60,16 @@ def patches(net: ConvNet, x) -> jax.Array:
 
 
 def shift_average(block, net: ConvNet, layer: int):
-    """``T_layer`` (module docstring) of a block (b, |S|, P, |S|) over both position axes."""
+    """``T_layer`` (module docstring) of a block over both position axes.
+
+    Args:
+      block: (b, |S|, P, |S|) kernel rows of b pivot points.
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet].
+      layer: l, whose filter's taps are averaged over.
+
+    Returns:
+      (b, |S|, P, |S|), the shape of ``block``.
+    """
     H, W, _ = net.image_shape
     fh, fw = net.filters[layer - 1]
     b, _, points, _ = block.shape
@@ -82,8 +95,13 @@ def shift_average_diagonal(diagonal, net: ConvNet, layer: int):
 def activation_kernels(name: str, var1, var2, cross) -> Tuple[jax.Array, jax.Array]:
     """``(S, Sd)``: neural-tangents' closed forms of ``E[phi(a) phi(b)]`` and ``E[phi'(a) phi'(b)]``.
 
-    ``(a, b)`` is Gaussian with variances ``var1`` (n1,), ``var2`` (n2,) and
-    covariances ``cross`` (n1, n2); results (n1, n2).
+    ``(a, b)`` is Gaussian with the given variances and covariances; results (n1, n2).
+
+    Args:
+      name: the activation's name (one with a closed-form kernel).
+      var1: (n1,) the variances of ``a``.
+      var2: (n2,) the variances of ``b``.
+      cross: (n1, n2) the covariances of ``a`` and ``b``.
     """
     from infinite_width._src.nt import stax, stax_activation
 
@@ -94,7 +112,11 @@ def activation_kernels(name: str, var1, var2, cross) -> Tuple[jax.Array, jax.Arr
 
 
 def field_kernel_names(net: ConvNet) -> Dict[str, str]:
-    """``{field: kernel}`` of the fields drawn from roots: ``h<l>`` (l >= 2) and ``z<l>`` (l < L)."""
+    """``{field: kernel}`` of the fields drawn from roots: ``h<l>`` (l >= 2) and ``z<l>`` (l < L).
+
+    Args:
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet].
+    """
     names = {f"h{l}": f"K^{l}" for l in range(2, net.depth + 1)}
     names.update({f"z{l}": f"Z^{l}" for l in range(1, net.depth)})
     return names
@@ -108,6 +130,10 @@ class PositionKernels:
     their positions: (b |S|, P |S|) float32, coordinates ordered (point,
     position). Fields: [`field_kernel_names`][infinite_width.limits.adam_limit.conv_kernels.field_kernel_names].
     ``layers(points)`` gives every layer's ``K``, ``S``, ``Sd`` and ``Z`` blocks.
+
+    Args:
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet].
+      x_all: (P, H, W, C) all points, training and test.
     """
 
     def __init__(self, net: ConvNet, x_all):
@@ -117,16 +143,31 @@ class PositionKernels:
         self._diagonals = _diagonals(net, self.patches)
 
     def variances(self, field: str) -> np.ndarray:
+        """(P |S|,) float64 the diagonal of ``field``'s kernel, coordinates ordered (point, position).
+
+        Args:
+          field: ``h<l>`` (l >= 2) or ``z<l>`` (l < L).
+        """
         return np.asarray(self._diagonals[field], np.float64).reshape(-1)
 
     def rows(self, field: str, points) -> np.ndarray:
+        """(b |S|, P |S|) float32 the rows of ``field``'s kernel for all positions of the pivot ``points``.
+
+        Args:
+          field: ``h<l>`` (l >= 2) or ``z<l>`` (l < L).
+          points: (b,) indices of the pivot points.
+        """
         points = jnp.asarray(points, jnp.int32)
         block = _block_program(self.net, field)(self.patches, points, self._diagonals)
         return np.asarray(block).reshape(points.shape[0] * self.net.positions, -1)
 
     def layers(self, points) -> Dict[str, np.ndarray]:
         """Every layer's blocks for the pivot ``points``: ``{"K<l>", "S<l>", "Sd<l>", "Z<l>": (b, |S|, P, |S|)}``,
-        l = 1..L (``Z^L`` the constant ``(W_std_{L+1} / |S|)^2``)."""
+        l = 1..L (``Z^L`` the constant ``(W_std_{L+1} / |S|)^2``).
+
+        Args:
+          points: (b,) indices of the pivot points.
+        """
         blocks = _all_layers_program(self.net)(self.patches, jnp.asarray(points, jnp.int32), self._diagonals)
         return {name: np.asarray(block) for name, block in blocks.items()}
 

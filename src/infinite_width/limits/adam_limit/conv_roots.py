@@ -105,7 +105,19 @@ def block_pivoted_root(variances: np.ndarray, block_rows, positions: int, name: 
 def conv_field_roots(kernels: PositionKernels, needed, rank: Optional[int], features: int) -> Dict[str, Root]:
     """The roots of the ``needed`` fields (``h<l>``, l >= 2; ``z<l>``, l < L) and, for a truncated root with
     features, of the fields its features are drawn from
-    ([`ConvReplicaRoots`][infinite_width.limits.adam_limit.conv_roots.ConvReplicaRoots]): module docstring."""
+    ([`ConvReplicaRoots`][infinite_width.limits.adam_limit.conv_roots.ConvReplicaRoots]): module docstring.
+
+    Args:
+      kernels: the [`PositionKernels`][infinite_width.limits.adam_limit.conv_kernels.PositionKernels] of all
+        points.
+      needed: the names of the fields to draw (any iterable).
+      rank: columns kept of a root that is not exact within ``rank + features`` columns (None: exact roots).
+      features: random features of the residual per replica (0: plain truncation); with features, the roots
+        of their source fields are computed too.
+
+    Returns:
+      ``{field: Root}`` ([`Root`][infinite_width.limits.adam_limit.Root]).
+    """
     net = kernels.net
     n = kernels.points * net.positions
     columns = n if rank is None or n <= rank + features else rank
@@ -141,7 +153,17 @@ def _in_source_order(names):
 
 
 def shift_positions(values, net: ConvNet, delta, sign: int = 1):
-    """``values(x, s + sign * delta)`` (zero outside the image) for values (P, |S|, ...) on the positions."""
+    """``values(x, s + sign * delta)`` (zero outside the image) for values on the positions.
+
+    Args:
+      values: (P, |S|, ...) values on every point and position.
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet] (its image shape).
+      delta: (2,) the offset ``(di, dj)``.
+      sign: 1 or -1, the direction of the shift.
+
+    Returns:
+      (P, |S|, ...), the shape of ``values``.
+    """
     H, W, _ = net.image_shape
     grid = values.reshape((values.shape[0], H, W) + values.shape[2:])
     di, dj = sign * int(delta[0]), sign * int(delta[1])

@@ -88,12 +88,20 @@ class ConvNet:
         return self.image_shape[2]
 
     def taps(self, layer: int) -> np.ndarray:
-        """(|F_l|, 2) the offsets ``delta = (di, dj)`` of layer ``layer``'s filter (row-major, centred)."""
+        """(|F_l|, 2) the offsets ``delta = (di, dj)`` of layer ``layer``'s filter (row-major, centred).
+
+        Args:
+          layer: l, a hidden conv layer (1..L).
+        """
         fh, fw = self.filters[layer - 1]
         return np.array([(di, dj) for di in range(-(fh // 2), fh // 2 + 1) for dj in range(-(fw // 2), fw // 2 + 1)])
 
     def tap_count(self, layer: int) -> int:
-        """|F_l|."""
+        """|F_l|, the taps of layer ``layer``'s filter.
+
+        Args:
+          layer: l, a hidden conv layer (1..L).
+        """
         fh, fw = self.filters[layer - 1]
         return fh * fw
 
@@ -145,7 +153,11 @@ def _blocks_and_readout(arch: Architecture):
 
 
 def is_supported_conv(arch: Architecture) -> bool:
-    """Whether the convolutional limit handles ``arch`` (see the module docstring)."""
+    """Whether the convolutional limit handles ``arch`` (see the module docstring).
+
+    Args:
+      arch: an [`Architecture`][infinite_width.architectures.Architecture].
+    """
     if arch.input_kind != "image":
         return False
     try:
@@ -157,6 +169,10 @@ def is_supported_conv(arch: Architecture) -> bool:
 
 def conv_network(arch: Architecture, image_shape) -> ConvNet:
     """The [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet] of ``arch`` on images of ``image_shape`` (H, W, C).
+
+    Args:
+      arch: an image [`Architecture`][infinite_width.architectures.Architecture] (module docstring).
+      image_shape: (H, W, C) of one input image.
 
     Raises:
       ValueError: ``arch`` is not a supported convolutional network (the
@@ -180,11 +196,16 @@ def conv_network(arch: Architecture, image_shape) -> ConvNet:
 class ConvTerm:
     """One Monte Carlo term ``coef * sum_taps E[A_c(xi, tap) Q(g_tap)]`` of a conv net (module docstring).
 
-    ``layer``: l of ``u^l`` (None for the readout). ``taps``: entries of the
-    term per sample, each with its own ``g`` and optimizer state. ``kind``:
-    ``"input"``, ``"hidden"``, ``"bias"`` or ``"readout"``. ``per_output``:
-    one ``g`` per output (the readout). ``zeta_scaled``: the contraction is
-    output-independent and multiplied by ``zeta_c`` (terms of the last layer).
+    Attributes:
+      name: the term's name (``"input_weight"``, ``"hidden_weight<l>"``, ``"hidden_bias<l>"``,
+        ``"readout_weight"``), the key of its features and accumulator.
+      coefficient: coef, from the layer's scale (squared for sgd and momentum; module docstring).
+      layer: l of ``u^l`` (None for the readout).
+      kind: ``"input"``, ``"hidden"``, ``"bias"`` or ``"readout"``.
+      taps: entries of the term per sample, each with its own ``g`` and optimizer state.
+      per_output: one ``g`` per output (the readout).
+      zeta_scaled: the contraction is output-independent and multiplied by ``zeta_c`` (terms of the last
+        layer).
     """
 
     name: str
@@ -199,9 +220,12 @@ class ConvTerm:
 def conv_terms(net: ConvNet, readout_only: bool, linear: bool) -> Tuple[Tuple[ConvTerm, ...], float]:
     """The terms of ``net`` and the coefficient of the exact output-bias term.
 
-    ``readout_only``: only the readout weights and the output bias train.
-    ``linear``: SGD or momentum (squared coefficients). Groups with a zero
-    scale have no effect and are left out (0/0 in Adam with eps = 0).
+    Groups with a zero scale have no effect and are left out (0/0 in Adam with eps = 0).
+
+    Args:
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet].
+      readout_only: only the readout weights and the output bias train.
+      linear: SGD or momentum (squared coefficients).
     """
     power = 2 if linear else 1
     W = [s**power for s in net.W_std]

@@ -157,7 +157,13 @@ class ReplicaRoots:
 def residual_root(leading: np.ndarray, pivots: np.ndarray, features: np.ndarray) -> np.ndarray:
     """``[A_r, Psi]`` (N, r + n) float32: the leading pivoted Cholesky columns ``A_r`` (N, r, float64) and
     the residual ``Psi = Phi - A_r L_S^{-1} Phi_S`` of the features ``Phi`` (N, n, float64, already divided
-    by sqrt(n)) after their projection on the pivots ``S`` (``L_S = A_r[S]``)."""
+    by sqrt(n)) after their projection on the pivots ``S`` (``L_S = A_r[S]``).
+
+    Args:
+      leading: (N, r) float64 the leading pivoted Cholesky columns ``A_r``.
+      pivots: (r,) the pivots ``S`` of those columns.
+      features: (N, n) float64 the features ``Phi``, already divided by sqrt(n).
+    """
     coefficients = scipy.linalg.solve_triangular(leading[pivots], features[pivots], lower=True)
     # Written straight into the float32 root, with one (N, n) float64 temporary: the same numbers as
     # concatenating in float64 and rounding, at a third of the transient memory.

@@ -38,8 +38,8 @@ import numpy as np
 
 from infinite_width.limits.adam_limit.terms import Term
 
-__all__ = ["FieldLayout", "field_layout", "draw_fields", "latent_rows", "rows_of_fields", "LayerValues", "widen", "narrow",
-           "storage_dtype_of", "field_id", "replica_latents", "sharded_zeros", "ZETA_ID"]
+__all__ = ["FieldLayout", "field_layout", "draw_fields", "first_layer_root", "latent_rows", "rows_of_fields",
+           "LayerValues", "widen", "narrow", "storage_dtype_of", "field_id", "replica_latents", "sharded_zeros", "ZETA_ID"]
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -48,7 +48,11 @@ ZETA_ID, _COORDINATE_ID, _Z_OFFSET = 1000, 1001, 100
 
 
 def field_id(name: str) -> int:
-    """The fixed id of field ``h<l>`` (l) or ``z<l>`` (100 + l) in the key derivation."""
+    """The fixed id of field ``h<l>`` (l) or ``z<l>`` (100 + l) in the key derivation.
+
+    Args:
+      name: ``h<l>`` or ``z<l>``.
+    """
     return int(name[1:]) + (_Z_OFFSET if name[0] == "z" else 0)
 
 
@@ -153,9 +157,13 @@ def latent_rows(layout, ranks: Dict[str, int]):
     """``((name, field id, rows, inner shape), ...)``: the latent rows (C,) each field draws per replica.
 
     A root of rank r draws r rows (``h``) or r k rows (``z``, row j k + c
-    for column j and output c); ``zeta`` draws k rows. ``layout``: a
-    [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout] or a conv net's
-    `ConvLayout` (both name their ``h_layers``, ``z_layers``, ``zeta`` and ``out_dim``).
+    for column j and output c); ``zeta`` draws k rows.
+
+    Args:
+      layout: a [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout] or a conv net's
+        [`ConvLayout`][infinite_width.limits.adam_limit.conv_fields.ConvLayout] (both name their ``h_layers``,
+        ``z_layers``, ``zeta`` and ``out_dim``).
+      ranks: ``{"h<l>": r, "z<l>": r}`` the columns of each field's root.
     """
     k = layout.out_dim
     plan = [(f"h{l}", field_id(f"h{l}"), ranks[f"h{l}"], ()) for l in layout.h_layers]
@@ -174,7 +182,16 @@ memory.LATENT_CHUNK_ROWS counts it)."""
 def replica_latents(key, replica, *, plan, per_replica, input_dim, sharding):
     """One replica's latent normals (J', C), J' >= J rows (row j of field f from ``fold_in(key, f, replica, j)``,
     drawn in chunks of ``LATENT_CHUNK_ROWS`` rows; the padding rows are never read), and its input
-    coordinates (C,)."""
+    coordinates (C,).
+
+    Args:
+      key: the samples key.
+      replica: the replica's index.
+      plan: the fields' latent rows ([`latent_rows`][infinite_width.limits.adam_limit.fields.latent_rows]).
+      per_replica: C, the samples of each replica.
+      input_dim: d, the range of the random input coordinate.
+      sharding: ``sharding(ndim)``, the sharding of the sample axis (last), or None.
+    """
     coordinate = jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, _COORDINATE_ID), replica),
                                     (per_replica,), 0, input_dim)
     if not plan:
@@ -211,7 +228,13 @@ def _block_rows(points: int, numbers_per_row: int, budget_bytes: int) -> int:
 
 
 def sharded_zeros(shape, dtype, sharding):
-    """Zeros created directly with their sharding (no full copy on one device or host)."""
+    """Zeros created directly with their sharding (no full copy on one device or host).
+
+    Args:
+      shape: the array's shape.
+      dtype: its dtype.
+      sharding: ``sharding(ndim)``, the sharding of the sample axis (last), or None (unsharded).
+    """
     if sharding is None:
         return jnp.zeros(shape, dtype)
     return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding(len(shape)))()
@@ -268,7 +291,13 @@ def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, r
 
 
 def first_layer_root(x_all: np.ndarray, W_std: float, b_std: float) -> np.ndarray:
-    """The exact root (P, d + 1) of ``K^1 = W_std^2 x.x'/d + b_std^2``: ``[W_std x / sqrt(d), b_std]``."""
+    """The exact root (P, d + 1) of ``K^1 = W_std^2 x.x'/d + b_std^2``: ``[W_std x / sqrt(d), b_std]``.
+
+    Args:
+      x_all: (P, d) inputs of every point.
+      W_std: the first layer's weight standard deviation.
+      b_std: the first layer's bias standard deviation.
+    """
     d = x_all.shape[1]
     return np.concatenate([W_std * x_all / math.sqrt(d), np.full((x_all.shape[0], 1), b_std)], axis=1)
 
@@ -311,7 +340,7 @@ def rows_of_fields(fields: Dict[str, jax.Array], layout: FieldLayout, activation
     Args:
       fields: the stored fields ([`draw_fields`][infinite_width.limits.adam_limit.fields.draw_fields]).
       layout: their [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout].
-      activations: the activation name of each hidden layer.
+      activations: the activation function of each hidden layer.
       x_all: (P, d) all points (for the input coordinate).
       rows: (b,) the points.
     """

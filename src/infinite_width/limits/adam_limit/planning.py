@@ -58,6 +58,9 @@ def check_architecture(arch) -> Optional[str]:
 
     MLPs need at least one hidden layer; convolutional networks are those of
     `infinite_width.limits.adam_limit.conv_terms` (the message names the first layer that does not fit).
+
+    Args:
+      arch: the [`Architecture`][infinite_width.architectures.Architecture] to check (``TypeError`` otherwise).
     """
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an infinite_width.Architecture, got {type(arch).__name__}")
@@ -76,7 +79,17 @@ def check_architecture(arch) -> Optional[str]:
 
 @dataclasses.dataclass(frozen=True)
 class RunProblem:
-    """Checked inputs: ``x_all`` (P, ...) train rows first, targets, ``f0`` (P, k), batch rows, record steps."""
+    """Checked inputs: ``x_all`` (P, ...) train rows first, targets, ``f0`` (P, k), batch rows, record steps.
+
+    Attributes:
+      x_all: (P, d) or (P, H, W, C) float32 inputs, the training rows first, then the test rows.
+      y_train: (N, k) the training targets.
+      f0: (P, k) the initial outputs on all points (zero by default).
+      n_train: N, the training points.
+      rows: (steps, B) int32 the training rows of every step.
+      full_batch: whether every step's rows are all training points in order.
+      record_steps: the step numbers to record.
+    """
 
     x_all: np.ndarray
     y_train: np.ndarray
@@ -95,8 +108,22 @@ class RunProblem:
 class Plan:
     """A run's checked arguments, resolved options and memory estimate.
 
-    ``net`` is the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet] of a conv architecture
-    (None for an MLP) and ``layout`` its stored features.
+    Attributes:
+      arch: the architecture.
+      net: the [`ConvNet`][infinite_width.limits.adam_limit.conv_terms.ConvNet] of a conv architecture (None for
+        an MLP).
+      layout: the [`ConvLayout`][infinite_width.limits.adam_limit.conv_fields.ConvLayout] of a conv net's stored
+        features (None for an MLP).
+      optimizer: the optimizer.
+      loss: the loss's name.
+      readout_only: whether only the readout and the output bias train.
+      steps: the number of steps.
+      problem: the checked inputs ([`RunProblem`][infinite_width.limits.adam_limit.planning.RunProblem]).
+      key: the run's jax PRNG key.
+      options: the [`AdamLimit`][infinite_width.limits.adam_limit.options.AdamLimit] options, ``block_rows``
+        resolved.
+      devices: the jax devices the samples are sharded over.
+      memory: the run's [`MemoryEstimate`][infinite_width.limits.adam_limit.memory.MemoryEstimate].
     """
 
     arch: Architecture
@@ -167,7 +194,13 @@ def _check_input_scale(arch, x_all, net) -> None:
 
 def default_block_rows(samples_per_device: int, out_dim: int, budget_bytes: int = 1 << 28) -> int:
     """Points per block in a step: the block's float32 temporaries (about ``2 k + 12`` numbers per sample
-    and point) stay below ``budget_bytes``."""
+    and point) stay below ``budget_bytes``; between 1 and 1024.
+
+    Args:
+      samples_per_device: the samples each device holds.
+      out_dim: k, the outputs.
+      budget_bytes: the bound on the block's temporaries.
+    """
     return int(max(1, min(1024, budget_bytes // (4 * samples_per_device * (2 * out_dim + 12)))))
 
 
@@ -204,7 +237,29 @@ def plan_run(arch, x_train, y_train, x_test, optimizer, steps, *, key, options: 
              batch_size, batch_indices, f0_train, f0_test, record, devices, max_memory_bytes) -> Plan:
     """Check every argument of `simulate` (errors name the problem) and the memory the run needs.
 
-    Returns a [`Plan`][infinite_width.limits.adam_limit.planning.Plan] whose ``options`` have ``block_rows`` resolved.
+    The arguments are [`simulate`][infinite_width.limits.adam_limit.engine.simulate]'s (``options`` already merged with its ``**option_fields``).
+
+    Args:
+      arch: an MLP or a supported conv net.
+      x_train: (N, d) or (N, H, W, C) training inputs.
+      y_train: (N, k) targets.
+      x_test: (Nt, ...) test inputs, or None.
+      optimizer: an `infinite_width.optim.Optimizer`.
+      steps: number of training steps.
+      key: an int seed, a ``numpy.random.Generator`` or a jax PRNG key.
+      options: the engine's [`AdamLimit`][infinite_width.limits.adam_limit.options.AdamLimit] options.
+      loss: a name of `infinite_width.losses`.
+      readout_only: train only the readout weights and the output bias.
+      batch_size: minibatch size B, or None for full batch.
+      batch_indices: (steps, B) training rows of every step, or None (drawn from ``key``).
+      f0_train: (N, k) initial outputs on the training points, or None (zero).
+      f0_test: (Nt, k) initial outputs on the test points, or None (zero).
+      record: step numbers in [0, steps] to record, or None (every step).
+      devices: jax devices to shard the samples over, or None (all).
+      max_memory_bytes: memory available per device, or None (from the device).
+
+    Returns:
+      a [`Plan`][infinite_width.limits.adam_limit.planning.Plan] whose ``options`` have ``block_rows`` resolved.
 
     Raises:
       MemoryError: the run does not fit; the message names a sample count that does.

@@ -76,7 +76,11 @@ class SampledFields:
 
 
 def shardings(devices):
-    """(field sharding by rank, replicated sharding) for the sample axis (last) over ``devices``, or Nones."""
+    """(field sharding by rank, replicated sharding) for the sample axis (last) over ``devices``, or Nones.
+
+    Args:
+      devices: the jax devices (one device: ``(None, None)``).
+    """
     if len(devices) == 1:
         return None, None
     mesh = Mesh(np.array(devices), (SAMPLES_AXIS,))
@@ -136,6 +140,13 @@ def mlp_field_roots(arch, x_all, layout, rank: Optional[int], features: int):
     whether a root is truncated and to draw it; the roots whose exact draws
     make features (`infinite_width.limits.adam_limit.features.feature_sources`)
     are then factorized completely.
+
+    Args:
+      arch: the MLP.
+      x_all: (P, d) all points, training and test.
+      layout: the run's [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout].
+      rank: columns kept of a truncated root (None: exact roots).
+      features: random features of the residual per replica (0: plain truncation).
     """
     W_std, _ = layer_scales(arch)
     with precision_scope("float32"):

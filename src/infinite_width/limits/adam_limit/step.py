@@ -71,13 +71,33 @@ class StepModel(Protocol):
         """``{term: shape}`` of every accumulated update ``A`` (and so of its gradient and optimizer state)."""
 
     def values(self, fields, x_all, rows):
-        """The fields on the points ``rows`` (b,)."""
+        """The fields on the points ``rows`` (b,).
+
+        Args:
+          fields: the stored fields, as drawn
+            ([`SampledFields`][infinite_width.limits.adam_limit.sampling.SampledFields]).
+          x_all: all P points.
+          rows: (b,) the points of the block.
+        """
 
     def function_sums(self, values, accumulated) -> jax.Array:
-        """``sum_terms coef sum_m U_c V A_m`` on the block's points, (b, R, k)."""
+        """``sum_terms coef sum_m U_c V A_m`` on the block's points, (b, R, k).
+
+        Args:
+          values: the block's ``values``.
+          accumulated: ``{term: A}`` the accumulated updates (``accumulator_shapes``).
+        """
 
     def gradient_sums(self, values, chi) -> Dict[str, jax.Array]:
-        """The block's share of every normalized gradient, for ``chi`` (b, R, k) (zero on padding rows)."""
+        """The block's share of every normalized gradient, for ``chi`` (b, R, k) (zero on padding rows).
+
+        Args:
+          values: the block's ``values``.
+          chi: (b, R, k) ``dloss/df`` on the block's rows (zero on padding rows).
+
+        Returns:
+          ``{term: gradient}``, the shapes of ``accumulator_shapes``.
+        """
 
 
 class LayoutSizes:
@@ -103,7 +123,13 @@ class LayoutSizes:
 @dataclasses.dataclass(frozen=True)
 class FieldModel(LayoutSizes):
     """The MLP's model: ``U`` and ``V`` computed on the rows from the stored ``h^l``, ``z^l`` (docs/theory.md,
-    section 7)."""
+    section 7).
+
+    Attributes:
+      terms: the limit's [`Term`][infinite_width.limits.adam_limit.terms.Term]s.
+      layout: the [`FieldLayout`][infinite_width.limits.adam_limit.fields.FieldLayout] of the stored fields.
+      activations: the activation name of each hidden layer.
+    """
 
     terms: Tuple[Term, ...]
     layout: FieldLayout
@@ -126,6 +152,13 @@ class FieldModel(LayoutSizes):
         return {t.name: (R, k, C) if t.per_output else (R, C) for t in self.terms}
 
     def values(self, fields, x_all, rows) -> LayerValues:
+        """The fields on the points ``rows``, as [`LayerValues`][infinite_width.limits.adam_limit.fields.LayerValues].
+
+        Args:
+          fields: the stored fields ([`draw_fields`][infinite_width.limits.adam_limit.fields.draw_fields]).
+          x_all: (P, d) all points (for the input coordinate).
+          rows: (b,) the points of the block.
+        """
         activations = tuple(activation_fn(name) for name in self.activations)
         return rows_of_fields(fields, self.layout, activations, x_all, rows)
 
@@ -136,6 +169,12 @@ class FieldModel(LayoutSizes):
         return contract(f"rkc,{outputs_last}", values.zeta, weights)
 
     def function_sums(self, values: LayerValues, accumulated) -> jax.Array:
+        """``sum_terms coef sum_m U_c V A_m`` on the block's points, (b, R, k).
+
+        Args:
+          values: the block's [`LayerValues`][infinite_width.limits.adam_limit.fields.LayerValues].
+          accumulated: ``{term name: A}`` the accumulated updates, (R, C) or (R, k, C) for the readout.
+        """
         total = 0.0
         for layer, group in self.by_u_layer():
             weight = sum(term.coefficient * _v(values, term) * accumulated[term.name][None] for term in group)
@@ -145,6 +184,12 @@ class FieldModel(LayoutSizes):
         return total
 
     def gradient_sums(self, values: LayerValues, chi) -> Dict[str, jax.Array]:
+        """The block's share of every term's normalized gradient, (R, C) or (R, k, C) for the readout.
+
+        Args:
+          values: the block's [`LayerValues`][infinite_width.limits.adam_limit.fields.LayerValues].
+          chi: (b, R, k) ``dloss/df`` on the block's rows (zero on padding rows).
+        """
         grads = {}
         for layer, group in self.by_u_layer():
             weighted = values.dphi[layer] * self._backward(values, layer, chi, "brk->brc")  # sum_c chi_c u_c
@@ -169,7 +214,17 @@ def _v(values: LayerValues, term: Term):
 
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
-    """Everything static about a run's step (hashable: one compilation per spec and shapes)."""
+    """Everything static about a run's step (hashable: one compilation per spec and shapes).
+
+    Attributes:
+      model: the [`StepModel`][infinite_width.limits.adam_limit.step.StepModel] reading the stored fields.
+      output_coefficient: the coefficient of the exact output-bias term (0: no output-bias accumulator).
+      optimizer: the optimizer (its direction, learning rate and schedule).
+      loss: the loss's name (`infinite_width.losses`).
+      n_train: N, the training points (the first N rows).
+      full_batch: every step uses all training rows (``batch_indices`` unused).
+      block_rows: rows per block of the step's and the predictions' sums.
+    """
 
     model: StepModel
     output_coefficient: float
@@ -233,7 +288,12 @@ def _blocks_of(values, block: int):
 
 
 def initial_state(spec: StepSpec, state_sharding=None):
-    """Zero accumulators (the model's shapes, and ``"output_bias"``: (R, k)) and the optimizer state."""
+    """Zero accumulators (the model's shapes, and ``"output_bias"``: (R, k)) and the optimizer state.
+
+    Args:
+      spec: the run's [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec].
+      state_sharding: ``state_sharding(ndim)``, the sharding of the model's accumulators, or None.
+    """
     place = (lambda x: jax.device_put(x, state_sharding(x.ndim))) if state_sharding is not None else (lambda x: x)
     model = spec.model
     accumulated = {name: place(jnp.zeros(shape, jnp.float32)) for name, shape in model.accumulator_shapes().items()}
@@ -256,10 +316,12 @@ def _step(spec: StepSpec, t, accumulated, opt_state, fields, x_all, f0, y_train,
     rate = spec.optimizer.lr if schedule.is_constant else spec.optimizer.lr * schedule(t)
     accumulated = {name: accumulated[name] + rate * directions[name] for name in accumulated}
     # A gradient whose square overflows float32 would make Adam's second moment Inf and its direction 0:
-    # a silent stall, not a result. It counts as a divergence, like non-finite predictions.
+    # a silent stall, not a result. It counts as a divergence, like non-finite predictions. (Only Adam
+    # squares gradients; the other optimizers' huge but finite predictions are flagged by solve's losses.)
     finite = jnp.all(jnp.isfinite(f_rows))
-    for grad in jax.tree_util.tree_leaves(grads):
-        finite = finite & jnp.all(jnp.isfinite(grad * grad))
+    if spec.optimizer.name == "adam":
+        for grad in jax.tree_util.tree_leaves(grads):
+            finite = finite & jnp.all(jnp.isfinite(grad * grad))
     return accumulated, opt_state, finite
 
 
@@ -270,6 +332,9 @@ def compiled_advance(spec: StepSpec):
     Runs steps [start, stop) in a ``lax.while_loop``, stopping at the first
     step whose batch predictions or normalized gradients (squared) are not
     finite (``bad`` is then that step).
+
+    Args:
+      spec: the run's [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec] (cached: one compilation per spec).
     """
 
     def advance(fields, x_all, f0, y_train, batch_indices, accumulated, opt_state, bad, start, stop):
@@ -293,7 +358,11 @@ def compiled_advance(spec: StepSpec):
 
 @functools.lru_cache(maxsize=64)
 def compiled_predict(spec: StepSpec):
-    """``predict(fields, x_all, f0, accumulated)``: ``f_t`` on all P points, (R, P, k)."""
+    """``predict(fields, x_all, f0, accumulated)``: ``f_t`` on all P points, (R, P, k).
+
+    Args:
+      spec: the run's [`StepSpec`][infinite_width.limits.adam_limit.step.StepSpec] (cached: one compilation per spec).
+    """
 
     def predict(fields, x_all, f0, accumulated):
         return _predict_rows(spec, fields, x_all, f0, accumulated, jnp.arange(spec.model.points))
@@ -302,6 +371,10 @@ def compiled_predict(spec: StepSpec):
 
 
 def optimizer_state_numbers(optimizer: Optimizer) -> int:
-    """Numbers of optimizer state per gradient entry (optax: Adam's mu and nu, momentum's trace)."""
+    """Numbers of optimizer state per gradient entry (optax: Adam's mu and nu, momentum's trace).
+
+    Args:
+      optimizer: an `infinite_width.optim.Optimizer` (sgd, momentum, adam or sign).
+    """
     return {"sgd": 0, "momentum": 1, "adam": 2, "sign": 0}[optimizer.name]
 
