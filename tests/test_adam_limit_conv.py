@@ -11,6 +11,7 @@ import textwrap
 
 import jax
 import numpy as np
+import optax
 import pytest
 from test_adam_limit_engine import _chi, kernel_descent, run_on_four_cpu_devices
 
@@ -110,7 +111,8 @@ def test_a_learning_rate_schedule_scales_every_steps_update():
     """SGD with a step decay: each step of the limit is CNTK descent at that step's rate (numpy loop here)."""
     x_train, y, x_test = _data(seed=8)
     arch = _conv_arch(2)
-    steps, lr, decay = 8, 3.0, optim.step_decay([3, 6], 0.3)
+    steps, lr = 8, 3.0
+    decay = optax.piecewise_constant_schedule(1.0, {3: 0.3, 6: 0.3})  # the factor: 1, then 0.3, then 0.09
     kernel = np.asarray(kernels.ntk(arch, np.concatenate([x_train, x_test]), x_train), np.float64)
     f = np.zeros((N_TRAIN + N_TEST, 2))
     reference = [f.copy()]
@@ -118,7 +120,7 @@ def test_a_learning_rate_schedule_scales_every_steps_update():
         f = f - lr * decay(t) * kernel @ _chi("mse", f[:N_TRAIN], y)
         reference.append(f.copy())
     reference = np.stack(reference)
-    result = adam_limit.simulate(arch, x_train, y, x_test, optim.sgd(lr, schedule=decay), steps, key=4,
+    result = adam_limit.simulate(arch, x_train, y, x_test, optim.sgd(lambda t: lr * decay(t)), steps, key=4,
                                  samples=2**15, replicas=8)
     mean, stderr = _all(result)
     relative = np.sqrt(np.mean((mean - reference) ** 2) / np.mean(reference[1:] ** 2))
