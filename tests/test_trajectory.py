@@ -372,7 +372,8 @@ def test_identical_solves_of_every_method_compare_equal():
     problem = _tiny_problem()
     arch = iw.mlp(1, out_dim=2)
     cases = [(iw.Finite(4, seeds=2), optim.adam(0.05), dict(batch_size=2)), (iw.Posterior(), None, {}),
-             (iw.AdamLimit(samples=16, replicas=2, rank=None), optim.adam(0.05), {})]
+             (iw.AdamLimit(samples=16, replicas=2, rank=None), optim.adam(0.05), {}),
+             (iw.AdamLimit(samples=16, replicas=2, rank=None, storage_dtype="bfloat16"), optim.adam(0.05), {})]
     for method, optimizer, options in cases:  # (KernelDynamics: test_two_identical_solves_compare_equal)
         a, b = (iw.solve(problem, arch, method, optimizer, steps=3, key=4, progress=False, **options)
                 for _ in range(2))
