@@ -12,14 +12,12 @@
 """
 
 import math
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 from test_adam_limit_independent import HandAdam, _scale_and_error
-from test_adam_limit_memory import MEASURE
+from test_adam_limit_memory import MEASURE, memory_report
 
 from infinite_width import optim
 from infinite_width.architectures import Activation, Architecture, Conv, Dense, GlobalAvgPool
@@ -207,10 +205,6 @@ MEMORY_SCRIPT = MEASURE + textwrap.dedent(
 @pytest.mark.slow
 def test_peak_resident_memory_of_a_conv_run_is_within_a_quarter_of_the_estimate():
     """Two 3x3 conv layers on 4x4x3 images, 400 points, k = 10, M = 16,384, truncated roots with features."""
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    estimate, measured, storage = map(int, out.stdout.split("MEMORY")[1].split())
-    print(f"estimate {estimate / 2**30:.3f} GiB, measured peak {measured / 2**30:.3f} GiB, "
-          f"stored features {storage / 2**30:.3f} GiB")
+    estimate, measured, storage = memory_report(MEMORY_SCRIPT, "stored features")
     assert storage > 0.5 * 2**30  # the stored features dominate: a measurement, not runtime noise
     assert abs(measured - estimate) <= 0.25 * estimate
