@@ -15,9 +15,9 @@ Two modes (docs/theory.md, section 10; results in docs/BENCHMARKS.md, section
   minutes and 12 GB on the 2-core machine.
 * ``cost``: the accuracy-per-cost comparison of ``benchmarks/bench_adam_limit.py``
   (the same reference, distances, fits and resumable partial results; its
-  functions are reused) between the engine and finite conv nets of n channels
+  functions are reused) between the engine and finite conv nets of 32-256 channels
   (centred, per-group rates), on CIFAR-10 pooled to 8 x 8, 500 train + 100 test,
-  full batch, 100 steps.
+  full batch, 100 steps; the engine at M = 512-8,192, the reference 4 calls of 16,384 samples.
 
 * ``pivoting``: the point-block pivoted Cholesky root of ``h^2``'s full-position
   kernel (CIFAR-10 pooled to 8 x 8, 100 images, 6,400 coordinates, 256
@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import platform
 import resource
@@ -81,8 +82,8 @@ from bench_adam_limit_scale import PeakMemory  # noqa: E402
 POOL = {"cifar10": 4, "mnist": 4}
 
 SCALE = dict(n_train=2000, n_test=1000, samples=8192, replicas=4, steps=1000, batch_size=128)
-COST = dict(n_train=500, n_test=100, batch_size=None, steps=100, reference=(4, 2**15, 8),
-            engine_samples=(512, 1024, 2048, 4096, 8192, 16384), widths=(32, 64, 128, 256, 512))
+COST = dict(n_train=500, n_test=100, batch_size=None, steps=100, reference=(4, 2**14, 8),
+            engine_samples=(512, 1024, 2048, 4096, 8192), widths=(32, 64, 128, 256))
 TINY_SCALE = dict(n_train=40, n_test=20, samples=256, replicas=4, steps=20, batch_size=16)
 TINY_COST = dict(n_train=20, n_test=10, batch_size=None, steps=5, reference=(2, 512, 4),
                  engine_samples=(128, 256, 512), widths=(8, 16, 32))
@@ -234,6 +235,9 @@ def main():
     parser.add_argument("--out", default="docs")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    # Each stage of the engine (roots, features, every replica's fields, setup, steps) as it ends, on stderr.
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("infinite_width.limits.adam_limit").setLevel(logging.INFO)
     if args.mode == "scale":
         summary = scale(args, dict(TINY_SCALE if args.tiny else SCALE))
         with open(os.path.join(args.out, "bench_adam_limit_conv_scale.json"), "w") as handle:

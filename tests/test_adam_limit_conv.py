@@ -214,6 +214,28 @@ def test_same_key_gives_identical_predictions_and_storage_and_blocks_change_only
     assert base.memory.parts["storage"] > half.memory.parts["storage"]
 
 
+@pytest.mark.parametrize("depth", [2, 3])
+def test_both_orders_of_the_backward_contraction_draw_the_same_features(depth, monkeypatch):
+    """z^l contracted over positions first or drawn on the positions first: the same stored features."""
+    from infinite_width.limits.adam_limit import conv_fields
+
+    x_train, _, x_test = _data(seed=5)
+    arch, x_all = iw.conv(depth, "relu", (3, 3), W_std=1.3, b_std=0.2, out_dim=3), np.concatenate([x_train, x_test])
+    drawn, chosen = {}, {}
+    for advantage in (0.0, 1e9):  # never / always on the positions
+        monkeypatch.setattr(conv_fields, "GEMM_ADVANTAGE", advantage)
+        sampled = adam_limit.sample_fields(arch, x_all, key=3, samples=256, replicas=2, rank=6, features=6)
+        layout = sampled.model.layout
+        chosen[advantage] = set(conv_fields.z_on_positions(layout, {f"z{l}": 13 for l in layout.z_layers}).values())
+        drawn[advantage] = {name: np.asarray(adam_limit.fields.widen(value)) for name, value in sampled.fields.items()}
+    assert chosen == {0.0: {False}, 1e9: {True}}
+    assert len(layout.z_layers) == depth - 1
+    for name, value in drawn[0.0].items():
+        scale = np.abs(value).max()
+        assert scale > 0, name
+        np.testing.assert_allclose(drawn[1e9][name], value, rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
 def test_solve_with_an_infinite_width_and_adam_runs_the_conv_limit_and_repeats_itself():
     x_train, y, x_test = _data(seed=6)
     problem = iw.Problem(x_train, y, x_test, np.zeros((N_TEST, 2), np.float32))

@@ -16,9 +16,9 @@ Drawing, per replica and block of points (all positions of a point are in
 its block): ``h^1`` exactly from the filter's latent normals and the
 patches (its root ``[W_std_1 patch / sqrt(C |F_1|), b_std_1]``), ``h^l``
 (l >= 2) from their roots ([`conv_roots`][infinite_width.limits.adam_limit.conv_roots]),
-and the ``z^l`` (l < L) never on positions: with ``z^l = R eps``,
-``sum_s w(x, s) z^l(x, s) = (sum_s w(x, s) R(x, s, :)) eps``, which costs
-``2 |S| r`` per weighting, point and sample instead of ``2 |S| r k``. Latent
+and the ``z^l`` (l < L) enter only through position sums: with ``z^l = R eps``,
+``sum_s w(x, s) z^l(x, s)`` is either ``(sum_s w(x, s) R(x, s, :)) eps`` or ``z^l`` drawn on the positions
+and summed against ``w``, whichever is cheaper ([`z_on_positions`][infinite_width.limits.adam_limit.conv_fields.z_on_positions]). Latent
 normals are keyed by (field, replica, column) as in the MLP engine
 ([`fields`][infinite_width.limits.adam_limit.fields]), so a 1 x 1 image with a
 1 x 1 filter draws the MLP engine's samples.
@@ -39,6 +39,7 @@ from infinite_width.limits.adam_limit.conv_roots import shift_positions
 from infinite_width.limits.adam_limit.conv_terms import ConvNet, ConvTerm
 from infinite_width.limits.adam_limit.fields import (
     latent_rows,
+    log_replica,
     narrow,
     replica_latents,
     sharded_zeros,
@@ -47,7 +48,8 @@ from infinite_width.limits.adam_limit.fields import (
 )
 from infinite_width.limits.adam_limit.step import LayoutSizes, contract
 
-__all__ = ["ConvLayout", "conv_layout", "draw_contracted", "ContractedModel", "first_layer_root"]
+__all__ = ["ConvLayout", "conv_layout", "draw_contracted", "ContractedModel", "first_layer_root", "z_on_positions",
+           "GEMM_ADVANTAGE"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,11 +168,13 @@ def draw_contracted(key, layout: ConvLayout, roots_for, first_layer, patch_array
                 else jnp.zeros((layout.out_dim, C), jnp.float32))
         zetas.append(zeta)
         block = _block_points(layout, ranks, block_bytes)
+        on_positions = tuple(sorted(z_on_positions(layout, ranks).items()))
         for start in range(0, P, block):
             stores = _write_features(stores, min(start, P - block), replica, latent, coordinate, first_layer,
                                      patch_array, roots, layout=layout, block=block,
-                                     offsets=tuple(sorted(offsets.items())))
+                                     offsets=tuple(sorted(offsets.items())), on_positions=on_positions)
         del latent, roots
+        log_replica(replica, R, stores)
     fields = dict(stores)
     if layout.zeta:
         stacked = jnp.stack(zetas)
@@ -186,24 +190,63 @@ def _offsets(plan) -> Dict[str, Tuple[int, int]]:
     return offsets
 
 
+GEMM_ADVANTAGE = 5.0
+"""How many times faster per multiply-add one large matrix product (``z^l`` on the positions) runs than the
+two thin contractions over positions, then columns (measured on the 2-core CPU: about 80 against 15
+GMAC/s, docs/BENCHMARKS.md); `z_on_positions` weighs the two orders' counts by it."""
+
+
+def _backward_terms(layout: ConvLayout, layer: int):
+    return [t for t in layout.terms if t.layer == layer and not t.per_output and not t.zeta_scaled]
+
+
+def z_on_positions(layout: ConvLayout, ranks: Dict[str, int]) -> Dict[int, bool]:
+    """``{l: whether the features of layer l's terms contract z^l on the positions}`` (l < L).
+
+    A term's feature ``sum_s w(x, s) z^l_c(x, s)`` with ``z^l = R eps`` can be computed two ways per
+    point and sample (``r`` columns of ``R``, ``t`` weightings of the term, ``k`` outputs): contract the
+    weightings with the root over positions, then with the latent normals (``t r (|S| + k)``
+    multiply-adds, two thin contractions), or draw ``z^l`` on the positions first, one matrix product
+    shared by all of the layer's terms (``|S| k r``, plus ``|S| t k`` per term). The second does more
+    arithmetic but runs it as one large product; it is chosen when its count is below
+    ``GEMM_ADVANTAGE`` times the first's. Both give the same numbers up to float32 summation order.
+
+    Args:
+      layout: the run's [`ConvLayout`][infinite_width.limits.adam_limit.conv_fields.ConvLayout].
+      ranks: columns of each field's root (``{"z<l>": r, ...}``).
+    """
+    S, k, choice = layout.net.positions, layout.out_dim, {}
+    for l in layout.z_layers:
+        terms, r = _backward_terms(layout, l), ranks[f"z{l}"]
+        by_columns = sum(t.taps * r * (S + k) for t in terms)
+        on_positions = S * k * r + sum(S * t.taps * k for t in terms)
+        choice[l] = on_positions <= GEMM_ADVANTAGE * by_columns
+    return choice
+
+
 def _block_points(layout: ConvLayout, ranks: Dict[str, int], budget_bytes: int) -> int:
-    """Points per block of the drawing: its float32 temporaries (fields on positions, weightings, the
-    position sums against the z roots) stay below ``budget_bytes``."""
-    net, C = layout.net, layout.per_replica
+    """Points per block of the drawing: its float32 temporaries (fields on positions, weightings, ``z`` on
+    the positions or the position sums against the z roots) stay below ``budget_bytes``."""
+    net, C, k = layout.net, layout.per_replica, layout.out_dim
     taps = max([t.taps for t in layout.terms if not t.per_output] + [1])
     on_positions = net.positions * C * (4 * net.depth + 2 * taps)
-    contracted = sum(t.taps * C * ranks[f"z{t.layer}"] for t in layout.terms
-                     if t.layer is not None and not t.zeta_scaled)
-    per_point = 4 * (on_positions + 2 * contracted + layout.numbers_per_point * C)
+    backward = 0
+    for l, positions in z_on_positions(layout, ranks).items():
+        if positions:
+            backward += net.positions * k * C
+        else:
+            backward += 2 * sum(t.taps * C * ranks[f"z{l}"] for t in _backward_terms(layout, l))
+    per_point = 4 * (on_positions + backward + layout.numbers_per_point * C)
     return int(max(1, min(layout.points, budget_bytes // max(per_point, 1))))
 
 
-@functools.partial(jax.jit, donate_argnums=(0,), static_argnames=("layout", "block", "offsets"))
+@functools.partial(jax.jit, donate_argnums=(0,), static_argnames=("layout", "block", "offsets", "on_positions"))
 def _write_features(stores, start, replica, latent, coordinate, first_layer, patch_array, roots, *, layout, block,
-                    offsets):
-    """The features of points ``[start, start + block)`` of ``replica`` written into ``stores`` in place."""
-    offsets = dict(offsets)
-    features = _block_features(layout, start, block, latent, coordinate, first_layer, patch_array, roots, offsets)
+                    offsets, on_positions):
+    """The features of points ``[start, start + block)`` of ``replica`` written into ``stores`` in place
+    (``on_positions``: the items of [`z_on_positions`][infinite_width.limits.adam_limit.conv_fields.z_on_positions])."""
+    features = _block_features(layout, start, block, latent, coordinate, first_layer, patch_array, roots,
+                               dict(offsets), dict(on_positions))
     updated = {}
     for name, store in stores.items():
         values = features[name]
@@ -217,7 +260,8 @@ def _rows(array, start, block):
     return jax.lax.dynamic_slice_in_dim(array, start, block, axis=0)
 
 
-def _block_features(layout: ConvLayout, start, block, latent, coordinate, first_layer, patch_array, roots, offsets):
+def _block_features(layout: ConvLayout, start, block, latent, coordinate, first_layer, patch_array, roots, offsets,
+                    on_positions):
     """``{term: (b, taps, [k], C) or (b, C)}`` for the points ``[start, start + block)``."""
     net = layout.net
 
@@ -232,6 +276,8 @@ def _block_features(layout: ConvLayout, start, block, latent, coordinate, first_
     phi = {l: activation_fn(net.activations[l - 1])(value) for l, value in h.items()}
     dphi = {l: jax.jvp(activation_fn(net.activations[l - 1]), (value,), (jnp.ones_like(value),))[1]
             for l, value in h.items()}
+    z = {l: contract("bsj,jkc->bskc", _rows(roots[f"z{l}"], start, block), latent_of(f"z{l}", (layout.out_dim,)))
+         for l, on in on_positions.items() if on}  # z^l on the positions, (b, |S|, k, C)
     features = {}
     for term in layout.terms:
         if term.per_output:
@@ -247,6 +293,8 @@ def _block_features(layout: ConvLayout, start, block, latent, coordinate, first_
             weights = jnp.stack([dphi[l] * shift_positions(phi[l - 1], net, delta) for delta in net.taps(l)], axis=2)
         if term.zeta_scaled:
             features[term.name] = jnp.sum(weights, axis=1) / net.positions  # (b, taps, C)
+        elif l in z:
+            features[term.name] = contract("bstc,bskc->btkc", weights, z[l])
         else:
             by_column = contract("bstc,bsj->btcj", weights, _rows(roots[f"z{l}"], start, block))
             features[term.name] = contract("btcj,jkc->btkc", by_column, latent_of(f"z{l}", (layout.out_dim,)))

@@ -26,6 +26,7 @@ it is the coordinate-wise greedy factorization of the MLP engine.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, Optional
 
@@ -216,32 +217,52 @@ class ConvReplicaRoots:
             roots[name] = residual_root(root.factor, root.pivots, phi)
         return roots
 
-    def _draw(self, name, key, count, roots):
-        """``count`` draws (N, count) of field ``name`` from its root (``h1``: the exact first layer)."""
-        source = self.first_layer if name == "h1" else jnp.asarray(roots[name], jnp.float32)
-        return jnp.matmul(source, jax.random.normal(key, (source.shape[1], count)), precision=HIGHEST)
-
     def _features(self, name, key, roots) -> np.ndarray:
-        """(N, n') features of field ``name``, divided by sqrt(n): ``E[Phi Phi^T]`` is its kernel."""
-        net, n, l = self.net, self.features, int(name[1:])
-        key_h, key_z, key_taps = jax.random.split(key, 3)
-        positions = (-1, net.positions, n)
-        if name[0] == "h":  # K^l = W_l^2 T_l[S^{l-1}] + b_l^2
-            phi = activation_fn(net.activations[l - 2])(self._draw(f"h{l - 1}", key_h, n, roots)).reshape(positions)
-            taps, scale, bias = net.taps(l), net.W_std[l - 1], net.b_std[l - 1]
-            sign = 1
-        else:  # Z^l = W_{l+1}^2 T_{l+1}[Sd^{l+1} Z^{l+1}]
-            h = self._draw(f"h{l + 1}", key_h, n, roots)
-            if l + 1 == net.depth:
-                z = net.W_std[net.depth] / net.positions * jax.random.normal(key_z, (1, n))
-            else:
-                z = self._draw(f"z{l + 1}", key_z, n, roots)
-            dphi = jax.jvp(activation_fn(net.activations[l]), (h,), (jnp.ones_like(h),))[1]
-            phi = (dphi * z).reshape(positions)
-            taps, scale, bias, sign = net.taps(l + 1), net.W_std[l], 0.0, -1
-        omega = jax.random.normal(key_taps, (len(taps), n))
-        total = sum(omega[i] * shift_positions(phi, net, delta, sign) for i, delta in enumerate(taps))
-        values = scale / math.sqrt(len(taps) * n) * np.asarray(total, np.float64).reshape(-1, n)
+        """(N, n') float64 features of field ``name``, divided by sqrt(n): ``E[Phi Phi^T]`` is its kernel."""
+        l = int(name[1:])
+        if name[0] == "h":
+            sources = (self._source(f"h{l - 1}", roots),)
+        else:
+            deeper = (self._source(f"z{l + 1}", roots),) if l + 1 < self.net.depth else ()
+            sources = (self._source(f"h{l + 1}", roots),) + deeper
+        values = np.asarray(_feature_values(self.net, name, self.features, key, sources), np.float64)
+        bias = self.net.b_std[l - 1] if name[0] == "h" else 0.0
         if bias == 0.0:
             return values
         return np.concatenate([values, np.full((values.shape[0], 1), bias)], axis=1)
+
+    def _source(self, name, roots):
+        """The root field ``name`` is drawn from (``h1``: the exact first layer), float32 on the device."""
+        return self.first_layer if name == "h1" else jnp.asarray(roots[name], jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("net", "name", "count"))
+def _feature_values(net: ConvNet, name: str, count: int, key, sources):
+    """(N, count) float32 features of field ``name`` without the bias column (`ConvReplicaRoots`).
+
+    One compiled program per field: drawn eagerly, the tap shifts of (N, count) arrays were each a
+    separate pass over memory and took most of the drawing's time (docs/BENCHMARKS.md).
+    ``sources``: the roots of ``h^{l-1}`` for ``h^l``; of ``h^{l+1}`` (and ``z^{l+1}``, l + 1 < L) for ``z^l``.
+    """
+    l = int(name[1:])
+    key_h, key_z, key_taps = jax.random.split(key, 3)
+    positions = (-1, net.positions, count)
+
+    def draw(root, key):
+        return jnp.matmul(root, jax.random.normal(key, (root.shape[1], count)), precision=HIGHEST)
+
+    if name[0] == "h":  # K^l = W_l^2 T_l[S^{l-1}] + b_l^2
+        phi = activation_fn(net.activations[l - 2])(draw(sources[0], key_h)).reshape(positions)
+        taps, scale, sign = net.taps(l), net.W_std[l - 1], 1
+    else:  # Z^l = W_{l+1}^2 T_{l+1}[Sd^{l+1} Z^{l+1}]
+        h = draw(sources[0], key_h)
+        if l + 1 == net.depth:
+            z = net.W_std[net.depth] / net.positions * jax.random.normal(key_z, (1, count))
+        else:
+            z = draw(sources[1], key_z)
+        dphi = jax.jvp(activation_fn(net.activations[l]), (h,), (jnp.ones_like(h),))[1]
+        phi = (dphi * z).reshape(positions)
+        taps, scale, sign = net.taps(l + 1), net.W_std[l], -1
+    omega = jax.random.normal(key_taps, (len(taps), count))
+    total = sum(omega[i] * shift_positions(phi, net, delta, sign) for i, delta in enumerate(taps))
+    return (scale / math.sqrt(len(taps) * count) * total).reshape(-1, count)

@@ -79,6 +79,7 @@ every host.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from typing import Dict, Optional, Sequence
@@ -98,6 +99,8 @@ from infinite_width.limits.adam_limit.step import StepSpec, compiled_advance, co
 from infinite_width.optim import Optimizer
 
 __all__ = ["simulate", "LimitResult"]
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +195,10 @@ def simulate(
       f0_train: (N, k) initial outputs on the training points (default zero: the centered model f - f_0).
       f0_test: (Nt, k) initial outputs on the test points (default zero).
       record: step numbers in [0, steps] to record (default every step).
-      progress: show a progress bar (on a terminal or in a notebook).
+      progress: show a progress bar of the steps (on a terminal or in a notebook). The stages before the
+        steps (roots, features, each replica's fields) and their times are logged at INFO by the logger
+        ``infinite_width.limits.adam_limit`` (silent unless configured, e.g.
+        ``logging.basicConfig(level=logging.INFO)``), which also works when the output goes to a file.
       devices: jax devices to shard the samples over (default all of ``jax.devices()``); samples per
         replica must be divisible by their number.
       max_memory_bytes: memory available per device, overriding the estimate from the device (or the
@@ -230,6 +236,8 @@ def simulate(
     with precision_scope("float32"):
         spec, inputs, accumulated, opt_state = _step_start(plan, sampled)
         timings["setup"] = time.perf_counter() - wall_start
+        LOGGER.info("setup: %.1f s; %d steps of %d samples to run", timings["setup"], plan.steps,
+                    plan.options.samples)
         trajectory = _run(spec, sampled.fields, inputs, accumulated, opt_state, plan.problem.record_steps,
                           plan.steps, progress, optimizer, timings)
     return _result(trajectory, plan, sampled, timings, wall_start)
@@ -267,6 +275,8 @@ def _run(spec, fields, inputs, accumulated, opt_state, record_steps, steps, prog
                 bad_step = int(_to_host(bad))  # waits for the steps
                 if "first_step_block" not in timings:  # it includes the compilation of the step loop
                     timings["first_step_block"], timings["first_step_block_steps"] = time.perf_counter() - start, stop - t
+                    LOGGER.info("steps: the first %d (with the compilation) took %.1f s", stop - t,
+                                timings["first_step_block"])
                 timings["steps"] += time.perf_counter() - start
                 if bad_step >= 0:
                     _diverged(bad_step, optimizer)
@@ -278,6 +288,8 @@ def _run(spec, fields, inputs, accumulated, opt_state, record_steps, steps, prog
                 timings["predictions"] += time.perf_counter() - start
                 if not np.all(np.isfinite(records[stop])):
                     _diverged(stop, optimizer)
+    LOGGER.info("steps: %.1f s; predictions at %d recorded steps: %.1f s", timings["steps"], len(record_steps),
+                timings["predictions"])
     return np.stack([records[s] for s in record_steps], axis=1)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 from typing import Dict, Optional, Tuple
 
@@ -38,8 +39,11 @@ import numpy as np
 
 from infinite_width.limits.adam_limit.terms import Term
 
-__all__ = ["FieldLayout", "field_layout", "draw_fields", "first_layer_root", "latent_rows", "rows_of_fields",
+__all__ = ["FieldLayout", "field_layout", "draw_fields", "first_layer_root", "latent_rows", "log_replica", "rows_of_fields",
            "LayerValues", "widen", "narrow", "storage_dtype_of", "field_id", "replica_latents", "sharded_zeros", "ZETA_ID"]
+
+LOGGER = logging.getLogger(__name__)
+"""The drawing's progress at INFO (a child of ``infinite_width.limits.adam_limit``; silent by default)."""
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -282,12 +286,29 @@ def draw_fields(key, roots_for, layout: FieldLayout, dtype, *, input_dim: int, r
                                                 block=block, offset=offset, rows=rows, inner=inner)
             offset += rows
         del latent, roots
+        log_replica(replica, R, stores)
     fields = dict(stores)
     if layout.zeta:
         fields["zeta"] = place(jnp.stack(zeta))
     if layout.coordinate:
         fields["coordinate"] = place(jnp.stack(coordinates))
     return fields
+
+
+def log_replica(replica: int, replicas: int, stores) -> None:
+    """Log that ``replica`` of ``replicas`` is drawn (logger ``infinite_width.limits.adam_limit``, INFO).
+
+    Only when that level is enabled does it wait for the replica's writes, so that the time between two
+    lines is the replica's; otherwise the draws stay asynchronous.
+
+    Args:
+      replica: the replica just drawn (0-based).
+      replicas: R, all replicas.
+      stores: the stored arrays written so far.
+    """
+    if LOGGER.isEnabledFor(logging.INFO):
+        jax.block_until_ready(stores)
+        LOGGER.info("fields: replica %d of %d drawn", replica + 1, replicas)
 
 
 def first_layer_root(x_all: np.ndarray, W_std: float, b_std: float) -> np.ndarray:

@@ -19,6 +19,7 @@ it (`infinite_width.limits.adam_limit.step.StepModel`):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Dict, Optional
 
@@ -47,6 +48,8 @@ from infinite_width.limits.adam_limit.step import FieldModel, StepModel
 from infinite_width.limits.adam_limit.terms import layer_scales, limit_terms
 
 __all__ = ["SampledFields", "sample_fields", "mlp_field_roots", "shardings", "SAMPLES_AXIS"]
+
+LOGGER = logging.getLogger(__name__)
 
 SAMPLES_AXIS = "samples"
 """The name of the mesh axis the samples are sharded over."""
@@ -89,11 +92,13 @@ def shardings(devices):
 
 
 def _laps():
-    """A function returning the seconds since its previous call (or since it was made)."""
+    """``lap(stage)``: the seconds since its previous call (or since it was made), logged at INFO as the
+    time of ``stage``."""
     marks = [time.perf_counter()]
 
-    def lap():
+    def lap(stage):
         marks.append(time.perf_counter())
+        LOGGER.info("%s: %.1f s", stage, marks[-1] - marks[-2])
         return marks[-1] - marks[-2]
 
     return lap
@@ -168,16 +173,16 @@ def _sample_mlp(arch, x_all, samples_key, options, readout_only, linear, devices
     W_std, b_std = layer_scales(arch)
     lap = _laps()
     exact = mlp_field_roots(arch, x_all, layout, options.rank, options.features)
-    timings = {"roots": lap()}
+    timings = {"roots": lap("roots")}
     roots_for = ReplicaRoots(exact, first_layer_root(x_all, W_std[0], b_std[0]), options.rank, options.features,
                              W_std, b_std, arch.activations, samples_key, options.replicas)
     del exact
-    timings["features"] = lap()
+    timings["features"] = lap("features")
     with precision_scope("float32"):
         fields = jax.block_until_ready(draw_fields(
             samples_key, roots_for, layout, STORAGE_DTYPES[options.storage_dtype], input_dim=x_all.shape[1],
             readout_scale=W_std[-1], sharding=shardings(devices)[0]))
-    timings["fields"] = lap()
+    timings["fields"] = lap("fields")
     return SampledFields(fields, FieldModel(terms, layout, arch.activations), out_coefficient, roots_for.ranks,
                          roots_for.dropped, timings)
 
@@ -191,15 +196,15 @@ def _sample_conv(layout: ConvLayout, x_all, samples_key, options, readout_only, 
         names = {f"h{l}" for l in layout.h_layers if l >= 2} | {f"z{l}" for l in layout.z_layers}
         roots = conv_field_roots(kernels, names, options.rank, options.features)
         first_layer = conv_first_layer_root(net, kernels.patches)
-        timings = {"roots": lap()}
+        timings = {"roots": lap("roots")}
         roots_for = ConvReplicaRoots(net, roots, first_layer.reshape(-1, first_layer.shape[-1]), options.rank,
                                      options.features, samples_key)
-        timings["features"] = lap()
+        timings["features"] = lap("features")
         fields = jax.block_until_ready(draw_contracted(
             samples_key, layout, _replica_fields(roots_for, names), first_layer, kernels.patches,
             STORAGE_DTYPES[options.storage_dtype], sharding=shardings(devices)[0]))
     # Building each replica's features happens while drawing: their time is counted in "fields".
-    timings["fields"] = lap()
+    timings["fields"] = lap("fields")
     ranks = {name: roots_for.ranks[name] for name in sorted(names)}
     dropped = {name: roots_for.dropped[name] for name in sorted(names)}
     return SampledFields(fields, ContractedModel(layout), out_coefficient, ranks, dropped, timings)
