@@ -346,3 +346,16 @@ def test_an_overflowing_squared_gradient_is_a_divergence_not_a_silent_stall():
                              (iw.mlp(1, "relu", 1.3, 0.2, 2), x_train.reshape(N_TRAIN, -1), x_test.reshape(N_TEST, -1))):
         with pytest.raises(FloatingPointError, match=r"at step 0"):
             adam_limit.simulate(arch, x_tr, 1e30 * y, x_te, optim.adam(0.05), 5, key=0, samples=256, replicas=2)
+
+
+def test_the_stages_before_the_steps_are_logged_as_they_end(caplog):
+    """A long setup reports as it goes (logger ``infinite_width.limits.adam_limit``, INFO), also to a file."""
+    x_train, y, x_test = _data(seed=2)
+    with caplog.at_level("INFO", logger="infinite_width.limits.adam_limit"):
+        adam_limit.simulate(_conv_arch(2), x_train, y, x_test, optim.adam(0.05), 2, key=0, samples=128, replicas=2)
+    messages = [record.getMessage() for record in caplog.records]
+    stages = [m.split(":")[0] for m in messages]
+    assert stages[:3] == ["roots", "features", "fields"]
+    assert "fields: replica 2 of 2 drawn" in messages
+    assert stages.index("setup") < stages.index("steps")
+    assert all(record.name.startswith("infinite_width.limits.adam_limit.") for record in caplog.records)

@@ -20,8 +20,10 @@ def _run(script, out, *extra):
 
 
 @pytest.mark.slow
-def test_sernau_quick_writes_table_verdicts_figures_and_resumes(tmp_path):
+def test_sernau_quick_writes_table_verdicts_figures_and_resumes(tmp_path, capsys):
     # The regimes claims 1 and 3 compare (a subset keeps the test short; the others share these code paths).
+    # The first run is the command line as a user runs it; the report, the resumed run and the combination
+    # call the script's main() in this process, which has compiled their programs already.
     regimes = ["--regimes", "practitioner", "adam_limit", "ntk_descent", "ntk_ridge", "--losses", "cross_entropy", "mse"]
     first = _run("sernau_2024.py", tmp_path, *regimes)
     assert first.returncode == 0, first.stderr
@@ -53,27 +55,24 @@ def test_sernau_quick_writes_table_verdicts_figures_and_resumes(tmp_path):
     # A report of a run still going: an entry with a run missing is left out, nothing is computed.
     missing = next(path for path in saved if path.name.startswith("n120-ntk_ridge-mse-"))
     missing.unlink()
-    second = _run("sernau_2024.py", tmp_path, *regimes, "--finished-only")
-    assert second.returncode == 0, second.stderr
-    assert "not finished yet: n120-ntk_ridge-mse" in second.stdout
+    script, quick = _script("sernau_2024.py"), ["--quick", "--no-progress", "--out", str(tmp_path), *regimes]
+    capsys.readouterr()
+    assert script.main(quick + ["--finished-only"]) == 0
+    assert "not finished yet: n120-ntk_ridge-mse" in capsys.readouterr().out
     assert {path: path.stat().st_mtime_ns for path in saved if path != missing} == {
         path: mtime for path, mtime in mtimes.items() if path != missing}
     assert not missing.exists()
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert len(rows) == len(expected) - 1
     # Resumed: the missing run is recomputed, every other one read back.
-    third = _run("sernau_2024.py", tmp_path, *regimes)
-    assert third.returncode == 0, third.stderr
+    assert script.main(quick) == 0
     assert missing.exists()
     assert {path: path.stat().st_mtime_ns for path in saved if path != missing} == {
         path: mtime for path, mtime in mtimes.items() if path != missing}
     untimed = lambda rows: [{k: v for k, v in row.items() if k != "wall_time_s"} for row in rows]  # noqa: E731
     assert untimed(json.loads((tmp_path / "results.json").read_text())["rows"]) == untimed(results["rows"])
     combined = tmp_path / "combined"
-    fourth = subprocess.run([sys.executable, str(ROOT / "paper_figures" / "sernau_2024.py"), "--combine", str(tmp_path),
-                             str(tmp_path), "--out", str(combined)], capture_output=True, text=True, timeout=600,
-                            cwd=ROOT)
-    assert fourth.returncode == 0, fourth.stderr
+    assert script.main(["--combine", str(tmp_path), str(tmp_path), "--out", str(combined)]) == 0
     assert (combined / "sernau_2024_claim3.pdf").stat().st_size > 500
 
 
