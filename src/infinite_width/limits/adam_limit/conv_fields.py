@@ -167,12 +167,13 @@ def draw_contracted(key, layout: ConvLayout, roots_for, first_layer, patch_array
         zeta = (net.W_std[-1] * latent[offsets["zeta"][0]:offsets["zeta"][1]] if layout.zeta
                 else jnp.zeros((layout.out_dim, C), jnp.float32))
         zetas.append(zeta)
-        block = _block_points(layout, ranks, block_bytes)
-        on_positions = tuple(sorted(z_on_positions(layout, ranks).items()))
+        on_positions = z_on_positions(layout, ranks)
+        block = _block_points(layout, ranks, on_positions, block_bytes)
         for start in range(0, P, block):
             stores = _write_features(stores, min(start, P - block), replica, latent, coordinate, first_layer,
                                      patch_array, roots, layout=layout, block=block,
-                                     offsets=tuple(sorted(offsets.items())), on_positions=on_positions)
+                                     offsets=tuple(sorted(offsets.items())),
+                                     on_positions=tuple(sorted(on_positions.items())))
         del latent, roots
         log_replica(replica, R, stores)
     fields = dict(stores)
@@ -224,19 +225,20 @@ def z_on_positions(layout: ConvLayout, ranks: Dict[str, int]) -> Dict[int, bool]
     return choice
 
 
-def _block_points(layout: ConvLayout, ranks: Dict[str, int], budget_bytes: int) -> int:
+def _block_points(layout: ConvLayout, ranks: Dict[str, int], on_positions: Dict[int, bool], budget_bytes: int) -> int:
     """Points per block of the drawing: its float32 temporaries (fields on positions, weightings, ``z`` on
-    the positions or the position sums against the z roots) stay below ``budget_bytes``."""
+    the positions or the position sums against the z roots, as ``on_positions`` chose) stay below
+    ``budget_bytes``."""
     net, C, k = layout.net, layout.per_replica, layout.out_dim
     taps = max([t.taps for t in layout.terms if not t.per_output] + [1])
-    on_positions = net.positions * C * (4 * net.depth + 2 * taps)
+    forward = net.positions * C * (4 * net.depth + 2 * taps)
     backward = 0
-    for l, positions in z_on_positions(layout, ranks).items():
+    for l, positions in on_positions.items():
         if positions:
             backward += net.positions * k * C
         else:
             backward += 2 * sum(t.taps * C * ranks[f"z{l}"] for t in _backward_terms(layout, l))
-    per_point = 4 * (on_positions + backward + layout.numbers_per_point * C)
+    per_point = 4 * (forward + backward + layout.numbers_per_point * C)
     return int(max(1, min(layout.points, budget_bytes // max(per_point, 1))))
 
 

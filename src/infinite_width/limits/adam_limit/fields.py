@@ -39,8 +39,8 @@ import numpy as np
 
 from infinite_width.limits.adam_limit.terms import Term
 
-__all__ = ["FieldLayout", "field_layout", "draw_fields", "first_layer_root", "latent_rows", "log_replica", "rows_of_fields",
-           "LayerValues", "widen", "narrow", "storage_dtype_of", "field_id", "replica_latents", "sharded_zeros", "ZETA_ID"]
+__all__ = ["FieldLayout", "field_layout", "draw_fields", "first_layer_root", "latent_rows", "log_replica",
+           "rows_of_fields", "LayerValues", "widen", "narrow", "storage_dtype_of", "field_id", "replica_latents", "sharded_zeros", "ZETA_ID"]
 
 LOGGER = logging.getLogger(__name__)
 """The drawing's progress at INFO (a child of ``infinite_width.limits.adam_limit``; silent by default)."""
