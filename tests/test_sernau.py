@@ -121,8 +121,10 @@ def test_claims_read_the_paired_intervals():
 def test_the_conv_adam_limit_entry_runs_and_bad_configurations_are_named(tmp_path):
     images = iw.datasets.load("digits", n_train=20, n_test=20, seed=0, flatten=False)
     split = Split.from_test_rows(pooled_problem(images, 2), 10)
-    entries, notes = sernau.run({20: split}, _config(arch="conv2", regimes=("adam_limit",), n_train=(20,)), tmp_path,
-                                progress=False)
+    # One learning rate (bounds at it, so no extension): the entry's path, not the tuning, is under test here.
+    config = _config(arch="conv2", regimes=("adam_limit",), n_train=(20,),
+                     grids=(("adam_limit", Grid((0.03,), 3.0, 0.03, 0.03)),))
+    entries, notes = sernau.run({20: split}, config, tmp_path, progress=False)
     # The library has the conv limit (AdamLimit accepts conv2), so the entry runs instead of leaving a note.
     iw.AdamLimit().check(sernau.ARCHITECTURES["conv2"].build(10), optim.adam(1e-3), False, 20)
     assert notes == [] and [entry["regime"] for entry in entries] == ["adam_limit"]
