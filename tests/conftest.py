@@ -1,10 +1,8 @@
-"""Shared test fixtures, and one jax compilation cache for the whole test session."""
+"""Shared test fixtures, and one jax compilation cache for the test sessions of this checkout."""
 
 import io
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,29 +19,50 @@ def shared_datasets() -> Path:
 
 
 # Most of the suite's time is XLA compilation, and the same programs are compiled again by every xdist
-# worker and every subprocess (the demo, the paper-figure scripts) and by new jit wrappers of the same
-# computation. jax's persistent cache keys an executable by the computation itself, its compile options
-# and the jax/jaxlib versions, so a hit is the program that would have been compiled; the directory is
-# new for every session and removed after it, so nothing from another checkout or jax can be read.
+# worker, every subprocess (the demo, the paper-figure scripts) and every later run of the suite. jax's
+# persistent cache keys an executable by the computation itself, its compile options and the jax/jaxlib
+# versions, so a hit is the program that would have been compiled: one directory in the checkout, kept
+# between runs, makes a second run of the suite about 3x faster (docs/BENCHMARKS.md, "The test suite").
+# Its sub-folder is named after the machine's CPU features and the versions, so that a checkout on a shared
+# disk never loads code compiled for another processor.
+CACHE_ROOT = Path(__file__).resolve().parents[1] / ".jax-test-cache"
 _CACHE_SETTINGS = {  # environment variable: (value, type of the jax option), for every setting but the directory
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": ("0", float),  # default 1 s: most test programs compile faster
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": ("0", int),
+    "JAX_COMPILATION_CACHE_MAX_SIZE": (str(2**30), int),  # least recently used entries go beyond 1 GiB
 }
-_SESSION_CACHE_OWNER = "INFINITE_WIDTH_TEST_CACHE_OWNER"
+_CONFIGURED = "INFINITE_WIDTH_TEST_CACHE_CONFIGURED"
+
+
+def cache_directory() -> Path:
+    """``CACHE_ROOT / <tag>``: the tag hashes the CPU's features, the platform and the jax/jaxlib versions."""
+    import hashlib
+    import platform
+    from importlib.metadata import version
+
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    described = "|".join([platform.machine(), platform.processor(), flags.strip(), version("jax"), version("jaxlib")])
+    return CACHE_ROOT / hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
 def pytest_configure(config):
     """Point jax (here, in xdist workers and in subprocesses, which inherit the environment) at one cache.
 
-    The controlling process creates the directory; workers find it in the environment they inherit.
-    ``INFINITE_WIDTH_TEST_COMPILATION_CACHE=0`` runs without it (to time the suite, or to rule it out).
+    ``INFINITE_WIDTH_TEST_COMPILATION_CACHE=0`` runs without it (to rule it out), and
+    ``INFINITE_WIDTH_TEST_COMPILATION_CACHE=DIR`` uses DIR instead (an empty DIR times a first run).
     """
-    if os.environ.get("INFINITE_WIDTH_TEST_COMPILATION_CACHE") == "0":
+    choice = os.environ.get("INFINITE_WIDTH_TEST_COMPILATION_CACHE")
+    if choice == "0":
         return
-    if os.environ.get(_SESSION_CACHE_OWNER) is None:
-        directory = tempfile.mkdtemp(prefix="infinite_width-jax-cache-")
-        os.environ[_SESSION_CACHE_OWNER] = str(os.getpid())
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+    if os.environ.get(_CONFIGURED) is None:  # the controlling process; workers inherit its environment
+        directory = Path(choice) if choice else cache_directory()
+        directory.mkdir(parents=True, exist_ok=True)
+        os.environ[_CONFIGURED] = "1"
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(directory)
         os.environ.update({name: value for name, (value, _) in _CACHE_SETTINGS.items()})
     if "jax" in sys.modules:  # imported before this hook: its configuration has read the environment already
         import jax
@@ -51,12 +70,6 @@ def pytest_configure(config):
         jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
         for name, (_, kind) in _CACHE_SETTINGS.items():
             jax.config.update(name.lower(), kind(os.environ[name]))
-
-
-def pytest_unconfigure(config):
-    if os.environ.get(_SESSION_CACHE_OWNER) == str(os.getpid()):
-        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
-        del os.environ[_SESSION_CACHE_OWNER]
 
 
 class TerminalStream(io.StringIO):

@@ -1,41 +1,48 @@
-"""The test session's jax compilation cache (tests/conftest.py): one new directory, shared with subprocesses."""
+"""The suite's jax compilation cache (tests/conftest.py): one directory per machine and jax in the checkout,
+shared with subprocesses and kept between runs."""
 
 import json
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.skipif(os.environ.get("INFINITE_WIDTH_TEST_COMPILATION_CACHE") == "0",
-                                reason="INFINITE_WIDTH_TEST_COMPILATION_CACHE=0 switched the cache off")
+from conftest import CACHE_ROOT, cache_directory
 
-PROGRAM = "lambda x: jnp.tanh(x @ x.T) * 3.0 - x.sum()"
-SUBPROCESS = f"""
+pytestmark = pytest.mark.skipif(os.environ.get("INFINITE_WIDTH_TEST_COMPILATION_CACHE") is not None,
+                                reason="INFINITE_WIDTH_TEST_COMPILATION_CACHE chose another directory or none")
+
+PROGRAM = "lambda x: jnp.tanh(x @ x.T) * 3.0 - x.sum() + {offset}"
+SUBPROCESS = """
 import json, os
 import jax, jax.numpy as jnp, numpy as np
 x = jnp.asarray(np.arange(12.0, dtype=np.float32).reshape(3, 4) / 10)
-value = jax.jit({PROGRAM})(x)
+value = jax.jit({program})(x)
 print(json.dumps({{"directory": jax.config.jax_compilation_cache_dir, "value": np.asarray(value).tolist()}}))
 """
 
 
-def test_the_session_cache_is_a_new_directory_that_subprocesses_share():
-    directory = Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
-    assert jax.config.jax_compilation_cache_dir == str(directory)
-    # created for this session (and removed after it), so no other checkout's or jax's entries are in it
-    assert directory.parent == Path(tempfile.gettempdir()) and directory.name.startswith("infinite_width-jax-cache-")
+def test_the_cache_is_one_directory_of_the_checkout_per_machine_that_subprocesses_share():
+    directory = cache_directory()
+    assert jax.config.jax_compilation_cache_dir == str(directory) == os.environ["JAX_COMPILATION_CACHE_DIR"]
+    assert directory.parent == CACHE_ROOT and len(directory.name) == 16
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0  # small test programs are cached too
+    assert jax.config.jax_compilation_cache_max_size == 2**30  # bounded: old entries are evicted
+    # A program no other run compiled (a new constant): this process writes it, a fresh interpreter reads it.
+    program = PROGRAM.format(offset=int.from_bytes(os.urandom(3), "little") / 8.0)
+    before = set(directory.glob("*-cache"))
     x = jnp.asarray(np.arange(12.0, dtype=np.float32).reshape(3, 4) / 10)
-    here = np.asarray(jax.jit(eval(PROGRAM))(x))
-    assert any(directory.iterdir())
-    result = subprocess.run([sys.executable, "-c", SUBPROCESS], capture_output=True, text=True, timeout=120)
+    here = np.asarray(jax.jit(eval(program))(x))
+    written = set(directory.glob("*-cache")) - before
+    assert len(written) == 1
+    result = subprocess.run([sys.executable, "-c", SUBPROCESS.format(program=program)], capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["directory"] == str(directory)
     np.testing.assert_array_equal(np.asarray(report["value"], np.float32), here)
+    assert set(directory.glob("*-cache")) - before == written  # the subprocess hit the entry, wrote none
