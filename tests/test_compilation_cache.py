@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import CACHE_ROOT, cache_directory
+from conftest import CACHE_ROOT, cache_directory, prune
 
 pytestmark = pytest.mark.skipif(os.environ.get("INFINITE_WIDTH_TEST_COMPILATION_CACHE") is not None,
                                 reason="INFINITE_WIDTH_TEST_COMPILATION_CACHE chose another directory or none")
@@ -31,7 +31,7 @@ def test_the_cache_is_one_directory_of_the_checkout_per_machine_that_subprocesse
     assert jax.config.jax_compilation_cache_dir == str(directory) == os.environ["JAX_COMPILATION_CACHE_DIR"]
     assert directory.parent == CACHE_ROOT and len(directory.name) == 16
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0  # small test programs are cached too
-    assert jax.config.jax_compilation_cache_max_size == 2**30  # bounded: old entries are evicted
+    assert jax.config.jax_compilation_cache_max_size == -1  # jax's cap re-reads every entry on every write
     # A program no other run compiled (a new constant): this process writes it, a fresh interpreter reads it.
     program = PROGRAM.format(offset=int.from_bytes(os.urandom(3), "little") / 8.0)
     before = set(directory.glob("*-cache"))
@@ -46,3 +46,14 @@ def test_the_cache_is_one_directory_of_the_checkout_per_machine_that_subprocesse
     assert report["directory"] == str(directory)
     np.testing.assert_array_equal(np.asarray(report["value"], np.float32), here)
     assert set(directory.glob("*-cache")) - before == written  # the subprocess hit the entry, wrote none
+
+
+def test_prune_deletes_the_oldest_entries_down_to_half_only_when_over_the_bound(tmp_path):
+    for age in range(10):  # entry 0 is the oldest
+        path = tmp_path / f"entry{age}-cache"
+        path.write_bytes(b"x" * 100)
+        os.utime(path, ns=(10**18 + age * 10**9, 10**18 + age * 10**9))
+    assert prune(tmp_path, max_bytes=1000) == []  # 1,000 bytes: not over the bound
+    deleted = prune(tmp_path, max_bytes=900)
+    assert [path.name for path in deleted] == [f"entry{age}-cache" for age in range(6)]  # down to 400 <= 450
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"entry{age}-cache" for age in range(6, 10)]
