@@ -16,12 +16,15 @@ from conftest import CACHE_ROOT, cache_directory, prune
 pytestmark = pytest.mark.skipif(os.environ.get("INFINITE_WIDTH_TEST_COMPILATION_CACHE") is not None,
                                 reason="INFINITE_WIDTH_TEST_COMPILATION_CACHE chose another directory or none")
 
-PROGRAM = "lambda x: jnp.tanh(x @ x.T) * 3.0 - x.sum() + {offset}"
+# A function of its own name (the cache file is named after it) and constant, so that no other run or
+# xdist worker compiles it.
+PROGRAM = "def {name}(x):\n    return jnp.tanh(x @ x.T) * 3.0 - x.sum() + {offset}\n"
 SUBPROCESS = """
 import json, os
 import jax, jax.numpy as jnp, numpy as np
 x = jnp.asarray(np.arange(12.0, dtype=np.float32).reshape(3, 4) / 10)
-value = jax.jit({program})(x)
+{program}
+value = jax.jit({name})(x)
 print(json.dumps({{"directory": jax.config.jax_compilation_cache_dir, "value": np.asarray(value).tolist()}}))
 """
 
@@ -33,19 +36,21 @@ def test_the_cache_is_one_directory_of_the_checkout_per_machine_that_subprocesse
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0  # small test programs are cached too
     assert jax.config.jax_compilation_cache_max_size == -1  # jax's cap re-reads every entry on every write
     # A program no other run compiled (a new constant): this process writes it, a fresh interpreter reads it.
-    program = PROGRAM.format(offset=int.from_bytes(os.urandom(3), "little") / 8.0)
-    before = set(directory.glob("*-cache"))
+    token = os.urandom(6).hex()
+    name, program = f"probe_{token}", PROGRAM.format(name=f"probe_{token}", offset=int(token[:4], 16) / 8.0)
+    namespace = {"jnp": jnp}
+    exec(program, namespace)
     x = jnp.asarray(np.arange(12.0, dtype=np.float32).reshape(3, 4) / 10)
-    here = np.asarray(jax.jit(eval(program))(x))
-    written = set(directory.glob("*-cache")) - before
+    here = np.asarray(jax.jit(namespace[name])(x))
+    written = set(directory.glob(f"jit_{name}-*-cache"))
     assert len(written) == 1
-    result = subprocess.run([sys.executable, "-c", SUBPROCESS.format(program=program)], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", SUBPROCESS.format(program=program, name=name)],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["directory"] == str(directory)
     np.testing.assert_array_equal(np.asarray(report["value"], np.float32), here)
-    assert set(directory.glob("*-cache")) - before == written  # the subprocess hit the entry, wrote none
+    assert set(directory.glob(f"jit_{name}-*-cache")) == written  # the subprocess hit the entry, wrote none
 
 
 def test_prune_deletes_the_oldest_entries_down_to_half_only_when_over_the_bound(tmp_path):
