@@ -483,7 +483,8 @@ def _batch_prediction(spec: StepSpec, drawn: Drawn):
 
     def predict_for(batch_size):
         layout = dataclasses.replace(drawn.layout, points=batch_size)
-        return compiled_predict(dataclasses.replace(spec, layout=layout, block_rows=min(spec.block_rows, batch_size)))
+        return compiled_predict(dataclasses.replace(spec, model=dataclasses.replace(spec.model, layout=layout),
+                                                    block_rows=min(spec.block_rows, batch_size)))
 
     cache = {}
 
