@@ -26,7 +26,7 @@ def shared_datasets() -> Path:
 # Its sub-folder is named after the machine's CPU features and the versions, so that a checkout on a shared
 # disk never loads code compiled for another processor. jax's own size cap is not used: with it, every
 # write reads every entry's access time under a file lock (O(entries) per write; the suite writes ~6,000
-# entries, and a first run took 1.5x longer), so the oldest entries are pruned once per session instead.
+# entries, and a first run took 1.6x longer), so the oldest entries are pruned once per session instead.
 CACHE_ROOT = Path(__file__).resolve().parents[1] / ".jax-test-cache"
 CACHE_MAX_BYTES = 2**30
 _CACHE_SETTINGS = {  # environment variable: (value, type of the jax option), for every setting but the directory
@@ -54,8 +54,8 @@ def cache_directory() -> Path:
 def prune(directory: Path, max_bytes: int = CACHE_MAX_BYTES) -> list:
     """Delete the oldest written entries of ``directory`` until it holds at most half of ``max_bytes``,
     if it holds more than ``max_bytes``; the deleted paths."""
-    entries = sorted((path.stat().st_mtime_ns, path.stat().st_size, path) for path in directory.iterdir()
-                     if path.is_file())
+    stats = ((path, path.stat()) for path in directory.iterdir() if path.is_file())
+    entries = sorted((stat.st_mtime_ns, stat.st_size, path) for path, stat in stats)
     total = sum(size for _, size, _ in entries)
     deleted = []
     if total <= max_bytes:

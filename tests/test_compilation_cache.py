@@ -37,7 +37,8 @@ def test_the_cache_is_one_directory_of_the_checkout_per_machine_that_subprocesse
     assert jax.config.jax_compilation_cache_max_size == -1  # jax's cap re-reads every entry on every write
     # A program no other run compiled (a new constant): this process writes it, a fresh interpreter reads it.
     token = os.urandom(6).hex()
-    name, program = f"probe_{token}", PROGRAM.format(name=f"probe_{token}", offset=int(token[:4], 16) / 8.0)
+    name = f"probe_{token}"
+    program = PROGRAM.format(name=name, offset=int(token[:4], 16) / 8.0)
     namespace = {"jnp": jnp}
     exec(program, namespace)
     x = jnp.asarray(np.arange(12.0, dtype=np.float32).reshape(3, 4) / 10)
